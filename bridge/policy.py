@@ -1145,10 +1145,12 @@ class PolicyEngine:
         if filt.deny is not None and filt.deny.match(folded) is not None:
             hit = next(g for g in p.instances_deny if fnmatch.fnmatchcase(folded, _fold(g)))
             return False, f"instance {instance!r} matches instances.deny glob {hit!r}"
-        return True, (
-            f"from {_fmt(p.from_vlans)}, to {_fmt(p.to_vlans)}, services {_fmt(p.services)}, "
-            f"instances.allow {list(p.instances_allow)}"
-        )
+        how = f"from {_fmt(p.from_vlans)}, to {_fmt(p.to_vlans)}, services {_fmt(p.services)}"
+        if p.instances_allow != (ANY,):
+            how += f", instances.allow {list(p.instances_allow)}"
+        if p.instances_deny:
+            how += f", instances.deny {list(p.instances_deny)}"
+        return True, how
 
     def _why(self, view: str, vlan: str, stype: str, instance: str | None) -> list[str]:
         lines: list[str] = []
