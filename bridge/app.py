@@ -1,0 +1,173 @@
+"""Builds the components from a Config, wires their events, owns the tasks, reload and shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Mapping
+from typing import Any
+
+from . import const
+from .config import ALL_VIEW, Config
+from .dnsfront.ondemand import OnDemand
+from .dnsfront.resolver import Resolver, View, Zones
+from .dnsfront.server import DnsServer, Listener, view_by_address
+from .mdns.browser import Browser
+from .mdns.ingest import Ingest
+from .mdns.links import Links
+from .mdns.transport import MdnsTransport
+from .policy import PolicyEngine, PolicyError, default_engine, load_policy_dir
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+
+class Gateway:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.store = Store(config.max_records)
+        self.links = Links(config.vlans)
+        self.transport = MdnsTransport(self._on_mdns)
+        self.ingest = Ingest(self.store, self.links)
+        self.browser = Browser(self.store, self.links, self.transport.send)
+        self.resolver = Resolver(self.store, self._zones(), config.dns.max_ttl,
+                                 config.dns.negative_ttl)
+        self.ondemand = OnDemand(self.store, self.browser.ask, config.dns.ondemand_timeout)
+        self.server = DnsServer(self.resolver, self.ondemand,
+                                view_by_address(self.links.vlan_of_address,
+                                                config.dns.default_view))
+        self.engine: PolicyEngine = default_engine(config.vlans)
+        self.policy_error: str | None = None
+        self.extra_collectors: list[Any] = []  # metrics of optional components (chrony, ...)
+        self.http: Any = None
+        self.store.listeners.append(lambda vlan, name, rdtype: self.server.invalidate_vlan(vlan))
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._tick_handle: asyncio.TimerHandle | None = None
+        self.ready = asyncio.Event()
+        self.stopping = asyncio.Event()
+
+    # --- policy --------------------------------------------------------------------------
+
+    def load_policies(self) -> bool:
+        """(Re)load the policy directory; a bad set is rejected and the last good one stays."""
+        path = self.config.policies
+        if path is None:
+            self.apply_engine(default_engine(self.config.vlans))
+            return True
+        try:
+            policies = load_policy_dir(path, self.config.vlans) if path.exists() else []
+        except PolicyError as exc:
+            self.policy_error = str(exc)
+            log.error("policies rejected, keeping the previous set:\n%s", exc)
+            return False
+        self.policy_error = None
+        self.apply_engine(PolicyEngine(policies, self.config.vlans))
+        log.info("policies loaded: %d from %s", len(policies), path)
+        return True
+
+    def apply_engine(self, engine: PolicyEngine) -> None:
+        self.engine = engine
+        self.server.set_views(self.views(engine))
+
+    def views(self, engine: PolicyEngine) -> Mapping[str, View]:
+        views = {name: View(name, name, engine.view(name)) for name in self.config.vlans}
+        views[ALL_VIEW] = View(ALL_VIEW, None, engine.view(ALL_VIEW))
+        return views
+
+    # --- wiring --------------------------------------------------------------------------
+
+    def _zones(self) -> Zones:
+        domains = {name: v.domain for name, v in self.config.vlans.items()}
+        subnets = {name: link.subnets for name, link in self.links.by_vlan.items()}
+        return Zones(domains, self.config.dns.browse_domain, subnets)
+
+    def _on_mdns(self, data: bytes, src: str, port: int, ifindex: int, family: int) -> None:
+        assert self._loop is not None
+        self.ingest.handle(data, src, port, ifindex, family, self._loop.time())
+
+    def _wake_browser(self) -> None:
+        if self._tick_handle is None and self._loop is not None:
+            self._tick_handle = self._loop.call_later(0.02, self._browser_tick)
+
+    def _browser_tick(self) -> None:
+        self._tick_handle = None
+        assert self._loop is not None
+        try:
+            self.browser.tick(self._loop.time())
+        except Exception:
+            log.exception("browser tick failed")
+
+    def refresh_links(self) -> None:
+        assert self._loop is not None
+        joins, gone = self.links.refresh()
+        for link in gone:
+            self.transport.forget(link.ifindex)
+        for link in joins:
+            if link.up:
+                self.transport.join(link.ifindex, link.has_v4, link.has_v6)
+                self.browser.start_vlan(link.vlan, self._loop.time())
+        if joins or gone:
+            self.resolver.zones = self._zones()
+            self.server.addresses_changed()
+            self.server.set_views(self.server.views)
+
+    async def _every(self, interval: float, fn: object, name: str) -> None:
+        assert self._loop is not None
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                fn()  # type: ignore[operator]
+            except Exception:  # a periodic job must survive its own bugs
+                log.exception("%s failed", name)
+
+    # --- life cycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = self._loop = asyncio.get_running_loop()
+        self.browser.wake = self._wake_browser
+        self.load_policies()
+        self.transport.start(loop)
+        self.refresh_links()
+        listeners = [Listener(a, None) for a in self.config.dns.listen]
+        listeners += [Listener(a, view) for view, addrs in self.config.dns.view_listeners.items()
+                      for a in addrs]
+        await self.server.start(listeners)
+        self._tasks = [
+            asyncio.create_task(self._every(const.STORE_SWEEP_INTERVAL,
+                                            lambda: self.store.sweep(loop.time()), "sweep")),
+            asyncio.create_task(self._every(const.MDNS_REFRESH_TICK, self._browser_tick,
+                                            "browse")),
+            asyncio.create_task(self._every(const.IFACE_RESCAN_INTERVAL, self.refresh_links,
+                                            "link scan")),
+        ]
+        if self.config.http.listen is not None:
+            from .http import HttpSurface
+
+            self.http = HttpSurface(self)
+            await self.http.start(self.config.http.listen)
+        self.ready.set()
+        log.info("mdns-gateway ready: %d VLAN(s): %s", len(self.config.vlans),
+                 ", ".join(f"{n} on {v.interface}" for n, v in self.config.vlans.items()) or "-")
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.http is not None:
+            await self.http.stop()
+        await self.server.close()
+        self.transport.close()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, self.load_policies)
+        await self.start()
+        try:
+            await self.stopping.wait()
+        finally:
+            log.info("shutting down")
+            await self.stop()

@@ -1,0 +1,127 @@
+"""Command line: argv, logging, exit codes. Calls config and app, nothing else."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from . import __version__, config, logutil
+
+log = logging.getLogger("bridge")
+
+EXIT_OK = 0
+EXIT_INVALID = 1  # the configuration or policies are invalid
+EXIT_USAGE = 2  # argparse's own code for bad arguments
+
+
+def _load(path: str | None) -> config.Config:
+    return config.load(path) if path else config.embedded_default()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .app import Gateway
+
+    try:
+        cfg = _load(args.config)
+    except config.ConfigError as exc:
+        print(f"mdns-gateway: invalid configuration:\n{exc}", file=sys.stderr)
+        return EXIT_INVALID
+    if not cfg.vlans:
+        log.warning("no VLANs: no usable interface found and none configured")
+    try:
+        asyncio.run(Gateway(cfg).run())
+    except OSError as exc:
+        print(f"mdns-gateway: cannot start: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .policy import PolicyError, load_policy_dir
+
+    try:
+        cfg = _load(args.config)
+    except config.ConfigError as exc:
+        print(f"invalid configuration:\n{exc}", file=sys.stderr)
+        return EXIT_INVALID
+    count = 0
+    if cfg.policies is not None:
+        if not cfg.policies.is_dir():
+            print(f"{cfg.source}: policies: {cfg.policies} is not a directory; fix: create it "
+                  "or remove the key", file=sys.stderr)
+            return EXIT_INVALID
+        try:
+            count = len(load_policy_dir(cfg.policies, cfg.vlans))
+        except PolicyError as exc:
+            print(f"invalid policies:\n{exc}", file=sys.stderr)
+            return EXIT_INVALID
+    print(f"{cfg.source}: OK: {len(cfg.vlans)} VLAN(s) "
+          f"({', '.join(cfg.vlans) or '-'}), {count} policy resource(s)")
+    return EXIT_OK
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from .policy import PolicyEngine, PolicyError, load_policy_dir
+
+    try:
+        cfg = _load(args.config)
+        policies = load_policy_dir(cfg.policies, cfg.vlans) if cfg.policies else []
+    except (config.ConfigError, PolicyError) as exc:
+        print(f"invalid configuration or policies:\n{exc}", file=sys.stderr)
+        return EXIT_INVALID
+    for name, key in ((args.view, "--view"), (args.vlan, "--vlan")):
+        if name not in cfg.vlans and not (key == "--view" and name == config.ALL_VIEW):
+            print(f"{key} {name}: not a configured VLAN; use one of {', '.join(cfg.vlans)}",
+                  file=sys.stderr)
+            return EXIT_USAGE
+    engine = PolicyEngine(policies, cfg.vlans)
+    try:
+        print(engine.explain(args.view, args.vlan, args.service))
+    except ValueError as exc:
+        print(f"{args.service}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mdns-gateway",
+        description="mDNS / DNS-SD gateway for routers: per-VLAN policy, unicast DNS "
+                    "discovery proxy (RFC 8766), reflector, chrony advertiser.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", "-c", metavar="FILE",
+                       help="YAML configuration (default: the embedded default: every up, "
+                            "multicast interface is a VLAN; DNS on 127.0.0.1/::1 port 5300)")
+        p.add_argument("--log-level", default="info",
+                       choices=["debug", "info", "warning", "error"], help="default: info")
+
+    p = sub.add_parser("run", help="run the gateway in the foreground")
+    common(p)
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("check", help="validate the configuration and policies, then exit")
+    common(p)
+    p.set_defaults(func=cmd_check)
+    p = sub.add_parser("explain", help="which policy lets a view see a service, and why")
+    common(p)
+    p.add_argument("--view", required=True, help="the client VLAN asking (or '*')")
+    p.add_argument("--vlan", required=True, help="the VLAN the service lives on")
+    p.add_argument("service", help="a service type (_ipp._tcp) or instance "
+                                   "('My Printer._ipp._tcp')")
+    p.set_defaults(func=cmd_explain)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logutil.setup(args.log_level)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,319 @@
+"""YAML configuration -> frozen, typed Config. Every error names the file, the key and the fix.
+
+Runtime code never reads files or the environment: it gets a Config. The embedded default
+(no --config) turns every up, multicast-capable, non-loopback interface into a VLAN.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dns.name
+import yaml
+
+from . import const
+from .interfaces import list_interfaces
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = tuple[str, int]  # (host, port)
+
+_VLAN_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+ALL_VIEW = "*"
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message lists every problem with its key and fix."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True, slots=True)
+class VlanConfig:
+    name: str
+    interface: str
+    domain: dns.name.Name  # the VLAN's wide-area DNS-SD domain, e.g. trusted.home.arpa.
+    subnets: tuple[IPNetwork, ...] = ()  # empty: the interface's own prefixes, read at run time
+
+
+@dataclass(frozen=True, slots=True)
+class DnsConfig:
+    listen: tuple[Address, ...] = (("127.0.0.1", const.DNS_DEFAULT_PORT),)
+    view_listeners: Mapping[str, tuple[Address, ...]] = field(default_factory=dict)
+    browse_domain: dns.name.Name = dns.name.from_text("home.arpa.")
+    max_ttl: int = const.DNS_MAX_TTL  # s; answers carry min(remaining mDNS TTL, this)
+    negative_ttl: int = const.DNS_NEGATIVE_TTL  # s; TTL of the SOA in NXDOMAIN/NODATA
+    default_view: str | None = None  # view for clients outside every VLAN subnet; None: REFUSED
+    ondemand_timeout: float = const.DNS_ONDEMAND_TIMEOUT  # s; cache-miss wait for mDNS answers
+
+
+@dataclass(frozen=True, slots=True)
+class HttpConfig:
+    listen: Address | None = ("127.0.0.1", 9353)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    vlans: Mapping[str, VlanConfig]
+    dns: DnsConfig = DnsConfig()
+    http: HttpConfig = HttpConfig()
+    policies: Path | None = None
+    max_records: int = const.STORE_MAX_RECORDS
+    source: str = "<embedded default>"
+
+
+# --- loading -------------------------------------------------------------------------------
+
+
+def load(path: str | Path) -> Config:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{p}: cannot read: {exc.strerror}; fix: check the --config path"]) \
+            from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        raise ConfigError([f"{p}:{where}: not valid YAML ({getattr(exc, 'problem', exc)});"
+                           " fix: correct the syntax"]) from None
+    return from_dict(data if data is not None else {}, str(p), base=p.parent)
+
+
+def embedded_default() -> Config:
+    """Every up, multicast, non-loopback interface as a VLAN; DNS on loopback port 5300."""
+    vlans: dict[str, VlanConfig] = {}
+    for iface in list_interfaces():
+        if not iface.usable:
+            continue
+        name = _vlan_name_from(iface.name)
+        vlans[name] = VlanConfig(name, iface.name, dns.name.from_text(f"{name}.home.arpa."))
+    port = const.DNS_DEFAULT_PORT
+    return Config(
+        vlans=vlans,
+        dns=DnsConfig(listen=(("127.0.0.1", port), ("::1", port)), default_view=ALL_VIEW),
+    )
+
+
+def _vlan_name_from(ifname: str) -> str:
+    name = re.sub(r"[^a-z0-9-]", "-", ifname.lower()).strip("-") or "vlan"
+    return name[:63]
+
+
+_TOP_KEYS = {"vlans", "dns", "http", "policies", "cache"}
+_DNS_KEYS = {"listen", "view_listeners", "browse_domain", "max_ttl", "negative_ttl",
+             "default_view", "ondemand_timeout"}
+_VLAN_KEYS = {"interface", "domain", "subnets"}
+
+
+def from_dict(data: Any, source: str, base: Path | None = None) -> Config:
+    problems: list[str] = []
+
+    def bad(key: str, problem: str, fix: str) -> None:
+        problems.append(f"{source}: {key}: {problem}; fix: {fix}")
+
+    if not isinstance(data, dict):
+        raise ConfigError([f"{source}: top level: expected a mapping, got "
+                           f"{type(data).__name__}; fix: start with 'vlans:'"])
+    for key in sorted(set(data) - _TOP_KEYS):
+        bad(str(key), "unknown key", f"use one of {', '.join(sorted(_TOP_KEYS))}")
+
+    vlans: dict[str, VlanConfig] = {}
+    raw_vlans = data.get("vlans")
+    if not isinstance(raw_vlans, dict) or not raw_vlans:
+        bad("vlans", "missing or empty", "add e.g. 'vlans: {trusted: {interface: br10, "
+            "domain: trusted.home.arpa.}}'")
+        raw_vlans = {}
+    seen_if: dict[str, str] = {}
+    for name, spec in raw_vlans.items():
+        key = f"vlans.{name}"
+        if not isinstance(name, str) or not _VLAN_NAME.match(name):
+            bad(key, "VLAN names are lower-case letters, digits and '-'", "rename the VLAN")
+            continue
+        if name == ALL_VIEW:
+            bad(key, "'*' is reserved", "rename the VLAN")
+            continue
+        if not isinstance(spec, dict):
+            bad(key, "expected a mapping", "give 'interface:' and 'domain:'")
+            continue
+        for k in sorted(set(spec) - _VLAN_KEYS):
+            bad(f"{key}.{k}", "unknown key", f"use one of {', '.join(sorted(_VLAN_KEYS))}")
+        iface = spec.get("interface")
+        if not isinstance(iface, str) or not iface or len(iface) > 15:
+            bad(f"{key}.interface", "missing or not an interface name", "e.g. 'interface: br10'")
+            continue
+        if iface in seen_if:
+            bad(f"{key}.interface", f"{iface} is already VLAN {seen_if[iface]}'s interface",
+                "give each VLAN its own interface")
+        seen_if[iface] = name
+        domain = _name(spec.get("domain", f"{name}.home.arpa."), f"{key}.domain", bad)
+        subnets: list[IPNetwork] = []
+        for i, s in enumerate(spec.get("subnets") or []):
+            try:
+                subnets.append(ipaddress.ip_network(str(s), strict=False))
+            except ValueError:
+                bad(f"{key}.subnets[{i}]", f"{s!r} is not a network", "e.g. 10.10.0.0/24")
+        if domain is not None:
+            vlans[name] = VlanConfig(name, iface, domain, tuple(subnets))
+    domains = [v.domain for v in vlans.values()]
+    for v in vlans.values():
+        if domains.count(v.domain) > 1:
+            bad(f"vlans.{v.name}.domain", f"{v.domain} is used by more than one VLAN",
+                "give each VLAN its own domain")
+        if v.domain.is_subdomain(dns.name.from_text("local.")):
+            bad(f"vlans.{v.name}.domain", "must not be under local.",
+                "use a home.arpa. name, e.g. trusted.home.arpa.")
+
+    dns_cfg = _dns(data.get("dns") or {}, vlans, bad)
+    http = HttpConfig()
+    raw_http = data.get("http")
+    if raw_http is not None:
+        if not isinstance(raw_http, dict) or set(raw_http) - {"listen"}:
+            bad("http", "expected a mapping with 'listen:'", "e.g. 'http: {listen: 127.0.0.1:9353}'")
+        elif raw_http.get("listen") in (None, False, ""):
+            http = HttpConfig(None)
+        else:
+            addr = _address(raw_http["listen"], "http.listen", bad)
+            http = HttpConfig(addr)
+
+    policies: Path | None = None
+    raw_pol = data.get("policies")
+    if raw_pol is not None:
+        if not isinstance(raw_pol, str):
+            bad("policies", "expected a directory path", "e.g. 'policies: ./policies'")
+        else:
+            policies = Path(raw_pol)
+            if not policies.is_absolute() and base is not None:
+                policies = base / policies
+
+    max_records = const.STORE_MAX_RECORDS
+    raw_cache = data.get("cache")
+    if raw_cache is not None:
+        if not isinstance(raw_cache, dict) or set(raw_cache) - {"max_records"}:
+            bad("cache", "expected a mapping with 'max_records:'", "e.g. 'cache: {max_records: 50000}'")
+        else:
+            max_records = _int(raw_cache.get("max_records", max_records), "cache.max_records",
+                               100, 10_000_000, bad)
+    if problems:
+        raise ConfigError(problems)
+    return Config(vlans, dns_cfg, http, policies, max_records, source)
+
+
+def _dns(raw: Any, vlans: Mapping[str, VlanConfig], bad: Any) -> DnsConfig:
+    if not isinstance(raw, dict):
+        bad("dns", "expected a mapping", "e.g. 'dns: {listen: [\"127.0.0.1:5300\"]}'")
+        return DnsConfig()
+    for k in sorted(set(raw) - _DNS_KEYS):
+        bad(f"dns.{k}", "unknown key", f"use one of {', '.join(sorted(_DNS_KEYS))}")
+    listen = tuple(
+        a for i, x in enumerate(_list(raw.get("listen", ["127.0.0.1:5300"]), "dns.listen", bad))
+        if (a := _address(x, f"dns.listen[{i}]", bad)) is not None
+    )
+    views: dict[str, tuple[Address, ...]] = {}
+    raw_views = raw.get("view_listeners") or {}
+    if not isinstance(raw_views, dict):
+        bad("dns.view_listeners", "expected a mapping of view to addresses",
+            "e.g. '{trusted: [\"127.0.0.1:5310\"]}'")
+        raw_views = {}
+    for view, addrs in raw_views.items():
+        if view not in vlans and view != ALL_VIEW:
+            bad(f"dns.view_listeners.{view}", "not a configured VLAN",
+                f"use one of {', '.join(sorted(vlans)) or '(no VLANs)'} or '*'")
+            continue
+        views[view] = tuple(
+            a for i, x in enumerate(_list(addrs, f"dns.view_listeners.{view}", bad))
+            if (a := _address(x, f"dns.view_listeners.{view}[{i}]", bad)) is not None
+        )
+    every = list(listen) + [a for v in views.values() for a in v]
+    for a in {a for a in every if every.count(a) > 1}:
+        bad("dns", f"{a[0]}:{a[1]} is listed more than once", "give each listener its own port")
+    browse = _name(raw.get("browse_domain", "home.arpa."), "dns.browse_domain", bad)
+    default_view = raw.get("default_view")
+    if default_view is not None and default_view not in vlans and default_view != ALL_VIEW:
+        bad("dns.default_view", f"{default_view!r} is not a configured VLAN",
+            f"use one of {', '.join(sorted(vlans))}, '*' (sees every VLAN) or leave it out")
+        default_view = None
+    return DnsConfig(
+        listen=listen,
+        view_listeners=views,
+        browse_domain=browse or dns.name.from_text("home.arpa."),
+        max_ttl=_int(raw.get("max_ttl", const.DNS_MAX_TTL), "dns.max_ttl", 1, 86400, bad),
+        negative_ttl=_int(raw.get("negative_ttl", const.DNS_NEGATIVE_TTL), "dns.negative_ttl",
+                          0, 86400, bad),
+        default_view=default_view,
+        ondemand_timeout=_float(raw.get("ondemand_timeout", const.DNS_ONDEMAND_TIMEOUT),
+                                "dns.ondemand_timeout", 0.0, 1.9, bad),
+    )
+
+
+def _list(x: Any, key: str, bad: Any) -> list[Any]:
+    if isinstance(x, list):
+        return x
+    if isinstance(x, str):
+        return [x]
+    bad(key, "expected a list of addresses", "e.g. [\"127.0.0.1:5300\"]")
+    return []
+
+
+def _address(x: Any, key: str, bad: Any) -> Address | None:
+    """'127.0.0.1:5300', '[::1]:5300' or '::1' (default port) -> (host, port)."""
+    text = str(x).strip()
+    port = const.DNS_DEFAULT_PORT
+    host = text
+    m = re.match(r"^\[(?P<h>[^\]]+)\](:(?P<p>\d+))?$", text)
+    if m:
+        host, port = m.group("h"), int(m.group("p") or port)
+    elif text.count(":") == 1:
+        host, _, p = text.partition(":")
+        if not p.isdigit():
+            bad(key, f"{text!r}: port is not a number", "write HOST:PORT, e.g. 127.0.0.1:5300")
+            return None
+        port = int(p)
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        bad(key, f"{text!r} is not an IP address", "write HOST:PORT, e.g. 127.0.0.1:5300 "
+            "or [::1]:5300")
+        return None
+    if ip.is_unspecified:
+        bad(key, f"{text!r} is a wildcard address; replies must come from the exact address "
+            "queried", "list each address to listen on")
+        return None
+    if not 0 < port < 65536:
+        bad(key, f"port {port} out of range", "use 1-65535")
+        return None
+    return (str(ip), port)
+
+
+def _name(x: Any, key: str, bad: Any) -> dns.name.Name | None:
+    try:
+        name = dns.name.from_text(str(x))
+    except Exception as exc:  # dnspython raises several types for bad names
+        bad(key, f"{x!r} is not a domain name ({exc})", "e.g. trusted.home.arpa.")
+        return None
+    if name == dns.name.root:
+        bad(key, "the root is not a domain we can serve", "e.g. trusted.home.arpa.")
+        return None
+    return name
+
+
+def _int(x: Any, key: str, lo: int, hi: int, bad: Any) -> int:
+    if isinstance(x, bool) or not isinstance(x, int) or not lo <= x <= hi:
+        bad(key, f"{x!r} is not a whole number from {lo} to {hi}", f"set a value in {lo}..{hi}")
+        return lo
+    return x
+
+
+def _float(x: Any, key: str, lo: float, hi: float, bad: Any) -> float:
+    if isinstance(x, bool) or not isinstance(x, int | float) or not lo <= x <= hi:
+        bad(key, f"{x!r} is not a number from {lo} to {hi}", f"set a value in {lo}..{hi}")
+        return lo
+    return float(x)

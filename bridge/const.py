@@ -1,0 +1,49 @@
+"""Every limit, timer, port and TTL in one place, each with its unit and the reason for it."""
+
+from __future__ import annotations
+
+# --- mDNS (RFC 6762) -------------------------------------------------------------------
+MDNS_PORT = 5353
+MDNS_GROUP_V4 = "224.0.0.251"
+MDNS_GROUP_V6 = "ff02::fb"
+MDNS_HOP_LIMIT = 255  # RFC 6762 §11: send with TTL/hop limit 255
+MDNS_MAX_PACKET = 9000  # bytes; RFC 6762 §17 caps mDNS messages at 9000 bytes
+MDNS_RECV_BUFFER = 9216  # bytes read per datagram (larger ones are cut and counted)
+MDNS_CACHE_FLUSH_GRACE = 1.0  # s; RFC 6762 §10.2: flushed records linger one second
+MDNS_GOODBYE_DELAY = 1.0  # s; RFC 6762 §10.1: TTL 0 means "delete in one second"
+MDNS_SAME_QUERY_INTERVAL = 1.0  # s; RFC 6762 §5.2: never repeat a question sooner than this
+MDNS_BROWSE_FIRST_INTERVAL = 1.0  # s; continuous browse starts at 1 s ...
+MDNS_BROWSE_MAX_INTERVAL = 3600.0  # s; ... and doubles up to one hour (RFC 6762 §5.2)
+MDNS_REFRESH_FRACTIONS = (0.80, 0.85, 0.90, 0.95)  # RFC 6762 §5.2 cache maintenance queries
+MDNS_REFRESH_TICK = 0.5  # s; how often the refresh scheduler looks for due records
+MDNS_MAX_QUESTIONS_PER_PACKET = 40  # keeps our queries well under 1500 bytes
+
+# --- record store ------------------------------------------------------------------------
+STORE_MAX_RECORDS = 50_000  # records over all VLANs; oldest evicted first beyond this
+STORE_MAX_RRSET = 64  # rdatas per (VLAN, name, type); a chatty or hostile host cannot grow one name
+STORE_MAX_TTL = 4 * 3600  # s; TTLs above this from the wire are clamped (hostile announcements)
+STORE_SWEEP_INTERVAL = 0.25  # s; expired records are gone within this of their expiry
+
+# --- DNS front end -----------------------------------------------------------------------
+DNS_DEFAULT_PORT = 5300
+DNS_MAX_TTL = 10  # s; RFC 8766 §5.5.1 suggests 10 s for proxied answers (configurable)
+DNS_NEGATIVE_TTL = 10  # s; SOA TTL on NXDOMAIN/NODATA (CoreDNS reads the SOA record's own TTL)
+DNS_PLAIN_UDP_LIMIT = 512  # bytes; RFC 1035 limit without EDNS
+DNS_MAX_UDP_PAYLOAD = 4096  # bytes; largest EDNS payload size we honour
+DNS_MAX_TCP_MESSAGE = 65535  # bytes
+DNS_TCP_IDLE_TIMEOUT = 30.0  # s; above CoreDNS's 10 s pool expiry so it never retries for us
+DNS_TCP_MAX_CONNECTIONS = 512  # concurrent TCP clients; more are refused at accept time
+DNS_UDP_DRAIN_BATCH = 64  # datagrams drained per reader wake-up
+DNS_RESPONSE_CACHE_MAX = 100_000  # pre-rendered responses kept; cleared when full
+DNS_VIEW_CACHE_MAX = 65_536  # client address -> view memo entries
+DNS_ONDEMAND_TIMEOUT = 0.9  # s; cache misses answer inside 1 s (CoreDNS waits 2 s per attempt)
+DNS_BROWSE_GATHER = 0.35  # s; after the first PTR answer, wait this long for more
+DNS_MISS_MEMORY = 5.0  # s; a name that stayed silent is answered at once for this long
+DNS_MISS_MEMORY_MAX = 10_000  # entries in that memory
+DNS_PENDING_MAX = 1_000  # concurrent on-demand lookups; more are answered from cache as is
+
+# --- interfaces ----------------------------------------------------------------------------
+IFACE_RESCAN_INTERVAL = 2.0  # s; interface changes (link flap, re-added VLAN) seen within this
+
+# --- logging -------------------------------------------------------------------------------
+LOG_RATE_LIMIT_INTERVAL = 10.0  # s; a repeated warning (same key) is logged at most this often

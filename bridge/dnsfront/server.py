@@ -1,0 +1,353 @@
+"""DNS over UDP and TCP: moves bytes between sockets and the resolver, nothing more.
+
+UDP listeners are raw non-blocking sockets drained by ``loop.add_reader`` (up to
+DNS_UDP_DRAIN_BATCH datagrams per wake-up): a cached answer costs a dict lookup and a splice.
+Misses go to the slow path (dnspython parse, resolver, render), which may wait for mDNS.
+Each listener is bound to one exact address, so replies leave from the address queried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+import struct
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.opcode
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+
+from .. import const
+from ..config import Address
+from ..logutil import RateLimitedLog
+from .fastpath import QueryKey, ResponseCache, query_key, splice
+from .ondemand import OnDemand
+from .render import error, formerr_header, render, udp_limit
+from .resolver import Answer, Resolver, View
+
+log = logging.getLogger(__name__)
+_limited = RateLimitedLog(log)
+_NO_VIEW = ""  # the cache slot for clients no view admits (REFUSED)
+_LEN = struct.Struct("!H")
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    address: Address
+    view: str | None  # fixed view; None: chosen by the client's source address
+
+
+class Stats:
+    """Plain integers on the hot path; exported at scrape time (bridge.metrics)."""
+
+    __slots__ = ("cache_hits", "dropped", "malformed", "ondemand", "queries", "rcodes",
+                 "slow", "tcp_connections", "truncated")
+
+    def __init__(self) -> None:
+        self.queries: Counter[str] = Counter()  # transport -> queries
+        self.cache_hits = 0
+        self.slow = 0
+        self.ondemand = 0
+        self.malformed: Counter[str] = Counter()  # reason -> queries
+        self.rcodes: Counter[str] = Counter()  # rcode name -> slow-path replies
+        self.truncated = 0
+        self.dropped = 0
+        self.tcp_connections = 0
+
+
+class DnsServer:
+    def __init__(self, resolver: Resolver, ondemand: OnDemand,
+                 view_of_address: Callable[[str], str | None]) -> None:
+        self.resolver = resolver
+        self.ondemand = ondemand
+        self.view_of_address = view_of_address
+        self.views: Mapping[str, View] = {}
+        self.stats = Stats()
+        self._caches: dict[tuple[str, bool], ResponseCache] = {}
+        self._addr_view: dict[str, str] = {}
+        self._udp: list[socket.socket] = []
+        self._tcp_servers: list[asyncio.base_events.Server] = []
+        self._tcp_clients: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # --- configuration at run time -----------------------------------------------------
+
+    def set_views(self, views: Mapping[str, View]) -> None:
+        """New policy: new views; every pre-rendered answer goes (the old ones may leak)."""
+        self.views = dict(views)
+        for cache in self._caches.values():
+            cache.clear()
+
+    def invalidate_vlan(self, vlan: str) -> None:
+        """The store changed on a VLAN: drop answers of the views that can see it."""
+        for (view_name, _), cache in self._caches.items():
+            view = self.views.get(view_name)
+            if view is not None and vlan in view.policy.vlans:
+                cache.clear()
+
+    def addresses_changed(self) -> None:
+        self._addr_view.clear()
+
+    def _cache(self, view: str, tcp: bool) -> ResponseCache:
+        cache = self._caches.get((view, tcp))
+        if cache is None:
+            cache = self._caches[(view, tcp)] = ResponseCache()
+        return cache
+
+    def _view_for(self, host: str) -> str:
+        view = self._addr_view.get(host)
+        if view is None:
+            view = self.view_of_address(host) or _NO_VIEW
+            if len(self._addr_view) >= const.DNS_VIEW_CACHE_MAX:
+                self._addr_view.clear()
+            self._addr_view[host] = view
+        return view
+
+    # --- sockets -------------------------------------------------------------------------
+
+    async def start(self, listeners: list[Listener]) -> None:
+        loop = self._loop = asyncio.get_running_loop()
+        for lst in listeners:
+            host, port = lst.address
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
+            sock.bind((host, port))
+            sock.setblocking(False)
+            self._udp.append(sock)
+            loop.add_reader(sock.fileno(), self._udp_ready, sock, lst.view)
+            server = await asyncio.start_server(
+                lambda r, w, v=lst.view: self._tcp_client(r, w, v),  # type: ignore[misc]
+                host, port, family=family, reuse_address=True, backlog=256)
+            self._tcp_servers.append(server)
+            log.info("DNS listening on %s port %d (UDP, TCP), view %s", host, port,
+                     lst.view or "by client address")
+
+    async def close(self) -> None:
+        loop = self._loop
+        for sock in self._udp:
+            if loop is not None:
+                loop.remove_reader(sock.fileno())
+            sock.close()
+        self._udp.clear()
+        for server in self._tcp_servers:
+            server.close()
+        for task in list(self._tcp_clients) + list(self._tasks):
+            task.cancel()
+        for server in self._tcp_servers:
+            await server.wait_closed()
+        self._tcp_servers.clear()
+
+    # --- UDP -----------------------------------------------------------------------------
+
+    def _udp_ready(self, sock: socket.socket, fixed_view: str | None) -> None:
+        assert self._loop is not None
+        now = self._loop.time()
+        stats = self.stats
+        caches = self._caches
+        for _ in range(const.DNS_UDP_DRAIN_BATCH):
+            try:
+                data, addr = sock.recvfrom(const.DNS_MAX_UDP_PAYLOAD)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.debug("UDP receive error: %s", exc)
+                return
+            stats.queries["udp"] += 1
+            view = fixed_view if fixed_view is not None else self._view_for(addr[0])
+            parsed = query_key(data)
+            if parsed is not None:
+                key, qend = parsed
+                cache = caches.get((view, False))
+                if cache is not None:
+                    entry = cache.entries.get(key)
+                    if entry is not None and entry[2] > now:
+                        stats.cache_hits += 1
+                        self._sendto(sock, splice(data, qend, entry), addr)
+                        continue
+            reply = self._slow(data, view, False, now, parsed)
+            if isinstance(reply, bytes):
+                self._sendto(sock, reply, addr)
+            elif reply is not None:
+                task = asyncio.ensure_future(self._finish_udp(sock, addr, reply))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    def _sendto(self, sock: socket.socket, reply: bytes, addr: tuple[str, int]) -> None:
+        try:
+            sock.sendto(reply, addr)
+        except OSError as exc:
+            self.stats.dropped += 1
+            log.debug("UDP send to %s failed: %s", addr[0], exc)
+
+    async def _finish_udp(self, sock: socket.socket, addr: tuple[str, int],
+                          pending: _Pending) -> None:
+        reply = await self._wait(pending)
+        self._sendto(sock, reply, addr)
+
+    # --- TCP -----------------------------------------------------------------------------
+
+    async def _tcp_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                          fixed_view: str | None) -> None:
+        task = asyncio.current_task()
+        if len(self._tcp_clients) >= const.DNS_TCP_MAX_CONNECTIONS or task is None:
+            writer.close()
+            self.stats.dropped += 1
+            return
+        self._tcp_clients.add(task)  # type: ignore[arg-type]
+        self.stats.tcp_connections += 1
+        peer = writer.get_extra_info("peername") or ("", 0)
+        view = fixed_view if fixed_view is not None else self._view_for(peer[0])
+        assert self._loop is not None
+        try:
+            while True:
+                try:
+                    head = await asyncio.wait_for(reader.readexactly(2),
+                                                  const.DNS_TCP_IDLE_TIMEOUT)
+                    data = await asyncio.wait_for(reader.readexactly(_LEN.unpack(head)[0]),
+                                                  const.DNS_TCP_IDLE_TIMEOUT)
+                except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+                    return
+                self.stats.queries["tcp"] += 1
+                now = self._loop.time()
+                parsed = query_key(data)
+                reply: bytes | _Pending | None = None
+                if parsed is not None:
+                    key, qend = parsed
+                    cache = self._caches.get((view, True))
+                    entry = cache.entries.get(key) if cache is not None else None
+                    if entry is not None and entry[2] > now:
+                        self.stats.cache_hits += 1
+                        reply = splice(data, qend, entry)
+                if reply is None:
+                    reply = self._slow(data, view, True, now, parsed)
+                if isinstance(reply, _Pending):
+                    reply = await self._wait(reply)
+                if reply is None:
+                    continue
+                writer.write(_LEN.pack(len(reply)) + reply)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            return
+        finally:
+            self._tcp_clients.discard(task)  # type: ignore[arg-type]
+            writer.close()
+
+    # --- the slow path ---------------------------------------------------------------------
+
+    def _slow(self, data: bytes, view_name: str, tcp: bool, now: float,
+              parsed: tuple[QueryKey, int] | None) -> bytes | _Pending | None:
+        self.stats.slow += 1
+        try:
+            query = dns.message.from_wire(data, ignore_trailing=False)
+        except dns.message.BadEDNS:
+            self.stats.malformed["bad_edns"] += 1
+            return formerr_header(data)
+        except (dns.exception.DNSException, ValueError, IndexError, UnicodeError) as exc:
+            reason = type(exc).__name__
+            self.stats.malformed[reason] += 1
+            _limited.info(("malformed", reason), "malformed DNS query (%s): %s", reason, exc)
+            return formerr_header(data)
+        if query.flags & dns.flags.QR:
+            self.stats.malformed["response"] += 1
+            return None  # never answer a response: that is how loops start
+        if query.opcode() != dns.opcode.QUERY:
+            return self._done(error(query, dns.rcode.NOTIMP), "NOTIMP")
+        if len(query.question) != 1:
+            return self._done(error(query, dns.rcode.FORMERR), "FORMERR")
+        if query.edns > 0:
+            return self._done(error(query, dns.rcode.BADVERS), "BADVERS")
+        q = query.question[0]
+        if q.rdclass != dns.rdataclass.IN or q.rdtype in (
+                dns.rdatatype.AXFR, dns.rdatatype.IXFR) or view_name == _NO_VIEW:
+            return self._cacheable(error(query, dns.rcode.REFUSED), "REFUSED", view_name, tcp,
+                                   parsed, now + 3600)
+        view = self.views.get(view_name)
+        if view is None:
+            return self._done(error(query, dns.rcode.REFUSED), "REFUSED")
+        answer = self.resolver.resolve(view, q.name, q.rdtype, now)
+        limit = const.DNS_MAX_TCP_MESSAGE if tcp else udp_limit(query)
+        if answer.ondemand and not answer.answer:
+            miss = (view_name, q.name, q.rdtype)
+            if not self.ondemand.recently_missed(miss, now) and not self.ondemand.saturated:
+                return _Pending(query, view, q.name, q.rdtype, answer, limit, tcp, parsed, miss)
+        return self._finish(query, view, answer, limit, tcp, parsed, now)
+
+    def _finish(self, query: dns.message.Message, view: View, answer: Answer, limit: int,
+                tcp: bool, parsed: tuple[QueryKey, int] | None, now: float) -> bytes:
+        wire = render(query, answer, limit)
+        if wire[2] & 0x02:
+            self.stats.truncated += 1
+        if answer.min_remaining == float("inf"):
+            valid = now + (const.DNS_MISS_MEMORY if answer.ondemand else 3600.0)
+        else:
+            valid = now + max(1.0, answer.min_remaining - self.resolver.max_ttl)
+        return self._cacheable(wire, dns.rcode.to_text(answer.rcode), view.name, tcp, parsed,
+                               valid)
+
+    def _cacheable(self, wire: bytes, rcode: str, view: str, tcp: bool,
+                   parsed: tuple[QueryKey, int] | None, valid: float) -> bytes:
+        self.stats.rcodes[rcode] += 1
+        if parsed is not None:
+            key, qend = parsed
+            self._cache(view, tcp).put(key, wire, qend, valid)
+        return wire
+
+    def _done(self, wire: bytes, rcode: str) -> bytes:
+        self.stats.rcodes[rcode] += 1
+        return wire
+
+    async def _wait(self, p: _Pending) -> bytes:
+        self.stats.ondemand += 1
+        answered = await self.ondemand.lookup(p.answer.ondemand)
+        assert self._loop is not None
+        now = self._loop.time()
+        answer = self.resolver.resolve(p.view, p.qname, p.qtype, now)
+        if not answered or not answer.answer:
+            self.ondemand.remember_miss(p.miss, now)
+        return self._finish(p.query, p.view, answer, p.limit, p.tcp, p.parsed, now)
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A miss waiting for mDNS: everything needed to answer once the wait is over."""
+
+    query: dns.message.Message
+    view: View
+    qname: dns.name.Name
+    qtype: int
+    answer: Answer
+    limit: int
+    tcp: bool
+    parsed: tuple[QueryKey, int] | None
+    miss: tuple[str, dns.name.Name, int]
+
+
+def view_by_address(subnet_view: Callable[[ipaddress.IPv4Address | ipaddress.IPv6Address],
+                                          str | None],
+                    default_view: str | None) -> Callable[[str], str | None]:
+    """Client address -> view: the VLAN whose subnet holds it, else the default view."""
+
+    def pick(host: str) -> str | None:
+        try:
+            ip = ipaddress.ip_address(host.split("%", 1)[0])
+        except ValueError:
+            return default_view
+        if ip.version == 6 and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return subnet_view(ip) or default_view
+
+    return pick

@@ -1,0 +1,54 @@
+"""Logging helpers: one line per event, and repeated warnings that go quiet."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections import OrderedDict
+from collections.abc import Hashable
+
+from . import const
+
+_MAX_KEYS = 4096  # distinct rate-limit keys remembered (keys include peer addresses)
+
+
+class RateLimitedLog:
+    """Logs a message for a key at most once per LOG_RATE_LIMIT_INTERVAL, counting the rest."""
+
+    def __init__(self, logger: logging.Logger,
+                 interval: float = const.LOG_RATE_LIMIT_INTERVAL) -> None:
+        self.logger = logger
+        self.interval = interval
+        self._last: OrderedDict[Hashable, list[float]] = OrderedDict()
+
+    def _emit(self, level: int, key: Hashable, msg: str, *args: object) -> None:
+        if not self.logger.isEnabledFor(level):
+            return
+        now = time.monotonic()
+        slot = self._last.get(key)
+        if slot is not None and now - slot[0] < self.interval:
+            slot[1] += 1
+            return
+        suppressed = int(slot[1]) if slot else 0
+        self._last[key] = [now, 0]
+        self._last.move_to_end(key)
+        if len(self._last) > _MAX_KEYS:
+            self._last.popitem(last=False)
+        if suppressed:
+            msg += f" (and {suppressed} more like it)"
+        self.logger.log(level, msg, *args)
+
+    def warning(self, key: Hashable, msg: str, *args: object) -> None:
+        self._emit(logging.WARNING, key, msg, *args)
+
+    def info(self, key: Hashable, msg: str, *args: object) -> None:
+        self._emit(logging.INFO, key, msg, *args)
+
+
+def setup(level: str) -> None:
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )

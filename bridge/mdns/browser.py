@@ -1,0 +1,169 @@
+"""Continuous DNS-SD browsing and cache maintenance on every VLAN (RFC 6762 §5.2, §7.1).
+
+What it asks and when is decided here from the store and the clock; sending is a callable.
+- Service-type enumeration and every discovered type: first at once, then at doubling
+  intervals up to an hour (never longer than 80 % of the PTR TTL we hold).
+- Instances without SRV/TXT and SRV targets without addresses: asked for at once.
+- Every cached record is re-asked at 80/85/90/95 % of its TTL so live devices never expire.
+- On-demand questions from DNS cache misses.
+The same question is never repeated on a VLAN within a second; known answers are listed.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import dns.name
+import dns.rdatatype
+
+from .. import const
+from ..store import Store
+from . import wire
+from .links import Link, Links
+
+log = logging.getLogger(__name__)
+
+SERVICES = dns.name.from_text("_services._dns-sd._udp.local.")
+LOCAL = dns.name.from_text("local.")
+_MAX_QUERY_BYTES = 1400  # keep our queries inside one Ethernet frame
+_MAX_TRACKED = 20_000  # browse schedules and last-asked stamps kept; beyond, oldest dropped
+
+Sender = Callable[[bytes, int, int], bool]  # (payload, ifindex, family) -> sent?
+QKey = tuple[dns.name.Name, int]
+
+
+@dataclass(slots=True)
+class _Schedule:
+    next: float
+    interval: float
+
+
+class Browser:
+    def __init__(self, store: Store, links: Links, send: Sender) -> None:
+        self.store = store
+        self.links = links
+        self.send = send
+        self._browse: dict[tuple[str, dns.name.Name], _Schedule] = {}
+        self._pending: dict[str, set[QKey]] = {}
+        self._asked: dict[tuple[str, dns.name.Name, int], float] = {}
+        self.queries_sent = 0
+        self.wake: Callable[[], None] = lambda: None  # set by the app: run tick() soon
+        store.listeners.append(self._on_change)
+
+    # --- inputs ----------------------------------------------------------------------
+
+    def ask(self, vlan: str, name: dns.name.Name, rdtype: int) -> None:
+        """Queue a question for the next tick (an on-demand lookup)."""
+        self._pending.setdefault(vlan, set()).add((name, rdtype))
+        self.wake()
+
+    def start_vlan(self, vlan: str, now: float) -> None:
+        """Begin (or restart after a link flap) browsing a VLAN from the first interval."""
+        for key, sched in self._browse.items():
+            if key[0] == vlan:
+                sched.next, sched.interval = now, const.MDNS_BROWSE_FIRST_INTERVAL
+        self._browse[(vlan, SERVICES)] = _Schedule(now, const.MDNS_BROWSE_FIRST_INTERVAL)
+        for k in [k for k in self._asked if k[0] == vlan]:
+            del self._asked[k]
+        self.wake()
+
+    def _on_change(self, vlan: str, name: dns.name.Name, rdtype: int) -> None:
+        now_rrset = self.store.get(vlan, name, rdtype, 0.0)
+        if rdtype == dns.rdatatype.PTR and name == SERVICES:
+            for c in now_rrset:
+                target = c.rdata.target  # type: ignore[attr-defined]
+                if (vlan, target) not in self._browse and len(self._browse) < _MAX_TRACKED:
+                    self._browse[(vlan, target)] = _Schedule(0.0, const.MDNS_BROWSE_FIRST_INTERVAL)
+                    self.wake()
+        elif rdtype == dns.rdatatype.PTR and _is_service_type(name):
+            for c in now_rrset:
+                inst = c.rdata.target  # type: ignore[attr-defined]
+                types = self.store.types_at(vlan, inst)
+                if dns.rdatatype.SRV not in types:
+                    self.ask(vlan, inst, dns.rdatatype.SRV)
+                if dns.rdatatype.TXT not in types:
+                    self.ask(vlan, inst, dns.rdatatype.TXT)
+        elif rdtype == dns.rdatatype.SRV:
+            for c in now_rrset:
+                target = c.rdata.target  # type: ignore[attr-defined]
+                types = self.store.types_at(vlan, target)
+                if not types & {dns.rdatatype.A, dns.rdatatype.AAAA}:
+                    self.ask(vlan, target, dns.rdatatype.A)
+                    self.ask(vlan, target, dns.rdatatype.AAAA)
+
+    # --- the clock -------------------------------------------------------------------
+
+    def tick(self, now: float) -> None:
+        refresh = self.store.due_refresh(now)
+        per_vlan: dict[str, set[QKey]] = {}
+        for vlan, name, rdtype in refresh:
+            per_vlan.setdefault(vlan, set()).add((name, rdtype))
+        for (vlan, name), sched in self._browse.items():
+            if sched.next <= now:
+                per_vlan.setdefault(vlan, set()).add((name, dns.rdatatype.PTR))
+                cap = const.MDNS_BROWSE_MAX_INTERVAL
+                held = self.store.get(vlan, name, dns.rdatatype.PTR, now)
+                if held:
+                    cap = min(cap, max(1.0, 0.8 * min(c.ttl for c in held)))
+                sched.next = now + sched.interval
+                sched.interval = min(sched.interval * 2, cap)
+        for vlan, qs in self._pending.items():
+            per_vlan.setdefault(vlan, set()).update(qs)
+        self._pending.clear()
+        for vlan, questions in per_vlan.items():
+            link = self.links.by_vlan.get(vlan)
+            if link is None or not link.up:
+                continue
+            fresh = []
+            for name, rdtype in sorted(questions, key=lambda q: (q[1], q[0].to_text())):
+                key = (vlan, name, rdtype)
+                last = self._asked.get(key)
+                if last is not None and now - last < const.MDNS_SAME_QUERY_INTERVAL:
+                    continue
+                self._asked[key] = now
+                fresh.append((name, rdtype))
+            if fresh:
+                self._send_questions(link, fresh, now)
+        if len(self._asked) > _MAX_TRACKED:
+            cutoff = now - 2 * const.MDNS_SAME_QUERY_INTERVAL
+            self._asked = {k: t for k, t in self._asked.items() if t > cutoff}
+
+    def _send_questions(self, link: Link, questions: list[QKey], now: float) -> None:
+        chunk: list[wire.Question] = []
+        for i, (name, rdtype) in enumerate(questions):
+            chunk.append(wire.Question(name, rdtype))
+            if len(chunk) == const.MDNS_MAX_QUESTIONS_PER_PACKET or i == len(questions) - 1:
+                self._send_packet(link, chunk, now)
+                chunk = []
+
+    def _send_packet(self, link: Link, questions: list[wire.Question], now: float) -> None:
+        known: list[wire.Record] = []
+        size = 12 + sum(len(q.name.to_wire() or b"") + 4 for q in questions)
+        for q in questions:
+            if q.rdtype != dns.rdatatype.PTR:
+                continue
+            for c in self.store.get(link.vlan, q.name, dns.rdatatype.PTR, now):
+                if c.remaining > c.ttl / 2:  # RFC 6762 §7.1
+                    rec = wire.Record(q.name, dns.rdatatype.PTR, int(c.remaining), c.rdata)
+                    cost = len(c.rdata.to_wire() or b"") + 12
+                    if size + cost > _MAX_QUERY_BYTES:
+                        break
+                    size += cost
+                    known.append(rec)
+        data = wire.query(questions, known)
+        if link.has_v4 and self.send(data, link.ifindex, socket.AF_INET):
+            self.queries_sent += 1
+        if link.has_v6 and self.send(data, link.ifindex, socket.AF_INET6):
+            self.queries_sent += 1
+
+
+def _is_service_type(name: dns.name.Name) -> bool:
+    """`_type._tcp.local.` or `_sub._sub._type._udp.local.` (a browse target)."""
+    labels = name.labels
+    if len(labels) == 6 and labels[1].lower() == b"_sub":
+        labels = labels[2:]
+    return (len(labels) == 4 and labels[2].lower() == b"local"
+            and labels[1].lower() in (b"_tcp", b"_udp") and labels[0].startswith(b"_"))

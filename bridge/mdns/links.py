@@ -1,0 +1,108 @@
+"""Which interface is which VLAN right now, and what lies on each VLAN's subnets.
+
+Rescanned every IFACE_RESCAN_INTERVAL seconds: an interface that goes down and up, or is
+deleted and re-created with a new index, is rejoined without a restart (avahi#417).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from ..config import IPNetwork, VlanConfig
+from ..interfaces import Interface, list_interfaces
+
+log = logging.getLogger(__name__)
+
+_LINK_LOCAL6 = ipaddress.IPv6Network("fe80::/10")
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """A VLAN bound to its interface as last seen."""
+
+    vlan: str
+    interface: str
+    ifindex: int
+    up: bool
+    subnets: tuple[IPNetwork, ...]
+    addresses: tuple[str, ...]  # our own addresses on it (for loop/own-packet checks)
+    has_v4: bool
+    has_v6: bool
+
+    def on_link(self, src: str) -> bool:
+        """RFC 6762 §11: accept only sources on this link (IPv6 link-local always is)."""
+        try:
+            ip = ipaddress.ip_address(src)
+        except ValueError:
+            return False
+        if ip.version == 6 and ip in _LINK_LOCAL6:
+            return True
+        return any(ip.version == n.version and ip in n for n in self.subnets)
+
+
+class Links:
+    def __init__(self, vlans: Mapping[str, VlanConfig],
+                 scan: Callable[[], list[Interface]] = list_interfaces) -> None:
+        self.vlans = vlans
+        self._scan = scan
+        self.by_vlan: dict[str, Link] = {}
+        self.by_index: dict[int, Link] = {}
+        self.own_addresses: frozenset[str] = frozenset()
+
+    def refresh(self) -> tuple[list[Link], list[Link]]:
+        """Re-read interfaces; returns (links that need joining, links that went away)."""
+        current = {i.name: i for i in self._scan()}
+        new_by_vlan: dict[str, Link] = {}
+        for vlan in self.vlans.values():
+            iface = current.get(vlan.interface)
+            if iface is None:
+                continue
+            prefixes = tuple(a.network for a in iface.addresses
+                             if not (a.version == 6 and a.ip in _LINK_LOCAL6))
+            new_by_vlan[vlan.name] = Link(
+                vlan=vlan.name,
+                interface=iface.name,
+                ifindex=iface.index,
+                up=iface.up,
+                subnets=vlan.subnets or prefixes,
+                addresses=tuple(str(a.ip) for a in iface.addresses),
+                has_v4=bool(iface.ipv4),
+                has_v6=bool(iface.ipv6),
+            )
+        joins: list[Link] = []
+        gone: list[Link] = []
+        for name, link in new_by_vlan.items():
+            old = self.by_vlan.get(name)
+            if old is None or old.ifindex != link.ifindex or (link.up and not old.up) \
+                    or (link.has_v4, link.has_v6) != (old.has_v4, old.has_v6):
+                if old is not None and old.ifindex != link.ifindex:
+                    gone.append(old)
+                joins.append(link)
+                log.info("VLAN %s on %s (ifindex %d, %s)", name, link.interface, link.ifindex,
+                         "up" if link.up else "down")
+        for name, old in self.by_vlan.items():
+            if name not in new_by_vlan:
+                gone.append(old)
+                log.warning("VLAN %s: interface %s is gone; waiting for it to return",
+                            name, old.interface)
+        for vlan in self.vlans.values():
+            if vlan.name not in new_by_vlan and vlan.name not in self.by_vlan \
+                    and not getattr(self, "_warned_" + vlan.name, False):
+                log.warning("VLAN %s: interface %s not found; waiting for it", vlan.name,
+                            vlan.interface)
+                setattr(self, "_warned_" + vlan.name, True)
+        self.by_vlan = new_by_vlan
+        self.by_index = {link.ifindex: link for link in new_by_vlan.values()}
+        self.own_addresses = frozenset(
+            a for i in current.values() for a in (str(x.ip) for x in i.addresses))
+        return joins, gone
+
+    def vlan_of_address(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+        for link in self.by_vlan.values():
+            for net in link.subnets:
+                if ip.version == net.version and ip in net:
+                    return link.vlan
+        return None

@@ -1,0 +1,292 @@
+"""The record store: every mDNS record we learned, per VLAN, bounded and TTL-driven.
+
+Records are keyed by (VLAN, owner name, type); names are dnspython Names, whose hash and
+equality ignore ASCII case as DNS does. Time is passed in (``now``) so tests move it.
+Listeners hear about content changes (a record appearing or going), not TTL refreshes: the
+DNS front end drops pre-rendered answers on those, and on-demand lookups wake on them.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import dns.name
+import dns.rdata
+import dns.rdatatype
+
+from . import const
+
+log = logging.getLogger(__name__)
+
+RRKey = tuple[str, dns.name.Name, int]  # (vlan, owner, rdtype)
+Listener = Callable[[str, dns.name.Name, int], None]
+
+_LOCAL = dns.name.from_text("local.")
+
+
+class Entry:
+    """One cached rdata; mutable so a TTL refresh is an in-place update."""
+
+    __slots__ = ("expiry", "received", "ttl")
+
+    def __init__(self, expiry: float, received: float, ttl: int) -> None:
+        self.expiry = expiry
+        self.received = received
+        self.ttl = ttl
+
+
+@dataclass(frozen=True, slots=True)
+class Cached:
+    """A record as handed to readers: rdata plus what is left of its TTL."""
+
+    vlan: str
+    name: dns.name.Name
+    rdtype: int
+    rdata: dns.rdata.Rdata
+    remaining: float
+    ttl: int
+
+
+class Store:
+    def __init__(self, max_records: int = const.STORE_MAX_RECORDS) -> None:
+        self.max_records = max_records
+        self._rrsets: dict[RRKey, dict[dns.rdata.Rdata, Entry]] = {}
+        self._age: OrderedDict[tuple[RRKey, dns.rdata.Rdata], None] = OrderedDict()
+        self._heap: list[tuple[float, int, RRKey, dns.rdata.Rdata]] = []
+        self._refresh: list[tuple[float, int, RRKey, dns.rdata.Rdata, float, int]] = []
+        self._seq = 0
+        # owner names per VLAN and, for empty non-terminals, how many names sit below each
+        self._names: dict[str, dict[dns.name.Name, set[int]]] = {}
+        self._below: dict[str, dict[dns.name.Name, int]] = {}
+        # SRV targets per VLAN: target host -> number of SRV rdatas pointing at it
+        self._srv_targets: dict[str, dict[dns.name.Name, set[dns.name.Name]]] = {}
+        self.listeners: list[Listener] = []
+        self.evicted = 0
+        self.expired = 0
+
+    # --- writing ---------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._age)
+
+    def add(
+        self,
+        vlan: str,
+        name: dns.name.Name,
+        rdtype: int,
+        rdata: dns.rdata.Rdata,
+        ttl: int,
+        now: float,
+        cache_flush: bool = False,
+    ) -> None:
+        """Apply one received record (RFC 6762 §10: TTL 0 is a goodbye; cache-flush bit)."""
+        key = (vlan, name, rdtype)
+        rrset = self._rrsets.get(key)
+        ttl = min(ttl, const.STORE_MAX_TTL)
+        if cache_flush and rrset:
+            # §10.2: other rdatas received more than a second ago expire in one second
+            flush_at = now + const.MDNS_CACHE_FLUSH_GRACE
+            for other, entry in rrset.items():
+                if other != rdata and entry.received < now - const.MDNS_CACHE_FLUSH_GRACE \
+                        and entry.expiry > flush_at:
+                    entry.expiry = flush_at
+                    self._push(flush_at, key, other)
+        if ttl == 0:
+            entry = rrset.get(rdata) if rrset else None
+            if entry is not None and entry.expiry > now + const.MDNS_GOODBYE_DELAY:
+                entry.expiry = now + const.MDNS_GOODBYE_DELAY
+                entry.ttl = 1
+                self._push(entry.expiry, key, rdata)
+            return
+        expiry = now + ttl
+        if rrset is None:
+            rrset = self._rrsets[key] = {}
+            self._name_added(vlan, name, rdtype)
+        entry = rrset.get(rdata)
+        if entry is not None:
+            scheduled = entry.expiry
+            entry.expiry, entry.received, entry.ttl = expiry, now, ttl
+            self._age.move_to_end((key, rdata))
+            if expiry < scheduled:
+                self._push(expiry, key, rdata)
+            self._schedule_refresh(key, rdata, entry)
+            return
+        if len(rrset) >= const.STORE_MAX_RRSET:
+            oldest = min(rrset, key=lambda r: rrset[r].received)
+            self._remove(key, oldest)
+            rrset = self._rrsets.setdefault(key, {})
+            if not rrset:
+                self._name_added(vlan, name, rdtype)
+        entry = rrset[rdata] = Entry(expiry, now, ttl)
+        self._age[(key, rdata)] = None
+        self._push(expiry, key, rdata)
+        self._schedule_refresh(key, rdata, entry)
+        if rdtype == dns.rdatatype.SRV:
+            target = rdata.target  # type: ignore[attr-defined]
+            self._srv_targets.setdefault(vlan, {}).setdefault(target, set()).add(name)
+        while len(self._age) > self.max_records:
+            old_key, old_rdata = next(iter(self._age))
+            self._remove(old_key, old_rdata)
+            self.evicted += 1
+        self._notify(vlan, name, rdtype)
+
+    def sweep(self, now: float) -> int:
+        """Drop every record whose time has come; returns how many went."""
+        gone = 0
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            _, _, key, rdata = heapq.heappop(heap)
+            rrset = self._rrsets.get(key)
+            entry = rrset.get(rdata) if rrset else None
+            if entry is None:
+                continue
+            if entry.expiry > now:  # refreshed since it was scheduled
+                self._push(entry.expiry, key, rdata)
+                continue
+            self._remove(key, rdata)
+            gone += 1
+        if len(heap) > 4 * len(self._age) + 1024:  # drop stale schedule entries
+            self._heap = [item for item in heap if self._live(item)]
+            heapq.heapify(self._heap)
+        self.expired += gone
+        return gone
+
+    def remove_vlan(self, vlan: str) -> None:
+        for key in [k for k in self._rrsets if k[0] == vlan]:
+            for rdata in list(self._rrsets.get(key, ())):
+                self._remove(key, rdata)
+
+    # --- reading ---------------------------------------------------------------------
+
+    def get(self, vlan: str, name: dns.name.Name, rdtype: int, now: float) -> list[Cached]:
+        rrset = self._rrsets.get((vlan, name, rdtype))
+        if not rrset:
+            return []
+        return [
+            Cached(vlan, name, rdtype, rdata, entry.expiry - now, entry.ttl)
+            for rdata, entry in rrset.items()
+            if entry.expiry > now
+        ]
+
+    def types_at(self, vlan: str, name: dns.name.Name) -> set[int]:
+        return self._names.get(vlan, {}).get(name, set())
+
+    def has_name(self, vlan: str, name: dns.name.Name) -> bool:
+        return name in self._names.get(vlan, {})
+
+    def has_below(self, vlan: str, name: dns.name.Name) -> bool:
+        """True if some cached owner name lies strictly below ``name`` (empty non-terminal)."""
+        return name in self._below.get(vlan, {})
+
+    def srv_owners_of(self, vlan: str, target: dns.name.Name) -> set[dns.name.Name]:
+        return self._srv_targets.get(vlan, {}).get(target, set())
+
+    def vlans(self) -> set[str]:
+        return {k[0] for k in self._rrsets}
+
+    def items(self, now: float) -> Iterator[Cached]:
+        for (vlan, name, rdtype), rrset in list(self._rrsets.items()):
+            for rdata, entry in rrset.items():
+                if entry.expiry > now:
+                    yield Cached(vlan, name, rdtype, rdata, entry.expiry - now, entry.ttl)
+
+    def due_refresh(self, now: float) -> set[RRKey]:
+        """RRsets with a record at an RFC 6762 §5.2 refresh point (80/85/90/95 % of TTL)."""
+        due: set[RRKey] = set()
+        heap = self._refresh
+        fractions = const.MDNS_REFRESH_FRACTIONS
+        while heap and heap[0][0] <= now:
+            _, _, key, rdata, received, step = heapq.heappop(heap)
+            rrset = self._rrsets.get(key)
+            entry = rrset.get(rdata) if rrset else None
+            if entry is None or entry.received != received or entry.expiry <= now:
+                continue  # gone, or refreshed since: a newer schedule exists
+            due.add(key)
+            if step + 1 < len(fractions):
+                self._schedule_refresh(key, rdata, entry, step + 1)
+        if len(heap) > 8 * len(self._age) + 1024:
+            self._refresh = [i for i in heap if self._live(i[:4])]  # type: ignore[arg-type]
+            heapq.heapify(self._refresh)
+        return due
+
+    def _schedule_refresh(self, key: RRKey, rdata: dns.rdata.Rdata, entry: Entry,
+                          step: int = 0) -> None:
+        when = entry.received + const.MDNS_REFRESH_FRACTIONS[step] * entry.ttl
+        self._seq += 1
+        heapq.heappush(self._refresh, (when, self._seq, key, rdata, entry.received, step))
+
+    # --- internals -------------------------------------------------------------------
+
+    def _push(self, when: float, key: RRKey, rdata: dns.rdata.Rdata) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (when, self._seq, key, rdata))
+
+    def _live(self, item: tuple[float, int, RRKey, dns.rdata.Rdata]) -> bool:
+        rrset = self._rrsets.get(item[2])
+        return bool(rrset) and item[3] in rrset  # type: ignore[operator]
+
+    def _remove(self, key: RRKey, rdata: dns.rdata.Rdata) -> None:
+        rrset = self._rrsets.get(key)
+        if rrset is None or rdata not in rrset:
+            return
+        del rrset[rdata]
+        self._age.pop((key, rdata), None)
+        vlan, name, rdtype = key
+        if rdtype == dns.rdatatype.SRV:
+            targets = self._srv_targets.get(vlan, {})
+            owners = targets.get(rdata.target)  # type: ignore[attr-defined]
+            if owners is not None and not any(
+                r.target == rdata.target for r in rrset  # type: ignore[attr-defined]
+            ):
+                owners.discard(name)
+                if not owners:
+                    del targets[rdata.target]  # type: ignore[attr-defined]
+        if not rrset:
+            del self._rrsets[key]
+            self._name_removed(vlan, name, rdtype)
+        self._notify(vlan, name, rdtype)
+
+    def _name_added(self, vlan: str, name: dns.name.Name, rdtype: int) -> None:
+        names = self._names.setdefault(vlan, {})
+        types = names.get(name)
+        if types is None:
+            types = names[name] = set()
+            below = self._below.setdefault(vlan, {})
+            for parent in _ancestors(name):
+                below[parent] = below.get(parent, 0) + 1
+        types.add(rdtype)
+
+    def _name_removed(self, vlan: str, name: dns.name.Name, rdtype: int) -> None:
+        names = self._names.get(vlan, {})
+        types = names.get(name)
+        if types is None:
+            return
+        types.discard(rdtype)
+        if types:
+            return
+        del names[name]
+        below = self._below.get(vlan, {})
+        for parent in _ancestors(name):
+            left = below.get(parent, 0) - 1
+            if left > 0:
+                below[parent] = left
+            else:
+                below.pop(parent, None)
+
+    def _notify(self, vlan: str, name: dns.name.Name, rdtype: int) -> None:
+        for listener in self.listeners:
+            try:
+                listener(vlan, name, rdtype)
+            except Exception:  # a listener bug must not corrupt the store
+                log.exception("store listener failed")
+
+
+def _ancestors(name: dns.name.Name) -> Iterator[dns.name.Name]:
+    """Proper ancestors of ``name`` down to, but not including, the root."""
+    while len(name) > 2:
+        name = name.parent()
+        yield name
