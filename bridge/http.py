@@ -77,7 +77,9 @@ class HttpSurface:
                 continue
             rows.append({"vlan": c.vlan, "name": c.name.to_unicode(),
                          "type": c.rdtype, "rdata": c.rdata.to_text(),
-                         "ttl": c.ttl, "remaining": round(c.remaining, 1)})
+                         "ttl": c.ttl,
+                         "remaining": None if c.remaining == float("inf")
+                         else round(c.remaining, 1)})
             if len(rows) >= _MAX_RECORDS_LISTED:
                 break
         return web.json_response({"records": rows, "total": len(self.gw.store)})

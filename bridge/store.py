@@ -23,6 +23,7 @@ from . import const
 log = logging.getLogger(__name__)
 
 RRKey = tuple[str, dns.name.Name, int]  # (vlan, owner, rdtype)
+_FOREVER = float("inf")  # expiry of pinned records
 Listener = Callable[[str, dns.name.Name, int], None]
 
 _LOCAL = dns.name.from_text("local.")
@@ -82,22 +83,31 @@ class Store:
         ttl: int,
         now: float,
         cache_flush: bool = False,
+        pinned: bool = False,
     ) -> None:
-        """Apply one received record (RFC 6762 §10: TTL 0 is a goodbye; cache-flush bit)."""
+        """Apply one received record (RFC 6762 §10: TTL 0 is a goodbye; cache-flush bit).
+
+        ``pinned`` records are the router's own (published by us, e.g. the NTP service):
+        they never expire, are never evicted or refreshed, and received records of the same
+        name and type do not flush them; ``remove`` withdraws them.
+        """
         key = (vlan, name, rdtype)
         rrset = self._rrsets.get(key)
         ttl = min(ttl, const.STORE_MAX_TTL)
+        if pinned:
+            self._pin(key, rdata, ttl, now)
+            return
         if cache_flush and rrset:
             # §10.2: other rdatas received more than a second ago expire in one second
             flush_at = now + const.MDNS_CACHE_FLUSH_GRACE
             for other, entry in rrset.items():
                 if other != rdata and entry.received < now - const.MDNS_CACHE_FLUSH_GRACE \
-                        and entry.expiry > flush_at:
+                        and flush_at < entry.expiry != _FOREVER:
                     entry.expiry = flush_at
                     self._push(flush_at, key, other)
         if ttl == 0:
             entry = rrset.get(rdata) if rrset else None
-            if entry is not None and entry.expiry > now + const.MDNS_GOODBYE_DELAY:
+            if entry is not None and now + const.MDNS_GOODBYE_DELAY < entry.expiry != _FOREVER:
                 entry.expiry = now + const.MDNS_GOODBYE_DELAY
                 entry.ttl = 1
                 self._push(entry.expiry, key, rdata)
@@ -107,6 +117,8 @@ class Store:
             rrset = self._rrsets[key] = {}
             self._name_added(vlan, name, rdtype)
         entry = rrset.get(rdata)
+        if entry is not None and entry.expiry == _FOREVER:
+            return  # somebody else announces our record: the responder handles conflicts
         if entry is not None:
             scheduled = entry.expiry
             entry.expiry, entry.received, entry.ttl = expiry, now, ttl
@@ -133,6 +145,25 @@ class Store:
             self._remove(old_key, old_rdata)
             self.evicted += 1
         self._notify(vlan, name, rdtype)
+
+    def _pin(self, key: RRKey, rdata: dns.rdata.Rdata, ttl: int, now: float) -> None:
+        rrset = self._rrsets.get(key)
+        if rrset is None:
+            rrset = self._rrsets[key] = {}
+            self._name_added(key[0], key[1], key[2])
+        fresh = rdata not in rrset
+        rrset[rdata] = Entry(_FOREVER, now, ttl)
+        self._age.pop((key, rdata), None)  # pinned records do not count against eviction
+        if key[2] == dns.rdatatype.SRV:
+            target = rdata.target  # type: ignore[attr-defined]
+            self._srv_targets.setdefault(key[0], {}).setdefault(target, set()).add(key[1])
+        if fresh:
+            self._notify(*key)
+
+    def remove(self, vlan: str, name: dns.name.Name, rdtype: int,
+               rdata: dns.rdata.Rdata) -> None:
+        """Withdraw a record now (our own, when we stop advertising it)."""
+        self._remove((vlan, name, rdtype), rdata)
 
     def sweep(self, now: float) -> int:
         """Drop every record whose time has come; returns how many went."""

@@ -32,6 +32,7 @@ LOCAL = dns.name.from_text("local.")
 SERVICES_LABELS = (b"_services", b"_dns-sd", b"_udp")
 _BROWSE_LABELS = {b"b": "all", b"db": "default", b"lb": "default"}
 _DNSSD_UDP = (b"_dns-sd", b"_udp")
+_ARPA = dns.name.from_text("arpa.")
 _LL4 = ipaddress.IPv4Network("169.254.0.0/16")
 _LL6 = ipaddress.IPv6Network("fe80::/10")
 IN = dns.rdataclass.IN
@@ -155,7 +156,7 @@ class Resolver:
         if zone is None:
             return Answer(dns.rcode.REFUSED, authoritative=False)
         if zone.kind in ("browse", "reverse"):
-            return self._browse_zone(view, zone, qname, qtype)
+            return self._browse_zone(view, zone, qname, qtype, now)
         if zone.kind == "local":
             vlans = sorted(view.policy.vlans)
             local_name, domain = qname, None
@@ -214,9 +215,15 @@ class Resolver:
                 inst = service_parts(c.rdata.target)  # type: ignore[attr-defined]
                 instance = inst[1] if inst else None
             return policy.service_visible(vlan, stype, instance)
+        if c.rdtype == PTR and name.is_subdomain(_ARPA):
+            return self._host_visible(policy, vlan, c.rdata.target)  # type: ignore[attr-defined]
+        return self._host_visible(policy, vlan, name)
+
+    def _host_visible(self, policy: ViewPolicyLike, vlan: str, host: dns.name.Name) -> bool:
+        """A host name is visible with hosts: true, or as the target of a visible SRV."""
         if policy.hosts_visible(vlan):
             return True
-        for owner in self.store.srv_owners_of(vlan, name):
+        for owner in self.store.srv_owners_of(vlan, host):
             p = service_parts(owner)
             if p is not None and policy.service_visible(vlan, p[0], p[1]):
                 return True
@@ -282,7 +289,7 @@ class Resolver:
         return rrset
 
     def _browse_zone(self, view: View, zone: _Zone, qname: dns.name.Name,
-                     qtype: int) -> Answer:
+                     qtype: int, now: float) -> Answer:
         if qname == zone.apex:
             return self._apex(zone, qtype)
         rel = qname.relativize(zone.apex).labels
@@ -302,6 +309,21 @@ class Resolver:
         if rel in (_DNSSD_UDP, _DNSSD_UDP[1:]) or (len(rel) == 3 and rel[1:] == _DNSSD_UDP):
             ans.authority = [self._soa(zone)]  # empty non-terminals and r/dr: NODATA
             return ans
+        if zone.kind == "reverse" and zone.vlan in view.policy.vlans:
+            # address -> host name, as the hosts themselves announce it over mDNS
+            domain = self.zones.domains.get(zone.vlan)
+            types = None if qtype == ANY else (qtype,)
+            found = self._collect(view, [zone.vlan], qname, types, now, None)
+            if found:
+                ans.answer = self._rrsets(qname, found, domain)
+                ans.min_remaining = min(c.remaining for c in found)
+                return ans
+            if qtype in (PTR, ANY):
+                ans.ondemand = [(zone.vlan, qname, PTR)]
+            if self._collect(view, [zone.vlan], qname, None, now, None) or \
+                    self.store.has_below(zone.vlan, qname):
+                ans.authority = [self._soa(zone)]
+                return ans
         ans.rcode = dns.rcode.NXDOMAIN
         ans.authority = [self._soa(zone)]
         return ans
