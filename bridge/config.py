@@ -46,7 +46,8 @@ class VlanConfig:
 class DnsConfig:
     listen: tuple[Address, ...] = (("127.0.0.1", const.DNS_DEFAULT_PORT),)
     view_listeners: Mapping[str, tuple[Address, ...]] = field(default_factory=dict)
-    browse_domain: dns.name.Name = dns.name.from_text("home.arpa.")
+    browse_domain: dns.name.Name = field(
+        default_factory=lambda: dns.name.from_text("home.arpa."))
     max_ttl: int = const.DNS_MAX_TTL  # s; answers carry min(remaining mDNS TTL, this)
     negative_ttl: int = const.DNS_NEGATIVE_TTL  # s; TTL of the SOA in NXDOMAIN/NODATA
     default_view: str | None = None  # view for clients outside every VLAN subnet; None: REFUSED
@@ -177,7 +178,8 @@ def from_dict(data: Any, source: str, base: Path | None = None) -> Config:
     raw_http = data.get("http")
     if raw_http is not None:
         if not isinstance(raw_http, dict) or set(raw_http) - {"listen"}:
-            bad("http", "expected a mapping with 'listen:'", "e.g. 'http: {listen: 127.0.0.1:9353}'")
+            bad("http", "expected a mapping with 'listen:'",
+                "e.g. 'http: {listen: 127.0.0.1:9353}'")
         elif raw_http.get("listen") in (None, False, ""):
             http = HttpConfig(None)
         else:
@@ -198,7 +200,8 @@ def from_dict(data: Any, source: str, base: Path | None = None) -> Config:
     raw_cache = data.get("cache")
     if raw_cache is not None:
         if not isinstance(raw_cache, dict) or set(raw_cache) - {"max_records"}:
-            bad("cache", "expected a mapping with 'max_records:'", "e.g. 'cache: {max_records: 50000}'")
+            bad("cache", "expected a mapping with 'max_records:'",
+                "e.g. 'cache: {max_records: 50000}'")
         else:
             max_records = _int(raw_cache.get("max_records", max_records), "cache.max_records",
                                100, 10_000_000, bad)

@@ -320,6 +320,17 @@ def parse_policy_text(text: str, filename: str, vlans: Collection[str]) -> list[
     skipped, and so are CustomResourceDefinition documents, so the CRD may live beside the
     policies. Every problem of the file is collected; any problem raises :class:`PolicyError`.
     """
+    policies, problems = _parse_text(text, filename, vlans)
+    _check_unique_names(policies, problems)
+    if problems:
+        raise PolicyError(problems)
+    return policies
+
+
+def _parse_text(
+    text: str, filename: str, vlans: Collection[str]
+) -> tuple[list[ServicePolicy], list[str]]:
+    """The valid policies of a file, and the problems of the others."""
     problems: list[str] = []
     policies: list[ServicePolicy] = []
     known = frozenset(vlans)
@@ -348,10 +359,7 @@ def parse_policy_text(text: str, filename: str, vlans: Collection[str]) -> list[
             f"{filename}: document {index + 1} (unnamed): yaml: nested too deeply; "
             "fix: a ServicePolicy is at most four levels deep"
         )
-    _check_unique_names(policies, problems)
-    if problems:
-        raise PolicyError(problems)
-    return policies
+    return policies, problems
 
 
 def _check_unique_names(policies: Sequence[ServicePolicy], problems: list[str]) -> None:
@@ -748,10 +756,9 @@ def load_policy_dir(path: Path, vlans: Collection[str]) -> list[ServicePolicy]:
                 f"{file}: not UTF-8 text (byte {exc.start}); fix: save the file as UTF-8"
             )
             continue
-        try:
-            policies.extend(parse_policy_text(text, str(file), vlans))
-        except PolicyError as exc:
-            problems.extend(exc.problems)
+        found, found_problems = _parse_text(text, str(file), vlans)
+        policies.extend(found)
+        problems.extend(found_problems)
     _check_unique_names(policies, problems)
     if len(policies) > MAX_POLICIES:
         problems.append(

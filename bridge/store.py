@@ -106,29 +106,30 @@ class Store:
                     entry.expiry = flush_at
                     self._push(flush_at, key, other)
         if ttl == 0:
-            entry = rrset.get(rdata) if rrset else None
-            if entry is not None and now + const.MDNS_GOODBYE_DELAY < entry.expiry != _FOREVER:
-                entry.expiry = now + const.MDNS_GOODBYE_DELAY
-                entry.ttl = 1
-                self._push(entry.expiry, key, rdata)
+            gone = rrset.get(rdata) if rrset else None
+            if gone is not None and now + const.MDNS_GOODBYE_DELAY < gone.expiry != _FOREVER:
+                gone.expiry = now + const.MDNS_GOODBYE_DELAY
+                gone.ttl = 1
+                self._push(gone.expiry, key, rdata)
             return
         expiry = now + ttl
         if rrset is None:
             rrset = self._rrsets[key] = {}
             self._name_added(vlan, name, rdtype)
-        entry = rrset.get(rdata)
-        if entry is not None and entry.expiry == _FOREVER:
+        old = rrset.get(rdata)
+        if old is not None and old.expiry == _FOREVER:
             return  # somebody else announces our record: the responder handles conflicts
-        if entry is not None:
-            scheduled = entry.expiry
-            entry.expiry, entry.received, entry.ttl = expiry, now, ttl
+        if old is not None:
+            scheduled = old.expiry
+            old.expiry, old.received, old.ttl = expiry, now, ttl
             self._age.move_to_end((key, rdata))
             if expiry < scheduled:
                 self._push(expiry, key, rdata)
-            self._schedule_refresh(key, rdata, entry)
+            self._schedule_refresh(key, rdata, old)
             return
         if len(rrset) >= const.STORE_MAX_RRSET:
-            oldest = min(rrset, key=lambda r: rrset[r].received)
+            full = rrset
+            oldest = min(full, key=lambda r: full[r].received)
             self._remove(key, oldest)
             rrset = self._rrsets.setdefault(key, {})
             if not rrset:
@@ -240,7 +241,7 @@ class Store:
             if step + 1 < len(fractions):
                 self._schedule_refresh(key, rdata, entry, step + 1)
         if len(heap) > 8 * len(self._age) + 1024:
-            self._refresh = [i for i in heap if self._live(i[:4])]  # type: ignore[arg-type]
+            self._refresh = [i for i in heap if self._live(i[:4])]
             heapq.heapify(self._refresh)
         return due
 

@@ -16,7 +16,8 @@ _COUNTS_PLAIN = b"\x00\x01\x00\x00\x00\x00\x00\x00"
 _COUNTS_EDNS = b"\x00\x01\x00\x00\x00\x00\x00\x01"
 
 QueryKey = tuple[int, bytes, bytes]  # (echoed flag bits, question lower-cased, EDNS shape)
-Entry = tuple[bytes, bytes, float]  # (header bytes 2..12, everything after the question, valid until)
+# (header bytes 2..12, everything after the question, valid until)
+Entry = tuple[bytes, bytes, float]
 
 
 def query_key(data: bytes) -> tuple[QueryKey, int] | None:

@@ -34,7 +34,7 @@ def skeleton(query: dns.message.Message, rcode: int = dns.rcode.NOERROR,
     if query.edns >= 0:
         payload = max(const.DNS_PLAIN_UDP_LIMIT, min(query.payload, const.DNS_MAX_UDP_PAYLOAD))
         reply.use_edns(0, query.ednsflags & dns.flags.DO, payload, pad=0)
-    reply.set_rcode(rcode)
+    reply.set_rcode(dns.rcode.Rcode.make(rcode))
     return reply
 
 

@@ -237,7 +237,8 @@ class Resolver:
             key = (name, c.rdtype)
             rrset = sets.get(key)
             if rrset is None:
-                rrset = sets[key] = dns.rrset.RRset(name, IN, c.rdtype)
+                rrset = sets[key] = dns.rrset.RRset(
+                    name, IN, dns.rdatatype.RdataType.make(c.rdtype))
             rdata = _rewrite_rdata(c.rdata, domain) if domain is not None else c.rdata
             ttl = max(0, min(int(c.remaining), self.max_ttl))
             rrset.add(rdata, ttl)
@@ -283,7 +284,7 @@ class Resolver:
     def _soa(self, zone: _Zone) -> dns.rrset.RRset:
         rrset = dns.rrset.RRset(zone.apex, IN, SOA)
         rdata = dns.rdtypes.ANY.SOA.SOA(
-            IN, SOA, zone.apex, dns.name.Name((b"hostmaster",) + zone.apex.labels),
+            IN, SOA, zone.apex, dns.name.Name((b"hostmaster", *zone.apex.labels)),
             1, 3600, 600, 86400, self.negative_ttl)
         rrset.add(rdata, self.negative_ttl)
         return rrset

@@ -16,6 +16,7 @@ import struct
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import dns.exception
 import dns.flags
@@ -76,7 +77,7 @@ class DnsServer:
         self._addr_view: dict[str, str] = {}
         self._udp: list[socket.socket] = []
         self._tcp_servers: list[asyncio.base_events.Server] = []
-        self._tcp_clients: set[asyncio.Task[None]] = set()
+        self._tcp_clients: set[asyncio.Task[Any]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -207,7 +208,7 @@ class DnsServer:
             writer.close()
             self.stats.dropped += 1
             return
-        self._tcp_clients.add(task)  # type: ignore[arg-type]
+        self._tcp_clients.add(task)
         self.stats.tcp_connections += 1
         peer = writer.get_extra_info("peername") or ("", 0)
         view = fixed_view if fixed_view is not None else self._view_for(peer[0])
@@ -243,7 +244,7 @@ class DnsServer:
         except (ConnectionError, OSError):
             return
         finally:
-            self._tcp_clients.discard(task)  # type: ignore[arg-type]
+            self._tcp_clients.discard(task)
             writer.close()
 
     # --- the slow path ---------------------------------------------------------------------
@@ -295,8 +296,8 @@ class DnsServer:
             valid = now + (const.DNS_MISS_MEMORY if answer.ondemand else 3600.0)
         else:
             valid = now + max(1.0, answer.min_remaining - self.resolver.max_ttl)
-        return self._cacheable(wire, dns.rcode.to_text(answer.rcode), view.name, tcp, parsed,
-                               valid)
+        rcode = dns.rcode.to_text(dns.rcode.Rcode.make(answer.rcode))
+        return self._cacheable(wire, rcode, view.name, tcp, parsed, valid)
 
     def _cacheable(self, wire: bytes, rcode: str, view: str, tcp: bool,
                    parsed: tuple[QueryKey, int] | None, valid: float) -> bytes:
