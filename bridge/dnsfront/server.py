@@ -146,8 +146,10 @@ class DnsServer:
         self._udp.clear()
         for server in self._tcp_servers:
             server.close()
-        for task in list(self._tcp_clients) + list(self._tasks):
+        pending = list(self._tcp_clients) + list(self._tasks)
+        for task in pending:
             task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
         for server in self._tcp_servers:
             await server.wait_closed()
         self._tcp_servers.clear()
@@ -216,10 +218,9 @@ class DnsServer:
         try:
             while True:
                 try:
-                    head = await asyncio.wait_for(reader.readexactly(2),
-                                                  const.DNS_TCP_IDLE_TIMEOUT)
-                    data = await asyncio.wait_for(reader.readexactly(_LEN.unpack(head)[0]),
-                                                  const.DNS_TCP_IDLE_TIMEOUT)
+                    async with asyncio.timeout(const.DNS_TCP_IDLE_TIMEOUT):
+                        head = await reader.readexactly(2)
+                        data = await reader.readexactly(_LEN.unpack(head)[0])
                 except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
                     return
                 self.stats.queries["tcp"] += 1

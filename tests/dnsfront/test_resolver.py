@@ -1,0 +1,204 @@
+"""The pure resolver: views, RFC 8766 rewriting, browse domains, negatives, link-local."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dns.name
+import dns.rcode
+import dns.rdata
+import dns.rdatatype
+import pytest
+
+from bridge.dnsfront.resolver import Resolver, View, Zones, reverse_zone
+from bridge.policy import PolicyEngine, default_engine, parse_policy_text
+from bridge.store import Store
+
+ROOT = Path(__file__).resolve().parents[2]
+VLANS = ["trusted", "iot", "guest"]
+DOMAINS = {v: dns.name.from_text(f"{v}.home.arpa.") for v in VLANS}
+SUBNETS = {"trusted": ["10.10.0.0/24", "fd00:10::/64"], "iot": ["10.20.0.0/24"],
+           "guest": ["10.30.0.0/24"]}
+PTR, SRV, TXT, A, AAAA, SOA = (dns.rdatatype.PTR, dns.rdatatype.SRV, dns.rdatatype.TXT,
+                               dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.SOA)
+
+
+def n(text: str) -> dns.name.Name:
+    return dns.name.from_text(text)
+
+
+def publish(store: Store, vlan: str, instance: bytes, stype: str, host: str,
+            addrs: list[str], now: float = 0.0) -> None:
+    """What an avahi publisher puts on the wire, as the store receives it."""
+    tname = n(f"{stype}.local.")
+    iname = dns.name.Name((instance, *tname.labels))
+    store.add(vlan, n("_services._dns-sd._udp.local."), PTR,
+              dns.rdata.from_text("IN", "PTR", tname.to_text()), 4500, now)
+    store.add(vlan, tname, PTR, dns.rdtypes.ANY.PTR.PTR(1, PTR, iname), 4500, now)
+    store.add(vlan, iname, SRV, dns.rdata.from_text("IN", "SRV", f"0 0 631 {host}.local."),
+              120, now)
+    store.add(vlan, iname, TXT, dns.rdata.from_text("IN", "TXT", '"rp=printer"'), 4500, now)
+    for addr in addrs:
+        rdtype = AAAA if ":" in addr else A
+        store.add(vlan, n(f"{host}.local."), rdtype,
+                  dns.rdata.from_text("IN", dns.rdatatype.to_text(rdtype), addr), 120, now)
+
+
+@pytest.fixture
+def store() -> Store:
+    s = Store()
+    publish(s, "trusted", b"Office Printer", "_ipp._tcp", "office", ["10.10.0.5", "fd00:10::5",
+                                                                     "fe80::5"])
+    publish(s, "iot", b"Living Room TV", "_googlecast._tcp", "tv", ["10.20.0.7", "169.254.3.3"])
+    publish(s, "iot", b"Guest Printer", "_ipp._tcp", "gprinter", ["10.20.0.9"])
+    publish(s, "iot", b"Back Office", "_ipp._tcp", "bprinter", ["10.20.0.10"])
+    return s
+
+
+def home_basic() -> PolicyEngine:
+    text = (ROOT / "policies" / "examples" / "home-basic.yaml").read_text()
+    return PolicyEngine(parse_policy_text(text, "home-basic.yaml", VLANS), VLANS)
+
+
+def make(store: Store, engine: PolicyEngine) -> tuple[Resolver, dict[str, View]]:
+    import ipaddress
+    zones = Zones(DOMAINS, n("home.arpa."),
+                  {v: [ipaddress.ip_network(x) for x in nets] for v, nets in SUBNETS.items()})
+    views = {v: View(v, v, engine.view(v)) for v in VLANS}
+    views["*"] = View("*", None, engine.view("*"))
+    return Resolver(store, zones, max_ttl=10, negative_ttl=7), views
+
+
+def texts(answer_sets: list) -> set[str]:  # type: ignore[type-arg]
+    return {f"{r.name} {dns.rdatatype.to_text(r.rdtype)} {rd}" for r in answer_sets for rd in r}
+
+
+def test_local_names_only_from_own_vlan_by_default(store: Store) -> None:
+    r, views = make(store, default_engine(VLANS))
+    ans = r.resolve(views["trusted"], n("_ipp._tcp.local."), PTR, 1.0)
+    assert texts(ans.answer) == {"_ipp._tcp.local. PTR Office\\032Printer._ipp._tcp.local."}
+    ans = r.resolve(views["iot"], n("_ipp._tcp.local."), PTR, 1.0)
+    assert len(list(ans.answer[0])) == 2
+    assert r.resolve(views["guest"], n("_ipp._tcp.local."), PTR, 1.0).answer == []
+
+
+def test_wide_area_rewrites_names_both_ways_with_additionals(store: Store) -> None:
+    r, views = make(store, default_engine(VLANS))
+    ans = r.resolve(views["trusted"], n("_ipp._tcp.trusted.home.arpa."), PTR, 1.0)
+    assert texts(ans.answer) == {
+        "_ipp._tcp.trusted.home.arpa. PTR Office\\032Printer._ipp._tcp.trusted.home.arpa."}
+    extra = texts(ans.additional)
+    assert "Office\\032Printer._ipp._tcp.trusted.home.arpa. SRV 0 0 631 office.trusted.home.arpa." \
+        in extra
+    assert "office.trusted.home.arpa. A 10.10.0.5" in extra
+    assert "office.trusted.home.arpa. AAAA fd00:10::5" in extra
+    assert ans.aa if hasattr(ans, "aa") else ans.authoritative
+    # and the instance name comes back the other way
+    inst = dns.name.Name((b"Office Printer", b"_ipp", b"_tcp", *DOMAINS["trusted"].labels))
+    srv = r.resolve(views["trusted"], inst, SRV, 1.0)
+    assert texts(srv.answer) == {
+        "Office\\032Printer._ipp._tcp.trusted.home.arpa. SRV 0 0 631 office.trusted.home.arpa."}
+
+
+def test_utf8_and_dotted_instance_names_round_trip() -> None:
+    s = Store()
+    label = "Hristo’s Mac.mini".encode()
+    publish(s, "trusted", label, "_smb._tcp", "mini", ["10.10.0.8"])
+    r, views = make(s, default_engine(VLANS))
+    ptr = r.resolve(views["trusted"], n("_smb._tcp.trusted.home.arpa."), PTR, 1.0)
+    target = next(iter(ptr.answer[0])).target
+    assert target.labels[0] == label and len(target) == len(DOMAINS["trusted"]) + 3
+    srv = r.resolve(views["trusted"], target, SRV, 1.0)
+    assert srv.answer and srv.rcode == dns.rcode.NOERROR
+
+
+def test_link_local_addresses_stay_in_their_vlan(store: Store) -> None:
+    engine = home_basic()
+    r, views = make(store, engine)
+    own = texts(r.resolve(views["trusted"], n("office.local."), AAAA, 1.0).answer)
+    assert any("fe80::5" in t for t in own)
+    other = texts(r.resolve(views["trusted"], n("tv.local."), A, 1.0).answer)
+    assert other == {"tv.local. A 10.20.0.7"}  # 169.254.3.3 withheld from another VLAN
+
+
+def test_policies_directional_and_instance_globs(store: Store) -> None:
+    engine = home_basic()
+    r, views = make(store, engine)
+    trusted = r.resolve(views["trusted"], n("_ipp._tcp.local."), PTR, 1.0)
+    assert len(list(trusted.answer[0])) == 3  # own printer and both IoT printers
+    guest = r.resolve(views["guest"], n("_ipp._tcp.iot.home.arpa."), PTR, 1.0)
+    assert texts(guest.answer) == {
+        "_ipp._tcp.iot.home.arpa. PTR Guest\\032Printer._ipp._tcp.iot.home.arpa."}
+    # iot may not see anything from trusted, neither names nor the domain
+    iot = r.resolve(views["iot"], n("_ipp._tcp.trusted.home.arpa."), PTR, 1.0)
+    assert iot.answer == [] and iot.rcode == dns.rcode.NXDOMAIN
+    assert r.resolve(views["iot"], n("office.local."), A, 1.0).answer == []
+
+
+def test_host_visible_only_as_visible_srv_target(store: Store) -> None:
+    engine = home_basic()
+    r, views = make(store, engine)
+    assert r.resolve(views["guest"], n("gprinter.iot.home.arpa."), A, 1.0).answer
+    assert r.resolve(views["guest"], n("bprinter.iot.home.arpa."), A, 1.0).answer == []
+
+
+def test_service_enumeration_lists_only_visible_types(store: Store) -> None:
+    engine = home_basic()
+    r, views = make(store, engine)
+    got = texts(r.resolve(views["guest"], n("_services._dns-sd._udp.local."), PTR, 1.0).answer)
+    assert got == {"_services._dns-sd._udp.local. PTR _ipp._tcp.local."}
+
+
+def test_browse_domains(store: Store) -> None:
+    engine = home_basic()
+    r, views = make(store, engine)
+    b = texts(r.resolve(views["trusted"], n("b._dns-sd._udp.home.arpa."), PTR, 1.0).answer)
+    assert b == {"b._dns-sd._udp.home.arpa. PTR trusted.home.arpa.",
+                 "b._dns-sd._udp.home.arpa. PTR iot.home.arpa."}
+    iot = texts(r.resolve(views["iot"], n("b._dns-sd._udp.home.arpa."), PTR, 1.0).answer)
+    assert iot == {"b._dns-sd._udp.home.arpa. PTR iot.home.arpa."}
+    rev = r.resolve(views["trusted"], n("lb._dns-sd._udp.0.10.10.in-addr.arpa."), PTR, 1.0)
+    assert texts(rev.answer) == {"lb._dns-sd._udp.0.10.10.in-addr.arpa. PTR trusted.home.arpa."}
+
+
+def test_negative_answers_carry_soa_with_negative_ttl(store: Store) -> None:
+    r, views = make(store, default_engine(VLANS))
+    nx = r.resolve(views["trusted"], n("nothere.trusted.home.arpa."), A, 1.0)
+    assert nx.rcode == dns.rcode.NXDOMAIN
+    assert nx.authority[0].rdtype == SOA and nx.authority[0].ttl == 7
+    assert nx.authority[0].name == DOMAINS["trusted"]
+    nodata = r.resolve(views["trusted"], n("office.local."), TXT, 1.0)
+    assert nodata.rcode == dns.rcode.NOERROR and nodata.answer == []
+    assert nodata.authority[0].name == n("local.")
+    ent = r.resolve(views["trusted"], n("_tcp.local."), PTR, 1.0)
+    assert ent.rcode == dns.rcode.NOERROR  # an empty non-terminal is not NXDOMAIN
+
+
+def test_outside_served_zones_is_refused(store: Store) -> None:
+    r, views = make(store, default_engine(VLANS))
+    for name in ("example.com.", ".", "arpa."):
+        assert r.resolve(views["trusted"], n(name), A, 1.0).rcode == dns.rcode.REFUSED
+
+
+def test_ttl_is_remaining_ttl_clamped(store: Store) -> None:
+    r, views = make(store, default_engine(VLANS))
+    assert r.resolve(views["trusted"], n("office.local."), A, 1.0).answer[0].ttl == 10
+    assert r.resolve(views["trusted"], n("office.local."), A, 115.5).answer[0].ttl == 4
+
+
+def test_ondemand_only_for_plausible_names(store: Store) -> None:
+    r, views = make(store, default_engine(VLANS))
+    miss = r.resolve(views["trusted"], n("printer9.local."), A, 1.0)
+    assert miss.ondemand == [("trusted", n("printer9.local."), A)]
+    loop_probe = r.resolve(views["trusted"], n("abc.def.local."), dns.rdatatype.HINFO, 1.0)
+    assert loop_probe.ondemand == []  # CoreDNS's loop plugin probe answers at once
+    wide = r.resolve(views["trusted"], n("x._ipp._tcp.trusted.home.arpa."), SRV, 1.0)
+    assert wide.ondemand == [("trusted", n("x._ipp._tcp.local."), SRV)]
+
+
+def test_reverse_zone_names() -> None:
+    import ipaddress
+    assert reverse_zone(ipaddress.ip_network("10.10.0.0/24")) == n("0.10.10.in-addr.arpa.")
+    assert reverse_zone(ipaddress.ip_network("10.10.0.0/16")) == n("10.10.in-addr.arpa.")
+    assert reverse_zone(ipaddress.ip_network("fd00:10::/64")) == \
+        n("0.0.0.0.0.0.0.0.0.1.0.0.0.0.d.f.ip6.arpa.")

@@ -1,0 +1,221 @@
+"""The DNS front end over real loopback sockets, driven like CoreDNS's forward plugin."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+
+import dns.edns
+import dns.flags
+import dns.message
+import dns.name
+import dns.query
+import dns.rcode
+import dns.rdata
+import dns.rdatatype
+import pytest
+
+from tests.captures import malformed_pcaps, raw_udp_payloads_from_ip, udp_payloads
+from tests.coredns_forward import ForwardClient, cache_ttl
+from tests.dnsfront.conftest import Front
+
+A = dns.rdatatype.A
+SRV = dns.rdatatype.SRV
+
+
+def udp_raw(port: int, wire: bytes, host: str = "127.0.0.1", timeout: float = 2.0) -> bytes:
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(fam, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        s.connect((host, port))  # connected: only replies from the exact address count
+        s.send(wire)
+        return s.recv(65535)
+
+
+def q(name: str, rdtype: str = "A", **kw: object) -> dns.message.Message:
+    return dns.message.make_query(name, rdtype, **kw)  # type: ignore[arg-type]
+
+
+def question_bytes(wire: bytes) -> bytes:
+    i = 12
+    while wire[i]:
+        i += wire[i] + 1
+    return wire[12:i + 5]
+
+
+def test_health_check_answered(front: Front) -> None:
+    for port in (front.port_view, front.port_addr):
+        client = ForwardClient("127.0.0.1", port)
+        assert client.health_check()
+        assert client.health_check(tcp=True)
+        reply = client.exchange(q(".", "NS"))
+        assert reply.rcode() == dns.rcode.REFUSED and reply.question
+
+
+@pytest.mark.parametrize("name,rcode", [
+    ("oFFice.LOCAL.", dns.rcode.NOERROR),
+    ("NotHere.Trusted.Home.Arpa.", dns.rcode.NXDOMAIN),
+    ("WWW.Example.COM.", dns.rcode.REFUSED),
+])
+def test_question_echoed_exactly_fresh_and_cached(front: Front, name: str, rcode: int) -> None:
+    wire = q(name, "A").to_wire()
+    for _ in range(3):  # first from the slow path, then pre-rendered
+        reply = udp_raw(front.port_view, wire)
+        assert question_bytes(reply) == question_bytes(wire)
+        assert reply[:2] == wire[:2] and reply[2] & 0x80
+        assert dns.message.from_wire(reply).rcode() == rcode
+    assert front.server.stats.cache_hits >= 2
+
+
+def test_refused_without_view_echoes_question(front: Front) -> None:
+    reply = dns.message.from_wire(udp_raw(front.port_addr, q("office.local.").to_wire()))
+    assert reply.rcode() == dns.rcode.REFUSED
+    assert reply.question[0].name == dns.name.from_text("office.local.")
+
+
+def test_authoritative_answers_and_negative_soa_ttl(front: Front) -> None:
+    client = ForwardClient("127.0.0.1", front.port_view)
+    ok = client.exchange(q("office.trusted.home.arpa."))
+    assert ok.flags & dns.flags.AA
+    assert {r.to_text() for r in ok.answer[0]} == {"10.10.0.5"}
+    nx = client.exchange(q("zzz.trusted.home.arpa."))
+    assert nx.rcode() == dns.rcode.NXDOMAIN and nx.flags & dns.flags.AA
+    assert nx.authority[0].rdtype == dns.rdatatype.SOA and nx.authority[0].ttl == 7
+    assert cache_ttl(nx) == 7 or cache_ttl(nx) == 5  # CoreDNS clamps below 5 s
+
+
+def test_edns_echo_and_unknown_options_dropped(front: Front) -> None:
+    opts = [dns.edns.GenericOption(65001, b"xyz"), dns.edns.GenericOption(10, b"12345678")]
+    msg = q("office.local.", use_edns=0, payload=1400, want_dnssec=True, options=opts)
+    for _ in range(2):
+        reply = dns.message.from_wire(udp_raw(front.port_view, msg.to_wire()))
+        assert reply.edns == 0 and reply.payload == 1400
+        assert reply.ednsflags & dns.flags.DO
+        assert list(reply.options) == []
+    plain = dns.message.from_wire(udp_raw(front.port_view, q("office.local.").to_wire()))
+    assert plain.edns == -1
+
+
+def test_edns_version_1_gets_badvers(front: Front) -> None:
+    msg = q("office.local.", use_edns=1)
+    reply = dns.message.from_wire(udp_raw(front.port_view, msg.to_wire()))
+    assert reply.rcode() == dns.rcode.BADVERS and reply.question
+
+
+def test_other_classes_opcodes_and_counts(front: Front) -> None:
+    chaos = q("version.bind.", "TXT")
+    chaos.question[0].rdclass = dns.rdataclass.CH  # type: ignore[misc]
+    reply = dns.message.from_wire(udp_raw(front.port_view, chaos.to_wire()))
+    assert reply.rcode() == dns.rcode.REFUSED and reply.question
+    notify = q("local.", "SOA")
+    notify.set_opcode(dns.opcode.NOTIFY)
+    assert dns.message.from_wire(udp_raw(front.port_view, notify.to_wire())).rcode() == \
+        dns.rcode.NOTIMP
+    empty = struct.pack("!HHHHHH", 4242, 0x0100, 0, 0, 0, 0)
+    reply = dns.message.from_wire(udp_raw(front.port_view, empty))
+    assert reply.id == 4242 and reply.rcode() == dns.rcode.FORMERR
+
+
+def test_truncation_without_edns_and_full_answer_over_tcp(front: Front) -> None:
+    def many() -> None:
+        now = front.loop.time()
+        for i in range(60):
+            front.store.add("trusted", dns.name.from_text("big.local."), A,
+                            dns.rdata.from_text("IN", "A", f"10.10.0.{i + 10}"), 120, now)
+    front.call(many)
+    client = ForwardClient("127.0.0.1", front.port_view)
+    udp = udp_raw(front.port_view, q("big.local.").to_wire())
+    assert len(udp) <= 512 and udp[2] & 0x02
+    tcp = client.exchange(q("big.local."), tcp=True)
+    assert not tcp.flags & dns.flags.TC and len(tcp.answer[0]) == 60
+    edns = dns.message.from_wire(udp_raw(front.port_view,
+                                         q("big.local.", use_edns=0, payload=4096).to_wire()))
+    assert not edns.flags & dns.flags.TC and len(edns.answer[0]) == 60
+
+
+def test_tcp_connection_reused_for_several_queries(front: Front) -> None:
+    with socket.create_connection(("127.0.0.1", front.port_view), timeout=3) as s:
+        for name in ("office.local.", "zzz.local.", "office.trusted.home.arpa.", "."):
+            dns.query.send_tcp(s, q(name), None)
+            reply, _ = dns.query.receive_tcp(s, time.time() + 3)
+            assert reply.question[0].name == dns.name.from_text(name)
+
+
+def test_tcp_idle_connection_survives_coredns_expiry(front: Front) -> None:
+    with socket.create_connection(("127.0.0.1", front.port_view), timeout=3) as s:
+        dns.query.send_tcp(s, q("office.local."), None)
+        dns.query.receive_tcp(s, time.time() + 3)
+        time.sleep(10.5)  # CoreDNS keeps idle connections 10 s: we must still be there
+        dns.query.send_tcp(s, q("office.local."), None)
+        reply, _ = dns.query.receive_tcp(s, time.time() + 3)
+        assert reply.answer
+
+
+def test_ipv6_listener_replies_from_the_address_queried(front: Front) -> None:
+    reply = dns.message.from_wire(udp_raw(front.port_view, q("office.local.").to_wire(), "::1"))
+    assert reply.answer
+
+
+def test_store_change_invalidates_cached_answer(front: Front) -> None:
+    wire = q("office.local.", "A").to_wire()
+    assert dns.message.from_wire(udp_raw(front.port_view, wire)).answer
+    udp_raw(front.port_view, wire)
+
+    def goodbye() -> None:
+        now = front.loop.time()
+        front.store.add("trusted", dns.name.from_text("office.local."), A,
+                        dns.rdata.from_text("IN", "A", "10.10.0.5"), 0, now)
+        front.store.sweep(now + 1.5)
+    front.call(goodbye)
+    assert dns.message.from_wire(udp_raw(front.port_view, wire)).answer == []
+
+
+def test_cache_miss_waits_for_mdns_and_answers(front: Front) -> None:
+    name = dns.name.from_text("printer9.local.")
+
+    def answer_when_asked() -> None:
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            if any(k[1] == name for k in front.asked):
+                front.call(lambda: front.store.add(
+                    "trusted", name, A, dns.rdata.from_text("IN", "A", "10.10.0.99"), 120,
+                    front.loop.time()))
+                return
+            time.sleep(0.01)
+    import threading
+    t = threading.Thread(target=answer_when_asked)
+    t.start()
+    start = time.monotonic()
+    reply = ForwardClient("127.0.0.1", front.port_view).exchange(q("printer9.local."))
+    t.join()
+    assert [r.to_text() for r in reply.answer[0]] == ["10.10.0.99"]
+    assert time.monotonic() - start < 1.0
+    assert ("trusted", name, A) in front.asked
+
+
+def test_silent_name_times_out_then_answers_at_once(front: Front) -> None:
+    client = ForwardClient("127.0.0.1", front.port_view)
+    start = time.monotonic()
+    first = client.exchange(q("ghost.local."))
+    waited = time.monotonic() - start
+    assert first.rcode() == dns.rcode.NXDOMAIN and 0.5 < waited < 1.0
+    start = time.monotonic()
+    again = client.exchange(q("ghost.local."))
+    assert again.rcode() == dns.rcode.NXDOMAIN and time.monotonic() - start < 0.3
+
+
+def test_bad_packets_never_stop_the_server(front: Front) -> None:
+    junk: list[bytes] = [b"", b"\x00", b"\x12\x34" + b"\xff" * 10, b"\x00" * 12 + b"\xc0\x0c"]
+    for pcap in malformed_pcaps():
+        junk.extend(udp_payloads(pcap, ports=(53, 5353)))
+        junk.extend(raw_udp_payloads_from_ip(pcap))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for data in junk:
+            s.sendto(data[:65000], ("127.0.0.1", front.port_view))
+    for data in junk[:20]:
+        with socket.create_connection(("127.0.0.1", front.port_view), timeout=2) as t:
+            t.sendall(struct.pack("!H", len(data)) + data)
+    reply = ForwardClient("127.0.0.1", front.port_view).exchange(q("office.local."))
+    assert reply.answer
+    assert sum(front.server.stats.malformed.values()) >= 5

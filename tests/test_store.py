@@ -1,0 +1,135 @@
+"""The record store with time passed in: TTLs, goodbyes, cache-flush, bounds, refresh points."""
+
+from __future__ import annotations
+
+import dns.name
+import dns.rdata
+import dns.rdatatype
+
+from bridge import const
+from bridge.store import Store
+
+A = dns.rdatatype.A
+SRV = dns.rdatatype.SRV
+
+
+def n(text: str) -> dns.name.Name:
+    return dns.name.from_text(text)
+
+
+def a(addr: str) -> dns.rdata.Rdata:
+    return dns.rdata.from_text("IN", "A", addr)
+
+
+def test_ttl_expiry_within_a_sweep() -> None:
+    s = Store()
+    s.add("t", n("h.local."), A, a("10.0.0.2"), 120, now=0.0)
+    assert s.get("t", n("H.LOCAL."), A, 119.0)  # names are case-insensitive
+    s.sweep(120.0)
+    assert s.get("t", n("h.local."), A, 120.0) == []
+    assert len(s) == 0
+
+
+def test_goodbye_removes_one_second_later() -> None:
+    s = Store()
+    s.add("t", n("h.local."), A, a("10.0.0.2"), 120, now=0.0)
+    s.add("t", n("h.local."), A, a("10.0.0.2"), 0, now=10.0)
+    assert s.get("t", n("h.local."), A, 10.5)
+    s.sweep(11.0)
+    assert s.get("t", n("h.local."), A, 11.0) == []
+
+
+def test_cache_flush_expires_older_rdatas() -> None:
+    s = Store()
+    s.add("t", n("h.local."), A, a("10.0.0.2"), 120, now=0.0)
+    s.add("t", n("h.local."), A, a("10.0.0.3"), 120, now=5.0, cache_flush=True)
+    s.sweep(6.1)
+    assert [c.rdata.to_text() for c in s.get("t", n("h.local."), A, 6.1)] == ["10.0.0.3"]
+
+
+def test_records_are_kept_per_vlan() -> None:
+    s = Store()
+    s.add("iot", n("p.local."), A, a("10.20.0.2"), 120, now=0.0)
+    assert s.get("trusted", n("p.local."), A, 1.0) == []
+    assert s.get("iot", n("p.local."), A, 1.0)[0].vlan == "iot"
+
+
+def test_bounded_evicts_oldest() -> None:
+    s = Store(max_records=100)
+    for i in range(250):
+        s.add("t", n(f"h{i}.local."), A, a("10.0.0.2"), 120, now=float(i))
+    assert len(s) == 100
+    assert s.evicted == 150
+    assert s.get("t", n("h0.local."), A, 300.0) == []
+    assert s.get("t", n("h249.local."), A, 300.0)
+
+
+def test_rrset_is_capped() -> None:
+    s = Store()
+    for i in range(const.STORE_MAX_RRSET + 20):
+        s.add("t", n("h.local."), A, a(f"10.0.{i // 250}.{i % 250}"), 120, now=float(i))
+    assert len(s.get("t", n("h.local."), A, 100.0)) == const.STORE_MAX_RRSET
+
+
+def test_hostile_ttl_is_clamped() -> None:
+    s = Store()
+    s.add("t", n("h.local."), A, a("10.0.0.2"), 2**31, now=0.0)
+    s.sweep(const.STORE_MAX_TTL + 1.0)
+    assert len(s) == 0
+
+
+def test_refresh_points_at_80_85_90_95_percent() -> None:
+    s = Store()
+    s.add("t", n("h.local."), A, a("10.0.0.2"), 100, now=0.0)
+    assert s.due_refresh(79.0) == set()
+    assert s.due_refresh(80.5) == {("t", n("h.local."), A)}
+    assert s.due_refresh(84.0) == set()
+    assert s.due_refresh(85.5) == {("t", n("h.local."), A)}
+    s.add("t", n("h.local."), A, a("10.0.0.2"), 100, now=86.0)  # answered: schedule restarts
+    assert s.due_refresh(95.5) == set()
+    assert s.due_refresh(166.5) == {("t", n("h.local."), A)}
+
+
+def test_empty_non_terminals_and_srv_targets() -> None:
+    s = Store()
+    srv = dns.rdata.from_text("IN", "SRV", "0 0 631 host.local.")
+    s.add("t", n("P._ipp._tcp.local."), SRV, srv, 120, now=0.0)
+    assert s.has_below("t", n("_ipp._tcp.local."))
+    assert s.has_below("t", n("_tcp.local."))
+    assert s.srv_owners_of("t", n("host.local.")) == {n("p._ipp._tcp.local.")}
+    s.sweep(121.0)
+    assert not s.has_below("t", n("_tcp.local."))
+    assert s.srv_owners_of("t", n("host.local.")) == set()
+
+
+def test_pinned_records_never_expire_and_are_not_flushed() -> None:
+    s = Store(max_records=100)
+    s.add("t", n("ntp.local."), A, a("10.0.0.1"), 120, now=0.0, pinned=True)
+    s.add("t", n("ntp.local."), A, a("10.0.0.9"), 120, now=5.0, cache_flush=True)
+    s.add("t", n("ntp.local."), A, a("10.0.0.1"), 0, now=6.0)  # a forged goodbye
+    for i in range(300):
+        s.add("t", n(f"h{i}.local."), A, a("10.0.0.2"), 120, now=10.0)
+    s.sweep(10_000.0)
+    assert [c.rdata.to_text() for c in s.get("t", n("ntp.local."), A, 10_000.0)] == ["10.0.0.1"]
+    s.remove("t", n("ntp.local."), A, a("10.0.0.1"))
+    assert s.get("t", n("ntp.local."), A, 10_000.0) == []
+
+
+def test_listeners_hear_content_changes_not_refreshes() -> None:
+    s = Store()
+    heard: list[tuple[str, dns.name.Name, int]] = []
+    s.listeners.append(lambda v, name, t: heard.append((v, name, t)))
+    s.add("t", n("h.local."), A, a("10.0.0.2"), 120, now=0.0)
+    s.add("t", n("h.local."), A, a("10.0.0.2"), 120, now=1.0)
+    assert len(heard) == 1
+    s.sweep(200.0)
+    assert len(heard) == 2
+
+
+def test_heap_does_not_grow_with_refreshes() -> None:
+    s = Store()
+    for i in range(10_000):
+        s.add("t", n("h.local."), A, a("10.0.0.2"), 120, now=float(i) / 100)
+    s.sweep(100.0)
+    s.due_refresh(100.0)
+    assert len(s._heap) < 50
