@@ -1,0 +1,34 @@
+# The two commands a new user needs (as root on Debian/Ubuntu; see README):
+#   make run    install and run the gateway on its embedded default
+#   make test   install everything the tests need (Debian packages included) and run them
+PYTHON ?= python3
+DEBS = avahi-daemon avahi-utils chrony dnsutils knot knot-dnsutils dnsperf nsd tcpdump \
+       iproute2 procps libcap2-bin
+PYTEST_ARGS ?=
+
+.PHONY: run test deps-run deps-test lint pytest bench
+
+deps-run:
+	$(PYTHON) -m pip install -q -e .
+
+run: deps-run
+	mdns-gateway run
+
+deps-test:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -q && apt-get install -y -q --no-install-recommends $(DEBS); \
+	else echo "not root or no apt-get: skipping Debian packages ($(DEBS))"; fi
+	$(PYTHON) -m pip install -q -e '.[test]'
+
+lint:
+	$(PYTHON) -m ruff check bridge tests loadtest
+	$(PYTHON) -m mypy
+
+pytest:
+	$(PYTHON) -m pytest -q -rs $(PYTEST_ARGS)
+
+test: deps-test lint pytest
+
+bench: deps-test
+	$(PYTHON) -m loadtest
