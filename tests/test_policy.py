@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
+import os
 import re
 import shutil
+import time
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,7 @@ from bridge.policy import (
     parse_policy_text,
     split_service_name,
 )
+from bridge.policy_watch import PolicyWatcher
 
 ROOT = Path(__file__).resolve().parent.parent
 VLANS = ("trusted", "iot", "guest")
@@ -1091,3 +1095,204 @@ def test_property_parser_never_crashes(top: dict[str, object], spec: dict[str, o
     except PolicyError as exc:
         assert exc.problems
         assert all(line.startswith("f.yaml: ") and "; fix: " in line for line in exc.problems)
+
+
+# ------------------------------------------------------------------------------------------------
+# Hot reload (bridge/policy_watch.py)
+# ------------------------------------------------------------------------------------------------
+
+
+def _write(directory: Path, name: str, policy: str, spec: str) -> Path:
+    path = directory / name
+    path.write_text(doc(policy, spec))
+    return path
+
+
+IPP = "from: [iot]\nto: [trusted]\nservices: [_ipp._tcp]"
+AIRPLAY = "from: [iot]\nto: [trusted]\nservices: [_airplay._tcp]"
+
+
+async def _until(condition: Callable[[], object], timeout: float = 5.0) -> float:
+    """Wait until ``condition()`` is true; returns the seconds it took. Fails after ``timeout``."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    while not condition():
+        if loop.time() - start > timeout:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(0.005)
+    return loop.time() - start
+
+
+PolicyWatcherArgs = tuple[Callable[[PolicyEngine], None], Callable[[str], None]]
+
+
+def _recorder() -> tuple[list[PolicyEngine], list[str], PolicyWatcherArgs]:
+    changes: list[PolicyEngine] = []
+    errors: list[str] = []
+    return changes, errors, (changes.append, errors.append)
+
+
+def test_watcher_applies_changes_and_keeps_the_last_good_policies(tmp_path: Path) -> None:
+    async def main() -> None:
+        _write(tmp_path, "a.yaml", "printers", IPP)
+        changes, errors, callbacks = _recorder()
+        watcher = PolicyWatcher(tmp_path, VLANS, *callbacks, interval=0.02)
+        watcher.start()
+        assert len(changes) == 1 and not errors  # loaded at start
+        assert changes[0].view("trusted").service_visible("iot", "_ipp._tcp")
+
+        _write(tmp_path, "a.yaml", "printers", AIRPLAY)
+        took = await _until(lambda: len(changes) == 2)
+        assert took < 2.0
+        trusted = changes[1].view("trusted")
+        assert trusted.service_visible("iot", "_airplay._tcp")
+        assert not trusted.service_visible("iot", "_ipp._tcp")
+
+        _write(tmp_path, "b.yaml", "bad", "from: [iot]\nto: [lab]\nservices: ['*']")
+        await _until(lambda: errors)
+        assert (
+            f"{tmp_path / 'b.yaml'}: document 1 (bad): spec.to[0]: unknown VLAN 'lab'" in errors[0]
+        )
+        assert watcher.engine is changes[1]  # the last good policies stay in force
+
+        _write(tmp_path, "b.yaml", "good", "from: [iot]\nto: [guest]\nservices: ['*']")
+        await _until(lambda: len(changes) == 3)
+        assert changes[2].view("guest").service_visible("iot", "_ipp._tcp")
+        assert len(errors) == 1
+        assert (watcher.reloads, watcher.errors) == (3, 1)
+
+        task = watcher._task
+        await watcher.stop()
+        assert task is not None and task.done()
+        await watcher.stop()  # idempotent
+
+    asyncio.run(main())
+
+
+def test_watcher_reports_an_error_once_and_reload_now_again(tmp_path: Path) -> None:
+    _write(tmp_path, "a.yaml", "printers", IPP)
+    changes, errors, callbacks = _recorder()
+    watcher = PolicyWatcher(tmp_path, VLANS, *callbacks)
+    assert watcher.reload_now() and len(changes) == 1
+    (tmp_path / "a.yaml").write_text("spec: [")
+    for _ in range(6):
+        watcher.poll()
+    assert len(errors) == 1 and "invalid YAML" in errors[0]
+    assert not watcher.reload_now()  # SIGHUP: reports again
+    assert len(errors) == 2
+    assert watcher.engine is changes[0]
+
+
+def test_watcher_waits_for_a_settled_directory(tmp_path: Path) -> None:
+    _write(tmp_path, "a.yaml", "printers", IPP)
+    changes, errors, callbacks = _recorder()
+    watcher = PolicyWatcher(tmp_path, VLANS, *callbacks)
+    watcher.reload_now()
+    (tmp_path / "a.yaml").write_text(doc("printers", IPP)[:40])  # caught half written
+    assert not watcher.poll()  # seen, not loaded yet
+    _write(tmp_path, "a.yaml", "printers", AIRPLAY)  # the writer finishes
+    assert not watcher.poll()
+    assert watcher.poll()
+    assert not errors and len(changes) == 2
+
+
+def test_watcher_ignores_touches_and_equal_content(tmp_path: Path) -> None:
+    path = _write(tmp_path, "a.yaml", "printers", IPP)
+    first = PolicyEngine(load_policy_dir(tmp_path, VLANS), VLANS)
+    changes, errors, callbacks = _recorder()
+    watcher = PolicyWatcher(tmp_path, VLANS, *callbacks, engine=first)
+    watcher.poll()
+    watcher.poll()
+    os.utime(path, ns=(time.time_ns(), time.time_ns() + 5_000_000_000))
+    watcher.poll()
+    watcher.poll()
+    assert changes == [] and errors == []
+    assert watcher.engine is first
+
+
+def test_watcher_sees_same_size_rewrite_within_one_timestamp_tick(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path, "a.yaml", "printers", "from: [iot]\nto: [trusted]\nservices: [_aaa._tcp]"
+    )
+    changes, errors, callbacks = _recorder()
+    watcher = PolicyWatcher(tmp_path, VLANS, *callbacks)
+    watcher.reload_now()
+    before = path.stat()
+    path.write_text(doc("printers", "from: [iot]\nto: [trusted]\nservices: [_bbb._tcp]"))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    watcher.poll()
+    assert watcher.poll()
+    assert changes[-1].view("trusted").service_visible("iot", "_bbb._tcp")
+    assert not errors
+
+
+def test_watcher_follows_a_configmap_swap(tmp_path: Path) -> None:
+    for version, spec in (("..v1", IPP), ("..v2", AIRPLAY)):
+        (tmp_path / version).mkdir()
+        _write(tmp_path / version, "p.yaml", "cm", spec)
+    (tmp_path / "..data").symlink_to("..v1")
+    (tmp_path / "p.yaml").symlink_to("..data/p.yaml")
+    changes, errors, callbacks = _recorder()
+    watcher = PolicyWatcher(tmp_path, VLANS, *callbacks)
+    watcher.reload_now()
+    (tmp_path / "..data_tmp").symlink_to("..v2")
+    os.replace(tmp_path / "..data_tmp", tmp_path / "..data")  # how the kubelet swaps
+    watcher.poll()
+    assert watcher.poll()
+    assert changes[-1].view("trusted").service_visible("iot", "_airplay._tcp")
+    assert not errors
+
+
+def test_watcher_file_and_directory_removal(tmp_path: Path) -> None:
+    directory = tmp_path / "policies"
+    directory.mkdir()
+    _write(directory, "a.yaml", "a", IPP)
+    _write(directory, "b.yaml", "b", AIRPLAY)
+    changes, errors, callbacks = _recorder()
+    watcher = PolicyWatcher(directory, VLANS, *callbacks)
+    watcher.reload_now()
+    (directory / "b.yaml").unlink()
+    watcher.poll()
+    assert watcher.poll()
+    assert [p.name for p in changes[-1].policies] == ["a"]
+    shutil.rmtree(directory)
+    watcher.poll()
+    assert not watcher.poll()
+    assert "cannot read the policies directory" in errors[-1]
+    assert watcher.engine is changes[-1]
+
+
+def test_watcher_survives_failing_callbacks(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def boom(_: object) -> None:
+        raise RuntimeError("callback bug")
+
+    _write(tmp_path, "a.yaml", "a", IPP)
+    watcher = PolicyWatcher(tmp_path, VLANS, boom, boom)
+    assert watcher.reload_now()
+    (tmp_path / "a.yaml").write_text("spec: [")
+    assert not watcher.reload_now()
+    assert "callback bug" in caplog.text
+    _write(tmp_path, "a.yaml", "a", AIRPLAY)
+    assert watcher.reload_now()
+    assert watcher.engine is not None
+    assert watcher.engine.view("trusted").service_visible("iot", "_airplay._tcp")
+
+
+def test_watcher_start_without_policies_dir_reports_and_has_no_engine(tmp_path: Path) -> None:
+    async def main() -> None:
+        changes, errors, callbacks = _recorder()
+        watcher = PolicyWatcher(tmp_path / "none", VLANS, *callbacks, interval=0.01)
+        watcher.start()
+        assert watcher.engine is None and len(errors) == 1
+        (tmp_path / "none").mkdir()
+        _write(tmp_path / "none", "a.yaml", "a", IPP)
+        await _until(lambda: changes)
+        await watcher.stop()
+
+    asyncio.run(main())
+    with pytest.raises(ValueError):
+        PolicyWatcher(tmp_path, VLANS, print, print, interval=0)

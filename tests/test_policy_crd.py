@@ -429,7 +429,10 @@ _SCALAR_EDITS: list[tuple[str, Any]] = [
         for v in (True, False, None, "true", 0)
     ),
     *(("spec.action", v) for v in ("allow", "deny", "Allow", None, 1)),
-    *(("spec.instances", v) for v in (None, {}, ["*"], "*")),
+    ("spec.instances", None),
+    ("spec.instances", {}),
+    ("spec.instances", ["*"]),
+    ("spec.instances", "*"),
     *(("spec", v) for v in (None, "x")),
     *(
         (k, ...)

@@ -1,0 +1,202 @@
+"""Hot reload of the policies directory.
+
+:class:`PolicyWatcher` polls the directory's signature: for every file :func:`load_policy_dir`
+reads, its name, mtime, size and inode (symlinks followed, so a Kubernetes ConfigMap's atomic
+``..data`` swap is seen) and a hash of its content. The content is read only while a file is
+"racy", i.e. modified within the last :data:`RACY_WINDOW_NS` (two same-size writes within one
+timestamp tick leave mtime and size unchanged) or when its stat changed; otherwise the hash is
+remembered.
+
+A change is applied once the signature has been stable for one poll, so a file caught half
+written is not reported as an error: with the default 0.5 s interval a change applies within
+about 1 s. An invalid policy set is reported once through ``on_error`` and the previous engine
+stays in force; ``on_change`` is called only when the policies really differ.
+:meth:`PolicyWatcher.reload_now` reloads at once (SIGHUP) and reports even a repeated error.
+
+Loading runs on the event loop: a policy directory is a few small files (bounded by
+``MAX_FILE_BYTES`` and ``MAX_POLICIES``), parsed in milliseconds; queries wait in the socket
+buffers meanwhile and none are dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Collection
+from pathlib import Path
+from typing import Final, TypeVar
+
+from bridge.policy import MAX_FILE_BYTES, PolicyEngine, PolicyError, load_policy_dir, policy_files
+
+__all__ = ["PolicyWatcher"]
+
+logger = logging.getLogger(__name__)
+
+#: ns; a file modified this recently may change again without changing mtime or size (timestamps
+#: come from a coarse clock, ticks of up to 10 ms), so its content is hashed on every poll
+RACY_WINDOW_NS: Final = 2_000_000_000
+#: s; the default polling interval: changes apply within about two intervals
+DEFAULT_INTERVAL: Final = 0.5
+
+_Entry = tuple[str, int, int, int, bytes]
+_Signature = tuple[_Entry, ...]
+#: the signature of a directory that cannot be listed (no file has an empty name)
+_MISSING: Final[_Signature] = (("", -1, -1, -1, b""),)
+_T = TypeVar("_T")
+
+
+class PolicyWatcher:
+    """Watches a policies directory and hands each new valid :class:`PolicyEngine` to a callback.
+
+    ``on_change(engine)`` runs on the event loop after every successful change;
+    ``on_error(message)`` gets the :class:`PolicyError` text (file, document, field, reason) of a
+    rejected change. Exceptions raised by the callbacks are logged, never propagated.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        vlans: Collection[str],
+        on_change: Callable[[PolicyEngine], None],
+        on_error: Callable[[str], None],
+        interval: float = DEFAULT_INTERVAL,
+        *,
+        engine: PolicyEngine | None = None,
+    ) -> None:
+        """``engine`` is the engine already in force, if the caller loaded one at start-up."""
+        if interval <= 0:
+            raise ValueError(f"interval must be positive, got {interval}")
+        self.path = Path(path)
+        self.vlans: frozenset[str] = frozenset(vlans)
+        self.interval = interval
+        self._on_change = on_change
+        self._on_error = on_error
+        self._engine = engine
+        self._applied: _Signature | None = None  # the signature of the engine in force
+        self._failed: _Signature | None = None  # the last signature that failed to load
+        self._pending: _Signature | None = None  # a new signature, waiting one poll to settle
+        self._hashes: dict[str, tuple[tuple[int, int, int], bytes]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.reloads = 0  # successful loads that changed the policies
+        self.errors = 0  # rejected loads
+
+    @property
+    def engine(self) -> PolicyEngine | None:
+        """The engine in force: the last good one, or None if none was ever loaded."""
+        return self._engine
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def start(self) -> asyncio.Task[None]:
+        """Start polling in the running loop. Loads at once if no engine is in force yet."""
+        if self._task is not None and not self._task.done():
+            return self._task
+        if self._engine is None:
+            self.reload_now()
+        self._task = asyncio.get_running_loop().create_task(
+            self._run(), name=f"policy-watcher:{self.path}"
+        )
+        return self._task
+
+    async def stop(self) -> None:
+        """Stop polling and wait for the task to end."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                self.poll()
+            except Exception:  # the watcher must outlive any surprise; the next poll retries
+                logger.exception("policy watcher: poll of %s failed", self.path)
+
+    # -- polling ----------------------------------------------------------------------------------
+
+    def poll(self) -> bool:
+        """One polling step. Returns True when it applied a change."""
+        signature = self._signature()
+        if signature == self._applied:
+            self._pending = None
+            return False
+        if signature != self._pending:
+            self._pending = signature  # wait for one more poll: the writer may not be done
+            return False
+        self._pending = None
+        if signature == self._failed:
+            return False  # already reported; wait for the next edit
+        return self._load(signature)
+
+    def reload_now(self) -> bool:
+        """Reload at once (SIGHUP). Returns True if the policies are valid (changed or not)."""
+        self._pending = None
+        return self._load(self._signature())
+
+    def _load(self, signature: _Signature) -> bool:
+        try:
+            engine = PolicyEngine(load_policy_dir(self.path, self.vlans), self.vlans)
+        except PolicyError as exc:
+            self._failed = signature
+            self.errors += 1
+            logger.warning(
+                "policies in %s rejected, the previous policies stay in force:\n%s",
+                self.path,
+                exc,
+            )
+            self._call(self._on_error, str(exc))
+            return False
+        self._applied = signature
+        self._failed = None
+        if self._engine is not None and engine.policies == self._engine.policies:
+            return True
+        self._engine = engine
+        self.reloads += 1
+        logger.info("policies reloaded from %s: %d policies", self.path, len(engine.policies))
+        self._call(self._on_change, engine)
+        return True
+
+    @staticmethod
+    def _call(callback: Callable[[_T], None], arg: _T) -> None:
+        try:
+            callback(arg)
+        except Exception:
+            logger.exception("policy watcher: callback %r failed", callback)
+
+    def _signature(self) -> _Signature:
+        try:
+            files = policy_files(self.path)
+        except OSError:
+            self._hashes.clear()
+            return _MISSING
+        now = time.time_ns()
+        entries = [self._entry(file, now) for file in files]
+        names = {e[0] for e in entries}
+        for name in [n for n in self._hashes if n not in names]:
+            del self._hashes[name]
+        return tuple(entries)
+
+    def _entry(self, file: Path, now: int) -> _Entry:
+        name = file.name
+        try:
+            st = file.stat()
+        except OSError:  # vanished between listing and stat
+            return (name, -1, -1, -1, b"")
+        key = (st.st_mtime_ns, st.st_size, st.st_ino)
+        cached = self._hashes.get(name)
+        racy = now - st.st_mtime_ns < RACY_WINDOW_NS
+        if cached is not None and cached[0] == key and not racy:
+            return (name, *key, cached[1])
+        digest = b""
+        if st.st_size <= MAX_FILE_BYTES:
+            try:
+                digest = hashlib.blake2b(file.read_bytes(), digest_size=16).digest()
+            except OSError:
+                digest = b"unreadable"
+        self._hashes[name] = (key, digest)
+        return (name, *key, digest)
