@@ -60,6 +60,28 @@ class HttpConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ChronyServer:
+    """One chronyd whose NTP service is advertised while it is healthy."""
+
+    name: str  # DNS label: the mDNS instance name and, by default, the SRV target host name
+    control: Address | str  # chronyd command port (host, port), or its unix socket path
+    # VLAN -> addresses where this server's NTP service is reached; empty: the gateway's own
+    # addresses on each advertised VLAN (a chronyd on the router itself)
+    addresses: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    host: str = ""  # SRV target host label (default: name)
+    priority: int = 0  # SRV priority: lower is preferred (default: position in the list)
+    weight: int = 0  # SRV weight among servers of equal priority
+    nts: bool = False  # also advertise _ntske._tcp (NTS key establishment, port 4460)
+
+
+@dataclass(frozen=True, slots=True)
+class ChronyConfig:
+    servers: tuple[ChronyServer, ...]
+    max_offset_seconds: float = const.CHRONY_MAX_OFFSET  # s; |system time offset| bound
+    vlans: tuple[str, ...] = ()  # VLANs the service is advertised on (all of them by default)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     vlans: Mapping[str, VlanConfig]
     dns: DnsConfig = DnsConfig()
@@ -67,6 +89,7 @@ class Config:
     policies: Path | None = None
     max_records: int = const.STORE_MAX_RECORDS
     source: str = "<embedded default>"
+    chrony: ChronyConfig | None = None  # None: no NTP service advertised
 
 
 # --- loading -------------------------------------------------------------------------------
@@ -109,7 +132,7 @@ def _vlan_name_from(ifname: str) -> str:
     return name[:63]
 
 
-_TOP_KEYS = {"vlans", "dns", "http", "policies", "cache"}
+_TOP_KEYS = {"vlans", "dns", "http", "policies", "cache", "chrony"}
 _DNS_KEYS = {"listen", "view_listeners", "browse_domain", "max_ttl", "negative_ttl",
              "default_view", "ondemand_timeout"}
 _VLAN_KEYS = {"interface", "domain", "subnets"}
@@ -205,9 +228,10 @@ def from_dict(data: Any, source: str, base: Path | None = None) -> Config:
         else:
             max_records = _int(raw_cache.get("max_records", max_records), "cache.max_records",
                                100, 10_000_000, bad)
+    chrony = _chrony(data["chrony"], vlans, bad) if data.get("chrony") is not None else None
     if problems:
         raise ConfigError(problems)
-    return Config(vlans, dns_cfg, http, policies, max_records, source)
+    return Config(vlans, dns_cfg, http, policies, max_records, source, chrony)
 
 
 def _dns(raw: Any, vlans: Mapping[str, VlanConfig], bad: Any) -> DnsConfig:
@@ -320,3 +344,112 @@ def _float(x: Any, key: str, lo: float, hi: float, bad: Any) -> float:
         bad(key, f"{x!r} is not a number from {lo} to {hi}", f"set a value in {lo}..{hi}")
         return lo
     return float(x)
+
+
+_CHRONY_KEYS = {"servers", "max_offset_seconds", "vlans"}
+_CHRONY_SERVER_KEYS = {"name", "control", "addresses", "host", "priority", "weight", "nts"}
+_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def _chrony(raw: Any, vlans: Mapping[str, VlanConfig], bad: Any) -> ChronyConfig | None:
+    example = "e.g. 'chrony: {servers: [{name: router, control: \"127.0.0.1:323\"}]}'"
+    if not isinstance(raw, dict):
+        bad("chrony", "expected a mapping", example)
+        return None
+    for k in sorted(set(raw) - _CHRONY_KEYS):
+        bad(f"chrony.{k}", "unknown key", f"use one of {', '.join(sorted(_CHRONY_KEYS))}")
+    raw_servers = raw.get("servers")
+    if not isinstance(raw_servers, list) or not raw_servers:
+        bad("chrony.servers", "missing or empty", example)
+        raw_servers = []
+    servers: list[ChronyServer] = []
+    names: set[str] = set()
+    hosts: set[str] = set()
+    for i, spec in enumerate(raw_servers):
+        key = f"chrony.servers[{i}]"
+        if not isinstance(spec, dict):
+            bad(key, "expected a mapping", "e.g. {name: router, control: \"127.0.0.1:323\"}")
+            continue
+        for k in sorted(set(spec) - _CHRONY_SERVER_KEYS):
+            bad(f"{key}.{k}", "unknown key", f"use one of {', '.join(sorted(_CHRONY_SERVER_KEYS))}")
+        name = spec.get("name")
+        if not isinstance(name, str) or not _LABEL.match(name):
+            bad(f"{key}.name", f"{name!r} is not a DNS label (lower-case letters, digits, '-')",
+                "e.g. 'name: router'")
+            continue
+        if name in names:
+            bad(f"{key}.name", f"{name} is listed twice", "give each server its own name")
+        names.add(name)
+        host = spec.get("host", name)
+        if not isinstance(host, str) or not _LABEL.match(host):
+            bad(f"{key}.host", f"{host!r} is not a DNS label", "e.g. 'host: router'")
+            host = name
+        if host in hosts:
+            bad(f"{key}.host", f"host name {host} is used by another server",
+                "give each server its own host name")
+        hosts.add(host)
+        ctl = _control(spec.get("control"), f"{key}.control", bad)
+        addresses: dict[str, tuple[str, ...]] = {}
+        raw_addrs = spec.get("addresses") or {}
+        if not isinstance(raw_addrs, dict):
+            bad(f"{key}.addresses", "expected a mapping of VLAN to addresses",
+                "e.g. '{trusted: 10.10.0.254}'")
+            raw_addrs = {}
+        for vlan, addrs in raw_addrs.items():
+            akey = f"{key}.addresses.{vlan}"
+            if vlan not in vlans:
+                bad(akey, "not a configured VLAN", f"use one of {', '.join(sorted(vlans))}")
+                continue
+            items = addrs if isinstance(addrs, list) else [addrs]
+            good: list[str] = []
+            for a in items:
+                try:
+                    good.append(str(ipaddress.ip_address(str(a))))
+                except ValueError:
+                    bad(akey, f"{a!r} is not an IP address", "e.g. 10.10.0.254 or fd00:10::254")
+            if good:
+                addresses[vlan] = tuple(good)
+        priority = _int(spec.get("priority", i), f"{key}.priority", 0, 65535, bad)
+        weight = _int(spec.get("weight", 0), f"{key}.weight", 0, 65535, bad)
+        nts = spec.get("nts", False)
+        if not isinstance(nts, bool):
+            bad(f"{key}.nts", f"{nts!r} is not true or false", "write 'nts: true' or leave it out")
+            nts = False
+        if ctl is not None:
+            servers.append(ChronyServer(name, ctl, addresses, host, priority, weight, nts))
+    max_offset = _float(raw.get("max_offset_seconds", const.CHRONY_MAX_OFFSET),
+                        "chrony.max_offset_seconds", 1e-6, 10.0, bad)
+    raw_vlans = raw.get("vlans", ["*"])
+    if isinstance(raw_vlans, str):
+        raw_vlans = [raw_vlans]
+    if not isinstance(raw_vlans, list):
+        bad("chrony.vlans", "expected a list of VLAN names", "e.g. '[\"*\"]' (every VLAN)")
+        raw_vlans = ["*"]
+    chosen: list[str] = []
+    for v in raw_vlans:
+        if v == ALL_VIEW:
+            chosen.extend(n for n in vlans if n not in chosen)
+        elif v in vlans:
+            if v not in chosen:
+                chosen.append(v)
+        else:
+            bad("chrony.vlans", f"{v!r} is not a configured VLAN",
+                f"use '*' or some of {', '.join(sorted(vlans))}")
+    return ChronyConfig(tuple(servers), max_offset, tuple(chosen))
+
+
+def _control(x: Any, key: str, bad: Any) -> Address | str | None:
+    """chronyd's command socket: '/run/chrony/chronyd.sock', or HOST[:PORT] (port 323)."""
+    if x is None:
+        bad(key, "missing", "chronyd's command port, e.g. 'control: \"127.0.0.1:323\"', or "
+            "its unix socket, e.g. 'control: /run/chrony/chronyd.sock'")
+        return None
+    text = str(x).strip()
+    if text.startswith("/"):
+        return text
+    port = const.CHRONY_COMMAND_PORT
+    if (text.startswith("[") and "]:" not in text) or text.count(":") == 0:
+        text = f"{text}:{port}"
+    elif text.count(":") > 1 and not text.startswith("["):
+        text = f"[{text}]:{port}"
+    return _address(text, key, bad)

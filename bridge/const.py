@@ -42,6 +42,33 @@ DNS_MISS_MEMORY = 5.0  # s; a name that stayed silent is answered at once for th
 DNS_MISS_MEMORY_MAX = 10_000  # entries in that memory
 DNS_PENDING_MAX = 1_000  # concurrent on-demand lookups; more are answered from cache as is
 
+# --- chrony (issue 5) ----------------------------------------------------------------------
+CHRONY_COMMAND_PORT = 323  # chronyd's default command (cmdmon) port
+CHRONY_MAX_OFFSET = 0.010  # s; default |system time offset| bound: "time within 10 ms"
+CHRONY_POLL_INTERVAL = 2.0  # s; poll + query deadline stay well inside the 10 s withdrawal budget
+CHRONY_QUERY_TIMEOUT = 3.0  # s; a chronyc run taking longer is killed and counts as no answer
+CHRONY_RECOVER_POLLS = 2  # healthy polls in a row before a withdrawn server returns (no flapping)
+CHRONY_MAX_SOURCES = 64  # sources per server kept for metrics (chrony.conf bounds it; we too)
+NTP_PORT = 123
+NTS_KE_PORT = 4460  # RFC 8915 NTS key establishment
+OWN_RECORD_TTL = 120  # s; mDNS TTL of our NTP records: short, they follow chronyd's health
+
+# --- mDNS responder (RFC 6762 §8) -------------------------------------------------------------
+MDNS_PROBE_INTERVAL = 0.25  # s; three probes 250 ms apart
+MDNS_PROBE_COUNT = 3
+MDNS_PROBE_DEFER = 1.0  # s; lost a simultaneous-probe tie-break: probe again after this
+MDNS_CONFLICT_WINDOW = 10.0  # s; 15 conflicts inside this window ...
+MDNS_CONFLICT_LIMIT = 15
+MDNS_CONFLICT_BACKOFF = 5.0  # s; ... and each further probe waits this long (§8.1)
+MDNS_ANNOUNCE_COUNT = 3  # unsolicited announcements (at least two, §8.3)
+MDNS_ANNOUNCE_FIRST_INTERVAL = 1.0  # s; then doubling
+MDNS_MULTICAST_MIN_INTERVAL = 1.0  # s; a record is multicast at most once a second per link (§6)
+MDNS_PROBE_DEFENSE_INTERVAL = 0.25  # s; ... except in answer to a probe
+MDNS_SHARED_DELAY = (0.020, 0.120)  # s; random delay before answering with shared records (§6)
+MDNS_TC_DELAY = (0.400, 0.500)  # s; delay when the query's known answers continue (TC bit)
+MDNS_LEGACY_TTL = 10  # s; TTL cap in replies to legacy unicast queries (§6.7)
+MDNS_RESPONDER_MAX_PENDING = 256  # delayed answers queued; more are dropped (and counted)
+
 # --- interfaces ----------------------------------------------------------------------------
 IFACE_RESCAN_INTERVAL = 2.0  # s; interface changes (link flap, re-added VLAN) seen within this
 
