@@ -30,7 +30,7 @@ import fnmatch
 import functools
 import re
 import unicodedata
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -849,14 +849,18 @@ _Kind = Literal["visible", "reflect", "wide_area"]
 class _SourceRules:
     """The policies that concern one (view, source VLAN) pair, indexed by service type."""
 
-    __slots__ = ("allow_any", "allow_by_type", "deny_any", "deny_by_type", "own")
+    __slots__ = ("allow_any", "allow_by_type", "deny_any", "deny_by_type", "hosts", "own", "seen")
 
-    def __init__(self, own: bool, rules: Iterable[_Rule]) -> None:
+    def __init__(self, own: bool, rules: Sequence[_Rule]) -> None:
         self.own = own
         self.allow_any: list[_Rule] = []
         self.deny_any: list[_Rule] = []
         self.allow_by_type: dict[str, list[_Rule]] = {}
         self.deny_by_type: dict[str, list[_Rule]] = {}
+        #: the view may see the plain host names of the VLAN
+        self.hosts = (
+            own or any(r.policy.hosts and r.policy.action == "allow" for r in rules)
+        ) and (not any(r.policy.hosts and r.policy.action == "deny" for r in rules))
         for rule in rules:
             deny = rule.policy.action == "deny"
             if ANY in rule.policy.services:
@@ -865,6 +869,8 @@ class _SourceRules:
                 table = self.deny_by_type if deny else self.allow_by_type
                 for stype in rule.policy.services:
                     table.setdefault(stype, []).append(rule)
+        #: the view may see something of the VLAN: a service type or the host names
+        self.seen = self.hosts or self._sees_a_type()
 
     def decide(self, stype: str, kind: _Kind) -> _TypeDecision:
         denies = self.deny_any + self.deny_by_type.get(stype, [])
@@ -892,7 +898,7 @@ class _SourceRules:
             denies=tuple(r.instances for r in denies),
         )
 
-    def sees_anything(self) -> bool:
+    def _sees_a_type(self) -> bool:
         """Some service type of this VLAN is visible (to this view) for some instance."""
         if any(r.instances.universal for r in self.deny_any):
             return False
@@ -963,14 +969,13 @@ class ViewPolicy:
         name: str,
         vlans: frozenset[str],
         sources: Mapping[str, _SourceRules],
-        hosts: Mapping[str, bool],
         *,
         router_views: Sequence[ViewPolicy] = (),
     ) -> None:
         self.name = name
         self.vlans = vlans
         self._router = name == ANY
-        self._hosts = dict(hosts)
+        self._hosts = {vlan: src.hosts for vlan, src in sources.items()}
         self._visible = _Decider(sources, "visible")
         self._reflect = _Decider(sources, "reflect")
         self._wide_area = _Decider(sources, "wide_area")
@@ -1057,27 +1062,32 @@ class PolicyEngine:
         if problems:
             raise PolicyError(problems)
         rules = [_Rule(p, _InstanceFilter.of(p)) for p in self.policies]
+        # Bit i of from_mask[vlan] / to_mask[view] is set when rule i names that VLAN (or "*"), so
+        # the rules of a (view, VLAN) pair are one AND, and pairs with the same rules share one
+        # _SourceRules: building stays near-linear even for many VLANs and "*" policies.
+        from_mask = dict.fromkeys(self.vlans, 0)
+        to_mask = dict.fromkeys(self.vlans, 0)
+        for i, rule in enumerate(rules):
+            for masks, names in (
+                (from_mask, rule.policy.from_vlans),
+                (to_mask, rule.policy.to_vlans),
+            ):
+                for vlan in self.vlans if ANY in names else names:
+                    masks[vlan] |= 1 << i
+        shared: dict[tuple[int, bool], _SourceRules] = {}
         self._views: dict[str, ViewPolicy] = {}
         for view in sorted(self.vlans):
             sources: dict[str, _SourceRules] = {}
-            hosts: dict[str, bool] = {}
             for vlan in self.vlans:
-                mine = [
-                    r
-                    for r in rules
-                    if (ANY in r.policy.from_vlans or vlan in r.policy.from_vlans)
-                    and (ANY in r.policy.to_vlans or view in r.policy.to_vlans)
-                ]
-                sources[vlan] = _SourceRules(vlan == view, mine)
-                host_allow = vlan == view or any(
-                    r.policy.hosts and r.policy.action == "allow" for r in mine
-                )
-                host_deny = any(r.policy.hosts and r.policy.action == "deny" for r in mine)
-                hosts[vlan] = host_allow and not host_deny
-            seen = frozenset(v for v, s in sources.items() if s.sees_anything() or hosts[v])
-            self._views[view] = ViewPolicy(view, seen, sources, hosts)
+                key = (from_mask[vlan] & to_mask[view], vlan == view)
+                src = shared.get(key)
+                if src is None:
+                    src = shared[key] = _SourceRules(key[1], [rules[i] for i in _bits(key[0])])
+                sources[vlan] = src
+            seen = frozenset(v for v, src in sources.items() if src.seen)
+            self._views[view] = ViewPolicy(view, seen, sources)
         self._views[ANY] = ViewPolicy(
-            ANY, self.vlans, {}, {}, router_views=[self._views[v] for v in sorted(self.vlans)]
+            ANY, self.vlans, {}, router_views=[self._views[v] for v in sorted(self.vlans)]
         )
 
     def __repr__(self) -> str:
@@ -1227,6 +1237,14 @@ class PolicyEngine:
         if deciders:
             return [f"  by policy {p.where} ({flag}: true)" for p in deciders]
         return [f"  no matching allow policy has {flag}: true"]
+
+
+def _bits(mask: int) -> Iterator[int]:
+    """The indexes of the set bits of ``mask``, lowest first."""
+    while mask:
+        low = mask & -mask
+        yield low.bit_length() - 1
+        mask ^= low
 
 
 def _fmt(values: Iterable[str]) -> str:

@@ -1296,3 +1296,13 @@ def test_watcher_start_without_policies_dir_reports_and_has_no_engine(tmp_path: 
     asyncio.run(main())
     with pytest.raises(ValueError):
         PolicyWatcher(tmp_path, VLANS, print, print, interval=0)
+
+
+def test_engine_build_stays_fast_with_many_vlans_and_star_policies() -> None:
+    vlans = [f"v{i}" for i in range(policy_mod.MAX_VLANS_PER_LIST)]
+    policies = [pol(f"p{i}", [ANY], [ANY], [f"_s{i % 50}._tcp"]) for i in range(1024)]
+    start = time.perf_counter()
+    engine = PolicyEngine(policies, vlans)
+    assert time.perf_counter() - start < 2.0  # ~15 ms here; per-pair rebuilding took seconds
+    assert engine.view("v1").service_visible("v2", "_s3._tcp")
+    assert engine.view("v1").vlans == frozenset(vlans)
