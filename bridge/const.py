@@ -69,6 +69,20 @@ MDNS_TC_DELAY = (0.400, 0.500)  # s; delay when the query's known answers contin
 MDNS_LEGACY_TTL = 10  # s; TTL cap in replies to legacy unicast queries (§6.7)
 MDNS_RESPONDER_MAX_PENDING = 256  # delayed answers queued; more are dropped (and counted)
 
+# --- reflector ---------------------------------------------------------------------------
+REFLECT_DUP_WINDOW = 0.8  # s; the same record/question/packet is sent into a VLAN at most once
+#   per this window (RFC 6762 §6 allows a record once per second per link; loops run in ms)
+REFLECT_RATE = 1000.0  # packets/s per VLAN and direction (token bucket refill); avahi's default
+REFLECT_BURST = 2000  # packets; token bucket depth per VLAN and direction
+REFLECT_MARKS_MAX = 32_768  # record/question/packet marks per generation (two generations kept,
+#   each at least REFLECT_DUP_WINDOW long; a full generation rotates early)
+REFLECT_MEMO_MAX = 16_384  # memoised policy masks (VLAN, type, instance); cleared when full
+REFLECT_TARGETS_MAX = 8_192  # learned SRV targets (VLAN, host); expired ones swept when full
+REFLECT_SERVICES_PER_HOST = 32  # services remembered per SRV target host; oldest dropped
+REFLECT_TARGET_MIN_TTL = 10.0  # s; an SRV target is remembered at least this long
+REFLECT_SOURCES_MAX = 4_096  # memoised on-link checks of source addresses; cleared when full
+REFLECT_DEFAULT_MTU = 1500  # bytes; used when an interface's MTU cannot be read
+
 # --- interfaces ----------------------------------------------------------------------------
 IFACE_RESCAN_INTERVAL = 2.0  # s; interface changes (link flap, re-added VLAN) seen within this
 
