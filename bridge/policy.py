@@ -148,14 +148,6 @@ class ServicePolicy:
         """``"name (file, document n)"``, for messages."""
         return f"{self.name} ({self.source[0]}, document {self.source[1]})"
 
-    def covers(self, vlan: str, view: str, service_type: str) -> bool:
-        """True when from/to/services hold ``vlan``, ``view`` and ``service_type``."""
-        return (
-            (ANY in self.from_vlans or vlan in self.from_vlans)
-            and (ANY in self.to_vlans or view in self.to_vlans)
-            and (ANY in self.services or service_type in self.services)
-        )
-
 
 # ------------------------------------------------------------------------------------------------
 # Service names
@@ -841,7 +833,6 @@ class _TypeDecision:
 
 
 _NEVER: Final = _TypeDecision(False, False, False, (), ())
-_ALWAYS: Final = _TypeDecision(True, True, True, (), ())
 
 _Kind = Literal["visible", "reflect", "wide_area"]
 
