@@ -82,6 +82,15 @@ class ChronyConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ReflectorConfig:
+    """Multicast reflection between VLANs (``reflect: true`` policies decide what crosses)."""
+
+    enabled: bool = False
+    rate: float = const.REFLECT_RATE  # packets/s per VLAN and direction (token bucket refill)
+    burst: int = const.REFLECT_BURST  # packets; token bucket depth per VLAN and direction
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     vlans: Mapping[str, VlanConfig]
     dns: DnsConfig = DnsConfig()
@@ -90,6 +99,7 @@ class Config:
     max_records: int = const.STORE_MAX_RECORDS
     source: str = "<embedded default>"
     chrony: ChronyConfig | None = None  # None: no NTP service advertised
+    reflector: ReflectorConfig = ReflectorConfig()  # disabled unless 'reflector: {enabled: true}'
 
 
 # --- loading -------------------------------------------------------------------------------
@@ -132,7 +142,8 @@ def _vlan_name_from(ifname: str) -> str:
     return name[:63]
 
 
-_TOP_KEYS = {"vlans", "dns", "http", "policies", "cache", "chrony"}
+_TOP_KEYS = {"vlans", "dns", "http", "policies", "cache", "chrony", "reflector"}
+_REFLECTOR_KEYS = {"enabled", "rate", "burst"}
 _DNS_KEYS = {"listen", "view_listeners", "browse_domain", "max_ttl", "negative_ttl",
              "default_view", "ondemand_timeout"}
 _VLAN_KEYS = {"interface", "domain", "subnets"}
@@ -229,9 +240,29 @@ def from_dict(data: Any, source: str, base: Path | None = None) -> Config:
             max_records = _int(raw_cache.get("max_records", max_records), "cache.max_records",
                                100, 10_000_000, bad)
     chrony = _chrony(data["chrony"], vlans, bad) if data.get("chrony") is not None else None
+    reflector = _reflector(data.get("reflector"), bad)
     if problems:
         raise ConfigError(problems)
-    return Config(vlans, dns_cfg, http, policies, max_records, source, chrony)
+    return Config(vlans, dns_cfg, http, policies, max_records, source, chrony, reflector)
+
+
+def _reflector(raw: Any, bad: Any) -> ReflectorConfig:
+    if raw is None:
+        return ReflectorConfig()
+    if not isinstance(raw, dict):
+        bad("reflector", "expected a mapping", "e.g. 'reflector: {enabled: true}'")
+        return ReflectorConfig()
+    for k in sorted(set(raw) - _REFLECTOR_KEYS):
+        bad(f"reflector.{k}", "unknown key", f"use one of {', '.join(sorted(_REFLECTOR_KEYS))}")
+    enabled = raw.get("enabled", False)
+    if not isinstance(enabled, bool):
+        bad("reflector.enabled", f"{enabled!r} is not true or false", "write 'enabled: true'")
+        enabled = False
+    return ReflectorConfig(
+        enabled=enabled,
+        rate=_float(raw.get("rate", const.REFLECT_RATE), "reflector.rate", 1.0, 1_000_000.0, bad),
+        burst=_int(raw.get("burst", const.REFLECT_BURST), "reflector.burst", 1, 1_000_000, bad),
+    )
 
 
 def _dns(raw: Any, vlans: Mapping[str, VlanConfig], bad: Any) -> DnsConfig:
