@@ -359,7 +359,9 @@ def _clear_qr(m: dns.message.Message) -> None:
 
 
 def _other_name(m: dns.message.Message) -> None:
-    m.question = [dns.rrset.RRset(dns.name.from_text("other.home.arpa."), 1, 1)]
+    m.question = [
+        dns.rrset.RRset(dns.name.from_text("other.home.arpa."), dns.rdataclass.IN, dns.rdatatype.A)
+    ]
 
 
 def _no_question(m: dns.message.Message) -> None:
@@ -402,7 +404,11 @@ def test_reply_not_echoing_the_question_becomes_formerr(
 
 def test_question_name_compared_case_insensitively() -> None:
     def upper(m: dns.message.Message) -> None:
-        m.question = [dns.rrset.RRset(dns.name.from_text("PRINTER.trusted.HOME.arpa."), 1, 1)]
+        m.question = [
+            dns.rrset.RRset(
+                dns.name.from_text("PRINTER.trusted.HOME.arpa."), dns.rdataclass.IN, dns.rdatatype.A
+            )
+        ]
 
     with responder(_mutated(upper)) as r:
         reply = client(r).exchange(make_query())

@@ -20,6 +20,7 @@ and ``ZeroconfBrowser`` (python-zeroconf in a host namespace), ``GatewayProcess`
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import ipaddress
@@ -36,6 +37,7 @@ import sys
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +59,9 @@ IFNAMSIZ = 15  # longest interface / namespace name we allow (Linux IFNAMSIZ - 1
 HOST_IFNAME = "eth0"
 
 _CLONE_NEWNET = 0x40000000
+Socket = socket.socket  # Lab.socket() shadows the module name inside the class body
+QType = dns.rdatatype.RdataType | str
+QClass = dns.rdataclass.RdataClass | str
 
 
 class LabError(RuntimeError):
@@ -202,7 +207,8 @@ def netns_socket(
 
     A socket belongs to the namespace it was created in; only its creation needs the namespace.
     """
-    return _in_netns(ns, lambda: socket.socket(family, type, proto))  # type: ignore[no-any-return]
+    sock: socket.socket = _in_netns(ns, lambda: socket.socket(family, type, proto))
+    return sock
 
 
 def netns_socket_factory(ns: str | None) -> Callable[..., socket.socket]:
@@ -306,11 +312,11 @@ def query(
     server: str,
     port: int,
     qname: str | dns.name.Name,
-    qtype: str | int = "A",
+    qtype: QType = "A",
     tcp: bool = False,
     *,
     timeout: float = 2.0,
-    rdclass: str | int = "IN",
+    rdclass: QClass = "IN",
     **make_query_kw: Any,
 ) -> dns.message.Message:
     """dnspython query from inside ``ns``. ``make_query_kw`` go to ``dns.message.make_query``
@@ -485,6 +491,15 @@ def _kill_ns_processes(ns: str) -> None:
             os.kill(int(pid), signal.SIGKILL)
 
 
+_LIVE_LABS: weakref.WeakSet[Lab] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_live_labs() -> None:
+    for lab in list(_LIVE_LABS):
+        lab.close()
+
+
 class Lab:
     """Router namespace with one bridge per VLAN, plus host namespaces added by ``add_host``.
 
@@ -513,6 +528,7 @@ class Lab:
         self.workdir.mkdir(parents=True, exist_ok=True)
         STATE_DIR.mkdir(parents=True, exist_ok=True)
         reap_stale_labs()
+        _LIVE_LABS.add(self)
         try:
             self.prefix = self._create_router(prefix)
             self.gw = f"{self.prefix}gw"
@@ -663,7 +679,7 @@ class Lab:
                     if link.get("ifname") in {"lo"}:
                         continue
                     has_ll = any(a.get("scope") == "link" for a in link.get("addr_info", []))
-                    if not has_ll and "UP" in link.get("flags", []):
+                    if not has_ll and "LOWER_UP" in link.get("flags", []):
                         return False
             return True
 
@@ -720,10 +736,11 @@ class Lab:
 
     def socket(
         self, ns: str | None, family: int = socket.AF_INET, type: int = socket.SOCK_DGRAM
-    ) -> socket.socket:
+    ) -> Socket:
+        """A socket created inside namespace ``ns``."""
         return netns_socket(ns, family, type)
 
-    def socket_factory(self, ns: str | None) -> Callable[..., socket.socket]:
+    def socket_factory(self, ns: str | None) -> Callable[..., Socket]:
         return netns_socket_factory(ns)
 
     def query(
@@ -732,7 +749,7 @@ class Lab:
         server: str,
         port: int,
         qname: str | dns.name.Name,
-        qtype: str | int = "A",
+        qtype: QType = "A",
         tcp: bool = False,
         **kw: Any,
     ) -> dns.message.Message:
@@ -1475,7 +1492,8 @@ class GatewayProcess:
         def found() -> re.Match[str] | None:
             return rx.search(self.logs())
 
-        return poll_until(found, timeout, message=f"gateway log to match {pattern!r}")  # type: ignore[no-any-return]
+        match: re.Match[str] = poll_until(found, timeout, message=f"log to match {pattern!r}")
+        return match
 
     def __enter__(self) -> GatewayProcess:
         self.start()

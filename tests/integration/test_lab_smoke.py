@@ -41,9 +41,9 @@ ABSENCE_WINDOW = 1.5
 
 
 def _start_avahi(
-    lab: Lab, host: str, *services: tuple[str, int, list[str]], **kw: str
+    lab: Lab, host: str, *services: tuple[str, int, list[str]], host_name: str | None = None
 ) -> AvahiPublisher:
-    pub = AvahiPublisher(lab, lab.hosts[host], **kw)
+    pub = AvahiPublisher(lab, lab.hosts[host], host_name=host_name)
     for name, port, txt in services:
         pub.add_service(name, SMOKE_TYPE, port, txt)
     pub.start()
