@@ -240,7 +240,7 @@ class Resolver:
                 rrset = sets[key] = dns.rrset.RRset(
                     name, IN, dns.rdatatype.RdataType.make(c.rdtype))
             rdata = _rewrite_rdata(c.rdata, domain) if domain is not None else c.rdata
-            ttl = max(0, min(int(c.remaining), self.max_ttl))
+            ttl = max(0, min(int(min(c.remaining, c.ttl)), self.max_ttl))  # pinned: inf
             rrset.add(rdata, ttl)
         return list(sets.values())
 
