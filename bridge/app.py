@@ -41,6 +41,11 @@ class Gateway:
         self.policy_error: str | None = None
         self.extra_collectors: list[Any] = []  # metrics of optional components (chrony, ...)
         self.http: Any = None
+        self.chrony: Any = None  # NTP advertiser bound to chronyd's health (issue 5)
+        if config.chrony is not None:
+            from .chrony import ChronyService
+
+            self.chrony = ChronyService(self, config.chrony)
         self.store.listeners.append(lambda vlan, name, rdtype: self.server.invalidate_vlan(vlan))
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -147,6 +152,8 @@ class Gateway:
 
             self.http = HttpSurface(self)
             await self.http.start(self.config.http.listen)
+        if self.chrony is not None:
+            await self.chrony.start()
         self.ready.set()
         log.info("mdns-gateway ready: %d VLAN(s): %s", len(self.config.vlans),
                  ", ".join(f"{n} on {v.interface}" for n, v in self.config.vlans.items()) or "-")
@@ -158,6 +165,8 @@ class Gateway:
         if self.http is not None:
             await self.http.stop()
         await self.server.close()
+        if self.chrony is not None:
+            await self.chrony.stop()  # goodbyes go out before the sockets close
         self.transport.close()
 
     async def run(self) -> None:
