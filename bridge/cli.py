@@ -86,6 +86,23 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_dhcp_options(args: argparse.Namespace) -> int:
+    from . import dhcpopts
+    from .interfaces import list_interfaces
+
+    try:
+        cfg = _load(args.config)
+    except config.ConfigError as exc:
+        print(f"invalid configuration:\n{exc}", file=sys.stderr)
+        return EXIT_INVALID
+    if cfg.chrony is None:
+        print(f"{cfg.source}: no 'chrony:' section: printing the domain-search options only",
+              file=sys.stderr)
+    interfaces = {i.name: list(i.addresses) for i in list_interfaces()}
+    print(dhcpopts.render(dhcpopts.plan(cfg, interfaces), args.format, cfg.source), end="")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mdns-gateway",
@@ -114,6 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("service", help="a service type (_ipp._tcp) or instance "
                                    "('My Printer._ipp._tcp')")
     p.set_defaults(func=cmd_explain)
+    p = sub.add_parser("dhcp-options", help="print DHCP options per VLAN: NTP servers (v4 42, "
+                       "v6 56) and the domain search list (v4 119, v6 24)")
+    common(p)
+    p.add_argument("--format", choices=["dnsmasq", "kea"], default="dnsmasq",
+                   help="configuration syntax (default: dnsmasq)")
+    p.set_defaults(func=cmd_dhcp_options)
     return parser
 
 
