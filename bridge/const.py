@@ -78,6 +78,8 @@ REFLECT_MARKS_MAX = 32_768  # record/question/packet marks per generation (two g
 #   each at least REFLECT_DUP_WINDOW long; a full generation rotates early)
 REFLECT_MEMO_MAX = 16_384  # memoised policy masks (VLAN, type, instance); cleared when full
 REFLECT_TARGETS_MAX = 8_192  # learned SRV targets (VLAN, host); expired ones swept when full
+REFLECT_INSTANCES_MAX = 16_384  # services remembered by VLAN (for known answers); swept, then
+#   cleared when full
 REFLECT_SERVICES_PER_HOST = 32  # services remembered per SRV target host; oldest dropped
 REFLECT_TARGET_MIN_TTL = 10.0  # s; an SRV target is remembered at least this long
 REFLECT_SOURCES_MAX = 4_096  # memoised on-link checks of source addresses; cleared when full
