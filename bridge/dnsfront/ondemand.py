@@ -22,7 +22,7 @@ Key = tuple[str, dns.name.Name, int]  # (vlan, .local name, type)
 
 
 class OnDemand:
-    def __init__(self, store: Store, ask: Callable[[str, dns.name.Name, int], None],
+    def __init__(self, store: Store, ask: Callable[[str, dns.name.Name, int, bool], None],
                  timeout: float = const.DNS_ONDEMAND_TIMEOUT,
                  gather: float = const.DNS_BROWSE_GATHER) -> None:
         self.ask = ask
@@ -65,7 +65,7 @@ class OnDemand:
         keys = list(keys)
         for key in keys:
             self._waiters.setdefault(key, []).append(fut)
-            self.ask(*key)
+            self.ask(*key, True)
         self.pending += 1
         self.lookups += 1
         deadline = loop.time() + self.timeout

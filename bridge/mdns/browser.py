@@ -48,6 +48,7 @@ class Browser:
         self.send = send
         self._browse: dict[tuple[str, dns.name.Name], _Schedule] = {}
         self._pending: dict[str, set[QKey]] = {}
+        self._urgent: set[tuple[str, dns.name.Name, int]] = set()
         self._asked: dict[tuple[str, dns.name.Name, int], float] = {}
         self.queries_sent = 0
         self.wake: Callable[[], None] = lambda: None  # set by the app: run tick() soon
@@ -55,9 +56,16 @@ class Browser:
 
     # --- inputs ----------------------------------------------------------------------
 
-    def ask(self, vlan: str, name: dns.name.Name, rdtype: int) -> None:
-        """Queue a question for the next tick (an on-demand lookup)."""
+    def ask(self, vlan: str, name: dns.name.Name, rdtype: int, urgent: bool = False) -> None:
+        """Queue a question for the next tick.
+
+        ``urgent`` (a DNS client is waiting) sends it as a QU question (RFC 6762 §5.4): the
+        responder answers us directly even if it multicast the record within the last second,
+        when §6 would otherwise make it stay silent and leave the client waiting.
+        """
         self._pending.setdefault(vlan, set()).add((name, rdtype))
+        if urgent:
+            self._urgent.add((vlan, name, rdtype))
         self.wake()
 
     def start_vlan(self, vlan: str, now: float) -> None:
@@ -127,6 +135,7 @@ class Browser:
                 fresh.append((name, rdtype))
             if fresh:
                 self._send_questions(link, fresh, now)
+        self._urgent.clear()
         if len(self._asked) > _MAX_TRACKED:
             cutoff = now - 2 * const.MDNS_SAME_QUERY_INTERVAL
             self._asked = {k: t for k, t in self._asked.items() if t > cutoff}
@@ -134,7 +143,8 @@ class Browser:
     def _send_questions(self, link: Link, questions: list[QKey], now: float) -> None:
         chunk: list[wire.Question] = []
         for i, (name, rdtype) in enumerate(questions):
-            chunk.append(wire.Question(name, rdtype))
+            qu = (link.vlan, name, rdtype) in self._urgent
+            chunk.append(wire.Question(name, rdtype, unicast=qu))
             if len(chunk) == const.MDNS_MAX_QUESTIONS_PER_PACKET or i == len(questions) - 1:
                 self._send_packet(link, chunk, now)
                 chunk = []

@@ -79,7 +79,7 @@ def front() -> Iterator[Front]:
                   {v: [ipaddress.ip_network(x) for x in nets] for v, nets in SUBNETS.items()})
     resolver = Resolver(store, zones, max_ttl=10, negative_ttl=7)
     asked: list[tuple[str, dns.name.Name, int]] = []
-    ondemand = OnDemand(store, lambda v, n, t: asked.append((v, n, t)), timeout=0.6)
+    ondemand = OnDemand(store, lambda v, n, t, urgent: asked.append((v, n, t)), timeout=0.6)
     subnets = {v: [ipaddress.ip_network(x) for x in nets] for v, nets in SUBNETS.items()}
 
     def vlan_of(ip: Any) -> str | None:
