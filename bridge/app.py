@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import const
@@ -18,6 +18,7 @@ from .mdns.ingest import Ingest
 from .mdns.links import Links
 from .mdns.transport import MdnsTransport
 from .policy import PolicyEngine, PolicyError, default_engine, load_policy_dir
+from .policy_watch import PolicyWatcher
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,10 @@ class Gateway:
                                                 config.dns.default_view))
         self.engine: PolicyEngine = default_engine(config.vlans)
         self.policy_error: str | None = None
+        self.policy_rejections = 0
+        self.watcher: PolicyWatcher | None = None
+        # components that precompute from the policy (the reflector) subscribe here
+        self.engine_hooks: list[Callable[[PolicyEngine], None]] = []
         self.extra_collectors: list[Any] = []  # metrics of optional components (chrony, ...)
         self.http: Any = None
         self.chrony: Any = None  # NTP advertiser bound to chronyd's health (issue 5)
@@ -58,23 +63,37 @@ class Gateway:
     def load_policies(self) -> bool:
         """(Re)load the policy directory; a bad set is rejected and the last good one stays."""
         path = self.config.policies
+        if self.watcher is not None:
+            return self.watcher.reload_now()
         if path is None:
             self.apply_engine(default_engine(self.config.vlans))
             return True
+        if not path.exists():
+            log.warning("policies directory %s does not exist: every VLAN sees only itself "
+                        "until it is created", path)
+            self.apply_engine(default_engine(self.config.vlans))
+            return True
         try:
-            policies = load_policy_dir(path, self.config.vlans) if path.exists() else []
+            policies = load_policy_dir(path, self.config.vlans)
         except PolicyError as exc:
-            self.policy_error = str(exc)
-            log.error("policies rejected, keeping the previous set:\n%s", exc)
+            self._policy_rejected(str(exc))
             return False
-        self.policy_error = None
         self.apply_engine(PolicyEngine(policies, self.config.vlans))
         log.info("policies loaded: %d from %s", len(policies), path)
         return True
 
+    def _policy_rejected(self, message: str) -> None:
+        self.policy_error = message
+        self.policy_rejections += 1
+        log.error("policies rejected, the previous set stays in force:\n%s", message)
+
     def apply_engine(self, engine: PolicyEngine) -> None:
+        """Swap the policy in force: new views, and every pre-rendered answer dropped."""
         self.engine = engine
+        self.policy_error = None
         self.server.set_views(self.views(engine))
+        for hook in self.engine_hooks:
+            hook(engine)
 
     def views(self, engine: PolicyEngine) -> Mapping[str, View]:
         views = {name: View(name, name, engine.view(name)) for name in self.config.vlans}
@@ -133,6 +152,12 @@ class Gateway:
         loop = self._loop = asyncio.get_running_loop()
         self.browser.wake = self._wake_browser
         self.load_policies()
+        if self.config.policies is not None:
+            # hot reload: a change applies within about a second (one stable poll)
+            self.watcher = PolicyWatcher(self.config.policies, self.config.vlans,
+                                         on_change=self.apply_engine,
+                                         on_error=self._policy_rejected, engine=self.engine)
+            self.watcher.start()
         self.transport.start(loop)
         self.refresh_links()
         listeners = [Listener(a, None) for a in self.config.dns.listen]
@@ -159,6 +184,8 @@ class Gateway:
                  ", ".join(f"{n} on {v.interface}" for n, v in self.config.vlans.items()) or "-")
 
     async def stop(self) -> None:
+        if self.watcher is not None:
+            await self.watcher.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
