@@ -1,0 +1,1057 @@
+"""Directional, policy-filtered mDNS reflection between VLANs, IPv4 and IPv6, that cannot storm.
+
+:class:`Reflector` is pure: ``handle(vlan, packet, raw, src, port, family, now)`` takes one
+accepted mDNS datagram (already parsed by ingest) and returns the datagrams to send, one
+:class:`Output` per destination VLAN (more only when a smaller MTU forces a split), counting
+what it did and why. :class:`ReflectorGlue` is the thin shell: ingest listener in, transport
+send out, link and policy changes in.
+
+What crosses (``reflect: true`` ServicePolicies, via ``ViewPolicy.reflect_visible``):
+
+* a question from VLAN A goes to VLAN D only when A may see D's services of that type (or that
+  instance); ``_services._dns-sd._udp`` questions go to every VLAN A may see anything of; host
+  name questions go where the host is the SRV target of a service A may see; others go nowhere;
+* a record from VLAN S goes to VLAN D only when D may see it: PTR/SRV/TXT/NSEC by the service
+  they name, ``_services._dns-sd._udp`` PTRs by type, address records (and other host records)
+  only with an SRV that targets the host, in the same packet or seen before;
+  link-local A/AAAA (169.254/16, fe80::/10) never cross;
+* records a destination may not see are removed from its copy; a query is sent only with a
+  question left, a response only with an answer left;
+* never back into the source VLAN, never a packet off the source's link, no probes (their
+  authority section claims a name on their own link), no legacy unicast queries; QU bits are
+  cleared so answers come back by multicast (TTL 255 is the transport's business).
+
+Storms and loops: each packet, question and record is sent into a VLAN at most once per
+``const.REFLECT_DUP_WINDOW`` (also when it arrived there first); token buckets per VLAN and
+direction; a response whose every record we just sent into its VLAN, or just saw on another
+VLAN, is evidence of another reflector (counted and logged). One input gives at most one copy per
+destination (split only to fit a smaller MTU); we never originate traffic.
+
+Cost: the policy is folded into per-VLAN bitmasks when it changes and memoised per (VLAN, type,
+instance); an unchanged packet is sent as received; a changed one is rebuilt from the received
+bytes (records copied, names re-pointed), not re-encoded through dnspython.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import struct
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import dns.name
+import dns.rdatatype
+
+from . import const
+from .config import ReflectorConfig
+from .dnsfront.resolver import service_parts
+from .logutil import RateLimitedLog
+from .mdns import wire
+from .mdns.links import Link, Links
+from .policy import ANY, PolicyEngine, ViewPolicy
+
+log = logging.getLogger(__name__)
+_limited = RateLimitedLog(log)
+
+_PTR = dns.rdatatype.PTR
+_SRV = dns.rdatatype.SRV
+_A = dns.rdatatype.A
+_AAAA = dns.rdatatype.AAAA
+_OPT = dns.rdatatype.OPT
+_NSEC = dns.rdatatype.NSEC
+_TXT = dns.rdatatype.TXT
+
+_IP4_OVERHEAD = 28  # bytes of IPv4 + UDP header
+_IP6_OVERHEAD = 48  # bytes of IPv6 + UDP header
+
+# Outcomes counted in Reflector.packets, keyed (from VLAN, to VLAN or "", outcome).
+REFLECTED = "reflected"  # sent into the destination
+FILTERED = "filtered"  # policy left nothing for the destination (to "": for every destination)
+DUPLICATE = "duplicate"  # already sent into / seen on the destination within the window
+RATE_LIMITED = "rate_limited"  # a token bucket was empty (to "": the source's)
+SPOOFED = "spoofed"  # source address not on the arrival VLAN's link
+PROBE = "probe"  # probes are not reflected
+LEGACY = "legacy_unicast"  # one-shot queries from a port other than 5353 are not reflected
+TOO_BIG = "too_big"  # a single record does not fit the destination MTU
+SEND_ERROR = "send_error"  # the transport could not send
+ERROR = "error"  # a bug: the packet raised (logged)
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """One datagram to multicast into ``vlan`` (interface ``ifindex``) with ``family``."""
+
+    vlan: str
+    ifindex: int
+    family: int
+    data: bytes
+
+
+class TokenBucket:
+    """``rate`` tokens a second up to ``burst``; ``take(now)`` spends one if there is one."""
+
+    __slots__ = ("burst", "rate", "stamp", "tokens")
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self.tokens = float(burst)
+        self.stamp: float | None = None
+
+    def take(self, now: float) -> bool:
+        if self.stamp is not None and now > self.stamp:
+            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now if self.stamp is None else max(self.stamp, now)
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+class _Marks:
+    """Recent (key -> value) marks in two generations: O(1), bounded, self-expiring.
+
+    An entry lives at least ``window`` seconds unless ``cap`` entries arrive sooner (then the
+    oldest generation is dropped early: memory wins over perfect suppression under a flood).
+    """
+
+    __slots__ = ("cap", "cur", "prev", "start", "window")
+
+    def __init__(self, window: float, cap: int) -> None:
+        self.window = window
+        self.cap = cap
+        self.cur: dict[object, tuple[float, int]] = {}
+        self.prev: dict[object, tuple[float, int]] = {}
+        self.start = float("-inf")
+
+    def rotate(self, now: float) -> None:
+        if now - self.start >= self.window or len(self.cur) >= self.cap:
+            self.prev = self.cur
+            self.cur = {}
+            self.start = now
+
+    def get(self, key: object) -> tuple[float, int] | None:
+        v = self.cur.get(key)
+        return v if v is not None else self.prev.get(key)
+
+    def __len__(self) -> int:
+        return len(self.cur) + len(self.prev)
+
+
+# Mark flags: bit 0 the record was a goodbye (TTL 0); bit 1 we sent it (else: it arrived).
+_GOODBYE = 1
+_OURS = 2
+
+
+def _host_key(name: dns.name.Name) -> bytes:
+    return b".".join(name.labels).lower()
+
+
+def _is_services(name: dns.name.Name) -> bool:
+    labels = name.labels
+    return (len(labels) == 5 and labels[0].lower() == b"_services"
+            and labels[1].lower() == b"_dns-sd")
+
+
+def _link_local(rec: wire.Record) -> bool:
+    if rec.rdtype == _A:
+        return str(rec.rdata.address).startswith("169.254.")  # type: ignore[attr-defined]
+    if rec.rdtype == _AAAA:
+        return str(rec.rdata.address)[:3].lower() in ("fe8", "fe9", "fea", "feb")  # type: ignore[attr-defined]
+    return False
+
+
+def _rdata_key(rec: wire.Record) -> object:
+    """A cheap identity of the rdata (dnspython's own hash re-encodes the rdata)."""
+    rd = rec.rdata
+    t = rec.rdtype
+    if t in (_A, _AAAA):
+        return rd.address  # type: ignore[attr-defined]
+    if t == _PTR:
+        return _host_key(rd.target)  # type: ignore[attr-defined]
+    if t == _SRV:
+        return (rd.priority, rd.weight, rd.port, _host_key(rd.target))  # type: ignore[attr-defined]
+    if t == _TXT:
+        return rd.strings  # type: ignore[attr-defined]
+    return rd.to_wire()
+
+
+def _record_key(rec: wire.Record) -> object:
+    return (_host_key(rec.name), rec.rdtype, rec.rdclass, _rdata_key(rec))
+
+
+def _question_key(q: wire.Question) -> object:
+    return (b"?", _host_key(q.name), q.rdtype, q.rdclass)
+
+
+class _Plan:
+    """The policy folded into bitmasks over VLAN indices; rebuilt on every policy change."""
+
+    __slots__ = ("index", "names", "reach", "record_memo", "sources_for", "views")
+
+    def __init__(self, names: Sequence[str], engine: PolicyEngine) -> None:
+        self.names = tuple(names)
+        self.index = {n: i for i, n in enumerate(self.names)}
+        self.views: list[ViewPolicy | None] = []
+        for name in self.names:
+            try:
+                self.views.append(engine.view(name))
+            except KeyError:
+                self.views.append(None)
+        # reach[S]: VLANs some reflect policy lets see something of S (a superset: denies and
+        # instance globs are decided per record); sources_for[A]: VLANs A may receive from.
+        n = len(self.names)
+        self.reach = [0] * n
+        for p in engine.policies:
+            if p.action != "allow" or not p.reflect:
+                continue
+            froms = range(n) if ANY in p.from_vlans else \
+                [self.index[v] for v in p.from_vlans if v in self.index]
+            tos = range(n) if ANY in p.to_vlans else \
+                [self.index[v] for v in p.to_vlans if v in self.index]
+            for f in froms:
+                for t in tos:
+                    if f != t:
+                        self.reach[f] |= 1 << t
+        self.sources_for = [0] * n
+        for f in range(n):
+            for t in range(n):
+                if self.reach[f] >> t & 1:
+                    self.sources_for[t] |= 1 << f
+        self.record_memo: dict[tuple[int, str, str | None], int] = {}
+
+    def record_mask(self, src: int, stype: str, instance: str | None) -> int:
+        """VLANs that may see (type, instance) living on VLAN ``src``."""
+        key = (src, stype, instance)
+        mask = self.record_memo.get(key)
+        if mask is None:
+            mask = 0
+            vlan = self.names[src]
+            reach = self.reach[src]
+            for d, view in enumerate(self.views):
+                if reach >> d & 1 and view is not None \
+                        and view.reflect_visible(vlan, stype, instance):
+                    mask |= 1 << d
+            if len(self.record_memo) >= const.REFLECT_MEMO_MAX:
+                self.record_memo.clear()
+            self.record_memo[key] = mask
+        return mask
+
+    def question_mask(self, asker: int, stype: str, instance: str | None) -> int:
+        """VLANs whose (type, instance) the VLAN ``asker`` may see."""
+        mask = 0
+        srcs = self.sources_for[asker]
+        d = 0
+        while srcs:
+            if srcs & 1 and self.record_mask(d, stype, instance) >> asker & 1:
+                mask |= 1 << d
+            srcs >>= 1
+            d += 1
+        return mask
+
+
+# --- the received bytes, for rebuilding a packet without re-encoding it ---------------------
+
+# rdata layouts with names: 0 the whole rdata is a name, else the bytes before the name;
+# NSEC: a name then a bitmap (written uncompressed). Other types with names: dnspython fallback.
+_NAME_RDATA: dict[int, int] = {
+    _PTR: 0, dns.rdatatype.CNAME: 0, dns.rdatatype.NS: 0, dns.rdatatype.DNAME: 0,
+    _SRV: 6, dns.rdatatype.MX: 2, _NSEC: -1,
+}
+_OTHER_NAME_TYPES = frozenset({
+    dns.rdatatype.SOA, dns.rdatatype.MINFO, dns.rdatatype.RP, dns.rdatatype.AFSDB,
+    dns.rdatatype.RT, dns.rdatatype.NAPTR, dns.rdatatype.KX, dns.rdatatype.PX,
+    dns.rdatatype.MB, dns.rdatatype.MG, dns.rdatatype.MR, dns.rdatatype.MD, dns.rdatatype.MF,
+    dns.rdatatype.SIG, dns.rdatatype.RRSIG, dns.rdatatype.NXT, dns.rdatatype.TKEY,
+    dns.rdatatype.TSIG, dns.rdatatype.HIP, dns.rdatatype.SVCB, dns.rdatatype.HTTPS,
+})
+_COUNTS = struct.Struct("!HHHH")
+_HEADER = struct.Struct("!HHHHHH")
+
+
+class _Unsupported(Exception):
+    """The received bytes cannot be rebuilt here (fall back to dnspython's encoder)."""
+
+
+def _skip_name(raw: bytes, pos: int) -> int:
+    while True:
+        length = raw[pos]
+        if length >= 0xC0:
+            return pos + 2
+        if length == 0:
+            return pos + 1
+        pos += length + 1
+
+
+# A question: (start, end of name). A record: (start, end of owner name, rdtype, end, section,
+# end of the rdata's name for NSEC else 0).
+_QSpan = tuple[int, int]
+_RSpan = tuple[int, int, int, int, int, int]
+
+
+def _layout(raw: bytes) -> tuple[list[_QSpan], list[_RSpan]]:
+    qd, an, ns, ar = _COUNTS.unpack_from(raw, 4)
+    pos = 12
+    qs: list[_QSpan] = []
+    for _ in range(qd):
+        end = _skip_name(raw, pos)
+        qs.append((pos, end))
+        pos = end + 4
+    rs: list[_RSpan] = []
+    for section, count in ((1, an), (2, ns), (3, ar)):
+        for _ in range(count):
+            end = _skip_name(raw, pos)
+            rdtype, rdlen = struct.unpack_from("!H6xH", raw, end)
+            if rdtype in _OTHER_NAME_TYPES:
+                raise _Unsupported(str(rdtype))
+            rend = end + 10 + rdlen
+            extra = _skip_name(raw, end + 10) if rdtype == _NSEC else 0
+            rs.append((pos, end, rdtype, rend, section, extra))
+            pos = rend
+    if pos > len(raw):
+        raise _Unsupported("short")
+    return qs, rs
+
+
+def _emit_name(raw: bytes, pos: int, out: bytearray, moved: dict[int, int],
+               compress: bool = True) -> None:
+    """Copy the name at ``pos`` of ``raw``; point at what this packet already holds."""
+    hops = 0
+    while True:
+        if compress:
+            tgt = moved.get(pos)
+            if tgt is not None:
+                out.append(0xC0 | tgt >> 8)
+                out.append(tgt & 0xFF)
+                return
+        length = raw[pos]
+        if length >= 0xC0:
+            pos = (length & 0x3F) << 8 | raw[pos + 1]
+            hops += 1
+            if hops > 128:
+                raise _Unsupported("pointer loop")
+            continue
+        if length == 0:
+            out.append(0)
+            return
+        here = len(out)
+        if here < 0x3FFF and pos not in moved:
+            moved[pos] = here
+        out += raw[pos:pos + length + 1]
+        pos += length + 1
+
+
+def _emit_question(raw: bytes, q: _QSpan, out: bytearray, moved: dict[int, int]) -> None:
+    _emit_name(raw, q[0], out, moved)
+    out += raw[q[1]:q[1] + 2]
+    out.append(raw[q[1] + 2] & 0x7F)  # QU bit cleared: answers come back by multicast
+    out.append(raw[q[1] + 3])
+
+
+def _emit_record(raw: bytes, r: _RSpan, out: bytearray, moved: dict[int, int]) -> None:
+    start, name_end, rdtype, end, _, nsec_end = r
+    _emit_name(raw, start, out, moved)
+    before = _NAME_RDATA.get(rdtype)
+    if before is None:
+        out += raw[name_end:end]
+        return
+    out += raw[name_end:name_end + 8]
+    at = len(out)
+    out += b"\0\0"
+    rd = name_end + 10
+    if before == -1:  # NSEC: next name uncompressed, then the type bitmap
+        _emit_name(raw, rd, out, moved, compress=False)
+        out += raw[nsec_end:end]
+    else:
+        out += raw[rd:rd + before]
+        _emit_name(raw, rd + before, out, moved)
+    rdlen = len(out) - at - 2
+    out[at] = rdlen >> 8
+    out[at + 1] = rdlen & 0xFF
+
+
+Layout = tuple[list[_QSpan], list[_RSpan]]
+
+
+def layout(raw: bytes) -> Layout:
+    """Where each question and record (OPT included) of ``raw`` lies."""
+    try:
+        return _layout(raw)
+    except (IndexError, struct.error) as exc:
+        raise _Unsupported("layout") from exc
+
+
+def rebuild(raw: bytes, where: Layout, questions: Sequence[int], records: Sequence[int],
+            limit: int) -> tuple[list[bytes], int]:
+    """Packets holding the chosen questions and records (indices into ``where``, the layout of
+    ``raw``) with QU bits and TC cleared, each at most ``limit`` bytes. Returns (packets, items
+    dropped because they alone exceed ``limit``). A query split over several packets sets TC on
+    all but the last (RFC 6762 §7.2). Raises _Unsupported when the bytes cannot be rebuilt."""
+    qspans, rspans = where
+    pid, flags = struct.unpack_from("!HH", raw, 0)
+    flags &= ~wire.FLAG_TC
+    items: list[tuple[int, int]] = [(0, i) for i in questions] + \
+        [(rspans[i][4], i) for i in records]
+    try:
+        out = bytearray(12)
+        moved: dict[int, int] = {}
+        counts = [0, 0, 0, 0]
+        for section, i in items:  # the common case: it all fits
+            if section == 0:
+                _emit_question(raw, qspans[i], out, moved)
+            else:
+                _emit_record(raw, rspans[i], out, moved)
+            counts[section] += 1
+        if len(out) <= limit:
+            _HEADER.pack_into(out, 0, pid, flags, *counts)
+            return [bytes(out)], 0
+        return _split(raw, qspans, rspans, items, pid, flags, limit)
+    except IndexError as exc:
+        raise _Unsupported("bounds") from exc
+
+
+def _split(raw: bytes, qspans: list[_QSpan], rspans: list[_RSpan], items: list[tuple[int, int]],
+           pid: int, flags: int, limit: int) -> tuple[list[bytes], int]:
+    packets: list[bytes] = []
+    dropped = 0
+    out = bytearray(12)
+    moved: dict[int, int] = {}
+    counts = [0, 0, 0, 0]
+    k = 0
+    while k < len(items):
+        section, i = items[k]
+        mark = len(out)
+        trial = dict(moved)
+        if section == 0:
+            _emit_question(raw, qspans[i], out, trial)
+        else:
+            _emit_record(raw, rspans[i], out, trial)
+        if len(out) <= limit:
+            moved = trial
+            counts[section] += 1
+            k += 1
+            continue
+        del out[mark:]
+        if not any(counts):  # alone and still too big
+            dropped += 1
+            k += 1
+            continue
+        _HEADER.pack_into(out, 0, pid, flags, *counts)
+        packets.append(bytes(out))
+        out = bytearray(12)
+        moved = {}
+        counts = [0, 0, 0, 0]
+    if any(counts):
+        _HEADER.pack_into(out, 0, pid, flags, *counts)
+        packets.append(bytes(out))
+    if not flags & wire.FLAG_QR:
+        for j in range(len(packets) - 1):
+            b = bytearray(packets[j])
+            b[2] |= wire.FLAG_TC >> 8
+            packets[j] = bytes(b)
+    return packets, dropped
+
+
+def clear_qu(raw: bytes) -> bytes:
+    """``raw`` with every question's QU bit cleared (nothing else touched)."""
+    qd = struct.unpack_from("!H", raw, 4)[0]
+    out = bytearray(raw)
+    pos = 12
+    for _ in range(qd):
+        pos = _skip_name(raw, pos)
+        out[pos + 2] &= 0x7F
+        pos += 4
+    return bytes(out)
+
+
+# --- the decision --------------------------------------------------------------------------
+
+
+class Reflector:
+    """Pure reflection decisions over VLANs; see the module docstring."""
+
+    def __init__(self, vlans: Sequence[str], config: ReflectorConfig | None = None,
+                 engine: PolicyEngine | None = None, window: float = const.REFLECT_DUP_WINDOW
+                 ) -> None:
+        config = config or ReflectorConfig()
+        self.vlans = tuple(vlans)
+        self.config = config
+        self.window = window
+        self.plan = _Plan(self.vlans, engine or PolicyEngine((), self.vlans))
+        self._links: list[Link | None] = [None] * len(self.vlans)
+        self._mtu: list[int] = [const.REFLECT_DEFAULT_MTU] * len(self.vlans)
+        self._up: dict[int, int] = {int(socket.AF_INET): 0, int(socket.AF_INET6): 0}
+        self._on_link: dict[tuple[int, str], bool] = {}
+        self._in = [TokenBucket(config.rate, config.burst) for _ in self.vlans]
+        self._out = [TokenBucket(config.rate, config.burst) for _ in self.vlans]
+        self.marks = _Marks(window, const.REFLECT_MARKS_MAX)
+        # learned SRV targets: (VLAN index, host key) -> {(type, instance): expiry}
+        self._targets: dict[tuple[int, bytes], dict[tuple[str, str], float]] = {}
+        # services seen announced: (VLAN index, type, instance) -> expiry
+        self._homes: dict[tuple[int, str, str], float] = {}
+        # counters, read by the metrics collector
+        self.packets: Counter[tuple[str, str, str]] = Counter()  # (from, to, outcome)
+        self.records: Counter[tuple[str, str, str]] = Counter()  # (from, to, reason) removed
+        self.loops: Counter[tuple[str, str]] = Counter()  # (vlan, kind) another reflector
+        self.bytes_sent: Counter[str] = Counter()  # to VLAN -> bytes
+        self._layout_cache: tuple[bytes, Layout, list[int]] | None = None
+        self._goodbyes = 0  # responses with a goodbye record seen so far (fingerprint epoch)
+
+    # --- inputs that change rarely ----------------------------------------------------------
+
+    def set_policy(self, engine: PolicyEngine) -> None:
+        """Fold a new policy set into masks (called on every reload, never per packet)."""
+        self.plan = _Plan(self.vlans, engine)
+
+    def set_links(self, links: Mapping[str, Link], mtus: Mapping[str, int] | None = None) -> None:
+        """The VLAN interfaces as they are now (called after every interface rescan)."""
+        up4 = up6 = 0
+        for i, name in enumerate(self.vlans):
+            link = links.get(name)
+            old = self._links[i]
+            self._links[i] = link
+            self._mtu[i] = (mtus or {}).get(name, const.REFLECT_DEFAULT_MTU)
+            if link is None or not link.up:
+                continue
+            if link.has_v4:
+                up4 |= 1 << i
+            if link.has_v6:
+                up6 |= 1 << i
+            if old is None or old.subnets != link.subnets:
+                self._on_link.clear()
+        self._up = {int(socket.AF_INET): up4, int(socket.AF_INET6): up6}
+
+    # --- the packet path --------------------------------------------------------------------
+
+    def handle(self, vlan: str, packet: wire.Packet, raw: bytes, src: str, port: int,
+               family: int, now: float) -> list[Output]:
+        plan = self.plan
+        si = plan.index.get(vlan)
+        if si is None:
+            return []
+        response = packet.is_response
+        cand = (plan.reach[si] if response else plan.sources_for[si]) & self._up.get(family, 0)
+        cand &= ~(1 << si)
+        marks = self.marks
+        marks.rotate(now)
+        keys: list[object] = []
+        goodbye: list[int] = []
+        echoed = 0
+        if response:  # remember every response's records, to spot other reflectors
+            keys, goodbye, echoed = self._arrive(si, vlan, packet, src, now)
+        if not cand:
+            return self._drop(vlan, FILTERED)
+        if not response:
+            if port != const.MDNS_PORT:
+                return self._drop(vlan, LEGACY)
+            if packet.authorities:
+                return self._drop(vlan, PROBE)
+        if not self._source_on_link(si, src):
+            _limited.info(("spoofed", vlan, src), "reflector: VLAN %s: not reflecting a packet "
+                          "from %s, which is not on that link", vlan, src)
+            return self._drop(vlan, SPOOFED)
+
+        # the whole packet: seen (arrived, or sent by us) on which VLANs within the window?
+        # A goodbye anywhere starts a new generation, so a re-announcement right after one is
+        # never taken for a copy of the announcement before it.
+        fp = (hash(raw), family, self._goodbyes)
+        seen = marks.get(fp)
+        covered = 1 << si
+        if seen is not None and now - seen[0] < self.window:
+            covered |= seen[1]
+        marks.cur[fp] = (now, covered)
+        if not cand & ~covered:
+            return self._drop(vlan, DUPLICATE)
+        for d in _bits(cand & covered):
+            self.packets[(vlan, self.vlans[d], DUPLICATE)] += 1
+        cand &= ~covered
+        if not self._in[si].take(now):
+            return self._drop(vlan, RATE_LIMITED)
+
+        if response:
+            outputs = self._response(si, vlan, packet, raw, family, cand, keys, goodbye, echoed,
+                                     now)
+        else:
+            outputs = self._query(si, vlan, packet, raw, family, cand, now)
+        if outputs:
+            sent = 0
+            for out in outputs:
+                sent |= 1 << plan.index[out.vlan]
+            covered |= sent
+            marks.cur[fp] = (now, covered)
+            for out in outputs:  # an exact copy of what we sent is recognised at once
+                if out.data is not raw:
+                    marks.cur[(hash(out.data), family, self._goodbyes)] = (now, covered)
+        return outputs
+
+    def sent_failed(self, out: Output, src_vlan: str) -> None:
+        """The transport could not send ``out`` (counted; the other destinations go on)."""
+        self.packets[(src_vlan, out.vlan, REFLECTED)] -= 1
+        self.packets[(src_vlan, out.vlan, SEND_ERROR)] += 1
+
+    def _drop(self, vlan: str, outcome: str) -> list[Output]:
+        self.packets[(vlan, "", outcome)] += 1
+        return []
+
+    def _source_on_link(self, si: int, src: str) -> bool:
+        key = (si, src)
+        ok = self._on_link.get(key)
+        if ok is None:
+            link = self._links[si]
+            ok = link is not None and link.on_link(src)
+            if len(self._on_link) >= const.REFLECT_SOURCES_MAX:
+                self._on_link.clear()
+            self._on_link[key] = ok
+        return ok
+
+    # --- queries ----------------------------------------------------------------------------
+
+    def _question_mask(self, si: int, q: wire.Question, now: float) -> int:
+        plan = self.plan
+        name = q.name
+        if _is_services(name):
+            return plan.sources_for[si]
+        parts = service_parts(name)
+        if parts is not None:
+            return plan.question_mask(si, parts[0], parts[1])
+        # a host name: where it is the target of a service the asker may see
+        hk = _host_key(name)
+        mask = 0
+        srcs = plan.sources_for[si]
+        d = 0
+        while srcs:
+            if srcs & 1 and self._learned_mask(d, hk, now) >> si & 1:
+                mask |= 1 << d
+            srcs >>= 1
+            d += 1
+        return mask
+
+    def _query(self, si: int, vlan: str, packet: wire.Packet, raw: bytes, family: int,
+               cand: int, now: float) -> list[Output]:
+        qmasks = [self._question_mask(si, q, now) & cand for q in packet.questions]
+        wanted = 0
+        for m in qmasks:
+            wanted |= m
+        if not wanted:
+            return self._drop(vlan, FILTERED)
+        records = packet.records()
+        rmasks, link_local = self._known_answer_masks(si, records, cand, now) if records \
+            else ([], 0)
+        marks = self.marks
+        qkeys = [_question_key(q) for q in packet.questions]
+        for k in qkeys:
+            marks.cur[(k, si)] = (now, 0)
+        window = self.window
+        outputs: list[Output] = []
+        has_qu = any(q.unicast for q in packet.questions)
+        truncated = bool(packet.flags & wire.FLAG_TC)  # its continuation is not reflected
+        nq = len(qmasks)
+        for d in _bits(cand):
+            dest = self.vlans[d]
+            if not wanted >> d & 1:
+                self.packets[(vlan, dest, FILTERED)] += 1
+                continue
+            qs: list[int] = []
+            for j, m in enumerate(qmasks):
+                if m >> d & 1:
+                    seen = marks.get((qkeys[j], d))
+                    if seen is None or now - seen[0] >= window:
+                        qs.append(j)
+            if not qs:
+                self.packets[(vlan, dest, DUPLICATE)] += 1
+                continue
+            rs = [j for j, m in enumerate(rmasks) if m >> d & 1]
+            self._count_removed(vlan, dest, rmasks, link_local, d)
+            whole = len(qs) == nq and len(rs) == len(rmasks) and not truncated
+            sent = self._emit(si, d, vlan, packet, raw, family, qs, rs, whole, has_qu,
+                              outputs, now)
+            if sent:
+                for j in qs:
+                    marks.cur[(qkeys[j], d)] = (now, _OURS)
+        return outputs
+
+    def _known_answer_masks(self, si: int, records: Sequence[wire.Record], cand: int,
+                            now: float) -> tuple[list[int], int]:
+        """Known answers go where their VLAN may see them, and also back to the VLAN they live
+        on when the asker may see them there (so answers it holds are not sent again)."""
+        masks, link_local = self._record_masks(si, records, now, learn=False)
+        plan = self.plan
+        dests = _bits(cand)
+        for i, rec in enumerate(records):
+            if link_local >> i & 1:
+                continue
+            parts = None if _is_services(rec.name) else service_parts(rec.name)
+            if parts is not None and parts[1] is None and rec.rdtype == _PTR:
+                parts = service_parts(rec.rdata.target)  # type: ignore[attr-defined]
+            if parts is not None and parts[1] is not None:
+                stype, instance = parts[0], parts[1]
+                for d in dests:
+                    expiry = self._homes.get((d, stype, instance))
+                    if expiry is not None and expiry >= now \
+                            and plan.record_mask(d, stype, instance) >> si & 1:
+                        masks[i] |= 1 << d
+            elif parts is None and rec.rdtype in (_A, _AAAA):
+                hk = _host_key(rec.name)
+                for d in dests:
+                    if self._learned_mask(d, hk, now) >> si & 1:
+                        masks[i] |= 1 << d
+        return masks, link_local
+
+    # --- responses --------------------------------------------------------------------------
+
+    def _record_masks(self, si: int, records: Sequence[wire.Record], now: float,
+                      learn: bool = True) -> tuple[list[int], int]:
+        """Per record: the VLANs that may see it; and a bitmask of link-local records.
+        With ``learn`` (responses), remember which services and SRV targets live on ``si``."""
+        plan = self.plan
+        masks = [0] * len(records)
+        hosts: list[int] = []
+        targets: dict[bytes, int] = {}
+        for i, rec in enumerate(records):
+            name = rec.name
+            t = rec.rdtype
+            if _is_services(name):
+                if t == _PTR:
+                    parts = service_parts(rec.rdata.target)  # type: ignore[attr-defined]
+                    if parts is not None and parts[1] is None:
+                        masks[i] = plan.record_mask(si, parts[0], None)
+                continue
+            parts = service_parts(name)
+            if parts is None:
+                hosts.append(i)
+                continue
+            stype, instance = parts
+            if instance is None:  # a type or subtype name
+                if t == _PTR:
+                    tp = service_parts(rec.rdata.target)  # type: ignore[attr-defined]
+                    if tp is not None and tp[1] is not None and tp[0] == stype:
+                        masks[i] = plan.record_mask(si, stype, tp[1])
+                        if learn and rec.ttl:
+                            self._home(si, stype, tp[1], rec.ttl, now)
+                else:
+                    masks[i] = plan.record_mask(si, stype, None)
+                continue
+            m = masks[i] = plan.record_mask(si, stype, instance)
+            if learn and rec.ttl:
+                self._home(si, stype, instance, rec.ttl, now)
+            if t == _SRV:
+                hk = _host_key(rec.rdata.target)  # type: ignore[attr-defined]
+                targets[hk] = targets.get(hk, 0) | m
+                if learn and rec.ttl:
+                    self._learn(si, hk, stype, instance, rec.ttl, now)
+        link_local = 0
+        for i in hosts:
+            rec = records[i]
+            if _link_local(rec):
+                link_local |= 1 << i
+                continue
+            hk = _host_key(rec.name)
+            masks[i] = targets.get(hk, 0) | self._learned_mask(si, hk, now)
+        return masks, link_local
+
+    def _arrive(self, si: int, vlan: str, packet: wire.Packet, src: str, now: float
+                ) -> tuple[list[object], list[int], int]:
+        """Mark a response's records as seen on ``si``; report another reflector when every
+        one of them was just sent there by us (echo) or just seen on another VLAN. Returns the
+        record keys, goodbye flags and a bitmask of the records that are echoes of ours (never
+        reflected again: that would pass them on as if they lived on ``si``)."""
+        records = packet.records()
+        keys = [_record_key(r) for r in records]
+        goodbye = [0 if r.ttl else _GOODBYE for r in records]
+        if _GOODBYE in goodbye:
+            self._goodbyes += 1
+        marks = self.marks
+        window = self.window
+        echo = cross = echoed = 0
+        n = len(self.vlans)
+        for j, k in enumerate(keys):
+            here = marks.get((k, si))
+            if here is not None and now - here[0] < window and here[1] & _OURS:
+                echo += 1
+                echoed |= 1 << j
+            else:
+                for d in range(n):
+                    if d != si:
+                        other = marks.get((k, d))
+                        if other is not None and now - other[0] < window \
+                                and not other[1] & _OURS:
+                            cross += 1
+                            break
+            marks.cur[(k, si)] = (now, goodbye[j])
+        if keys and echo + cross == len(keys):
+            kind = "echo" if echo else "cross_vlan"
+            self.loops[(vlan, kind)] += 1
+            _limited.warning(("loop", vlan, kind),
+                             "reflector: another mDNS reflector seems active on VLAN %s: %s "
+                             "(from %s); suppressing repeats", vlan,
+                             "records we reflected there came back" if echo else
+                             "the same records arrived on another VLAN moments before", src)
+        return keys, goodbye, echoed
+
+    def _response(self, si: int, vlan: str, packet: wire.Packet, raw: bytes, family: int,
+                  cand: int, keys: list[object], goodbye: list[int], echoed: int, now: float
+                  ) -> list[Output]:
+        records = packet.records()
+        if not records:
+            return self._drop(vlan, FILTERED)
+        if echoed == (1 << len(records)) - 1:
+            return self._drop(vlan, DUPLICATE)
+        rmasks, link_local = self._record_masks(si, records, now, learn=not echoed)
+        j = 0
+        while echoed >> j:
+            if echoed >> j & 1:
+                rmasks[j] = 0
+            j += 1
+        n_answers = len(packet.answers)
+        wanted = 0
+        for j in range(n_answers):
+            wanted |= rmasks[j]
+        wanted &= cand
+        marks = self.marks
+        window = self.window
+        if not wanted:
+            self._count_filtered_records(vlan, cand, rmasks, link_local)
+            return self._drop(vlan, FILTERED)
+        outputs: list[Output] = []
+        nr = len(records)
+        for d in _bits(cand):
+            dest = self.vlans[d]
+            if not wanted >> d & 1:
+                self.packets[(vlan, dest, FILTERED)] += 1
+                continue
+            rs: list[int] = []
+            dups = 0
+            for j, m in enumerate(rmasks):
+                if m >> d & 1:
+                    seen = marks.get((keys[j], d))
+                    if seen is not None and now - seen[0] < window \
+                            and (seen[1] & _GOODBYE) == goodbye[j]:
+                        dups += 1
+                    else:
+                        rs.append(j)
+            if not any(j < n_answers for j in rs):
+                self.packets[(vlan, dest, DUPLICATE)] += 1
+                continue
+            if dups:
+                self.records[(vlan, dest, DUPLICATE)] += dups
+            self._count_removed(vlan, dest, rmasks, link_local, d)
+            if self._emit(si, d, vlan, packet, raw, family, [], rs, len(rs) == nr, False,
+                          outputs, now):
+                for j in rs:
+                    marks.cur[(keys[j], d)] = (now, goodbye[j] | _OURS)
+        return outputs
+
+    # --- output -----------------------------------------------------------------------------
+
+    def _emit(self, si: int, d: int, vlan: str, packet: wire.Packet, raw: bytes, family: int,
+              qs: list[int], rs: list[int], whole: bool, has_qu: bool,
+              outputs: list[Output], now: float) -> bool:
+        link = self._links[d]
+        dest = self.vlans[d]
+        if link is None:
+            return False
+        limit = min(self._mtu[d] - (_IP4_OVERHEAD if family == socket.AF_INET else _IP6_OVERHEAD),
+                    const.MDNS_MAX_PACKET)
+        datas: list[bytes]
+        if whole and len(raw) <= limit:
+            datas = [clear_qu(raw) if has_qu else raw]
+        else:
+            datas = self._rebuild(vlan, dest, packet, raw, qs, rs, limit)
+            if not datas:
+                self.packets[(vlan, dest, TOO_BIG)] += 1
+                return False
+        bucket = self._out[d]
+        sent = False
+        for data in datas:
+            if not bucket.take(now):
+                self.packets[(vlan, dest, RATE_LIMITED)] += 1
+                continue
+            outputs.append(Output(dest, link.ifindex, family, data))
+            self.packets[(vlan, dest, REFLECTED)] += 1
+            self.bytes_sent[dest] += len(data)
+            sent = True
+        return sent
+
+    def _rebuild(self, vlan: str, dest: str, packet: wire.Packet, raw: bytes, qs: list[int],
+                 rs: list[int], limit: int) -> list[bytes]:
+        try:
+            cached = self._layout_cache
+            if cached is not None and cached[0] is raw:
+                where, kept = cached[1], cached[2]
+            else:
+                where = layout(raw)
+                kept = [i for i, r in enumerate(where[1]) if r[2] != _OPT]
+                self._layout_cache = (raw, where, kept)
+            chosen = [kept[j] for j in rs]
+            if chosen and len(kept) != len(where[1]):  # OPT (EDNS plumbing) stays with records
+                chosen = sorted({*chosen, *(i for i, r in enumerate(where[1]) if r[2] == _OPT)})
+            datas, dropped = rebuild(raw, where, qs, chosen, limit)
+        except (_Unsupported, IndexError):
+            datas, dropped = self._rebuild_dnspython(packet, qs, rs, limit)
+        if dropped:
+            self.records[(vlan, dest, TOO_BIG)] += dropped
+        return datas
+
+    @staticmethod
+    def _rebuild_dnspython(packet: wire.Packet, qs: list[int], rs: list[int], limit: int
+                           ) -> tuple[list[bytes], int]:
+        """Slow path for records whose rdata holds names we do not re-point ourselves."""
+        records = packet.records()
+        na, nn = len(packet.answers), len(packet.authorities)
+        questions = [wire.Question(q.name, q.rdtype, q.rdclass, False)
+                     for q in (packet.questions[j] for j in qs)]
+        answers = [records[j] for j in rs if j < na]
+        auth = [records[j] for j in rs if na <= j < na + nn]
+        extra = [records[j] for j in rs if j >= na + nn]
+        data = wire.encode(wire.Packet(packet.id, packet.flags & ~wire.FLAG_TC, questions,
+                                       answers, auth, extra))
+        if len(data) <= limit:
+            return [data], 0
+        out: list[bytes] = []
+        dropped = 0
+        items: list[tuple[int, object]] = [(0, q) for q in questions]
+        items += [(1, r) for r in answers] + [(2, r) for r in auth] + [(3, r) for r in extra]
+        cur: list[tuple[int, object]] = []
+
+        def enc(chunk: list[tuple[int, object]]) -> bytes:
+            secs: list[list[object]] = [[], [], [], []]
+            for s, it in chunk:
+                secs[s].append(it)
+            return wire.encode(wire.Packet(packet.id, packet.flags & ~wire.FLAG_TC,
+                                           *secs))  # type: ignore[arg-type]
+
+        for item in items:
+            trial = enc([*cur, item])
+            if len(trial) <= limit:
+                cur.append(item)
+                continue
+            if not cur:
+                dropped += 1
+                continue
+            out.append(enc(cur))
+            cur = [item] if len(enc([item])) <= limit else []
+            if not cur:
+                dropped += 1
+        if cur:
+            out.append(enc(cur))
+        return out, dropped
+
+    def _count_removed(self, vlan: str, dest: str, rmasks: list[int], link_local: int,
+                       d: int) -> None:
+        for j, m in enumerate(rmasks):
+            if not m >> d & 1:
+                reason = "link_local" if link_local >> j & 1 else FILTERED
+                self.records[(vlan, dest, reason)] += 1
+
+    def _count_filtered_records(self, vlan: str, cand: int, rmasks: list[int],
+                                link_local: int) -> None:
+        for d in _bits(cand):
+            self._count_removed(vlan, self.vlans[d], rmasks, link_local, d)
+
+    # --- SRV targets --------------------------------------------------------------------------
+
+    def _learn(self, si: int, hk: bytes, stype: str, instance: str, ttl: int,
+               now: float) -> None:
+        key = (si, hk)
+        services = self._targets.get(key)
+        if services is None:
+            if len(self._targets) >= const.REFLECT_TARGETS_MAX:
+                self._sweep_targets(now)
+            services = self._targets[key] = {}
+        skey = (stype, instance)
+        if skey not in services and len(services) >= const.REFLECT_SERVICES_PER_HOST:
+            del services[next(iter(services))]
+        services[skey] = now + min(max(float(ttl), const.REFLECT_TARGET_MIN_TTL),
+                                   float(const.STORE_MAX_TTL))
+
+    def _home(self, si: int, stype: str, instance: str, ttl: int, now: float) -> None:
+        homes = self._homes
+        if len(homes) >= const.REFLECT_INSTANCES_MAX:
+            for key in [k for k, e in homes.items() if e < now]:
+                del homes[key]
+            if len(homes) >= const.REFLECT_INSTANCES_MAX:
+                homes.clear()
+        homes[(si, stype, instance)] = now + min(max(float(ttl), const.REFLECT_TARGET_MIN_TTL),
+                                                 float(const.STORE_MAX_TTL))
+
+    def _sweep_targets(self, now: float) -> None:
+        for key in [k for k, s in self._targets.items() if max(s.values(), default=0) < now]:
+            del self._targets[key]
+        while len(self._targets) >= const.REFLECT_TARGETS_MAX:
+            del self._targets[next(iter(self._targets))]
+
+    def _learned_mask(self, si: int, hk: bytes, now: float) -> int:
+        services = self._targets.get((si, hk))
+        if not services:
+            return 0
+        mask = 0
+        for (stype, instance), expiry in services.items():
+            if expiry >= now:
+                mask |= self.plan.record_mask(si, stype, instance)
+        return mask
+
+    def learned_targets(self) -> int:
+        return len(self._targets)
+
+
+def _bits(mask: int) -> list[int]:
+    out = []
+    i = 0
+    while mask:
+        if mask & 1:
+            out.append(i)
+        mask >>= 1
+        i += 1
+    return out
+
+
+# --- the asyncio-free glue -------------------------------------------------------------------
+
+
+def interface_mtu(name: str) -> int:
+    try:
+        return int(Path(f"/sys/class/net/{name}/mtu").read_text().strip())
+    except (OSError, ValueError):
+        return const.REFLECT_DEFAULT_MTU
+
+
+Sender = Callable[[bytes, int, int], bool]  # (payload, ifindex, family) -> sent?
+
+
+class ReflectorGlue:
+    """Ingest listener in, transport send out; follows link and policy changes."""
+
+    def __init__(self, reflector: Reflector, links: Links, send: Sender,
+                 clock: Callable[[], float], mtu: Callable[[str], int] = interface_mtu) -> None:
+        self.reflector = reflector
+        self.links = links
+        self.send = send
+        self.clock = clock
+        self.mtu = mtu
+        self.errors = 0
+
+    def on_packet(self, vlan: str, packet: wire.Packet, raw: bytes, src: str, port: int,
+                  family: int) -> None:
+        try:
+            outputs = self.reflector.handle(vlan, packet, raw, src, port, family, self.clock())
+        except Exception:  # a packet must never take the reader down
+            self.errors += 1
+            self.reflector.packets[(vlan, "", ERROR)] += 1
+            _limited.warning(("reflector-error", vlan), "reflector: packet from %s on VLAN %s "
+                             "failed", src, vlan)
+            log.debug("reflector failure", exc_info=True)
+            return
+        for out in outputs:
+            if not self.send(out.data, out.ifindex, out.family):
+                self.reflector.sent_failed(out, vlan)
+
+    def refresh_links(self) -> None:
+        by_vlan = self.links.by_vlan
+        self.reflector.set_links(by_vlan, {v: self.mtu(link.interface)
+                                           for v, link in by_vlan.items()})
+
+    def set_policy(self, engine: PolicyEngine) -> None:
+        self.reflector.set_policy(engine)
