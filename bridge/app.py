@@ -51,6 +51,11 @@ class Gateway:
             from .chrony import ChronyService
 
             self.chrony = ChronyService(self, config.chrony)
+        self.reflector: Any = None  # multicast reflection between VLANs (issue 4)
+        if config.reflector.enabled:
+            from .reflector import ReflectorGlue
+
+            self.reflector = ReflectorGlue.attach(self)
         self.store.listeners.append(lambda vlan, name, rdtype: self.server.invalidate_vlan(vlan))
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -126,6 +131,8 @@ class Gateway:
     def refresh_links(self) -> None:
         assert self._loop is not None
         joins, gone = self.links.refresh()
+        if self.reflector is not None:
+            self.reflector.refresh_links()
         for link in gone:
             self.transport.forget(link.ifindex)
         for link in joins:

@@ -37,10 +37,12 @@ from __future__ import annotations
 import logging
 import socket
 import struct
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dns.name
 import dns.rdatatype
@@ -52,6 +54,9 @@ from .logutil import RateLimitedLog
 from .mdns import wire
 from .mdns.links import Link, Links
 from .policy import ANY, PolicyEngine, ViewPolicy
+
+if TYPE_CHECKING:
+    from .app import Gateway
 
 log = logging.getLogger(__name__)
 _limited = RateLimitedLog(log)
@@ -1047,6 +1052,21 @@ class ReflectorGlue:
         for out in outputs:
             if not self.send(out.data, out.ifindex, out.family):
                 self.reflector.sent_failed(out, vlan)
+
+    @classmethod
+    def attach(cls, gateway: Gateway) -> ReflectorGlue:
+        """Build the reflector for a gateway and subscribe it to packets, policy and links."""
+        from .metrics import ReflectorCollector
+
+        config = gateway.config
+        reflector = Reflector(list(config.vlans), config.reflector, gateway.engine)
+        glue = cls(reflector, gateway.links, gateway.transport.send, time.monotonic)
+        gateway.ingest.listeners.append(glue.on_packet)
+        gateway.engine_hooks.append(glue.set_policy)
+        gateway.extra_collectors.append(ReflectorCollector(reflector))
+        log.info("reflector enabled: %.0f packets/s per VLAN and direction, burst %d",
+                 config.reflector.rate, config.reflector.burst)
+        return glue
 
     def refresh_links(self) -> None:
         by_vlan = self.links.by_vlan

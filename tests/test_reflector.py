@@ -695,3 +695,34 @@ def test_print_microbenchmark(capsys: pytest.CaptureFixture[str]) -> None:
                      f"({outs / count:.0f} copies each)")
     with capsys.disabled():
         print("\n" + "\n".join(lines))
+
+
+# --- wiring into the gateway ---------------------------------------------------------------------
+
+
+def test_gateway_wires_the_reflector_and_exports_its_counters() -> None:
+    from prometheus_client import generate_latest
+
+    from bridge.app import Gateway
+    from bridge.config import from_dict
+    from bridge.metrics import registry_for
+
+    vlans = {v: {"interface": f"br{IDX[v]}"} for v in VLANS}
+    off = Gateway(from_dict({"vlans": vlans}, "test"))
+    assert off.reflector is None
+    gw = Gateway(from_dict({"vlans": vlans, "reflector": {"enabled": True, "rate": 5}}, "test"))
+    assert gw.reflector is not None
+    assert gw.reflector.on_packet in gw.ingest.listeners
+    reflector = gw.reflector.reflector
+    assert reflector.plan.reach == [0, 0, 0]
+    gw.apply_engine(PolicyEngine(POLICIES, VLANS))  # what a hot reload does
+    assert reflector.plan.reach[VLANS.index("iot")] != 0
+    reflector.set_links(links())
+    raw = wire.encode(response(*OFFICE, additionals=OFFICE_EXTRA))
+    outs = reflector.handle("iot", wire.parse(raw), raw, SRC["iot"], 5353, V4, 1.0)
+    assert [o.vlan for o in outs] == ["trusted"]
+    text = generate_latest(registry_for(gw)).decode()
+    assert 'mdns_gateway_reflector_packets_total{from_vlan="iot",outcome="reflected",' \
+        'to_vlan="trusted"} 1.0' in text
+    assert 'mdns_gateway_reflector_records_removed_total{from_vlan="iot",reason="link_local",' \
+        'to_vlan="trusted"} 2.0' in text
