@@ -546,7 +546,7 @@ class Reflector:
         goodbye: list[int] = []
         echoed = 0
         if response:  # remember every response's records, to spot other reflectors
-            keys, goodbye, echoed = self._arrive(si, vlan, packet, src, now)
+            keys, goodbye, echoed = self._arrive(si, vlan, packet, src, family, now)
         if not cand:
             return self._drop(vlan, FILTERED)
         if not response:
@@ -646,7 +646,7 @@ class Reflector:
         rmasks, link_local = self._known_answer_masks(si, records, cand, now) if records \
             else ([], 0)
         marks = self.marks
-        qkeys = [_question_key(q) for q in packet.questions]
+        qkeys = [(_question_key(q), family) for q in packet.questions]
         for k in qkeys:
             marks.cur[(k, si)] = (now, 0)
         window = self.window
@@ -757,14 +757,15 @@ class Reflector:
             masks[i] = targets.get(hk, 0) | self._learned_mask(si, hk, now)
         return masks, link_local
 
-    def _arrive(self, si: int, vlan: str, packet: wire.Packet, src: str, now: float
-                ) -> tuple[list[object], list[int], int]:
+    def _arrive(self, si: int, vlan: str, packet: wire.Packet, src: str, family: int,
+                now: float) -> tuple[list[object], list[int], int]:
         """Mark a response's records as seen on ``si``; report another reflector when every
         one of them was just sent there by us (echo) or just seen on another VLAN. Returns the
         record keys, goodbye flags and a bitmask of the records that are echoes of ours (never
         reflected again: that would pass them on as if they lived on ``si``)."""
         records = packet.records()
-        keys = [_record_key(r) for r in records]
+        # per family: hosts listening on one family only must get each record on it
+        keys: list[object] = [(_record_key(r), family) for r in records]
         goodbye = [0 if r.ttl else _GOODBYE for r in records]
         if _GOODBYE in goodbye:
             self._goodbyes += 1

@@ -379,6 +379,15 @@ def test_opt_record_stays_with_a_rebuilt_packet() -> None:
 # --- loops, duplicates, rate limits -------------------------------------------------------------
 
 
+def test_duplicates_are_per_family() -> None:
+    run = Run(make())
+    bye = [Record(r.name, r.rdtype, 0, r.rdata, cache_flush=r.cache_flush)
+           for r in OFFICE + OFFICE_EXTRA[:2]]
+    v6 = by_vlan(run.send("iot", response(*bye), family=V6))
+    v4 = by_vlan(run.send("iot", response(*bye), dt=0.01))  # avahi sends both, moments apart
+    assert texts(v4["trusted"][0]) == texts(v6["trusted"][0]) == texts(response(*bye))
+
+
 def test_same_packet_within_the_window_is_suppressed() -> None:
     run = Run(make([*POLICIES, policy("trusted-guest", ["trusted"], ["guest"], ["*"])]))
     p = response(*OFFICE, additionals=OFFICE_EXTRA)
