@@ -268,3 +268,22 @@ def test_bad_dns_input_is_counted_never_fatal(lab: Lab, world: dict[str, object]
     assert r.answer
     assert gw.running and "Traceback" not in gw.logs()
     assert _metric(_metrics(lab), "mdns_gateway_dns_malformed_total") >= 3
+
+
+def test_knot_kdig_tcp_keepopen_and_edns_options(lab: Lab, world: dict[str, object]) -> None:
+    """A second real client (Knot's kdig): several queries on one kept-open TCP connection,
+    and EDNS options (NSID, COOKIE, padding, an unknown one) that must not be echoed."""
+    wait_answer(lab, 5310, "_ipp._tcp.local", "PTR")
+    out = run(lab.gw, "kdig", "@127.0.0.1", "-p", "5310", "+tcp", "+keepopen", "+time=2",
+              "office.trusted.home.arpa", "A", "_ipp._tcp.trusted.home.arpa", "PTR",
+              "nothere.trusted.home.arpa", "A").stdout
+    assert out.count("status: NOERROR") == 2 and out.count("status: NXDOMAIN") == 1
+    assert "TCP" in out
+    out = run(lab.gw, "kdig", "@127.0.0.1", "-p", "5310", "+time=2", "+nsid", "+cookie",
+              "+padding=128", "+ednsopt=65001:abcd", "+bufsize=1232", "+dnssec",
+              "office.trusted.home.arpa", "A").stdout
+    assert "status: NOERROR" in out and "10.10.0.2" in out
+    edns = out[out.index("EDNS PSEUDOSECTION"):out.index("QUESTION SECTION")]
+    assert "1232 B" in edns and "flags: do" in edns
+    for option in ("NSID", "COOKIE", "PADDING", "65001"):
+        assert option not in edns, edns
