@@ -287,3 +287,28 @@ def test_knot_kdig_tcp_keepopen_and_edns_options(lab: Lab, world: dict[str, obje
     assert "1232 B" in edns and "flags: do" in edns
     for option in ("NSID", "COOKIE", "PADDING", "65001"):
         assert option not in edns, edns
+
+
+def test_python_zeroconf_publisher_ipv6_only(lab: Lab, world: dict[str, object]) -> None:
+    """A python-zeroconf publisher speaking only IPv6 (as Matter devices do) is found too."""
+    from tests.integration.lab import ZeroconfPublisher
+
+    h = lab.hosts["guest1"]
+    # (python-zeroconf cannot publish a dot inside an instance label; avahi's test does that)
+    pub = ZeroconfPublisher(lab, h, [{"name": "Lamp ✓ kitchen", "type": "_hap._tcp",
+                                      "port": 8080, "txt": {"md": "Lamp", "ci": "5"},
+                                      "addresses": [h.ipv6]}],
+                            ip_version="v6", host_name="lamp")
+    pub.wait_ready()
+    try:
+        ptr = wait_answer(lab, 5330, "_hap._tcp.guest.home.arpa", "PTR")
+        assert ptr == ["Lamp\\032\\226\\156\\147\\032kitchen._hap._tcp.guest.home.arpa."]
+        srv = dig_view(lab, 5330, ptr[0], "SRV")
+        assert srv == ["0 0 8080 lamp.guest.home.arpa."]
+        assert dig_view(lab, 5330, "lamp.guest.home.arpa", "AAAA") == [h.ipv6]
+        txt = " ".join(dig_view(lab, 5330, ptr[0], "TXT"))
+        assert '"md=Lamp"' in txt and '"ci=5"' in txt
+        assert dig_view(lab, 5310, "_hap._tcp.local", "PTR") == []  # not in trusted's view
+    finally:
+        pub.stop()
+    wait_answer(lab, 5330, "_hap._tcp.guest.home.arpa", "PTR", present=False, timeout=3)
