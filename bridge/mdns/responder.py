@@ -318,14 +318,14 @@ class Responder:
         if not regs:
             return []
         if packet.is_response:
-            self._check_response(regs, packet, now)
-            return []
+            return self._check_response(regs, packet, now)
         if packet.authorities:
             self._tie_break(regs, packet, now)
         return self._answer(vlan, regs, packet, src, port, family, on_link, now)
 
     def _check_response(self, regs: list[_Registration], packet: wire.Packet,
-                        now: float) -> None:
+                        now: float) -> list[Outgoing]:
+        out: list[Outgoing] = []
         for rec in packet.answers + packet.additionals:
             if rec.rdtype == NSEC:
                 continue
@@ -336,7 +336,7 @@ class Responder:
                 if _key(rec) in ours:
                     continue
                 if reg.state == PROBING:
-                    self._conflict(reg, rec.name, now)
+                    out += self._conflict(reg, rec.name, now)
                 elif rec.ttl > 0 and any(r.name == rec.name and r.rdtype == rec.rdtype
                                          and r.cache_flush for r in reg.records):
                     # §9: someone else claims our unique record: probe again to find out
@@ -344,6 +344,7 @@ class Responder:
                                 reg.vlan, rec.name, _tname(rec.rdtype))
                     reg.state, reg.probes = PROBING, 0
                     reg.next_at = now + self.rng.uniform(0.0, const.MDNS_PROBE_INTERVAL)
+        return out
 
     def _tie_break(self, regs: list[_Registration], packet: wire.Packet, now: float) -> None:
         """§8.2: simultaneous probes for one name: the lexicographically later data wins."""
@@ -364,7 +365,10 @@ class Responder:
                     reg.next_at = now + const.MDNS_PROBE_DEFER
                     break
 
-    def _conflict(self, reg: _Registration, name: dns.name.Name, now: float) -> None:
+    def _conflict(self, reg: _Registration, name: dns.name.Name, now: float
+                  ) -> list[Outgoing]:
+        """Rename the conflicting name; what we had announced under the old one says goodbye
+        (only our own data: the other host's records under that name stay in caches)."""
         self.conflicts += 1
         reg.conflicts.append(now)
         old = str(name)
@@ -378,7 +382,8 @@ class Responder:
                     new = reg.instance_labels[i]
                     break
             else:
-                return
+                return []
+        old_records = reg.records
         reg.rebuild()
         reg.probes = 0
         busy = len(reg.conflicts) >= const.MDNS_CONFLICT_LIMIT and \
@@ -387,6 +392,11 @@ class Responder:
                              self.rng.uniform(0.0, const.MDNS_PROBE_INTERVAL))
         log.warning("VLAN %s: name conflict for %s; renamed to %r", reg.vlan, old, new)
         self._notify(reg)
+        if not reg.announced_once:
+            return []
+        fresh = {_key(r) for r in reg.records}
+        return self._goodbye(reg.vlan, self._unshared(
+            reg.vlan, [r for r in old_records if _key(r) not in fresh], reg))
 
     def _answer(self, vlan: str, regs: list[_Registration], packet: wire.Packet, src: str,
                 port: int, family: int, on_link: bool, now: float) -> list[Outgoing]:

@@ -235,11 +235,17 @@ def test_conflicting_announcement_after_establishment_reprobes() -> None:
     r.handle("trusted", wire.Packet(0, wire.FLAG_QR, [], [other]), SRC, 5353,
              socket.AF_INET, True, 10.0)
     assert r.state("trusted", "ntp:router") == PROBING
-    # the other host defends the name while we probe: now we rename
+    # the other host defends the name while we probe: now we rename, and what we had
+    # announced under the old name says goodbye (our data only)
     run_until(r, 10.0, 10.3)
-    r.handle("trusted", wire.Packet(0, wire.FLAG_QR, [], [other]), SRC, 5353,
-             socket.AF_INET, True, 10.31)
+    out = r.handle("trusted", wire.Packet(0, wire.FLAG_QR, [], [other]), SRC, 5353,
+                   socket.AF_INET, True, 10.31)
     assert r.labels("trusted", "ntp:router") == ("router-2", ["router"])
+    bye = [x for p in parsed(out) for x in p.answers]
+    assert {(x.name.to_text(), x.rdtype, x.ttl) for x in bye} == {
+        ("router.local.", A, 0), ("router.local.", AAAA, 0),
+        ("router._ntp._udp.local.", SRV, 0)}  # the SRV pointed at the old host name
+    assert "10.10.0.9" not in {x.rdata.to_text() for x in bye}
 
 
 def test_probe_defence_answers_at_once() -> None:
