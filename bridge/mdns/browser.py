@@ -157,7 +157,8 @@ class Browser:
                 continue
             for c in self.store.get(link.vlan, q.name, dns.rdatatype.PTR, now):
                 if c.remaining > c.ttl / 2:  # RFC 6762 §7.1
-                    rec = wire.Record(q.name, dns.rdatatype.PTR, int(c.remaining), c.rdata)
+                    ttl = int(min(c.remaining, c.ttl))  # pinned (our own): inf
+                    rec = wire.Record(q.name, dns.rdatatype.PTR, ttl, c.rdata)
                     cost = len(c.rdata.to_wire() or b"") + 12
                     if size + cost > _MAX_QUERY_BYTES:
                         break

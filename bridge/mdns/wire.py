@@ -19,6 +19,7 @@ import dns.name
 import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
+import dns.rdtypes.ANY.TXT
 import dns.wire
 
 CLASS_MASK = 0x7FFF
@@ -31,6 +32,7 @@ SECTION_ANSWER = 1
 SECTION_AUTHORITY = 2
 SECTION_ADDITIONAL = 3
 
+_EMPTY_TXT = dns.rdtypes.ANY.TXT.TXT(dns.rdataclass.IN, dns.rdatatype.TXT, [b""])
 _HEADER = struct.Struct("!HHHHHH")
 _RR_FIXED = struct.Struct("!HHIH")
 _Q_FIXED = struct.Struct("!HH")
@@ -133,6 +135,10 @@ def _read_record(parser: _Parser) -> Record | None:
         parser.get_bytes(rdlen)  # EDNS in mDNS (Apple's Owner option): nothing to keep
         return None
     klass = rdclass & CLASS_MASK
+    if rdtype == dns.rdatatype.TXT and rdlen == 0:
+        # RFC 6763 §6.1 asks for one empty string; python-zeroconf sends none at all, and
+        # dnspython refuses that, which would lose the whole packet
+        return Record(name, rdtype, ttl, _EMPTY_TXT, klass, bool(rdclass & TOP_BIT))
     with parser.restrict_to(rdlen):
         rdata = dns.rdata.from_wire_parser(klass, rdtype, parser, None)
     return Record(name, rdtype, ttl, rdata, klass, bool(rdclass & TOP_BIT))

@@ -97,3 +97,15 @@ def test_mutated_real_packets_never_crash(data: st.DataObject) -> None:
         raw[i] = data.draw(st.integers(0, 255))
     with contextlib.suppress(wire.WireError):
         wire.parse(bytes(raw))
+
+
+def test_zero_length_txt_is_one_empty_string() -> None:
+    """python-zeroconf sends services without TXT as a zero-length TXT rdata; keep the packet."""
+    import struct
+
+    name = b"\x03foo\x05local\x00"
+    pkt = struct.pack("!HHHHHH", 0, 0x8400, 0, 1, 0, 0) + name + struct.pack(
+        "!HHIH", dns.rdatatype.TXT, 0x8001, 120, 0)
+    (rec,) = wire.parse(pkt).answers
+    assert rec.rdtype == dns.rdatatype.TXT and rec.rdata.strings == (b"",)  # type: ignore[attr-defined]
+    assert rec.cache_flush and rec.ttl == 120
