@@ -32,6 +32,7 @@ from tests.integration.lab import (
     Host,
     Lab,
     ZeroconfBrowser,
+    ZeroconfPublisher,
     gateway_config,
     parse_dig_short,
     poll_until,
@@ -283,6 +284,36 @@ def test_chronyd_stopped_withdraws_router_only(lab: Lab, world: dict[str, Any]) 
     world["router"].start()
     world["router"].wait_synchronised()
     tb.wait_added("router", timeout=RETURN_BUDGET, start=mark)
+
+
+def test_host_name_conflict_renames_on_that_vlan_only(lab: Lab, world: dict[str, Any]) -> None:
+    """A device on trusted announces router.local: the gateway probes again, the device
+    defends its name, the gateway renames its host on trusted (router-2) and nowhere else."""
+    trusted1, iot1 = lab.hosts["trusted1"], lab.hosts["iot1"]
+    tb: ZeroconfBrowser = world["trusted"]
+    poll_until(lambda: dig(lab, trusted1, "router._ntp._udp.trusted.home.arpa.", "SRV"),
+               RETURN_BUDGET, interval=0.2, message="router's SRV")
+    mark = len(tb.events)
+    impostor = ZeroconfPublisher(lab, trusted1, [{
+        "name": "Impostor", "type": "_http._tcp", "port": 80, "server": "router.local.",
+        "addresses": [trusted1.ipv4]}], ip_version="v4")
+    impostor.wait_ready()
+    poll_until(lambda: dig(lab, trusted1, "router._ntp._udp.trusted.home.arpa.", "SRV") == [
+        "0 0 123 router-2.trusted.home.arpa."], WITHDRAW_BUDGET, interval=0.2,
+        message=lambda: "the gateway to rename its host on trusted:\n"
+        + world["gw"].logs()[-3000:])
+    assert dig(lab, trusted1, "router-2.trusted.home.arpa.", "A") == [trusted1.router_ipv4]
+    assert dig(lab, iot1, "router._ntp._udp.iot.home.arpa.", "SRV") == [
+        "0 0 123 router.iot.home.arpa."]
+    # browsers follow the new SRV target (cache-flush) and still resolve our address
+    updated = tb.wait_event(lambda e: e.get("event") == "resolved" and str(
+        e.get("name", "")).startswith("router.") and e.get("server") == "router-2.local.",
+        timeout=WITHDRAW_BUDGET, start=mark)
+    assert trusted1.router_ipv4 in updated["addresses"]
+    assert "System clock wrong by" in ntp_query(lab, trusted1, updated["addresses"][0],
+                                                updated["port"])
+    assert 'mdns_gateway_chrony_mdns_conflicts_total 1.0' in metrics(lab)
+    impostor.stop()
 
 
 def test_gateway_shutdown_says_goodbye(lab: Lab, world: dict[str, Any]) -> None:
