@@ -317,10 +317,13 @@ class DnsServer:
         answered = await self.ondemand.lookup(p.answer.ondemand)
         assert self._loop is not None
         now = self._loop.time()
-        answer = self.resolver.resolve(p.view, p.qname, p.qtype, now)
+        # the policy may have been reloaded while we waited: answer (and cache) with the view in
+        # force now, never with the old one (it would leak, or hide, until the entry expires)
+        view = self.views.get(p.view.name, p.view)
+        answer = self.resolver.resolve(view, p.qname, p.qtype, now)
         if not answered or not answer.answer:
             self.ondemand.remember_miss(p.miss, now)
-        return self._finish(p.query, p.view, answer, p.limit, p.tcp, p.parsed, now)
+        return self._finish(p.query, view, answer, p.limit, p.tcp, p.parsed, now)
 
 
 @dataclass(slots=True)

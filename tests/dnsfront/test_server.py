@@ -219,3 +219,35 @@ def test_bad_packets_never_stop_the_server(front: Front) -> None:
     reply = ForwardClient("127.0.0.1", front.port_view).exchange(q("office.local."))
     assert reply.answer
     assert sum(front.server.stats.malformed.values()) >= 5
+
+
+def test_policy_reload_during_an_ondemand_wait_answers_with_the_new_policy(front: Front) -> None:
+    """A miss waiting for mDNS when the policy changes answers, and caches, what the view in
+    force sees then, not what the old policy saw (that stale answer would stick until it
+    expired: a hot reload would not show, or a newly denied record would keep leaking)."""
+    from bridge.dnsfront.resolver import View
+    from bridge.policy import PolicyEngine, parse_policy_text
+    from tests.dnsfront.test_resolver import VLANS, publish
+
+    now = front.now()
+    front.call(lambda: publish(front.store, "iot", b"TV", "_googlecast._tcp", "tv",
+                               ["10.20.0.7"], now=now))
+    allow = parse_policy_text(
+        "apiVersion: mdnsgateway.io/v1alpha1\nkind: ServicePolicy\nmetadata: {name: cast}\n"
+        "spec: {from: [iot], to: [trusted], services: [_googlecast._tcp]}\n", "p.yaml", VLANS)
+    engine = PolicyEngine(allow, VLANS)
+    client = ForwardClient("127.0.0.1", front.port_view)
+    result: list[dns.message.Message] = []
+    import threading
+    t = threading.Thread(target=lambda: result.append(client.exchange(q("_googlecast._tcp.local.",
+                                                                        "PTR"))))
+    t.start()
+    deadline = time.monotonic() + 2
+    while not any(k[1] == dns.name.from_text("_googlecast._tcp.local.") for k in front.asked):
+        assert time.monotonic() < deadline, "the miss never went to mDNS"
+        time.sleep(0.005)
+    front.call(lambda: front.server.set_views({v: View(v, v, engine.view(v)) for v in VLANS}))
+    t.join(5)
+    assert result and result[0].answer, result
+    again = client.exchange(q("_googlecast._tcp.local.", "PTR"))
+    assert [r.to_text() for r in again.answer[0]] == ["TV._googlecast._tcp.local."]
