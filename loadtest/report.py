@@ -1,0 +1,171 @@
+"""Results -> the issue's targets, a Markdown table, and (with matplotlib) a PNG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def _get(res: dict[str, Any], *path: str) -> Any:
+    cur: Any = res
+    for key in path:
+        if not isinstance(cur, dict) or key not in cur:
+            return None
+        cur = cur[key]
+    return cur
+
+
+def _target(value: float | None, limit: float, above: bool) -> dict[str, Any]:
+    met = None if value is None else (value >= limit if above else value < limit)
+    return {"value": value, "target": f"{'>=' if above else '<'} {limit:g}", "met": met}
+
+
+def targets(res: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The issue's targets (issue 6, 'Make it fast enough'), each with value and verdict."""
+    out: dict[str, dict[str, Any]] = {}
+    if _get(res, "udp") is not None:
+        out["udp_qps_ratio"] = _target(_get(res, "udp", "ratios", "qps_gateway_over_nsd"),
+                                       0.7, above=True)
+        cpu = _get(res, "udp", "ratios", "cpu_per_query_gateway_over_nsd")
+        out["udp_cpu_per_query_ratio"] = {**_target(cpu, 1.5, above=False),
+                                          "target": "<= 1.5",
+                                          "met": None if cpu is None else cpu <= 1.5}
+        out["udp_p99_half_load_ms"] = _target(
+            _get(res, "udp", "gateway", "half_load", "p99_ms"), 2.0, above=False)
+    for kind in ("A", "SRV"):
+        if _get(res, "cold", kind) is not None:
+            out[f"cold_{kind}_p95_ms"] = _target(_get(res, "cold", kind, "p95_ms"), 250.0,
+                                                 above=False)
+    if _get(res, "cold", "PTR") is not None:
+        out["cold_PTR_p95_ms"] = _target(_get(res, "cold", "PTR", "p95_ms"), 1000.0, above=False)
+    steps = _get(res, "memory", "steps") or []
+    big = [s for s in steps if s["services"] >= 10_000]
+    if big:
+        out["rss_10k_services_mb"] = _target(big[-1]["rss_warm_mb"], 80.0, above=False)
+    return out
+
+
+def _fmt(v: Any, digits: int = 1) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:,.{digits}f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def _ratio(a: Any, b: Any) -> str:
+    return f"{a / b:.2f}×" if isinstance(a, int | float) and isinstance(b, int | float) and b \
+        else "–"
+
+
+def markdown(res: dict[str, Any]) -> str:
+    m = res.get("machine", {})
+    lines = [f"# mdns-gateway load test {res.get('timestamp', '')}", "",
+             f"Machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores, "
+             f"{_fmt(m.get('memory_mb'))} MB, Linux {m.get('kernel', '?')}, "
+             f"Python {m.get('python', '?')}; dnsperf on core 0, servers on core 1.", ""]
+    wl = res.get("workload")
+    if wl:
+        lines += [f"Workload: {wl['services']} service instances on {wl['devices']} devices "
+                  f"over 3 VLANs ({', '.join(f'{k} {v}' for k, v in wl['kinds'].items())}); "
+                  f"{wl['names']} names, query mix "
+                  f"{', '.join(f'{k} {v:.0%}' for k, v in wl['mix'].items())}, "
+                  "half .local, half <vlan>.home.arpa., EDNS 1232.", ""]
+    lines += ["| measure | gateway | reference | gateway / reference |", "|---|---:|---:|---:|"]
+
+    def row(name: str, g: Any, r: Any, ratio: str | None = None, digits: int = 1) -> None:
+        lines.append(f"| {name} | {_fmt(g, digits)} | {_fmt(r, digits)} | "
+                     f"{ratio if ratio is not None else _ratio(g, r)} |")
+
+    for t in ("udp", "tcp"):
+        sec = res.get(t)
+        if not sec:
+            continue
+        g, n = sec["gateway"], sec["nsd"]
+        T = t.upper()
+        row(f"{T} cached answers, q/s (vs NSD)", g["max"]["qps"], n["max"]["qps"], digits=0)
+        row(f"{T} server CPU per query, µs", g["max"]["cpu_us_per_query"],
+            n["max"]["cpu_us_per_query"], digits=2)
+        row(f"{T} p50 / p99 latency at max load, ms",
+            f"{_fmt(g['max_latency']['p50_ms'], 3)} / {_fmt(g['max_latency']['p99_ms'], 3)}",
+            f"{_fmt(n['max_latency']['p50_ms'], 3)} / {_fmt(n['max_latency']['p99_ms'], 3)}",
+            _ratio(g["max_latency"]["p99_ms"], n["max_latency"]["p99_ms"]))
+        row(f"{T} p50 / p99 latency at {sec['half_load_qps']:,} q/s (half the gateway's max), "
+            "ms",
+            f"{_fmt(g['half_load']['p50_ms'], 3)} / {_fmt(g['half_load']['p99_ms'], 3)}",
+            f"{_fmt(n['half_load']['p50_ms'], 3)} / {_fmt(n['half_load']['p99_ms'], 3)}",
+            _ratio(g["half_load"]["p99_ms"], n["half_load"]["p99_ms"]))
+        row(f"{T} mean response size, bytes", g["max"]["response_bytes"],
+            n["max"]["response_bytes"], digits=0)
+    cold = res.get("cold")
+    if cold:
+        for kind, label in (("A", "A"), ("SRV", "SRV"), ("PTR", "PTR browse")):
+            c = cold.get(kind)
+            if c:
+                row(f"cold {label} lookup p50 / p95, ms ({c['answered']}/{c['lookups']} "
+                    "answered)", f"{_fmt(c['p50_ms'])} / {_fmt(c['p95_ms'])}", None, "")
+    mem = res.get("memory")
+    if mem:
+        row("RSS with no services, MB", mem["baseline_rss_mb"], None, "")
+        for s in mem["steps"]:
+            row(f"RSS with {s['services']:,} services ({s['records_held']:,} records), MB; "
+                "after every answer pre-rendered", f"{_fmt(s['rss_mb'])}; "
+                f"{_fmt(s['rss_warm_mb'])}", None, "")
+    st = res.get("startup")
+    if st:
+        row("start-up to first answer, s (vs NSD)", st["gateway_median_s"], st["nsd_median_s"],
+            digits=3)
+    idle = res.get("idle")
+    if idle:
+        row(f"idle mDNS packets per VLAN per hour, {idle['services']} services "
+            "(vs avahi-browse -a -r)", idle["gateway"]["mean_packets_per_vlan_hour"],
+            idle["avahi"]["mean_packets_per_vlan_hour"], digits=0)
+    refl = res.get("reflector")
+    if refl:
+        if "status" in refl and len(refl) <= 2:
+            row("reflector", refl["status"], None, "")
+        else:
+            for k, v in refl.items():
+                if isinstance(v, int | float | str):
+                    row(f"reflector: {k}", v, None, "")
+    tg = res.get("targets") or {}
+    if tg:
+        lines += ["", "| target (issue 6) | value | target | met |", "|---|---:|---:|:-:|"]
+        for name, t in tg.items():
+            met = {True: "yes", False: "**no**", None: "–"}[t["met"]]
+            lines.append(f"| {name} | {_fmt(t['value'], 2)} | {t['target']} | {met} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(res: dict[str, Any], path: Path) -> None:
+    """Throughput and latency side by side (needs matplotlib: the 'plot' extra)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    transports = [t for t in ("udp", "tcp") if res.get(t)]
+    if not transports:
+        return
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    width = 0.38
+    xs = range(len(transports))
+    for i, server in enumerate(("gateway", "nsd")):
+        qps = [res[t][server]["max"]["qps"] / 1000 for t in transports]
+        p99 = [res[t][server]["half_load"]["p99_ms"] or 0 for t in transports]
+        p50 = [res[t][server]["half_load"]["p50_ms"] or 0 for t in transports]
+        off = [x + (i - 0.5) * width for x in xs]
+        axes[0].bar(off, qps, width, label=server)
+        axes[1].bar(off, p99, width, label=f"{server} p99")
+        axes[1].bar(off, p50, width * 0.5, label=f"{server} p50")
+    for ax, title in zip(axes, ("cached answers, thousand q/s", "latency at half load, ms"),
+                         strict=True):
+        ax.set_xticks(list(xs), [t.upper() for t in transports])
+        ax.set_title(title)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"mdns-gateway vs NSD ({res.get('timestamp', '')})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,603 @@
+"""The benchmark run: builds the lab, populates it, measures every phase, writes the results.
+
+Phases (all by default; ``--only`` picks some): ``startup``, ``memory``, ``udp``, ``tcp``,
+``cold``, ``idle``, ``reflector``. Each phase stops what it started; the lab is closed at
+the end whatever happens. Every load goes to loopback or to the lab's own namespaces, and
+every loop is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import importlib
+import inspect
+import json
+import os
+import platform
+import random
+import socket
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dns.message
+import dns.rcode
+import dns.rdatatype
+
+from tests.integration.lab import (
+    REPO_ROOT,
+    Host,
+    Lab,
+    LabError,
+    lab_available,
+    netns_socket,
+    poll_until,
+    run,
+)
+
+from . import procstat, report, workload
+from .dnsperf import PerfResult, dnsperf
+from .servers import Gateway, Nsd
+from .traffic import AvahiBrowser, Capture
+
+VLANS = {"trusted": 10, "iot": 20, "guest": 30}
+PHASES = ("startup", "memory", "udp", "tcp", "cold", "idle", "reflector")
+PUBLISHERS_PER_VLAN = 2  # host namespaces running python-zeroconf responders per VLAN
+MB = 1024 * 1024
+
+
+@dataclass
+class Options:
+    out: Path = REPO_ROOT / "loadtest" / "results"
+    phases: Sequence[str] = PHASES
+    services: int = 200  # realistic set for throughput and cold lookups
+    seconds: float = 10.0  # per dnsperf run
+    repeats: int = 2  # throughput runs per server (alternating; the best is kept)
+    memory_steps: Sequence[int] = (100, 1_000, 10_000)
+    idle_services: int = 100
+    idle_warmup: float = 60.0  # s after start not counted (start-up browsing)
+    idle_window: float = 240.0  # s counted, then extrapolated to an hour
+    cold_samples: int = 40  # per kind (A, SRV); PTR browses: half as many
+    startup_runs: int = 5
+    client_core: int = 0
+    server_core: int = 1
+    quick: bool = False  # the smoke test's size: seconds, not minutes
+    plot: bool = True
+    log: Callable[[str], None] = field(default=lambda msg: print(msg, file=sys.stderr,
+                                                                 flush=True))
+
+    @classmethod
+    def smoke(cls, out: Path) -> Options:
+        return cls(out=out, phases=("startup", "memory", "udp", "tcp", "cold", "idle"),
+                   services=24, seconds=1.0,
+                   repeats=1, memory_steps=(20,), idle_services=12, idle_warmup=1.0,
+                   idle_window=2.0, cold_samples=2, startup_runs=1, quick=True, plot=False)
+
+
+# --- the lab and its population ------------------------------------------------------------
+
+
+class World:
+    """The lab, its publisher namespaces and the generated service set."""
+
+    def __init__(self, lab: Lab, opts: Options) -> None:
+        self.lab = lab
+        self.opts = opts
+        self.domains = {name: f"{name}.home.arpa." for name in VLANS}
+        self.publisher_hosts: dict[str, list[Host]] = {}
+        self.peer_hosts: dict[str, Host] = {}
+        for vlan in VLANS:
+            self.publisher_hosts[vlan] = [lab.add_host(vlan) for _ in range(PUBLISHERS_PER_VLAN)]
+            self.peer_hosts[vlan] = lab.add_host(vlan)
+        lab.wait_ipv6_ready()
+        self.work = lab.workdir
+        self.publishers: list[Any] = []
+
+    # python-zeroconf responders holding the devices' services
+    def start_publishers(self, devs: Sequence[workload.Device], timeout: float = 60.0) -> None:
+        groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        for i, d in enumerate([d for d in devs]):
+            hosts = self.publisher_hosts[d.vlan]
+            key = (d.vlan, i % len(hosts))
+            for s in d.services:
+                groups.setdefault(key, []).append({
+                    "name": s.instance, "type": s.type, "port": s.port, "txt": list(s.txt),
+                    "server": f"{d.host}.local.", "addresses": [d.ipv4, d.ipv6]})
+        procs = []
+        for (vlan, idx), services in groups.items():
+            host = self.publisher_hosts[vlan][idx]
+            procs.append(self._python(host, "loadtest.zc_devices",
+                                      {"interfaces": [host.ipv4], "services": services},
+                                      f"zc-{host.name}"))
+        for proc, log in procs:
+            _wait_line(proc, log, '"ready"', timeout)
+        self.publishers += [p for p, _ in procs]
+
+    def stop_publishers(self) -> None:
+        for proc in self.publishers:
+            with contextlib.suppress(Exception):
+                proc.terminate()
+        for proc in self.publishers:
+            with contextlib.suppress(Exception):
+                proc.wait(10.0)
+        self.publishers.clear()
+
+    def _python(self, host: Host, module: str, cfg: dict[str, Any], name: str
+                ) -> tuple[Any, Path]:
+        log = self.work / f"{name}.log"
+        with log.open("ab") as out:
+            proc = self.lab.popen(host.ns, sys.executable, "-u", "-m", module, json.dumps(cfg),
+                                  name=name, stdout=out, stderr=out, cwd=str(REPO_ROOT),
+                                  env=_env())
+        return proc, log
+
+    def peer(self, vlan: str, cfg: dict[str, Any], name: str) -> tuple[Any, Path]:
+        host = self.peer_hosts[vlan]
+        return self._python(host, "loadtest.mdns_peer", {"address": host.ipv4, **cfg}, name)
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+def _wait_line(proc: Any, log: Path, needle: str, timeout: float) -> None:
+    def seen() -> bool:
+        text = log.read_text(errors="replace")
+        if needle in text:
+            return True
+        if proc.poll() is not None:
+            raise LabError(f"{log.name}: exited {proc.returncode}:\n{text[-2000:]}")
+        return False
+
+    poll_until(seen, timeout, interval=0.1, message=f"{needle} in {log.name}")
+
+
+def _query(ns: str, addr: str, port: int, name: str, rdtype: str, timeout: float = 3.0
+           ) -> tuple[float | None, dns.message.Message | None]:
+    """(seconds to the reply, reply) for one UDP query from namespace ``ns``."""
+    q = dns.message.make_query(name, rdtype, use_edns=0, payload=1232)
+    sock = netns_socket(ns, socket.AF_INET, socket.SOCK_DGRAM)
+    with sock:
+        sock.connect((addr, port))
+        sock.settimeout(timeout)
+        t0 = time.monotonic()
+        sock.send(q.to_wire())
+        try:
+            while True:
+                data = sock.recv(65535)
+                reply = dns.message.from_wire(data)
+                if reply.id == q.id:
+                    return time.monotonic() - t0, reply
+        except TimeoutError:
+            return None, None
+
+
+def _wait_records(gw: Gateway, expected: int, timeout: float) -> int:
+    """Poll the gateway's store size until it holds ``expected`` records (or time runs out)."""
+    deadline = time.monotonic() + timeout
+    held = 0
+    while time.monotonic() < deadline:
+        held = gw.store_records()
+        if held >= expected:
+            break
+        time.sleep(0.5)
+    return held
+
+
+def _expected_records(devs: Sequence[workload.Device]) -> int:
+    total = 0
+    for vlan in VLANS:
+        total += len(set(workload.records([d for d in devs if d.vlan == vlan])))
+    return total
+
+
+# --- phases ---------------------------------------------------------------------------------
+
+
+def phase_startup(w: World, opts: Options, res: dict[str, Any]) -> None:
+    """Time from exec to the first answer, with an empty network (median of several starts)."""
+    gw_times, nsd_times = [], []
+    zones = workload.zones(workload.devices(VLANS, opts.services), w.domains)
+    for _ in range(opts.startup_runs):
+        gw = Gateway(w.lab, core=opts.server_core)
+        try:
+            gw.start()
+            assert gw.started_in is not None
+            gw_times.append(gw.started_in)
+            rss = gw.rss()
+        finally:
+            gw.stop()
+        nsd = Nsd(w.lab, zones, core=opts.server_core)
+        try:
+            nsd.start()
+            assert nsd.started_in is not None
+            nsd_times.append(nsd.started_in)
+        finally:
+            nsd.stop()
+    res["startup"] = {
+        "gateway_s": [round(t, 3) for t in gw_times],
+        "gateway_median_s": round(statistics.median(gw_times), 3),
+        "gateway_idle_rss_mb": round(rss / MB, 1),
+        "nsd_s": [round(t, 3) for t in nsd_times],
+        "nsd_median_s": round(statistics.median(nsd_times), 3),
+        "what": "exec of the server process to its first DNS answer (UDP), empty network",
+    }
+
+
+def phase_memory(w: World, opts: Options, res: dict[str, Any]) -> None:
+    """RSS with 100 / 1,000 / 10,000 services announced over real mDNS (cumulative)."""
+    top = max(opts.memory_steps)
+    devs = workload.devices(VLANS, top, seed=workload.SEED + 1)
+    gw = Gateway(w.lab, core=None)
+    rows: list[dict[str, Any]] = []
+    done = 0  # devices announced so far
+    try:
+        gw.start()
+        base = gw.rss()
+        for step in sorted(opts.memory_steps):
+            upto, count = done, 0
+            while upto < len(devs) and count < step:
+                count = workload.service_count(devs[:upto + 1])
+                upto += 1
+            batch = devs[done:upto]
+            done = upto
+            t0 = time.monotonic()
+            peers = []
+            for vlan in VLANS:
+                recs = [[o, t, r, 4500] for o, t, r in
+                        workload.records([d for d in batch if d.vlan == vlan])]
+                if recs:
+                    peers.append(w.peer(vlan, {"mode": "announce", "records": recs,
+                                               "rate": 2000}, f"announce-{vlan}-{step}"))
+            for proc, log in peers:
+                _wait_line(proc, log, '"done"', 300.0)
+            expected = _expected_records(devs[:done])
+            held = _wait_records(gw, expected, 60.0)
+            settle = time.monotonic() - t0
+            rss_store = gw.rss()
+            # every name's answer pre-rendered too (what a busy network's clients cause)
+            pool = workload.question_pool(devs[:done], w.domains)
+            questions = [(n, t) for t, names in pool.items() for n in names]
+            data = w.work / f"memory-{step}.bin"
+            data.write_bytes(workload.dnsperf_binary(questions))
+            warm = dnsperf(w.lab.gw, server="gateway", pid=gw.pid, addr=gw.addr, port=gw.port,
+                           data=data, seconds=120, clients=1, outstanding=20,
+                           core=opts.client_core, runs=1)
+            rows.append({
+                "services": workload.service_count(devs[:done]),
+                "records_expected": expected, "records_held": held,
+                "rss_mb": round(rss_store / MB, 1),
+                "rss_warm_mb": round(gw.rss() / MB, 1),
+                "answers_prerendered": warm.completed,
+                "populate_s": round(settle, 1),
+            })
+            opts.log(f"memory: {rows[-1]}")
+    finally:
+        gw.stop()
+    res["memory"] = {"baseline_rss_mb": round(base / MB, 1), "steps": rows,
+                     "what": "gateway VmRSS after the services were announced over mDNS "
+                             "(rss_mb), and after every name was queried once so each answer "
+                             "is pre-rendered (rss_warm_mb)"}
+
+
+def _throughput(w: World, opts: Options, res: dict[str, Any], transport: str,
+                servers: dict[str, Any], data: Path) -> None:
+    out: dict[str, Any] = {}
+    best: dict[str, PerfResult] = {}
+    clients = 4 if transport == "udp" else 8
+    for i in range(opts.repeats):
+        for name, srv in servers.items():
+            r = dnsperf(w.lab.gw, server=name, pid=srv.pid, addr=srv.addr, port=srv.port,
+                        data=data, transport=transport, seconds=opts.seconds, clients=clients,
+                        core=opts.client_core, log=w.work / f"{transport}-{name}-max{i}.txt")
+            opts.log(f"{transport} {name} max: {r.qps:.0f} q/s, "
+                     f"{r.cpu_us_per_query or 0:.1f} us CPU/query")
+            if name not in best or r.qps > best[name].qps:
+                best[name] = r
+    gw_max = best["gateway"].qps
+    half = max(100.0, gw_max / 2)
+    for name, srv in servers.items():
+        entry: dict[str, Any] = {"max": best[name].as_dict()}
+        lat = dnsperf(w.lab.gw, server=name, pid=srv.pid, addr=srv.addr, port=srv.port,
+                      data=data, transport=transport, seconds=opts.seconds, clients=clients,
+                      core=opts.client_core, verbose=True,
+                      log=w.work / f"{transport}-{name}-lat.txt")
+        entry["max_latency"] = lat.as_dict()
+        halfr = dnsperf(w.lab.gw, server=name, pid=srv.pid, addr=srv.addr, port=srv.port,
+                        data=data, transport=transport, seconds=opts.seconds, qps=half,
+                        clients=clients, core=opts.client_core, verbose=True,
+                        log=w.work / f"{transport}-{name}-half.txt")
+        entry["half_load"] = halfr.as_dict()
+        opts.log(f"{transport} {name}: p50/p99 at max {lat.p50_ms}/{lat.p99_ms} ms, at "
+                 f"{half:.0f} q/s {halfr.p50_ms}/{halfr.p99_ms} ms")
+        out[name] = entry
+    g, n = best["gateway"], best["nsd"]
+    out["ratios"] = {
+        "qps_gateway_over_nsd": _ratio(g.qps, n.qps),
+        "cpu_per_query_gateway_over_nsd": _ratio(g.cpu_us_per_query, n.cpu_us_per_query),
+    }
+    out["half_load_qps"] = round(half)
+    res[transport] = out
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a and b else None
+
+
+def phase_throughput(w: World, opts: Options, res: dict[str, Any],
+                     transports: Sequence[str]) -> None:
+    devs = workload.devices(VLANS, opts.services)
+    zones = workload.zones(devs, w.domains)
+    questions = workload.query_list(devs, w.domains, 10_000)
+    data = w.work / "queries.bin"
+    data.write_bytes(workload.dnsperf_binary(questions))
+    pool = workload.question_pool(devs, w.domains)
+    every = w.work / "every-name.bin"
+    every.write_bytes(workload.dnsperf_binary([(n, t) for t, ns in pool.items() for n in ns]))
+    w.start_publishers(devs)
+    gw = Gateway(w.lab, core=opts.server_core)
+    nsd = Nsd(w.lab, zones, core=opts.server_core)
+    try:
+        gw.start()
+        nsd.start()
+        expected = _expected_records(devs)
+        held = _wait_records(gw, expected, 90.0)
+        # one pass over every name: checks both serve the same names, and pre-renders answers
+        checks = {}
+        for name, srv in (("gateway", gw), ("nsd", nsd)):
+            chk = dnsperf(w.lab.gw, server=name, pid=srv.pid, addr=srv.addr, port=srv.port,
+                          data=every, seconds=60, clients=1, outstanding=10,
+                          core=opts.client_core, runs=1)
+            checks[name] = chk.rcodes
+        bad = {k: v for k, v in checks.items() if set(v) != {"NOERROR"}}
+        if bad:
+            raise LabError(f"not every name answered NOERROR: {bad}; see {w.work}")
+        mismatches = _compare(w, gw, nsd, pool)
+        if mismatches:
+            raise LabError("the gateway and NSD answer differently:\n" + "\n".join(mismatches))
+        res["workload"] = {
+            "services": workload.service_count(devs), "devices": len(devs),
+            "kinds": _kinds(devs), "records_expected": expected, "records_held": held,
+            "questions_in_file": len(questions), "mix": dict(workload.MIX),
+            "names": sum(len(v) for v in pool.values()), "every_name_rcodes": checks,
+        }
+        opts.log(f"workload: {res['workload']}")
+        for transport in transports:
+            _throughput(w, opts, res, transport, {"gateway": gw, "nsd": nsd}, data)
+        res.setdefault("gateway_counters", {}).update(
+            {k: v for k, v in gw.metrics().items() if k.startswith("mdns_gateway_dns_")})
+        if "cold" in opts.phases:
+            phase_cold(w, opts, res, gw)
+    finally:
+        nsd.stop()
+        gw.stop()
+        w.stop_publishers()
+
+
+def _compare(w: World, gw: Gateway, nsd: Nsd, pool: dict[str, list[str]],
+             per_type: int = 10) -> list[str]:
+    """Both servers give the same answer RRsets for a sample of names (TTL aside; NSD
+    lower-cases names inside rdata, so the comparison ignores case)."""
+    rng = random.Random(workload.SEED)
+    out = []
+    for rtype, names in pool.items():
+        for name in rng.sample(names, min(per_type, len(names))):
+            answers = []
+            for srv in (gw, nsd):
+                _, reply = _query(w.lab.gw, srv.addr, srv.port, name, rtype)
+                answers.append(sorted(rd.to_text().lower() for rr in (reply.answer if reply else [])
+                                      for rd in rr))
+            if answers[0] != answers[1]:
+                out.append(f"{name} {rtype}: gateway {answers[0]} nsd {answers[1]}")
+    return out
+
+
+def _kinds(devs: Sequence[workload.Device]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for d in devs:
+        out[d.kind] = out.get(d.kind, 0) + len(d.services)
+    return out
+
+
+def phase_cold(w: World, opts: Options, res: dict[str, Any], gw: Gateway) -> None:
+    """Cache-miss lookups of records only a quiet device (answers, never announces) holds."""
+    n = opts.cold_samples
+    names: dict[str, list[tuple[str, str]]] = {"A": [], "SRV": [], "PTR": []}
+    peers = []
+    for vlan, vid in VLANS.items():
+        recs: list[list[Any]] = []
+        for i in range(n):
+            host = f"cold-{vid}-{i}.local."
+            recs += [[host, "A", f"10.{vid}.200.{i % 250 + 1}", 120],
+                     [host, "AAAA", f"fd00:{vid}::c01d:{i:x}", 120]]
+            inst = f"Cold Printer {vid}-{i}._ipp._tcp.local."
+            srv_host = f"coldsrv-{vid}-{i}.local."
+            recs += [[inst.replace(" ", "\\032"), "SRV", f"0 0 631 {srv_host}", 120],
+                     [inst.replace(" ", "\\032"), "TXT", '"rp=ipp/print"', 4500],
+                     [srv_host, "A", f"10.{vid}.201.{i % 250 + 1}", 120]]
+            stype = f"_cold{vid}x{i}._tcp.local."
+            for k in range(2):
+                recs.append([stype, "PTR", f"Cold\\032Device\\032{k}.{stype}", 4500])
+            names["A"].append((vlan, host))
+            names["SRV"].append((vlan, inst))
+            names["PTR"].append((vlan, stype))
+        peers.append(w.peer(vlan, {"mode": "respond", "records": recs}, f"respond-{vlan}"))
+    for proc, log in peers:
+        _wait_line(proc, log, '"ready"', 30.0)
+    out: dict[str, Any] = {}
+    rng = random.Random(workload.SEED)
+    try:
+        for kind, count in (("A", n), ("SRV", n), ("PTR", max(1, n // 2))):
+            pool = names[kind]
+            rng.shuffle(pool)
+            times, failures = [], 0
+            for j, (vlan, name) in enumerate(pool[:count]):
+                # alternate .local (the * view asks every VLAN) and the VLAN's wide-area domain
+                qname = name if j % 2 == 0 else name.replace(".local.", "." + w.domains[vlan])
+                took, reply = _query(w.lab.gw, gw.addr, gw.port, qname, kind)
+                if took is None or reply is None or reply.rcode() != dns.rcode.NOERROR \
+                        or not reply.answer:
+                    failures += 1
+                    continue
+                times.append(took * 1000)
+            times.sort()
+            out[kind] = {
+                "lookups": count, "answered": len(times), "failed": failures,
+                "p50_ms": _pct(times, 0.50), "p95_ms": _pct(times, 0.95),
+                "max_ms": round(times[-1], 1) if times else None,
+            }
+            opts.log(f"cold {kind}: {out[kind]}")
+    finally:
+        for proc, _ in peers:
+            with contextlib.suppress(Exception):
+                proc.terminate()
+                proc.wait(5.0)
+    out["what"] = ("first query for a name only a quiet device holds (it answers mDNS queries "
+                   "as RFC 6762 says but never announces): query sent -> DNS answer received")
+    res["cold"] = out
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    from .dnsperf import percentile
+
+    v = percentile(values, q)
+    return round(v, 1) if v is not None else None
+
+
+def phase_idle(w: World, opts: Options, res: dict[str, Any]) -> None:
+    """mDNS packets the router-side process sends on a quiet network, per VLAN per hour."""
+    devs = workload.devices(VLANS, opts.idle_services)
+    w.start_publishers(devs)
+    out: dict[str, Any] = {"services": workload.service_count(devs),
+                           "warmup_s": opts.idle_warmup, "window_s": opts.idle_window}
+    try:
+        time.sleep(2.0)  # publishers' own announcements are over
+        for name in ("gateway", "avahi"):
+            srv: Any = Gateway(w.lab, core=None) if name == "gateway" else AvahiBrowser(w.lab)
+            cap = Capture(w.lab, name)
+            try:
+                srv.start()
+                time.sleep(opts.idle_warmup)
+                cap.start()
+                time.sleep(opts.idle_window)
+                counts = cap.stop()
+                extra: dict[str, Any] = {}
+                if name == "gateway":
+                    extra["records_held"] = srv.store_records()
+                else:
+                    extra["services_resolved"] = srv.resolved()
+            finally:
+                srv.stop()
+            per_hour = {v: round(c["packets"] * 3600 / opts.idle_window) for v, c in
+                        counts.items()}
+            out[name] = {"per_vlan": counts, "packets_per_vlan_hour": per_hour,
+                         "mean_packets_per_vlan_hour": round(statistics.mean(per_hour.values())),
+                         **extra}
+            opts.log(f"idle {name}: {out[name]}")
+    finally:
+        w.stop_publishers()
+    out["ratio_gateway_over_avahi"] = _ratio(out["gateway"]["mean_packets_per_vlan_hour"],
+                                             out["avahi"]["mean_packets_per_vlan_hour"])
+    out["what"] = ("packets sent by the process itself (tcpdump -Q out on each VLAN bridge) "
+                   f"from {opts.idle_warmup:g} s to {opts.idle_warmup + opts.idle_window:g} s "
+                   "after its start, x 3600 / window; avahi: avahi-daemon 0.8 publishing "
+                   "nothing, with avahi-browse --all --resolve over a private D-Bus")
+    res["idle"] = out
+
+
+# The reflector has its own benchmark (loadtest/reflector_bench.py, owned with
+# bridge/reflector.py). This hook runs it and files its figures; it looks for a callable
+# ``run_benchmark``/``run``/``main`` taking any of (quick, log, out, seconds) and returning a
+# JSON-able dict (reflected packets/s at zero loss, CPU per packet, avahi's figures).
+REFLECTOR_BENCH = "loadtest.reflector_bench"
+
+
+def phase_reflector(opts: Options, res: dict[str, Any], out_dir: Path) -> None:
+    try:
+        mod = importlib.import_module(REFLECTOR_BENCH)
+    except ModuleNotFoundError as exc:
+        if exc.name != REFLECTOR_BENCH:
+            raise
+        res["reflector"] = {"status": "not run: loadtest/reflector_bench.py does not exist yet",
+                            "hook": f"{REFLECTOR_BENCH}.run_benchmark(quick=, log=, out=)"}
+        return
+    fn = next((getattr(mod, n) for n in ("run_benchmark", "run", "main") if hasattr(mod, n)),
+              None)
+    if fn is None:
+        res["reflector"] = {"status": f"{REFLECTOR_BENCH} has no run_benchmark/run/main"}
+        return
+    offer = {"quick": opts.quick, "log": opts.log, "out": out_dir, "seconds": opts.seconds}
+    params = inspect.signature(fn).parameters
+    kwargs = {k: v for k, v in offer.items() if k in params}
+    got = fn(**kwargs)
+    res["reflector"] = got if isinstance(got, dict) else {"status": "ran", "result": repr(got)}
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    mem = 0
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem = int(line.split()[1]) // 1024
+    versions: dict[str, str] = {}
+    for tool, argv in (("nsd", ["nsd", "-v"]), ("dnsperf", ["dnsperf", "-h"]),
+                       ("avahi", ["avahi-daemon", "--version"])):
+        with contextlib.suppress(Exception):
+            p = run(None, *argv, check=False, timeout=10)
+            text = p.stdout + p.stderr
+            versions[tool] = next((ln.strip() for ln in text.splitlines()
+                                   if "ersion" in ln or "avahi" in ln), "?")
+    with contextlib.suppress(Exception):
+        import zeroconf
+
+        versions["zeroconf"] = zeroconf.__version__
+    return {"cpu": procstat.cpu_model(), "cores": os.cpu_count(), "memory_mb": mem,
+            "kernel": platform.release(), "python": platform.python_version(),
+            "versions": versions}
+
+
+def run_all(opts: Options) -> tuple[dict[str, Any], Path]:
+    ok, why = lab_available()
+    if not ok:
+        raise LabError(f"the benchmark needs the namespace lab: {why}")
+    started = time.monotonic()
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    res: dict[str, Any] = {"timestamp": stamp, "machine": machine(),
+                           "options": {k: (list(v) if isinstance(v, tuple) else v)
+                                       for k, v in vars(opts).items()
+                                       if k not in ("log", "out")}}
+    opts.out.mkdir(parents=True, exist_ok=True)
+    with Lab(VLANS) as lab:
+        w = World(lab, opts)
+        opts.log(f"lab {lab.prefix}: {len(lab.namespaces)} namespaces")
+        if "startup" in opts.phases:
+            phase_startup(w, opts, res)
+        if "memory" in opts.phases:
+            phase_memory(w, opts, res)
+        transports = [t for t in ("udp", "tcp") if t in opts.phases]
+        if transports or "cold" in opts.phases:
+            phase_throughput(w, opts, res, transports)
+        if "idle" in opts.phases:
+            phase_idle(w, opts, res)
+    if "reflector" in opts.phases:
+        phase_reflector(opts, res, opts.out)
+    res["targets"] = report.targets(res)
+    res["elapsed_s"] = round(time.monotonic() - started, 1)
+    path = opts.out / f"{stamp}.json"
+    path.write_text(json.dumps(res, indent=2, default=str) + "\n")
+    table = report.markdown(res)
+    path.with_suffix(".md").write_text(table)
+    if opts.plot:
+        with contextlib.suppress(ImportError):
+            report.plot(res, path.with_suffix(".png"))
+    return res, path

@@ -1,0 +1,188 @@
+"""The servers under test, started in the lab's router namespace and pinned to one core."""
+
+from __future__ import annotations
+
+import re
+import socket
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import dns.message
+
+from tests.integration.lab import (
+    GatewayProcess,
+    Lab,
+    LabError,
+    gateway_config,
+    netns_socket,
+    terminate,
+)
+
+from . import procstat
+
+GATEWAY_PORT = 5300
+GATEWAY_HTTP = ("127.0.0.1", 9353)
+NSD_PORT = 5399
+
+
+def first_answer(ns: str, addr: str, port: int, timeout: float = 30.0,
+                 alive: Any = None) -> float:
+    """Poll ``addr:port`` with ``. NS`` every 5 ms; returns when any reply arrives (monotonic)."""
+    sock = netns_socket(ns, socket.AF_INET, socket.SOCK_DGRAM)
+    deadline = time.monotonic() + timeout
+    with sock:
+        sock.connect((addr, port))
+        sock.settimeout(0.005)
+        wire = dns.message.make_query(".", "NS").to_wire()
+        while time.monotonic() < deadline:
+            if alive is not None and not alive():
+                raise LabError(f"server on {addr}:{port} exited before answering")
+            try:
+                sock.send(wire)
+                sock.recv(4096)
+                return time.monotonic()
+            except (TimeoutError, ConnectionRefusedError):
+                continue
+    raise TimeoutError(f"no answer from {addr}:{port} within {timeout}s")
+
+
+class Nsd:
+    """NSD 4 serving the generated zones: one server process, rate limiting off."""
+
+    name = "nsd"
+
+    def __init__(self, lab: Lab, zones: Mapping[str, str], *, core: int,
+                 addr: str = "127.0.0.1", port: int = NSD_PORT) -> None:
+        self.lab = lab
+        self.addr, self.port, self.core = addr, port, core
+        self.dir = lab.workdir / "nsd"
+        self.dir.mkdir(exist_ok=True)
+        zone_conf = []
+        for i, (origin, text) in enumerate(zones.items()):
+            (self.dir / f"z{i}.zone").write_text(text)
+            zone_conf.append(f"zone:\n  name: {origin}\n  zonefile: z{i}.zone\n")
+        d = self.dir
+        self.conf = d / "nsd.conf"
+        self.conf.write_text(
+            "server:\n"
+            f"  ip-address: {addr}@{port}\n"
+            "  server-count: 1\n  reuseport: no\n  username: \"\"\n  chroot: \"\"\n"
+            f"  zonesdir: \"{d}\"\n  database: \"\"\n  pidfile: \"{d}/nsd.pid\"\n"
+            f"  xfrdfile: \"{d}/xfrd.state\"\n  zonelistfile: \"{d}/zone.list\"\n"
+            f"  logfile: \"{d}/nsd.log\"\n  rrl-ratelimit: 0\n  verbosity: 1\n"
+            "  tcp-count: 512\n  tcp-query-count: 0\n  tcp-timeout: 120\n"
+            "remote-control:\n  control-enable: no\n" + "".join(zone_conf))
+        self.proc: Any = None
+        self.started_in: float | None = None
+
+    def start(self) -> None:
+        t0 = time.monotonic()
+        self.proc = self.lab.popen(self.lab.gw, "taskset", "-c", str(self.core), "nsd", "-d",
+                                   "-c", str(self.conf), name="nsd")
+        t1 = first_answer(self.lab.gw, self.addr, self.port, alive=self.running)
+        self.started_in = t1 - t0
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return int(self.proc.pid)
+
+    def rss(self) -> int:
+        return procstat.rss_bytes(self.pid, tree=True)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            terminate(self.proc)
+
+    def version(self) -> str:
+        out = self.lab.run(None, "nsd", "-v", check=False)
+        m = re.search(r"NSD version (\S+)", out.stdout + out.stderr)
+        return m.group(1) if m else "?"
+
+
+class Gateway:
+    """``python -m bridge run`` in the router namespace, pinned, listening like the lab tests
+    (127.0.0.1:5300 serves the router's ``*`` view, which sees every VLAN)."""
+
+    name = "gateway"
+
+    def __init__(self, lab: Lab, *, core: int | None, overrides: Mapping[str, Any] | None = None,
+                 log_level: str = "info", env: Mapping[str, str] | None = None) -> None:
+        cfg = gateway_config(lab, dns={"default_view": "*"},
+                             cache={"max_records": 200_000},
+                             http={"listen": f"{GATEWAY_HTTP[0]}:{GATEWAY_HTTP[1]}"},
+                             **dict(overrides or {}))
+        argv = [sys.executable, "-m", "bridge", "run", "--config", "{config}",
+                "--log-level", log_level]
+        if core is not None:
+            argv = ["taskset", "-c", str(core), *argv]
+        self.lab = lab
+        self.proc = GatewayProcess(lab, cfg, command=argv, env=env)
+        self.addr, self.port = "127.0.0.1", GATEWAY_PORT
+        self.started_in: float | None = None
+
+    def start(self) -> None:
+        t0 = time.monotonic()
+        self.proc.start()
+        t1 = first_answer(self.lab.gw, self.addr, self.port, alive=lambda: self.proc.running)
+        self.started_in = t1 - t0
+
+    def running(self) -> bool:
+        return self.proc.running
+
+    @property
+    def pid(self) -> int:
+        assert self.proc.proc is not None
+        return int(self.proc.proc.pid)
+
+    def rss(self) -> int:
+        return procstat.rss_bytes(self.pid)
+
+    def stop(self) -> None:
+        self.proc.stop()
+
+    def logs(self) -> str:
+        return self.proc.logs()
+
+    def metrics(self) -> dict[str, float]:
+        """The unlabelled Prometheus samples from /metrics (name -> value)."""
+        for attempt in range(50):  # HTTP comes up just after DNS
+            sock = netns_socket(self.lab.gw, socket.AF_INET, socket.SOCK_STREAM)
+            sock.settimeout(5.0)
+            try:
+                sock.connect(GATEWAY_HTTP)
+                break
+            except ConnectionRefusedError:
+                sock.close()
+                if attempt == 49:
+                    raise
+                time.sleep(0.1)
+        with sock:
+            sock.sendall(b"GET /metrics HTTP/1.0\r\nHost: gw\r\n\r\n")
+            chunks = []
+            while data := sock.recv(65536):
+                chunks.append(data)
+        text = b"".join(chunks).decode(errors="replace")
+        out: dict[str, float] = {}
+        for line in text.splitlines():
+            m = re.match(r"^([a-z_]+) ([0-9.e+-]+)$", line)
+            if m:
+                out[m.group(1)] = float(m.group(2))
+        return out
+
+    def store_records(self) -> int:
+        return int(self.metrics().get("mdns_gateway_store_records", 0))
+
+
+def write_file(path: Path, data: bytes | str) -> Path:
+    if isinstance(data, str):
+        path.write_text(data)
+    else:
+        path.write_bytes(data)
+    return path
