@@ -10,7 +10,8 @@ remembered.
 A change is applied once the signature has been stable for one poll, so a file caught half
 written is not reported as an error: with the default 0.5 s interval a change applies within
 about 1 s. An invalid policy set is reported once through ``on_error`` and the previous engine
-stays in force; ``on_change`` is called only when the policies really differ.
+stays in force; ``on_change`` is called only when the policies really differ, or when a valid set
+is back after a rejected one (then with the engine in force, so the caller can clear its error).
 :meth:`PolicyWatcher.reload_now` reloads at once (SIGHUP) and reports even a repeated error.
 
 Loading runs on the event loop: a policy directory is a few small files (bounded by
@@ -124,6 +125,9 @@ class PolicyWatcher:
         signature = self._signature()
         if signature == self._applied:
             self._pending = None
+            if self._failed is not None and self._engine is not None:
+                self._failed = None  # the rejected edit was undone: valid again
+                self._call(self._on_change, self._engine)
             return False
         if signature != self._pending:
             self._pending = signature  # wait for one more poll: the writer may not be done
@@ -152,8 +156,10 @@ class PolicyWatcher:
             self._call(self._on_error, str(exc))
             return False
         self._applied = signature
-        self._failed = None
+        recovered, self._failed = self._failed is not None, None
         if self._engine is not None and engine.policies == self._engine.policies:
+            if recovered:  # valid again, with the policies in force
+                self._call(self._on_change, self._engine)
             return True
         self._engine = engine
         self.reloads += 1

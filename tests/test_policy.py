@@ -1183,6 +1183,29 @@ def test_watcher_reports_an_error_once_and_reload_now_again(tmp_path: Path) -> N
     assert watcher.engine is changes[0]
 
 
+def test_watcher_says_valid_again_when_a_rejected_edit_is_undone(tmp_path: Path) -> None:
+    """Removing the bad file returns to the set in force: no new engine, but the caller must
+    learn that the directory is valid again (else its "policy valid" stays 0 for good)."""
+    _write(tmp_path, "a.yaml", "printers", IPP)
+    changes, errors, callbacks = _recorder()
+    watcher = PolicyWatcher(tmp_path, VLANS, *callbacks)
+    assert watcher.reload_now() and len(changes) == 1
+    bad = _write(tmp_path, "b.yaml", "bad", "from: [iot]\nto: [lab]\nservices: ['*']")
+    watcher.poll()
+    assert not watcher.poll() and len(errors) == 1
+    bad.unlink()
+    watcher.poll()  # by polling: back to the signature in force
+    assert changes == [changes[0], changes[0]]
+    watcher.poll()
+    assert len(changes) == 2  # once
+    _write(tmp_path, "b.yaml", "bad", "from: [iot]\nto: [lab]\nservices: ['*']")
+    assert not watcher.reload_now() and len(errors) == 2
+    bad.unlink()
+    assert watcher.reload_now()  # by SIGHUP
+    assert changes == [changes[0]] * 3 and watcher.engine is changes[0]
+    assert watcher.reload_now() and len(changes) == 3  # nothing to recover from
+
+
 def test_watcher_waits_for_a_settled_directory(tmp_path: Path) -> None:
     _write(tmp_path, "a.yaml", "printers", IPP)
     changes, errors, callbacks = _recorder()
