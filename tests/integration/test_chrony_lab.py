@@ -18,6 +18,7 @@ ask the advertised address for the time with ``chronyd -Q``. Then the upstream i
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -25,6 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import dns.message
 import pytest
 
 from tests.integration.lab import (
@@ -34,6 +36,7 @@ from tests.integration.lab import (
     ZeroconfBrowser,
     ZeroconfPublisher,
     gateway_config,
+    netns_socket,
     parse_dig_short,
     poll_until,
     popen,
@@ -111,6 +114,25 @@ def ntp_query(lab: Lab, host: Host, address: str, port: int) -> str:
     out = res.stdout + res.stderr
     assert res.returncode == 0, f"NTP query to {address}:{port} failed:\n{out}"
     return out
+
+
+def legacy_mdns_query(lab: Lab, host: Host, qname: str, qtype: str) -> dns.message.Message:
+    """A one-shot mDNS query from an ephemeral port to ff02::fb on the host's link; the
+    reply comes back by unicast from the responder (so the socket stays unconnected)."""
+    ifindex = int(run(host.ns, "cat", f"/sys/class/net/{host.ifname}/ifindex").stdout)
+    query = dns.message.make_query(qname, qtype, use_edns=False)
+    sock = netns_socket(host.ns, socket.AF_INET6, socket.SOCK_DGRAM)
+    with sock:
+        sock.bind(("::", 0))
+        sock.sendto(query.to_wire(), ("ff02::fb", 5353, 0, ifindex))
+        deadline = time.monotonic() + 3.0
+        while (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            data, _ = sock.recvfrom(9000)
+            reply = dns.message.from_wire(data)
+            if reply.id == query.id:
+                return reply
+    raise TimeoutError(f"no unicast reply to the legacy query {qname} {qtype}")
 
 
 def metrics(lab: Lab) -> str:
@@ -204,6 +226,13 @@ def test_clients_find_the_time_service_and_it_serves_time(lab: Lab, world: dict[
     assert "System clock wrong by" in ntp_query(lab, trusted1, trusted1.router_ipv6, port)
     assert "System clock wrong by" in ntp_query(lab, iot1, on_iot["addresses"][0], 123)
     assert "System clock wrong by" in ntp_query(lab, trusted1, second.ipv4, 123)
+
+    # a one-shot (legacy unicast, RFC 6762 §6.7) mDNS query is answered by unicast, TTL <= 10
+    srv_reply = legacy_mdns_query(lab, trusted1, "router._ntp._udp.local.", "SRV")
+    assert [r.to_text() for r in srv_reply.answer[0]] == ["0 0 123 router.local."]
+    assert srv_reply.answer[0].ttl <= 10
+    aaaa = legacy_mdns_query(lab, trusted1, "router.local.", "AAAA")
+    assert [r.to_text() for r in aaaa.answer[0]] == [trusted1.router_ipv6]
 
     text = metrics(lab)
     for line in ('mdns_gateway_chrony_advertised{server="router"} 1.0',
