@@ -3,7 +3,7 @@
 #   make test   install everything the tests need (Debian packages included) and run them
 PYTHON ?= python3
 DEBS = avahi-daemon avahi-utils chrony dnsutils knot knot-dnsutils dnsperf nsd tcpdump \
-       iproute2 procps libcap2-bin
+       iproute2 procps libcap2-bin dnsmasq-base kea-dhcp4-server kea-dhcp6-server
 PYTEST_ARGS ?=
 
 .PHONY: run test deps-run deps-test lint pytest bench
