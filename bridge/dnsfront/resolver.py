@@ -176,6 +176,9 @@ class Resolver:
             ans.answer = self._rrsets(qname, found, domain)
             self._additional(view, found, domain, now, ans)
             return ans
+        # a service type or instance the view may not see on a VLAN does not exist there for it:
+        # no NOERROR from the names below it, and no mDNS question asked there (no query leak)
+        vlans = [v for v in vlans if _may_see(view, v, local_name)]
         exists = any(
             self._collect(view, [v], local_name, None, now, None) for v in vlans
         ) or any(self.store.has_below(v, local_name) for v in vlans)
@@ -336,6 +339,14 @@ class Resolver:
         own = [view.vlan] if view.vlan in view.policy.vlans else []
         others = sorted(v for v in view.policy.vlans if v != view.vlan)
         return [domains[v] for v in own + others if v in domains]
+
+
+def _may_see(view: View, vlan: str, name: dns.name.Name) -> bool:
+    """False when ``name`` is a service type or instance that ``view`` may not see on ``vlan``."""
+    if is_services(name):
+        return True
+    parts = service_parts(name)
+    return parts is None or view.policy.service_visible(vlan, *parts)
 
 
 def _plausible(name: dns.name.Name, qtype: int) -> bool:

@@ -142,6 +142,25 @@ def test_host_visible_only_as_visible_srv_target(store: Store) -> None:
     assert r.resolve(views["guest"], n("bprinter.iot.home.arpa."), A, 1.0).answer == []
 
 
+def test_hidden_types_do_not_exist_and_are_not_asked_for(store: Store) -> None:
+    """A type the view may not see on a VLAN answers like one that is not there (NXDOMAIN, not
+    NODATA from the instance names below it) and sends no mDNS question to that VLAN."""
+    engine = home_basic()
+    r, views = make(store, engine)
+    hidden = r.resolve(views["guest"], n("_googlecast._tcp.iot.home.arpa."), PTR, 1.0)
+    absent = r.resolve(views["guest"], n("_nothing._tcp.iot.home.arpa."), PTR, 1.0)
+    assert hidden.answer == [] and hidden.rcode == absent.rcode == dns.rcode.NXDOMAIN
+    assert hidden.ondemand == []
+    local = r.resolve(views["guest"], n("_airplay._tcp.local."), PTR, 1.0)
+    assert local.ondemand == [("guest", n("_airplay._tcp.local."), PTR)]  # not iot
+    denied = r.resolve(views["guest"], n("Back Office._ipp._tcp.iot.home.arpa."), SRV, 1.0)
+    assert denied.ondemand == [] and denied.rcode == dns.rcode.NXDOMAIN
+    allowed = r.resolve(views["guest"], n("Guest Printer 2._ipp._tcp.iot.home.arpa."), SRV, 1.0)
+    assert allowed.ondemand == [("iot", n("Guest Printer 2._ipp._tcp.local."), SRV)]
+    both = r.resolve(views["trusted"], n("_airplay._tcp.local."), PTR, 1.0)
+    assert {v for v, *_ in both.ondemand} == {"trusted", "iot"}
+
+
 def test_service_enumeration_lists_only_visible_types(store: Store) -> None:
     engine = home_basic()
     r, views = make(store, engine)
