@@ -323,9 +323,10 @@ def test_two_gateways_do_not_storm(lab: Lab, world: dict[str, Any]) -> None:
               f"{first_alone:.0f} packets alone, {first_paired:.0f} beside the second; "
               f"loops detected {loops:.0f}")
         # Each reflector copies each original once: twice the copies, never a storm (a storm
-        # grows without bound; here the first gateway does no more work than alone).
+        # grows without bound). The first gateway's extra work is the second one's own browse
+        # queries, which it reflects like any host's, not copies of copies.
         assert one <= two <= 3 * one, (one, two)
-        assert first_paired <= 1.5 * first_alone + 10, (first_alone, first_paired)
+        assert first_paired <= 2 * first_alone + 20, (first_alone, first_paired)
         assert loops > 0  # and each notices the other
         assert "another mDNS reflector seems active" in world["gw"].logs() + second.logs()
         second.stop()
