@@ -1136,13 +1136,15 @@ class PolicyEngine:
         if not (ANY in p.services or stype in p.services):
             return False, f"services {_fmt(p.services)} do not include {stype}"
         filt = _InstanceFilter.of(p)
+        how = f"from {_fmt(p.from_vlans)}, to {_fmt(p.to_vlans)}, services {_fmt(p.services)}"
+        if p.instances_allow != (ANY,):
+            how += f", instances.allow {list(p.instances_allow)}"
+        if p.instances_deny:
+            how += f", instances.deny {list(p.instances_deny)}"
         if instance is None:
             if p.action == "deny" and not filt.universal:
                 return False, "it denies only some instances (instances globs); ask about one"
-            return (
-                True,
-                f"from {_fmt(p.from_vlans)}, to {_fmt(p.to_vlans)}, services {_fmt(p.services)}",
-            )
+            return True, how + ("" if filt.universal else " (only the instances these select)")
         folded = _fold(instance)
         if filt.allow is not None and filt.allow.match(folded) is None:
             return (
@@ -1153,11 +1155,6 @@ class PolicyEngine:
         if filt.deny is not None and filt.deny.match(folded) is not None:
             hit = next(g for g in p.instances_deny if fnmatch.fnmatchcase(folded, _fold(g)))
             return False, f"instance {instance!r} matches instances.deny glob {hit!r}"
-        how = f"from {_fmt(p.from_vlans)}, to {_fmt(p.to_vlans)}, services {_fmt(p.services)}"
-        if p.instances_allow != (ANY,):
-            how += f", instances.allow {list(p.instances_allow)}"
-        if p.instances_deny:
-            how += f", instances.deny {list(p.instances_deny)}"
         return True, how
 
     def _why(self, view: str, vlan: str, stype: str, instance: str | None) -> list[str]:
