@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 RRKey = tuple[str, dns.name.Name, int]  # (vlan, owner, rdtype)
 _FOREVER = float("inf")  # expiry of pinned records
 Listener = Callable[[str, dns.name.Name, int], None]
+# (vlan, owner, rdtype, rdata, added): one record appeared (True) or went (False)
+RecordListener = Callable[[str, dns.name.Name, int, dns.rdata.Rdata, bool], None]
 
 _LOCAL = dns.name.from_text("local.")
 
@@ -65,7 +67,8 @@ class Store:
         self._below: dict[str, dict[dns.name.Name, int]] = {}
         # SRV targets per VLAN: target host -> number of SRV rdatas pointing at it
         self._srv_targets: dict[str, dict[dns.name.Name, set[dns.name.Name]]] = {}
-        self.listeners: list[Listener] = []
+        self.listeners: list[Listener] = []  # an RRset's content changed
+        self.record_listeners: list[RecordListener] = []  # which record, for O(1) reactions
         self.evicted = 0
         self.expired = 0
 
@@ -145,7 +148,7 @@ class Store:
             old_key, old_rdata = next(iter(self._age))
             self._remove(old_key, old_rdata)
             self.evicted += 1
-        self._notify(vlan, name, rdtype)
+        self._notify(vlan, name, rdtype, rdata, True)
 
     def _pin(self, key: RRKey, rdata: dns.rdata.Rdata, ttl: int, now: float) -> None:
         rrset = self._rrsets.get(key)
@@ -159,7 +162,7 @@ class Store:
             target = rdata.target  # type: ignore[attr-defined]
             self._srv_targets.setdefault(key[0], {}).setdefault(target, set()).add(key[1])
         if fresh:
-            self._notify(*key)
+            self._notify(key[0], key[1], key[2], rdata, True)
 
     def remove(self, vlan: str, name: dns.name.Name, rdtype: int,
                rdata: dns.rdata.Rdata) -> None:
@@ -280,7 +283,7 @@ class Store:
         if not rrset:
             del self._rrsets[key]
             self._name_removed(vlan, name, rdtype)
-        self._notify(vlan, name, rdtype)
+        self._notify(vlan, name, rdtype, rdata, False)
 
     def _name_added(self, vlan: str, name: dns.name.Name, rdtype: int) -> None:
         names = self._names.setdefault(vlan, {})
@@ -309,12 +312,18 @@ class Store:
             else:
                 below.pop(parent, None)
 
-    def _notify(self, vlan: str, name: dns.name.Name, rdtype: int) -> None:
+    def _notify(self, vlan: str, name: dns.name.Name, rdtype: int, rdata: dns.rdata.Rdata,
+                added: bool) -> None:
         for listener in self.listeners:
             try:
                 listener(vlan, name, rdtype)
             except Exception:  # a listener bug must not corrupt the store
                 log.exception("store listener failed")
+        for record_listener in self.record_listeners:
+            try:
+                record_listener(vlan, name, rdtype, rdata, added)
+            except Exception:
+                log.exception("store record listener failed")
 
 
 def _ancestors(name: dns.name.Name) -> Iterator[dns.name.Name]:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import dns.name
+import dns.rdata
 import dns.rdatatype
 
 from .. import const
@@ -52,7 +53,7 @@ class Browser:
         self._asked: dict[tuple[str, dns.name.Name, int], float] = {}
         self.queries_sent = 0
         self.wake: Callable[[], None] = lambda: None  # set by the app: run tick() soon
-        store.listeners.append(self._on_change)
+        store.record_listeners.append(self._on_record)
 
     # --- inputs ----------------------------------------------------------------------
 
@@ -78,29 +79,28 @@ class Browser:
             del self._asked[k]
         self.wake()
 
-    def _on_change(self, vlan: str, name: dns.name.Name, rdtype: int) -> None:
-        now_rrset = self.store.get(vlan, name, rdtype, 0.0)
+    def _on_record(self, vlan: str, name: dns.name.Name, rdtype: int,
+                   rdata: dns.rdata.Rdata, added: bool) -> None:
+        """React to the one record that appeared: O(1), whatever the size of its RRset."""
+        if not added:
+            return
         if rdtype == dns.rdatatype.PTR and name == SERVICES:
-            for c in now_rrset:
-                target = c.rdata.target  # type: ignore[attr-defined]
-                if (vlan, target) not in self._browse and len(self._browse) < _MAX_TRACKED:
-                    self._browse[(vlan, target)] = _Schedule(0.0, const.MDNS_BROWSE_FIRST_INTERVAL)
-                    self.wake()
+            target = rdata.target  # type: ignore[attr-defined]
+            if (vlan, target) not in self._browse and len(self._browse) < _MAX_TRACKED:
+                self._browse[(vlan, target)] = _Schedule(0.0, const.MDNS_BROWSE_FIRST_INTERVAL)
+                self.wake()
         elif rdtype == dns.rdatatype.PTR and _is_service_type(name):
-            for c in now_rrset:
-                inst = c.rdata.target  # type: ignore[attr-defined]
-                types = self.store.types_at(vlan, inst)
-                if dns.rdatatype.SRV not in types:
-                    self.ask(vlan, inst, dns.rdatatype.SRV)
-                if dns.rdatatype.TXT not in types:
-                    self.ask(vlan, inst, dns.rdatatype.TXT)
+            inst = rdata.target  # type: ignore[attr-defined]
+            types = self.store.types_at(vlan, inst)
+            if dns.rdatatype.SRV not in types:
+                self.ask(vlan, inst, dns.rdatatype.SRV)
+            if dns.rdatatype.TXT not in types:
+                self.ask(vlan, inst, dns.rdatatype.TXT)
         elif rdtype == dns.rdatatype.SRV:
-            for c in now_rrset:
-                target = c.rdata.target  # type: ignore[attr-defined]
-                types = self.store.types_at(vlan, target)
-                if not types & {dns.rdatatype.A, dns.rdatatype.AAAA}:
-                    self.ask(vlan, target, dns.rdatatype.A)
-                    self.ask(vlan, target, dns.rdatatype.AAAA)
+            target = rdata.target  # type: ignore[attr-defined]
+            if not self.store.types_at(vlan, target) & {dns.rdatatype.A, dns.rdatatype.AAAA}:
+                self.ask(vlan, target, dns.rdatatype.A)
+                self.ask(vlan, target, dns.rdatatype.AAAA)
 
     # --- the clock -------------------------------------------------------------------
 
@@ -119,7 +119,12 @@ class Browser:
                 sched.next = now + sched.interval
                 sched.interval = min(sched.interval * 2, cap)
         for vlan, qs in self._pending.items():
-            per_vlan.setdefault(vlan, set()).update(qs)
+            # follow-ups queued when a PTR arrived are often answered by the same packet's
+            # additional records by now: ask only for what is still missing
+            per_vlan.setdefault(vlan, set()).update(
+                q for q in qs if q[1] == dns.rdatatype.PTR
+                or not self.store.types_at(vlan, q[0]) & {q[1]}
+                or (vlan, q[0], q[1]) in self._urgent)
         self._pending.clear()
         for vlan, questions in per_vlan.items():
             link = self.links.by_vlan.get(vlan)
