@@ -106,7 +106,7 @@ def test_records_are_refreshed_before_they_expire() -> None:
 
 
 def test_a_large_rrset_costs_no_more_per_new_record() -> None:
-    store, browser, sent = make()
+    store, browser, _ = make()
     asked: list[object] = []
     browser.ask = lambda *a, **k: asked.append(a)  # type: ignore[method-assign]
     for i in range(2000):
