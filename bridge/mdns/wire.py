@@ -11,6 +11,7 @@ exact labels and dnspython's pointer-loop and bounds checks still protect us.
 from __future__ import annotations
 
 import io
+import socket
 import struct
 from dataclasses import dataclass, field
 
@@ -19,7 +20,12 @@ import dns.name
 import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
+import dns.rdtypes.ANY.NSEC
+import dns.rdtypes.ANY.PTR
 import dns.rdtypes.ANY.TXT
+import dns.rdtypes.IN.A
+import dns.rdtypes.IN.AAAA
+import dns.rdtypes.IN.SRV
 import dns.wire
 
 CLASS_MASK = 0x7FFF
@@ -106,42 +112,162 @@ def parse(data: bytes) -> Packet:
     # before looping over them (hostile headers claim 65535 of each).
     if 12 + qd * 5 + (an + ns + ar) * 11 > len(data):
         raise WireError("counts", f"qd={qd} an={an} ns={ns} ar={ar} in {len(data)} bytes")
-    parser = _Parser(data, 12)
     packet = Packet(pid, flags)
+    names: dict[int, tuple[bytes, ...]] = {}  # offset -> labels, for compression pointers
     try:
+        pos = 12
         for _ in range(qd):
-            qname = parser.get_name()
-            qtype, qclass = parser.get_struct("!HH")
+            qname, pos = _read_name(data, pos, names)
+            qtype, qclass = _Q_FIXED.unpack_from(data, pos)
+            pos += 4
             packet.questions.append(
                 Question(qname, qtype, qclass & CLASS_MASK, bool(qclass & TOP_BIT))
             )
         for section, count in ((packet.answers, an), (packet.authorities, ns),
                                (packet.additionals, ar)):
             for _ in range(count):
-                record = _read_record(parser)
+                record, pos = _read_record(data, pos, names)
                 if record is not None:
                     section.append(record)
     except WireError:
         raise
-    except (dns.exception.DNSException, ValueError, struct.error, UnicodeError) as exc:
+    except (dns.exception.DNSException, ValueError, struct.error, UnicodeError,
+            IndexError) as exc:
         raise WireError(type(exc).__name__.lower(), str(exc)) from None
     return packet
 
 
-def _read_record(parser: _Parser) -> Record | None:
-    name = parser.get_name()
-    rdtype, rdclass, ttl, rdlen = parser.get_struct("!HHIH")
-    if rdtype == dns.rdatatype.OPT:
-        parser.get_bytes(rdlen)  # EDNS in mDNS (Apple's Owner option): nothing to keep
-        return None
+_MAX_POINTERS = 16  # compression hops per name; real packets use one or two
+_NAMES: dict[tuple[bytes, ...], dns.name.Name] = {}  # interned Names: most names recur
+_NAMES_MAX = 50_000  # bound on that memo; cleared when full
+
+
+def _read_name(data: bytes, pos: int, names: dict[int, tuple[bytes, ...]]
+               ) -> tuple[dns.name.Name, int]:
+    """Read a possibly compressed name at ``pos``: (Name, offset after it in the record).
+
+    Pointers must point strictly backwards and a name is at most 255 octets, so hostile
+    packets (pointer loops, endless label chains) end in a WireError, never a hang.
+    """
+    labels: list[bytes] = []
+    starts: list[int] = []
+    end = -1
+    hops = 0
+    limit = pos  # a pointer must point before the name that uses it
+    total = 1
+    while True:
+        length = data[pos]
+        if length == 0:
+            pos += 1
+            break
+        if length >= 0xC0:
+            target = ((length & 0x3F) << 8) | data[pos + 1]
+            if end < 0:
+                end = pos + 2
+            cached = names.get(target)
+            if cached is not None:
+                labels.extend(cached)
+                total += sum(len(x) + 1 for x in cached)
+                pos = -1
+                break
+            if target >= limit or hops >= _MAX_POINTERS:
+                raise WireError("bad_pointer", f"pointer to {target} at {pos}")
+            hops += 1
+            limit = target
+            pos = target
+            continue
+        if length > 63:
+            raise WireError("bad_label_type", f"label type {length:#x} at {pos}")
+        starts.append(pos)
+        label = data[pos + 1:pos + 1 + length]
+        if len(label) != length:
+            raise WireError("truncated", f"label at {pos}")
+        labels.append(label)
+        total += length + 1
+        pos += length + 1
+    if total > 255:
+        raise WireError("name_too_long", f"{total} octets")
+    for i, start in enumerate(starts):
+        names[start] = tuple(labels[i:])
+    key = tuple(labels)
+    name = _NAMES.get(key)
+    if name is None:
+        name = dns.name.Name((*key, b""))
+        if len(_NAMES) >= _NAMES_MAX:
+            _NAMES.clear()
+        _NAMES[key] = name
+    return name, (end if end >= 0 else pos)
+
+
+_A = dns.rdatatype.A
+_AAAA = dns.rdatatype.AAAA
+_PTR = dns.rdatatype.PTR
+_SRV = dns.rdatatype.SRV
+_TXT = dns.rdatatype.TXT
+_OPT = dns.rdatatype.OPT
+_NSEC = dns.rdatatype.NSEC
+_SRV_FIXED = struct.Struct("!HHH")
+
+
+def _read_record(data: bytes, pos: int, names: dict[int, tuple[bytes, ...]]
+                 ) -> tuple[Record | None, int]:
+    name, pos = _read_name(data, pos, names)
+    rdtype, rdclass, ttl, rdlen = _RR_FIXED.unpack_from(data, pos)
+    pos += 10
+    end = pos + rdlen
+    if end > len(data):
+        raise WireError("truncated", f"rdata of {name} runs past the packet")
     klass = rdclass & CLASS_MASK
-    if rdtype == dns.rdatatype.TXT and rdlen == 0:
-        # RFC 6763 §6.1 asks for one empty string; python-zeroconf sends none at all, and
-        # dnspython refuses that, which would lose the whole packet
-        return Record(name, rdtype, ttl, _EMPTY_TXT, klass, bool(rdclass & TOP_BIT))
-    with parser.restrict_to(rdlen):
-        rdata = dns.rdata.from_wire_parser(klass, rdtype, parser, None)
-    return Record(name, rdtype, ttl, rdata, klass, bool(rdclass & TOP_BIT))
+    flush = bool(rdclass & TOP_BIT)
+    rdata: dns.rdata.Rdata
+    if rdtype == _OPT:
+        return None, end  # EDNS in mDNS (Apple's Owner option): nothing to keep
+    if klass == 1 and rdtype == _A and rdlen == 4:
+        rdata = dns.rdtypes.IN.A.A(klass, rdtype, socket.inet_ntop(socket.AF_INET, data[pos:end]))
+    elif klass == 1 and rdtype == _AAAA and rdlen == 16:
+        rdata = dns.rdtypes.IN.AAAA.AAAA(klass, rdtype,
+                                         socket.inet_ntop(socket.AF_INET6, data[pos:end]))
+    elif rdtype == _PTR:
+        target, after = _read_name(data, pos, names)
+        if after != end:
+            raise WireError("bad_rdata", f"PTR of {name}")
+        rdata = dns.rdtypes.ANY.PTR.PTR(klass, rdtype, target)
+    elif klass == 1 and rdtype == _SRV and rdlen >= 7:
+        priority, weight, port = _SRV_FIXED.unpack_from(data, pos)
+        target, after = _read_name(data, pos + 6, names)
+        if after != end:
+            raise WireError("bad_rdata", f"SRV of {name}")
+        rdata = dns.rdtypes.IN.SRV.SRV(klass, rdtype, priority, weight, port, target)
+    elif rdtype == _TXT:
+        if rdlen == 0:
+            # RFC 6763 §6.1 asks for one empty string; python-zeroconf sends none at all, and
+            # dnspython refuses that, which would lose the whole packet
+            rdata = _EMPTY_TXT
+        else:
+            strings = []
+            i = pos
+            while i < end:
+                n = data[i]
+                if i + 1 + n > end:
+                    raise WireError("bad_rdata", f"TXT of {name}")
+                strings.append(data[i + 1:i + 1 + n])
+                i += 1 + n
+            rdata = dns.rdtypes.ANY.TXT.TXT(klass, rdtype, strings)
+    elif rdtype == _NSEC:
+        # mDNS compresses the next-domain name (RFC 6762 §18.14): read it ourselves
+        nxt, i = _read_name(data, pos, names)
+        windows = []
+        while i < end:
+            if i + 2 > end or not 1 <= data[i + 1] <= 32 or i + 2 + data[i + 1] > end:
+                raise WireError("bad_rdata", f"NSEC of {name}")
+            windows.append((data[i], data[i + 2:i + 2 + data[i + 1]]))
+            i += 2 + data[i + 1]
+        rdata = dns.rdtypes.ANY.NSEC.NSEC(klass, rdtype, nxt, windows)
+    else:
+        parser = _Parser(data, pos)
+        with parser.restrict_to(rdlen):
+            rdata = dns.rdata.from_wire_parser(klass, rdtype, parser, None)
+    return Record(name, rdtype, ttl, rdata, klass, flush), end
 
 
 # --- encoding ------------------------------------------------------------------------------
