@@ -330,14 +330,25 @@ def _missing_in_router_view(lab: Lab) -> list[str]:
             r = query(lab.gw, "127.0.0.1", ROUTER_PORT, f"{stype}.{vlan}.home.arpa.", "PTR")
             got = {rr.target.labels[0].decode() for rrset in r.answer for rr in rrset}
             missing += [f"PTR {stype} {i}@{vlan}" for i in sorted(want - got)]
-    for p in published():
-        name = f"{_label(p.svc.instance)}.{p.svc.type}.{p.vlan}.home.arpa."
-        if not query(lab.gw, "127.0.0.1", ROUTER_PORT, name, "SRV").answer:
-            missing.append(f"SRV {name}")
-    for _, vlan, hn in hosts_published():
-        if not query(lab.gw, "127.0.0.1", ROUTER_PORT, f"{hn}.{vlan}.home.arpa.", "A").answer:
-            missing.append(f"A {hn}.{vlan}")
+        subs = {p.svc.instance for p in published() if p.vlan == vlan and p.svc.subtypes}
+        if subs:
+            r = query(lab.gw, "127.0.0.1", ROUTER_PORT,
+                      f"_universal._sub._ipp._tcp.{vlan}.home.arpa.", "PTR")
+            got = {rr.target.labels[0].decode() for rrset in r.answer for rr in rrset}
+            missing += [f"subtype PTR {i}@{vlan}" for i in sorted(subs - got)]
+    names = [(f"{_label(p.svc.instance)}.{p.svc.type}.{p.vlan}.home.arpa.", t)
+             for p in published() for t in ("SRV", "TXT")]
+    for lab_host, vlan, hn in hosts_published():
+        names += [(f"{hn}.{vlan}.home.arpa.", "A"), (f"{hn}.{vlan}.home.arpa.", "AAAA"),
+                  (reverse_v4(lab.hosts[lab_host].ipv4), "PTR")]
+    for name, rtype in names:
+        if not query(lab.gw, "127.0.0.1", ROUTER_PORT, name, rtype).answer:
+            missing.append(f"{rtype} {name}")
     return missing
+
+
+def reverse_v4(address: str) -> str:
+    return ".".join(reversed(address.split("."))) + ".in-addr.arpa."
 
 
 def _label(instance: str) -> str:
@@ -578,8 +589,7 @@ def test_host_names_only_as_srv_target_or_with_hosts(lab: Lab, world: World) -> 
         a_local = rdatas(dig_view(lab, view, f"{hn}.local", "A"), "A")
         a_wide = rdatas(dig_view(lab, view, f"{hn}.{vlan}.home.arpa", "A"), "A")
         aaaa = rdatas(dig_view(lab, view, f"{hn}.{vlan}.home.arpa", "AAAA"), "AAAA")
-        reverse = ".".join(reversed(host.ipv4.split("."))) + ".in-addr.arpa"
-        rev = rdatas(dig_view(lab, view, reverse, "PTR"), "PTR")
+        rev = rdatas(dig_view(lab, view, reverse_v4(host.ipv4), "PTR"), "PTR")
         got = (a_local, a_wide, host.ipv6 in aaaa, rev)
         if world.model.host_visible(view, vlan, hn):
             want: Any = ([host.ipv4], [host.ipv4], True, [f"{hn}.{vlan}.home.arpa."])
@@ -677,7 +687,8 @@ GUEST_PRINTER_GLOB = 'allow: ["Guest Printer*"]'
 
 class QueryLoad:
     """A thread asking through CoreDNS-like clients, a bounded number of times, checking every
-    reply: ``stable`` queries must always get exactly their answer, ``moving`` ones one of two."""
+    reply: ``stable`` queries (UDP) must always get exactly their answer, ``moving`` ones (UDP and
+    a pooled TCP connection in turn) one of two."""
 
     def __init__(self, lab: Lab, stable: tuple[str, str, set[str]],
                  moving: tuple[str, str, set[str], set[str]], max_queries: int = 4000,
@@ -693,8 +704,9 @@ class QueryLoad:
         self.first_new: float | None = None
         self.thread = threading.Thread(target=self._run, name="query-load", daemon=True)
 
-    def _check(self, fc: ForwardClient, view: str, qname: str) -> set[str] | None:
-        reply = fc.exchange(dns.message.make_query(qname, "PTR"), tcp=False)
+    def _check(self, fc: ForwardClient, view: str, qname: str,
+               tcp: bool = False) -> set[str] | None:
+        reply = fc.exchange(dns.message.make_query(qname, "PTR"), tcp=tcp)
         if reply.rcode() != dns.rcode.NOERROR:
             self.errors.append(f"{view} {qname}: {dns.rcode.to_text(reply.rcode())}")
             return None
@@ -707,7 +719,7 @@ class QueryLoad:
                    for v in {view_s, view_m}}
         end = time.monotonic() + self.max_seconds
         try:
-            for _ in range(self.max_queries // 2):
+            for i in range(self.max_queries // 2):
                 if self.stop.is_set() or time.monotonic() > end:
                     break
                 got = self._check(clients[view_s], view_s, qname_s)
@@ -715,7 +727,7 @@ class QueryLoad:
                     self.counts["stable"] += 1
                     if got != want_s:
                         self.errors.append(f"{view_s} {qname_s}: {sorted(got)}")
-                got = self._check(clients[view_m], view_m, qname_m)
+                got = self._check(clients[view_m], view_m, qname_m, tcp=i % 2 == 1)
                 if got == old:
                     self.counts["old"] += 1
                 elif got == new:
