@@ -35,6 +35,8 @@ DNS_TCP_IDLE_TIMEOUT = 30.0  # s; above CoreDNS's 10 s pool expiry so it never r
 DNS_TCP_MAX_CONNECTIONS = 512  # concurrent TCP clients; more are refused at accept time
 DNS_UDP_DRAIN_BATCH = 64  # datagrams drained per reader wake-up
 DNS_RESPONSE_CACHE_MAX = 100_000  # pre-rendered responses kept; cleared when full
+DNS_RESPONSE_VARIANTS_MAX = 20_000  # of those, keyed by a query's exact bytes (case as sent,
+#   extra flag bits) besides its canonical key; bounds what case-randomising clients can add
 DNS_VIEW_CACHE_MAX = 65_536  # client address -> view memo entries
 DNS_ONDEMAND_TIMEOUT = 0.9  # s; cache misses answer inside 1 s (CoreDNS waits 2 s per attempt)
 DNS_BROWSE_GATHER = 0.35  # s; after the first PTR answer, wait this long for more

@@ -30,7 +30,7 @@ import dns.rdatatype
 from .. import const
 from ..config import Address
 from ..logutil import RateLimitedLog
-from .fastpath import QueryKey, ResponseCache, query_key, splice
+from .fastpath import Entry, QueryKey, ResponseCache, query_key, splice
 from .ondemand import OnDemand
 from .render import error, formerr_header, render, udp_limit
 from .resolver import Answer, Resolver, View
@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 _limited = RateLimitedLog(log)
 _NO_VIEW = ""  # the cache slot for clients no view admits (REFUSED)
 _LEN = struct.Struct("!H")
+_DRAIN = range(const.DNS_UDP_DRAIN_BATCH)
+_MAX_UDP = const.DNS_MAX_UDP_PAYLOAD
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +76,7 @@ class DnsServer:
         self.views: Mapping[str, View] = {}
         self.stats = Stats()
         self._caches: dict[tuple[str, bool], ResponseCache] = {}
+        self._udp_entries: dict[str, dict[QueryKey, Entry]] = {}  # view -> UDP cache entries
         self._addr_view: dict[str, str] = {}
         self._udp: list[socket.socket] = []
         self._tcp_servers: list[asyncio.base_events.Server] = []
@@ -103,6 +106,8 @@ class DnsServer:
         cache = self._caches.get((view, tcp))
         if cache is None:
             cache = self._caches[(view, tcp)] = ResponseCache()
+            if not tcp:
+                self._udp_entries[view] = cache.entries  # cleared in place, never replaced
         return cache
 
     def _view_for(self, host: str) -> str:
@@ -157,44 +162,76 @@ class DnsServer:
     # --- UDP -----------------------------------------------------------------------------
 
     def _udp_ready(self, sock: socket.socket, fixed_view: str | None) -> None:
+        """Drain up to DNS_UDP_DRAIN_BATCH datagrams. The loop is the hot path: a query whose
+        bytes are a cached key costs one slice, one dict lookup and one sendto."""
         assert self._loop is not None
         now = self._loop.time()
-        stats = self.stats
-        caches = self._caches
-        for _ in range(const.DNS_UDP_DRAIN_BATCH):
-            try:
-                data, addr = sock.recvfrom(const.DNS_MAX_UDP_PAYLOAD)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                log.debug("UDP receive error: %s", exc)
-                return
-            stats.queries["udp"] += 1
-            view = fixed_view if fixed_view is not None else self._view_for(addr[0])
-            parsed = query_key(data)
-            if parsed is not None:
-                key, qend = parsed
-                cache = caches.get((view, False))
-                if cache is not None:
-                    entry = cache.entries.get(key)
-                    if entry is not None and entry[2] > now:
-                        stats.cache_hits += 1
-                        self._sendto(sock, splice(data, qend, entry), addr)
+        recvfrom, sendto = sock.recvfrom, sock.sendto
+        entries = self._udp_entries.get(fixed_view) if fixed_view is not None else None
+        view: str = fixed_view or _NO_VIEW
+        addr_view = self._addr_view
+        udp_entries = self._udp_entries
+        received = hits = 0
+        try:
+            for _ in _DRAIN:
+                try:
+                    data, addr = recvfrom(_MAX_UDP)
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError as exc:
+                    log.debug("UDP receive error: %s", exc)
+                    return
+                received += 1
+                if fixed_view is None:
+                    host = addr[0]
+                    view = addr_view.get(host) or self._view_for(host)
+                    entries = udp_entries.get(view)
+                elif entries is None:  # the view's first answer may be cached mid-batch
+                    entries = udp_entries.get(fixed_view)
+                if entries is not None:
+                    entry = entries.get(data[2:])
+                    if entry is not None and entry[1] > now:
+                        hits += 1
+                        try:
+                            sendto(data[:2] + entry[0], addr)
+                        except OSError as exc:
+                            self._send_failed(addr, exc)
                         continue
-            reply = self._slow(data, view, False, now, parsed)
-            if isinstance(reply, bytes):
-                self._sendto(sock, reply, addr)
-            elif reply is not None:
-                task = asyncio.ensure_future(self._finish_udp(sock, addr, reply))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._udp_other(sock, data, addr, view, entries, now)
+        finally:
+            stats = self.stats
+            stats.queries["udp"] += received
+            stats.cache_hits += hits
+
+    def _udp_other(self, sock: socket.socket, data: bytes, addr: tuple[str, int], view: str,
+                   entries: dict[QueryKey, Entry] | None, now: float) -> None:
+        """Not a cached key as sent: its canonical key may be cached, else the slow path."""
+        parsed = query_key(data)
+        if parsed is not None and entries is not None:
+            entry = entries.get(parsed[0])
+            if entry is not None and entry[1] > now:
+                self.stats.cache_hits += 1
+                spliced = splice(data, parsed[1], entry)
+                self._caches[(view, False)].add_variant(data, spliced, entry[1])
+                self._sendto(sock, spliced, addr)
+                return
+        reply = self._slow(data, view, False, now, parsed)
+        if isinstance(reply, bytes):
+            self._sendto(sock, reply, addr)
+        elif reply is not None:
+            task = asyncio.ensure_future(self._finish_udp(sock, addr, reply))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _send_failed(self, addr: tuple[str, int], exc: OSError) -> None:
+        self.stats.dropped += 1
+        log.debug("UDP send to %s failed: %s", addr[0], exc)
 
     def _sendto(self, sock: socket.socket, reply: bytes, addr: tuple[str, int]) -> None:
         try:
             sock.sendto(reply, addr)
         except OSError as exc:
-            self.stats.dropped += 1
-            log.debug("UDP send to %s failed: %s", addr[0], exc)
+            self._send_failed(addr, exc)
 
     async def _finish_udp(self, sock: socket.socket, addr: tuple[str, int],
                           pending: _Pending) -> None:
@@ -225,16 +262,22 @@ class DnsServer:
                     return
                 self.stats.queries["tcp"] += 1
                 now = self._loop.time()
-                parsed = query_key(data)
                 reply: bytes | _Pending | None = None
-                if parsed is not None:
-                    key, qend = parsed
-                    cache = self._caches.get((view, True))
-                    entry = cache.entries.get(key) if cache is not None else None
-                    if entry is not None and entry[2] > now:
-                        self.stats.cache_hits += 1
-                        reply = splice(data, qend, entry)
-                if reply is None:
+                parsed: tuple[QueryKey, int] | None = None
+                cache = self._caches.get((view, True))
+                entry = cache.entries.get(data[2:]) if cache is not None else None
+                if entry is not None and entry[1] > now:
+                    reply = data[:2] + entry[0]
+                else:
+                    parsed = query_key(data)
+                    if parsed is not None and cache is not None:
+                        entry = cache.entries.get(parsed[0])
+                        if entry is not None and entry[1] > now:
+                            reply = splice(data, parsed[1], entry)
+                            cache.add_variant(data, reply, entry[1])
+                if reply is not None:
+                    self.stats.cache_hits += 1
+                else:
                     reply = self._slow(data, view, True, now, parsed)
                 if isinstance(reply, _Pending):
                     reply = await self._wait(reply)

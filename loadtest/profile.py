@@ -1,0 +1,92 @@
+"""``python -m loadtest.profile``: the gateway's hot path under dnsperf load, sampled by py-spy.
+
+Builds the same lab and service set as the benchmark, loads the gateway over UDP (or TCP)
+with the benchmark's query file and records it with ``py-spy record --native``-less sampling
+(``pip install py-spy``, in the test extra). Writes collapsed stacks and an SVG flame graph
+to ``loadtest/results/profile-<transport>.{txt,svg}`` and prints the functions with the most
+samples on top of the stack (self time) and anywhere in it (total time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+from tests.integration.lab import Lab
+
+from . import workload
+from .dnsperf import dnsperf
+from .runner import VLANS, Options, World, _expected_records, _wait_records
+from .servers import Gateway
+
+
+def summarize(collapsed: str, top: int = 25) -> str:
+    self_time: Counter[str] = Counter()
+    total: Counter[str] = Counter()
+    samples = 0
+    for line in collapsed.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        samples += n
+        frames = stack.split(";")
+        self_time[frames[-1]] += n
+        for f in set(frames):
+            total[f] += n
+    out = [f"{samples} samples", "", "self:"]
+    out += [f"  {n / samples:6.1%}  {f}" for f, n in self_time.most_common(top)]
+    out += ["", "total:"]
+    out += [f"  {n / samples:6.1%}  {f}" for f, n in total.most_common(top)]
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m loadtest.profile", description=__doc__)
+    p.add_argument("--transport", choices=["udp", "tcp"], default="udp")
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--services", type=int, default=200)
+    p.add_argument("--out", type=Path, default=Options().out)
+    args = p.parse_args(argv)
+    if shutil.which("py-spy") is None:
+        print("py-spy is not installed: pip install py-spy (or the test extra)", file=sys.stderr)
+        return 2
+    opts = Options(services=args.services)
+    args.out.mkdir(parents=True, exist_ok=True)
+    raw = args.out / f"profile-{args.transport}.txt"
+    with Lab(VLANS) as lab:
+        w = World(lab, opts)
+        devs = workload.devices(VLANS, opts.services)
+        data = w.work / "queries.bin"
+        data.write_bytes(workload.dnsperf_binary(workload.query_list(devs, w.domains, 10_000)))
+        w.start_publishers(devs)
+        gw = Gateway(lab, core=opts.server_core)
+        try:
+            gw.start()
+            _wait_records(gw, _expected_records(devs), 90.0)
+            dnsperf(lab.gw, server="gateway", pid=gw.pid, addr=gw.addr, port=gw.port, data=data,
+                    transport=args.transport, seconds=2, core=opts.client_core)  # warm
+            spy = subprocess.Popen(
+                ["py-spy", "record", "--pid", str(gw.pid), "--rate", "500", "--format", "raw",
+                 "--duration", str(int(args.seconds)), "--output", str(raw), "--nonblocking"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            r = dnsperf(lab.gw, server="gateway", pid=gw.pid, addr=gw.addr, port=gw.port,
+                        data=data, transport=args.transport, seconds=args.seconds,
+                        core=opts.client_core)
+            spy.wait(args.seconds + 30)
+        finally:
+            gw.stop()
+            w.stop_publishers()
+    print(f"{args.transport}: {r.qps:.0f} q/s under py-spy, "
+          f"{r.cpu_us_per_query or 0:.1f} us CPU/query")
+    print(summarize(raw.read_text()))
+    print(f"collapsed stacks: {raw}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
