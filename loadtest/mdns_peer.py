@@ -1,7 +1,7 @@
 """Raw mDNS peers for the benchmark; run inside a lab host namespace (IPv4, one interface).
 
-``python -m loadtest.mdns_peer '<json>'`` with ``{"mode": ..., "address": "10.N.0.K",
-"records": [[owner, type, rdata text, ttl], ...]}``:
+``python -m loadtest.mdns_peer '<json>'`` (or ``@file`` holding it) with ``{"mode": ...,
+"address": "10.N.0.K", "records": [[owner, type, rdata text, ttl], ...]}``:
 
 * ``announce``: multicast every record in response packets of at most ``packet_bytes`` bytes,
   ``rate`` packets/s, ordered addresses, then SRV/TXT, then PTR (so a listener that follows up
@@ -23,6 +23,7 @@ import signal
 import socket
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import dns.name
@@ -145,7 +146,8 @@ def respond(cfg: dict[str, Any]) -> int:
 
 
 def main() -> int:
-    cfg = json.loads(sys.argv[1])
+    arg = sys.argv[1]  # the JSON, or @file holding it
+    cfg = json.loads(Path(arg[1:]).read_text() if arg.startswith("@") else arg)
     return announce(cfg) if cfg["mode"] == "announce" else respond(cfg)
 
 

@@ -130,8 +130,10 @@ class World:
     def _python(self, host: Host, module: str, cfg: dict[str, Any], name: str
                 ) -> tuple[Any, Path]:
         log = self.work / f"{name}.log"
+        cfg_path = self.work / f"{name}.json"
+        cfg_path.write_text(json.dumps(cfg))
         with log.open("ab") as out:
-            proc = self.lab.popen(host.ns, sys.executable, "-u", "-m", module, json.dumps(cfg),
+            proc = self.lab.popen(host.ns, sys.executable, "-u", "-m", module, f"@{cfg_path}",
                                   name=name, stdout=out, stderr=out, cwd=str(REPO_ROOT),
                                   env=_env())
         return proc, log
@@ -179,13 +181,19 @@ def _query(ns: str, addr: str, port: int, name: str, rdtype: str, timeout: float
             return None, None
 
 
-def _wait_records(gw: Gateway, expected: int, timeout: float) -> int:
-    """Poll the gateway's store size until it holds ``expected`` records (or time runs out)."""
-    deadline = time.monotonic() + timeout
-    held = 0
-    while time.monotonic() < deadline:
+def _wait_records(gw: Gateway, expected: int, timeout: float, stall: float = 15.0) -> int:
+    """Poll the gateway's store size until it holds ``expected`` records, or time runs out, or
+    it stops growing for ``stall`` seconds."""
+    start = time.monotonic()
+    held, last, last_change = 0, -1, start
+    while time.monotonic() - start < timeout:
         held = gw.store_records()
         if held >= expected:
+            break
+        now = time.monotonic()
+        if held != last:
+            last, last_change = held, now
+        elif now - last_change > stall:
             break
         time.sleep(0.5)
     return held
@@ -234,7 +242,8 @@ def phase_startup(w: World, opts: Options, res: dict[str, Any]) -> None:
 def phase_memory(w: World, opts: Options, res: dict[str, Any]) -> None:
     """RSS with 100 / 1,000 / 10,000 services announced over real mDNS (cumulative)."""
     top = max(opts.memory_steps)
-    devs = workload.devices(VLANS, top, seed=workload.SEED + 1)
+    devs = workload.spread_types(workload.devices(VLANS, top, seed=workload.SEED + 1,
+                                                        balanced=True))
     gw = Gateway(w.lab, core=None)
     rows: list[dict[str, Any]] = []
     done = 0  # devices announced so far
@@ -255,7 +264,7 @@ def phase_memory(w: World, opts: Options, res: dict[str, Any]) -> None:
                         workload.records([d for d in batch if d.vlan == vlan])]
                 if recs:
                     peers.append(w.peer(vlan, {"mode": "announce", "records": recs,
-                                               "rate": 2000}, f"announce-{vlan}-{step}"))
+                                               "rate": 300}, f"announce-{vlan}-{step}"))
             for proc, log in peers:
                 _wait_line(proc, log, '"done"', 300.0)
             expected = _expected_records(devs[:done])

@@ -128,16 +128,21 @@ def _device(kind: str, vlan: str, vid: int, index: int, rng: random.Random) -> D
     return Device(vlan, host, ipv4, ipv6, kind, services)
 
 
-def devices(vlans: Mapping[str, int], n_services: int, seed: int = SEED) -> list[Device]:
-    """About ``n_services`` service instances (exactly, trimmed at the last device) over VLANs."""
+def devices(vlans: Mapping[str, int], n_services: int, seed: int = SEED,
+            balanced: bool = False) -> list[Device]:
+    """``n_services`` service instances (the last device trimmed to fit) over the VLANs: devices
+    in turn, or with ``balanced`` each to the VLAN with the fewest services so far."""
     rng = random.Random(seed)
     out: list[Device] = []
     counts = dict.fromkeys(vlans, 0)
+    per_vlan = dict.fromkeys(vlans, 0)
     total = 0
     order = list(vlans.items())
     i = 0
     while total < n_services:
         pos = i % len(order)
+        if balanced:
+            pos = min(range(len(order)), key=lambda p: (per_vlan[order[p][0]], p))
         vlan, vid = order[pos]
         pattern = _PATTERNS[min(pos, len(_PATTERNS) - 1)]
         index = counts[vlan]
@@ -146,7 +151,28 @@ def devices(vlans: Mapping[str, int], n_services: int, seed: int = SEED) -> list
         i += 1
         take = dev.services[: n_services - total]
         total += len(take)
+        per_vlan[vlan] += len(take)
         out.append(Device(dev.vlan, dev.host, dev.ipv4, dev.ipv6, dev.kind, take))
+    return out
+
+
+def spread_types(devs: Sequence[Device], per_type: int = 63) -> list[Device]:
+    """The same devices with service types numbered so no (VLAN, type) holds more than
+    ``per_type`` instances: the store keeps at most const.STORE_MAX_RRSET (64) rdatas per name
+    and type, so 10,000 services on three VLANs need more types than a home has. Record sizes
+    stay within a byte or two of the originals."""
+    seen: dict[tuple[str, str], int] = {}
+    out = []
+    for d in devs:
+        services = []
+        for s in d.services:
+            n = seen.get((d.vlan, s.type), 0)
+            seen[(d.vlan, s.type)] = n + 1
+            group = n // per_type
+            name, proto = s.type.split(".")
+            stype = f"{name[:11]}{group:03d}.{proto}" if group else s.type
+            services.append(Service(s.instance, stype, s.port, s.txt))
+        out.append(Device(d.vlan, d.host, d.ipv4, d.ipv6, d.kind, tuple(services)))
     return out
 
 

@@ -13,6 +13,7 @@ import asyncio
 import json
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 from zeroconf import IPVersion, ServiceInfo
@@ -30,7 +31,8 @@ def _info(svc: dict[str, Any]) -> ServiceInfo:
 
 
 async def main() -> int:
-    cfg = json.loads(sys.argv[1])
+    arg = sys.argv[1]  # the JSON, or @file holding it
+    cfg = json.loads(Path(arg[1:]).read_text() if arg.startswith("@") else arg)
     azc = AsyncZeroconf(interfaces=cfg["interfaces"], ip_version=IPVersion.V4Only)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
