@@ -1,11 +1,20 @@
-"""The HTTP surface (aiohttp): /metrics, /healthz, /readyz and a JSON diagnostics API."""
+"""The HTTP surface: /metrics, /healthz, /readyz and a JSON diagnostics API.
+
+A small HTTP/1.1 server on asyncio streams (GET only, one request per connection, bounded
+request size and time): the surface is a handful of read-only pages, and a web framework
+would cost the gateway more memory (aiohttp: ~12 MB RSS) than everything else it imports.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
+from collections.abc import Awaitable, Callable, Mapping
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlsplit
 
-from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .metrics import registry_for
@@ -15,47 +24,108 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 _MAX_RECORDS_LISTED = 5000  # a diagnostics page must stay small on a busy network
+_MAX_REQUEST_HEAD = 8192  # bytes of request line and headers; more is refused (431)
+_REQUEST_TIMEOUT = 10.0  # s to send the request head; slow clients are dropped
+_JSON = "application/json; charset=utf-8"
+
+Response = tuple[int, str, bytes]  # (status, content type, body)
+Handler = Callable[[Mapping[str, str]], Awaitable[Response]]
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return status, _JSON, json.dumps(data).encode()
 
 
 class HttpSurface:
     def __init__(self, gateway: Gateway) -> None:
         self.gw = gateway
         self.registry = registry_for(gateway)
-        self.app = web.Application()
-        self.app.add_routes([
-            web.get("/metrics", self.metrics),
-            web.get("/healthz", self.healthz),
-            web.get("/readyz", self.readyz),
-            web.get("/api/vlans", self.vlans),
-            web.get("/api/records", self.records),
-            web.get("/api/policies", self.policies),
-            web.get("/api/explain", self.explain),
-        ])
-        self._runner: web.AppRunner | None = None
+        self.routes: dict[str, Handler] = {
+            "/metrics": self.metrics,
+            "/healthz": self.healthz,
+            "/readyz": self.readyz,
+            "/api/vlans": self.vlans,
+            "/api/records": self.records,
+            "/api/policies": self.policies,
+            "/api/explain": self.explain,
+        }
+        self._server: asyncio.base_events.Server | None = None
+        self._clients: set[asyncio.Task[None]] = set()
 
     async def start(self, address: tuple[str, int]) -> None:
-        self._runner = web.AppRunner(self.app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, address[0], address[1], reuse_address=True)
-        await site.start()
+        self._server = await asyncio.start_server(self._client, address[0], address[1],
+                                                  reuse_address=True, limit=_MAX_REQUEST_HEAD)
         log.info("HTTP on %s port %d (/metrics, /healthz, /readyz, /api/...)", *address)
 
+    @property
+    def port(self) -> int | None:
+        """The bound port (useful when started on port 0)."""
+        if self._server is None or not self._server.sockets:
+            return None
+        return int(self._server.sockets[0].getsockname()[1])
+
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        if self._server is not None:
+            self._server.close()
+            for task in list(self._clients):
+                task.cancel()
+            await asyncio.gather(*self._clients, return_exceptions=True)
+            await self._server.wait_closed()
+            self._server = None
 
-    async def metrics(self, request: web.Request) -> web.Response:
-        body = generate_latest(self.registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._clients.add(task)
+        try:
+            status, ctype, body = await self._respond(reader)
+            reason = HTTPStatus(status).phrase
+            head = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\n"
+                    f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
+            writer.write(head.encode("latin-1") + body)
+            await writer.drain()
+        except (ConnectionError, OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            if task is not None:
+                self._clients.discard(task)
+            writer.close()
 
-    async def healthz(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
+    async def _respond(self, reader: asyncio.StreamReader) -> Response:
+        try:
+            async with asyncio.timeout(_REQUEST_TIMEOUT):
+                head = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.LimitOverrunError:
+            return 431, "text/plain", b"request head too large\n"
+        except TimeoutError:
+            return 408, "text/plain", b"request timeout\n"
+        try:
+            method, target, _ = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
+        except ValueError:
+            return 400, "text/plain", b"bad request line\n"
+        if method != "GET":
+            return 405, "text/plain", b"GET only\n"
+        url = urlsplit(target)
+        handler = self.routes.get(url.path)
+        if handler is None:
+            return 404, "text/plain", b"not found\n"
+        try:
+            return await handler(dict(parse_qsl(url.query)))
+        except Exception:  # a diagnostics bug must not take the page (or the gateway) down
+            log.exception("HTTP %s failed", url.path)
+            return 500, "text/plain", b"internal error\n"
 
-    async def readyz(self, request: web.Request) -> web.Response:
+    async def metrics(self, query: Mapping[str, str]) -> Response:
+        return 200, CONTENT_TYPE_LATEST, generate_latest(self.registry)
+
+    async def healthz(self, query: Mapping[str, str]) -> Response:
+        return _json({"status": "ok"})
+
+    async def readyz(self, query: Mapping[str, str]) -> Response:
         ready = self.gw.ready.is_set()
-        return web.json_response({"ready": ready}, status=200 if ready else 503)
+        return _json({"ready": ready}, status=200 if ready else 503)
 
-    async def vlans(self, request: web.Request) -> web.Response:
+    async def vlans(self, query: Mapping[str, str]) -> Response:
         out: dict[str, Any] = {}
         for name, vlan in self.gw.config.vlans.items():
             link = self.gw.links.by_vlan.get(name)
@@ -66,10 +136,10 @@ class HttpSurface:
                 "ifindex": link.ifindex if link else None,
                 "subnets": [str(s) for s in link.subnets] if link else [],
             }
-        return web.json_response(out)
+        return _json(out)
 
-    async def records(self, request: web.Request) -> web.Response:
-        vlan = request.query.get("vlan")
+    async def records(self, query: Mapping[str, str]) -> Response:
+        vlan = query.get("vlan")
         now = self.gw._loop.time() if self.gw._loop else 0.0
         rows = []
         for c in self.gw.store.items(now):
@@ -82,21 +152,21 @@ class HttpSurface:
                          else round(c.remaining, 1)})
             if len(rows) >= _MAX_RECORDS_LISTED:
                 break
-        return web.json_response({"records": rows, "total": len(self.gw.store)})
+        return _json({"records": rows, "total": len(self.gw.store)})
 
-    async def policies(self, request: web.Request) -> web.Response:
-        return web.json_response({
+    async def policies(self, query: Mapping[str, str]) -> Response:
+        return _json({
             "valid": self.gw.policy_error is None,
             "error": self.gw.policy_error,
             "policies": [{"name": p.name, "source": p.where} for p in self.gw.engine.policies],
         })
 
-    async def explain(self, request: web.Request) -> web.Response:
-        q = request.query
+    async def explain(self, query: Mapping[str, str]) -> Response:
+        q = query
         try:
             exp = self.gw.engine.explain(q.get("view", ""), q.get("vlan", ""),
                                          q.get("service", ""))
         except ValueError as exc:
-            return web.json_response({"error": str(exc)}, status=400)
-        return web.json_response({"visible": exp.visible, "reflect": exp.reflect,
+            return _json({"error": str(exc)}, status=400)
+        return _json({"visible": exp.visible, "reflect": exp.reflect,
                                   "reasons": list(exp.reasons), "text": str(exp)})
