@@ -3,7 +3,8 @@
 #   make test   install everything the tests need (Debian packages included) and run them
 PYTHON ?= python3
 DEBS = avahi-daemon avahi-utils chrony dnsutils knot knot-dnsutils dnsperf nsd tcpdump \
-       iproute2 procps libcap2-bin dnsmasq-base kea-dhcp4-server kea-dhcp6-server
+       iproute2 procps libcap2-bin dnsmasq-base kea-dhcp4-server kea-dhcp6-server \
+       dbus-daemon util-linux
 PYTEST_ARGS ?=
 
 .PHONY: run test deps-run deps-test lint pytest bench
@@ -30,5 +31,8 @@ pytest:
 
 test: deps-test lint pytest
 
+# the side-by-side benchmark (README, "Performance"); BENCH_ARGS e.g. --only udp,tcp
+BENCH_ARGS ?=
 bench: deps-test
-	$(PYTHON) -m loadtest
+	$(PYTHON) -m pip install -q -e '.[test,bench]'
+	$(PYTHON) -m loadtest $(BENCH_ARGS)
