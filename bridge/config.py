@@ -158,8 +158,7 @@ def from_dict(data: Any, source: str, base: Path | None = None) -> Config:
     if not isinstance(data, dict):
         raise ConfigError([f"{source}: top level: expected a mapping, got "
                            f"{type(data).__name__}; fix: start with 'vlans:'"])
-    for key in sorted(set(data) - _TOP_KEYS):
-        bad(str(key), "unknown key", f"use one of {', '.join(sorted(_TOP_KEYS))}")
+    _unknown_keys(data, _TOP_KEYS, "", bad)
 
     vlans: dict[str, VlanConfig] = {}
     raw_vlans = data.get("vlans")
@@ -179,8 +178,7 @@ def from_dict(data: Any, source: str, base: Path | None = None) -> Config:
         if not isinstance(spec, dict):
             bad(key, "expected a mapping", "give 'interface:' and 'domain:'")
             continue
-        for k in sorted(set(spec) - _VLAN_KEYS):
-            bad(f"{key}.{k}", "unknown key", f"use one of {', '.join(sorted(_VLAN_KEYS))}")
+        _unknown_keys(spec, _VLAN_KEYS, key, bad)
         iface = spec.get("interface")
         if not isinstance(iface, str) or not iface or len(iface) > 15:
             bad(f"{key}.interface", "missing or not an interface name", "e.g. 'interface: br10'")
@@ -252,8 +250,7 @@ def _reflector(raw: Any, bad: Any) -> ReflectorConfig:
     if not isinstance(raw, dict):
         bad("reflector", "expected a mapping", "e.g. 'reflector: {enabled: true}'")
         return ReflectorConfig()
-    for k in sorted(set(raw) - _REFLECTOR_KEYS):
-        bad(f"reflector.{k}", "unknown key", f"use one of {', '.join(sorted(_REFLECTOR_KEYS))}")
+    _unknown_keys(raw, _REFLECTOR_KEYS, "reflector", bad)
     enabled = raw.get("enabled", False)
     if not isinstance(enabled, bool):
         bad("reflector.enabled", f"{enabled!r} is not true or false", "write 'enabled: true'")
@@ -269,8 +266,7 @@ def _dns(raw: Any, vlans: Mapping[str, VlanConfig], bad: Any) -> DnsConfig:
     if not isinstance(raw, dict):
         bad("dns", "expected a mapping", "e.g. 'dns: {listen: [\"127.0.0.1:5300\"]}'")
         return DnsConfig()
-    for k in sorted(set(raw) - _DNS_KEYS):
-        bad(f"dns.{k}", "unknown key", f"use one of {', '.join(sorted(_DNS_KEYS))}")
+    _unknown_keys(raw, _DNS_KEYS, "dns", bad)
     listen = tuple(
         a for i, x in enumerate(_list(raw.get("listen", ["127.0.0.1:5300"]), "dns.listen", bad))
         if (a := _address(x, f"dns.listen[{i}]", bad)) is not None
@@ -310,6 +306,13 @@ def _dns(raw: Any, vlans: Mapping[str, VlanConfig], bad: Any) -> DnsConfig:
         ondemand_timeout=_float(raw.get("ondemand_timeout", const.DNS_ONDEMAND_TIMEOUT),
                                 "dns.ondemand_timeout", 0.0, 1.9, bad),
     )
+
+
+def _unknown_keys(raw: Mapping[Any, Any], allowed: set[str], prefix: str, bad: Any) -> None:
+    """Typos are errors: every key the section does not know, with the keys it does."""
+    for k in sorted(set(raw) - allowed, key=str):
+        bad(f"{prefix}.{k}" if prefix else str(k), "unknown key",
+            f"use one of {', '.join(sorted(allowed))}")
 
 
 def _list(x: Any, key: str, bad: Any) -> list[Any]:
@@ -387,8 +390,7 @@ def _chrony(raw: Any, vlans: Mapping[str, VlanConfig], bad: Any) -> ChronyConfig
     if not isinstance(raw, dict):
         bad("chrony", "expected a mapping", example)
         return None
-    for k in sorted(set(raw) - _CHRONY_KEYS):
-        bad(f"chrony.{k}", "unknown key", f"use one of {', '.join(sorted(_CHRONY_KEYS))}")
+    _unknown_keys(raw, _CHRONY_KEYS, "chrony", bad)
     raw_servers = raw.get("servers")
     if not isinstance(raw_servers, list) or not raw_servers:
         bad("chrony.servers", "missing or empty", example)
@@ -401,8 +403,7 @@ def _chrony(raw: Any, vlans: Mapping[str, VlanConfig], bad: Any) -> ChronyConfig
         if not isinstance(spec, dict):
             bad(key, "expected a mapping", "e.g. {name: router, control: \"127.0.0.1:323\"}")
             continue
-        for k in sorted(set(spec) - _CHRONY_SERVER_KEYS):
-            bad(f"{key}.{k}", "unknown key", f"use one of {', '.join(sorted(_CHRONY_SERVER_KEYS))}")
+        _unknown_keys(spec, _CHRONY_SERVER_KEYS, key, bad)
         name = spec.get("name")
         if not isinstance(name, str) or not _LABEL.match(name):
             bad(f"{key}.name", f"{name!r} is not a DNS label (lower-case letters, digits, '-')",
