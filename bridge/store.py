@@ -32,14 +32,27 @@ _LOCAL = dns.name.from_text("local.")
 
 
 class Entry:
-    """One cached rdata; mutable so a TTL refresh is an in-place update."""
+    """One cached rdata; mutable so a TTL refresh is an in-place update.
 
-    __slots__ = ("expiry", "received", "ttl")
+    It knows its key and rdata, so the schedules (heaps of ``(when, entry)``) and the age
+    order hold the entry itself rather than a tuple per record: at 40,000 records that is
+    ~10 MB less than (when, seq, key, rdata[, received, step]) tuples and (key, rdata) keys.
+    """
 
-    def __init__(self, expiry: float, received: float, ttl: int) -> None:
+    __slots__ = ("expiry", "key", "rdata", "received", "refresh_at", "step", "ttl")
+
+    def __init__(self, key: RRKey, rdata: dns.rdata.Rdata, expiry: float, received: float,
+                 ttl: int) -> None:
+        self.key = key
+        self.rdata = rdata
         self.expiry = expiry
         self.received = received
         self.ttl = ttl
+        self.refresh_at = _FOREVER  # the refresh point scheduled now (stale heap items differ)
+        self.step = 0  # index into const.MDNS_REFRESH_FRACTIONS of that point
+
+    def __lt__(self, other: Entry) -> bool:
+        return id(self) < id(other)  # ties in a heap: any stable order will do
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,12 +71,12 @@ class Store:
     def __init__(self, max_records: int = const.STORE_MAX_RECORDS) -> None:
         self.max_records = max_records
         self._rrsets: dict[RRKey, dict[dns.rdata.Rdata, Entry]] = {}
-        self._age: OrderedDict[tuple[RRKey, dns.rdata.Rdata], None] = OrderedDict()
-        self._heap: list[tuple[float, int, RRKey, dns.rdata.Rdata]] = []
-        self._refresh: list[tuple[float, int, RRKey, dns.rdata.Rdata, float, int]] = []
-        self._seq = 0
-        # owner names per VLAN and, for empty non-terminals, how many names sit below each
-        self._names: dict[str, dict[dns.name.Name, set[int]]] = {}
+        self._age: OrderedDict[Entry, None] = OrderedDict()  # oldest first (eviction order)
+        self._heap: list[tuple[float, Entry]] = []  # expiry points
+        self._refresh: list[tuple[float, Entry]] = []  # RFC 6762 §5.2 refresh points
+        # owner names per VLAN (-> the types held there) and, for empty non-terminals, how
+        # many names sit below each; a tuple of types is a quarter of a set's size
+        self._names: dict[str, dict[dns.name.Name, tuple[int, ...]]] = {}
         self._below: dict[str, dict[dns.name.Name, int]] = {}
         # SRV targets per VLAN: target host -> number of SRV rdatas pointing at it
         self._srv_targets: dict[str, dict[dns.name.Name, set[dns.name.Name]]] = {}
@@ -107,28 +120,30 @@ class Store:
                 if other != rdata and entry.received < now - const.MDNS_CACHE_FLUSH_GRACE \
                         and flush_at < entry.expiry != _FOREVER:
                     entry.expiry = flush_at
-                    self._push(flush_at, key, other)
+                    self._push(flush_at, entry)
         if ttl == 0:
             gone = rrset.get(rdata) if rrset else None
             if gone is not None and now + const.MDNS_GOODBYE_DELAY < gone.expiry != _FOREVER:
                 gone.expiry = now + const.MDNS_GOODBYE_DELAY
                 gone.ttl = 1
-                self._push(gone.expiry, key, rdata)
+                self._push(gone.expiry, gone)
             return
         expiry = now + ttl
         if rrset is None:
             rrset = self._rrsets[key] = {}
             self._name_added(vlan, name, rdtype)
+        elif rrset:
+            key = next(iter(rrset.values())).key  # one key tuple per RRset, not per record
         old = rrset.get(rdata)
         if old is not None and old.expiry == _FOREVER:
             return  # somebody else announces our record: the responder handles conflicts
         if old is not None:
             scheduled = old.expiry
             old.expiry, old.received, old.ttl = expiry, now, ttl
-            self._age.move_to_end((key, rdata))
+            self._age.move_to_end(old)
             if expiry < scheduled:
-                self._push(expiry, key, rdata)
-            self._schedule_refresh(key, rdata, old)
+                self._push(expiry, old)
+            self._schedule_refresh(old)
             return
         if len(rrset) >= const.STORE_MAX_RRSET:
             full = rrset
@@ -137,16 +152,16 @@ class Store:
             rrset = self._rrsets.setdefault(key, {})
             if not rrset:
                 self._name_added(vlan, name, rdtype)
-        entry = rrset[rdata] = Entry(expiry, now, ttl)
-        self._age[(key, rdata)] = None
-        self._push(expiry, key, rdata)
-        self._schedule_refresh(key, rdata, entry)
+        entry = rrset[rdata] = Entry(key, rdata, expiry, now, ttl)
+        self._age[entry] = None
+        self._push(expiry, entry)
+        self._schedule_refresh(entry)
         if rdtype == dns.rdatatype.SRV:
             target = rdata.target  # type: ignore[attr-defined]
             self._srv_targets.setdefault(vlan, {}).setdefault(target, set()).add(name)
         while len(self._age) > self.max_records:
-            old_key, old_rdata = next(iter(self._age))
-            self._remove(old_key, old_rdata)
+            oldest_entry = next(iter(self._age))
+            self._remove(oldest_entry.key, oldest_entry.rdata)
             self.evicted += 1
         self._notify(vlan, name, rdtype, rdata, True)
 
@@ -155,13 +170,14 @@ class Store:
         if rrset is None:
             rrset = self._rrsets[key] = {}
             self._name_added(key[0], key[1], key[2])
-        fresh = rdata not in rrset
-        rrset[rdata] = Entry(_FOREVER, now, ttl)
-        self._age.pop((key, rdata), None)  # pinned records do not count against eviction
+        previous = rrset.get(rdata)
+        rrset[rdata] = Entry(key, rdata, _FOREVER, now, ttl)
+        if previous is not None:  # pinned records do not count against eviction
+            self._age.pop(previous, None)
         if key[2] == dns.rdatatype.SRV:
             target = rdata.target  # type: ignore[attr-defined]
             self._srv_targets.setdefault(key[0], {}).setdefault(target, set()).add(key[1])
-        if fresh:
+        if previous is None:
             self._notify(key[0], key[1], key[2], rdata, True)
 
     def remove(self, vlan: str, name: dns.name.Name, rdtype: int,
@@ -174,18 +190,16 @@ class Store:
         gone = 0
         heap = self._heap
         while heap and heap[0][0] <= now:
-            _, _, key, rdata = heapq.heappop(heap)
-            rrset = self._rrsets.get(key)
-            entry = rrset.get(rdata) if rrset else None
-            if entry is None:
+            _, entry = heapq.heappop(heap)
+            if not self._current(entry):
                 continue
             if entry.expiry > now:  # refreshed since it was scheduled
-                self._push(entry.expiry, key, rdata)
+                self._push(entry.expiry, entry)
                 continue
-            self._remove(key, rdata)
+            self._remove(entry.key, entry.rdata)
             gone += 1
         if len(heap) > 4 * len(self._age) + 1024:  # drop stale schedule entries
-            self._heap = [item for item in heap if self._live(item)]
+            self._heap = [item for item in heap if self._current(item[1])]
             heapq.heapify(self._heap)
         self.expired += gone
         return gone
@@ -208,7 +222,7 @@ class Store:
         ]
 
     def types_at(self, vlan: str, name: dns.name.Name) -> set[int]:
-        return self._names.get(vlan, {}).get(name, set())
+        return set(self._names.get(vlan, {}).get(name, ()))
 
     def has_name(self, vlan: str, name: dns.name.Name) -> bool:
         return name in self._names.get(vlan, {})
@@ -235,41 +249,38 @@ class Store:
         heap = self._refresh
         fractions = const.MDNS_REFRESH_FRACTIONS
         while heap and heap[0][0] <= now:
-            _, _, key, rdata, received, step = heapq.heappop(heap)
-            rrset = self._rrsets.get(key)
-            entry = rrset.get(rdata) if rrset else None
-            if entry is None or entry.received != received or entry.expiry <= now:
+            when, entry = heapq.heappop(heap)
+            if when != entry.refresh_at or entry.expiry <= now or not self._current(entry):
                 continue  # gone, or refreshed since: a newer schedule exists
-            due.add(key)
-            if step + 1 < len(fractions):
-                self._schedule_refresh(key, rdata, entry, step + 1)
+            due.add(entry.key)
+            if entry.step + 1 < len(fractions):
+                self._schedule_refresh(entry, entry.step + 1)
         if len(heap) > 8 * len(self._age) + 1024:
-            self._refresh = [i for i in heap if self._live(i[:4])]
+            self._refresh = [i for i in heap if self._current(i[1])]
             heapq.heapify(self._refresh)
         return due
 
-    def _schedule_refresh(self, key: RRKey, rdata: dns.rdata.Rdata, entry: Entry,
-                          step: int = 0) -> None:
+    def _schedule_refresh(self, entry: Entry, step: int = 0) -> None:
         when = entry.received + const.MDNS_REFRESH_FRACTIONS[step] * entry.ttl
-        self._seq += 1
-        heapq.heappush(self._refresh, (when, self._seq, key, rdata, entry.received, step))
+        entry.refresh_at, entry.step = when, step
+        heapq.heappush(self._refresh, (when, entry))
 
     # --- internals -------------------------------------------------------------------
 
-    def _push(self, when: float, key: RRKey, rdata: dns.rdata.Rdata) -> None:
-        self._seq += 1
-        heapq.heappush(self._heap, (when, self._seq, key, rdata))
+    def _push(self, when: float, entry: Entry) -> None:
+        heapq.heappush(self._heap, (when, entry))
 
-    def _live(self, item: tuple[float, int, RRKey, dns.rdata.Rdata]) -> bool:
-        rrset = self._rrsets.get(item[2])
-        return bool(rrset) and item[3] in rrset  # type: ignore[operator]
+    def _current(self, entry: Entry) -> bool:
+        """Whether ``entry`` is still the store's record (not removed or replaced)."""
+        rrset = self._rrsets.get(entry.key)
+        return rrset is not None and rrset.get(entry.rdata) is entry
 
     def _remove(self, key: RRKey, rdata: dns.rdata.Rdata) -> None:
         rrset = self._rrsets.get(key)
         if rrset is None or rdata not in rrset:
             return
-        del rrset[rdata]
-        self._age.pop((key, rdata), None)
+        entry = rrset.pop(rdata)
+        self._age.pop(entry, None)
         vlan, name, rdtype = key
         if rdtype == dns.rdatatype.SRV:
             targets = self._srv_targets.get(vlan, {})
@@ -289,19 +300,21 @@ class Store:
         names = self._names.setdefault(vlan, {})
         types = names.get(name)
         if types is None:
-            types = names[name] = set()
+            types = ()
             below = self._below.setdefault(vlan, {})
             for parent in _ancestors(name):
                 below[parent] = below.get(parent, 0) + 1
-        types.add(rdtype)
+        if rdtype not in types:
+            names[name] = (*types, rdtype)
 
     def _name_removed(self, vlan: str, name: dns.name.Name, rdtype: int) -> None:
         names = self._names.get(vlan, {})
         types = names.get(name)
         if types is None:
             return
-        types.discard(rdtype)
+        types = tuple(t for t in types if t != rdtype)
         if types:
+            names[name] = types
             return
         del names[name]
         below = self._below.get(vlan, {})
