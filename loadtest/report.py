@@ -38,10 +38,20 @@ def targets(res: dict[str, Any]) -> dict[str, dict[str, Any]]:
                                                  above=False)
     if _get(res, "cold", "PTR") is not None:
         out["cold_PTR_p95_ms"] = _target(_get(res, "cold", "PTR", "p95_ms"), 1000.0, above=False)
+    for kind in ("response", "query"):
+        r = _get(res, "reflector", kind)
+        if r:
+            out[f"reflector_{kind}_pps_ratio"] = _target(r.get("pps_ratio"), 10.0, above=True)
+            cpu = r.get("cpu_us_per_packet")
+            out[f"reflector_{kind}_cpu_us"] = {**_target(cpu, 100.0, above=False),
+                                               "target": "<= 100",
+                                               "met": None if cpu is None else cpu <= 100}
     steps = _get(res, "memory", "steps") or []
     big = [s for s in steps if s["services"] >= 10_000]
     if big:
-        out["rss_10k_services_mb"] = _target(big[-1]["rss_warm_mb"], 80.0, above=False)
+        out["rss_10k_services_mb"] = _target(big[-1]["rss_mb"], 80.0, above=False)
+        out["rss_10k_services_every_answer_prerendered_mb"] = _target(
+            big[-1]["rss_warm_mb"], 80.0, above=False)
     return out
 
 
@@ -124,12 +134,15 @@ def markdown(res: dict[str, Any]) -> str:
             idle["avahi"]["mean_packets_per_vlan_hour"], digits=0)
     refl = res.get("reflector")
     if refl:
-        if "status" in refl and len(refl) <= 2:
+        if "status" in refl:
             row("reflector", refl["status"], None, "")
-        else:
-            for k, v in refl.items():
-                if isinstance(v, int | float | str):
-                    row(f"reflector: {k}", v, None, "")
+        for kind, plural in (("response", "responses"), ("query", "queries")):
+            r = refl.get(kind)
+            if r:
+                row(f"reflector, {plural}: packets/s at zero loss (vs avahi reflector)",
+                    r["zero_loss_pps"], r["avahi_zero_loss_pps"], digits=0)
+                row(f"reflector, {plural}: CPU per reflected packet, µs",
+                    r["cpu_us_per_packet"], r["avahi_cpu_us_per_packet"])
     tg = res.get("targets") or {}
     if tg:
         lines += ["", "| target (issue 6) | value | target | met |", "|---|---:|---:|:-:|"]
