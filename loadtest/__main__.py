@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="the smoke test's size (seconds): for trying the harness, not figures")
     p.add_argument("--seconds", type=float, default=d.seconds, help="per dnsperf run")
     p.add_argument("--repeats", type=int, default=d.repeats,
-                   help="max-throughput runs per server (alternating; best kept)")
+                   help="runs per server: max q/s (best kept) and latency (median p99)")
     p.add_argument("--services", type=int, default=d.services,
                    help="service instances for throughput and cold lookups")
     p.add_argument("--idle-window", type=float, default=d.idle_window, help="seconds counted")
