@@ -19,6 +19,7 @@ import dns.rdata
 import dns.rdatatype
 
 from . import const
+from .mdns import wire
 
 log = logging.getLogger(__name__)
 
@@ -345,7 +346,7 @@ class Store:
 
 
 def _ancestors(name: dns.name.Name) -> Iterator[dns.name.Name]:
-    """Proper ancestors of ``name`` down to, but not including, the root."""
-    while len(name) > 2:
-        name = name.parent()
-        yield name
+    """Proper ancestors of ``name`` down to, but not including, the root (interned)."""
+    labels = name.labels[:-1]
+    for i in range(1, len(labels)):
+        yield wire.intern(labels[i:])

@@ -142,6 +142,32 @@ _NAMES: dict[tuple[bytes, ...], dns.name.Name] = {}  # interned Names: most name
 _NAMES_MAX = 50_000  # bound on that memo; cleared when full
 
 
+class _Name(dns.name.Name):
+    """A Name that hashes once. dnspython lower-cases every label on every hash, and the
+    store, the browser and the reflector key dicts by names many times per packet."""
+
+    __slots__ = ("_hash",)
+    _hash: int
+
+    def __init__(self, labels: tuple[bytes, ...]) -> None:
+        super().__init__(labels)
+        object.__setattr__(self, "_hash", super().__hash__())
+
+    def __hash__(self) -> int:
+        return self._hash
+
+
+def intern(labels: tuple[bytes, ...]) -> dns.name.Name:
+    """The shared Name for these labels (without the root label)."""
+    name = _NAMES.get(labels)
+    if name is None:
+        name = _Name((*labels, b""))
+        if len(_NAMES) >= _NAMES_MAX:
+            _NAMES.clear()
+        _NAMES[labels] = name
+    return name
+
+
 def _read_name(data: bytes, pos: int, names: dict[int, tuple[bytes, ...]]
                ) -> tuple[dns.name.Name, int]:
     """Read a possibly compressed name at ``pos``: (Name, offset after it in the record).
@@ -189,14 +215,7 @@ def _read_name(data: bytes, pos: int, names: dict[int, tuple[bytes, ...]]
         raise WireError("name_too_long", f"{total} octets")
     for i, start in enumerate(starts):
         names[start] = tuple(labels[i:])
-    key = tuple(labels)
-    name = _NAMES.get(key)
-    if name is None:
-        name = dns.name.Name((*key, b""))
-        if len(_NAMES) >= _NAMES_MAX:
-            _NAMES.clear()
-        _NAMES[key] = name
-    return name, (end if end >= 0 else pos)
+    return intern(tuple(labels)), (end if end >= 0 else pos)
 
 
 _A = dns.rdatatype.A
