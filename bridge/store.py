@@ -103,6 +103,7 @@ class Store:
         now: float,
         cache_flush: bool = False,
         pinned: bool = False,
+        digest: bytes | None = None,
     ) -> None:
         """Apply one received record (RFC 6762 §10: TTL 0 is a goodbye; cache-flush bit).
 
@@ -116,7 +117,8 @@ class Store:
         if pinned:
             self._pin(key, rdata, ttl, now)
             return
-        digest = rdata.to_digestable()
+        if digest is None:
+            digest = rdata.to_digestable()
         if cache_flush and rrset:
             # §10.2: other rdatas received more than a second ago expire in one second
             flush_at = now + const.MDNS_CACHE_FLUSH_GRACE

@@ -88,6 +88,7 @@ class Ingest:
         for rec in packet.answers + packet.additionals + packet.authorities:
             if rec.rdtype in _SKIP_TYPES or rec.rdclass != 1:
                 continue
-            store.add(vlan, rec.name, rec.rdtype, rec.rdata, rec.ttl, now, rec.cache_flush)
+            store.add(vlan, rec.name, rec.rdtype, rec.rdata, rec.ttl, now, rec.cache_flush,
+                      digest=rec.digest)
             count += 1
         self.records[vlan] += count

@@ -80,6 +80,8 @@ class Record:
     rdata: dns.rdata.Rdata
     rdclass: int = dns.rdataclass.IN
     cache_flush: bool = False
+    # the rdata's canonical wire form (what dnspython hashes), when the parser had it for free
+    digest: bytes | None = field(default=None, compare=False)
 
 
 @dataclass(slots=True)
@@ -146,12 +148,15 @@ class _Name(dns.name.Name):
     """A Name that hashes once. dnspython lower-cases every label on every hash, and the
     store, the browser and the reflector key dicts by names many times per packet."""
 
-    __slots__ = ("_hash",)
+    __slots__ = ("_hash", "canonical")
     _hash: int
+    canonical: bytes  # lower-cased uncompressed wire form: part of an rdata's digest
 
     def __init__(self, labels: tuple[bytes, ...]) -> None:
         super().__init__(labels)
         object.__setattr__(self, "_hash", super().__hash__())
+        object.__setattr__(self, "canonical",
+                           b"".join(bytes((len(x),)) + x.lower() for x in labels))
 
     def __hash__(self) -> int:
         return self._hash
@@ -241,22 +246,26 @@ def _read_record(data: bytes, pos: int, names: dict[int, tuple[bytes, ...]]
     rdata: dns.rdata.Rdata
     if rdtype == _OPT:
         return None, end  # EDNS in mDNS (Apple's Owner option): nothing to keep
+    digest: bytes | None = None
     if klass == 1 and rdtype == _A and rdlen == 4:
-        rdata = dns.rdtypes.IN.A.A(klass, rdtype, socket.inet_ntop(socket.AF_INET, data[pos:end]))
+        digest = data[pos:end]
+        rdata = dns.rdtypes.IN.A.A(klass, rdtype, socket.inet_ntop(socket.AF_INET, digest))
     elif klass == 1 and rdtype == _AAAA and rdlen == 16:
-        rdata = dns.rdtypes.IN.AAAA.AAAA(klass, rdtype,
-                                         socket.inet_ntop(socket.AF_INET6, data[pos:end]))
+        digest = data[pos:end]
+        rdata = dns.rdtypes.IN.AAAA.AAAA(klass, rdtype, socket.inet_ntop(socket.AF_INET6, digest))
     elif rdtype == _PTR:
         target, after = _read_name(data, pos, names)
         if after != end:
             raise WireError("bad_rdata", f"PTR of {name}")
         rdata = dns.rdtypes.ANY.PTR.PTR(klass, rdtype, target)
+        digest = target.canonical  # type: ignore[attr-defined]
     elif klass == 1 and rdtype == _SRV and rdlen >= 7:
         priority, weight, port = _SRV_FIXED.unpack_from(data, pos)
         target, after = _read_name(data, pos + 6, names)
         if after != end:
             raise WireError("bad_rdata", f"SRV of {name}")
         rdata = dns.rdtypes.IN.SRV.SRV(klass, rdtype, priority, weight, port, target)
+        digest = data[pos:pos + 6] + target.canonical  # type: ignore[attr-defined]
     elif rdtype == _TXT:
         if rdlen == 0:
             # RFC 6763 §6.1 asks for one empty string; python-zeroconf sends none at all, and
@@ -272,6 +281,7 @@ def _read_record(data: bytes, pos: int, names: dict[int, tuple[bytes, ...]]
                 strings.append(data[i + 1:i + 1 + n])
                 i += 1 + n
             rdata = dns.rdtypes.ANY.TXT.TXT(klass, rdtype, strings)
+            digest = data[pos:end]
     elif rdtype == _NSEC:
         # mDNS compresses the next-domain name (RFC 6762 §18.14): read it ourselves
         nxt, i = _read_name(data, pos, names)
@@ -286,7 +296,7 @@ def _read_record(data: bytes, pos: int, names: dict[int, tuple[bytes, ...]]
         parser = _Parser(data, pos)
         with parser.restrict_to(rdlen):
             rdata = dns.rdata.from_wire_parser(klass, rdtype, parser, None)
-    return Record(name, rdtype, ttl, rdata, klass, flush), end
+    return Record(name, rdtype, ttl, rdata, klass, flush, digest), end
 
 
 # --- encoding ------------------------------------------------------------------------------

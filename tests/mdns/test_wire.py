@@ -109,3 +109,20 @@ def test_zero_length_txt_is_one_empty_string() -> None:
     (rec,) = wire.parse(pkt).answers
     assert rec.rdtype == dns.rdatatype.TXT and rec.rdata.strings == (b"",)  # type: ignore[attr-defined]
     assert rec.cache_flush and rec.ttl == 120
+
+
+def test_parser_digests_equal_dnspython_canonical_form() -> None:
+    """The store keys records by digest: it must be exactly what dnspython compares."""
+    checked = 0
+    datas = [d for p in mdns_pcaps() for d in udp_payloads(p)]
+    datas += [p.read_bytes() for p in esp_idf_packets()]
+    for data in datas:
+        try:
+            packet = wire.parse(data)
+        except wire.WireError:
+            continue
+        for rec in packet.records():
+            if rec.digest is not None:
+                assert rec.digest == rec.rdata.to_digestable(), rec
+                checked += 1
+    assert checked > 3000
