@@ -59,7 +59,7 @@ class Options:
     repeats: int = 3  # runs per server and kind (alternating): best q/s, median p99
     memory_steps: Sequence[int] = (100, 1_000, 10_000)
     idle_services: int = 100
-    idle_warmup: float = 60.0  # s after start not counted (start-up browsing)
+    idle_warmup: float = 120.0  # s after start not counted (the first browse doublings)
     idle_window: float = 240.0  # s counted, then extrapolated to an hour
     cold_samples: int = 40  # per kind (A, SRV); PTR browses: half as many
     startup_runs: int = 5
