@@ -148,28 +148,38 @@ class _Name(dns.name.Name):
     """A Name that hashes once. dnspython lower-cases every label on every hash, and the
     store, the browser and the reflector key dicts by names many times per packet."""
 
-    __slots__ = ("_hash", "canonical")
+    __slots__ = ("_canonical", "_hash")
     _hash: int
-    canonical: bytes  # lower-cased uncompressed wire form: part of an rdata's digest
+    _canonical: bytes | None
 
     def __init__(self, labels: tuple[bytes, ...]) -> None:
         super().__init__(labels)
         object.__setattr__(self, "_hash", super().__hash__())
-        object.__setattr__(self, "canonical",
-                           b"".join(bytes((len(x),)) + x.lower() for x in labels))
+        object.__setattr__(self, "_canonical", None)
 
     def __hash__(self) -> int:
         return self._hash
 
+    @property
+    def canonical(self) -> bytes:
+        """Lower-cased, uncompressed wire form (part of an rdata's digest); made on first use:
+        most names are owners, and only PTR/SRV targets need it."""
+        wire = self._canonical
+        if wire is None:
+            wire = b"".join(bytes((len(x),)) + x.lower() for x in self.labels)
+            object.__setattr__(self, "_canonical", wire)
+        return wire
+
 
 def intern(labels: tuple[bytes, ...]) -> dns.name.Name:
     """The shared Name for these labels (without the root label)."""
-    name = _NAMES.get(labels)
+    key = (*labels, b"")
+    name = _NAMES.get(key)
     if name is None:
-        name = _Name((*labels, b""))
+        name = _Name(key)
         if len(_NAMES) >= _NAMES_MAX:
             _NAMES.clear()
-        _NAMES[labels] = name
+        _NAMES[name.labels] = name  # the Name's own tuple is the key: no second copy
     return name
 
 
