@@ -65,7 +65,8 @@ def test_question_echoed_exactly_fresh_and_cached(front: Front, name: str, rcode
         assert question_bytes(reply) == question_bytes(wire)
         assert reply[:2] == wire[:2] and reply[2] & 0x80
         assert dns.message.from_wire(reply).rcode() == rcode
-    assert front.server.stats.cache_hits >= 2
+    # read on the loop: counters are added when a drain batch ends, after the replies went out
+    assert front.call(lambda: front.server.stats.cache_hits) >= 2
 
 
 def test_refused_without_view_echoes_question(front: Front) -> None:
@@ -218,7 +219,7 @@ def test_bad_packets_never_stop_the_server(front: Front) -> None:
             t.sendall(struct.pack("!H", len(data)) + data)
     reply = ForwardClient("127.0.0.1", front.port_view).exchange(q("office.local."))
     assert reply.answer
-    assert sum(front.server.stats.malformed.values()) >= 5
+    assert front.call(lambda: sum(front.server.stats.malformed.values())) >= 5
 
 
 def test_policy_reload_during_an_ondemand_wait_answers_with_the_new_policy(front: Front) -> None:
