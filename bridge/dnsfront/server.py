@@ -151,10 +151,16 @@ class DnsServer:
         self._udp.clear()
         for server in self._tcp_servers:
             server.close()
-        pending = list(self._tcp_clients) + list(self._tasks)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        # connections accepted just before the close start their tasks a moment later: repeat
+        # until none is left, so nothing is left for a closed loop to collect
+        for _ in range(10):
+            await asyncio.sleep(0)
+            pending = list(self._tcp_clients) + list(self._tasks)
+            if not pending:
+                break
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
         for server in self._tcp_servers:
             await server.wait_closed()
         self._tcp_servers.clear()
