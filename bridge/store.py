@@ -35,17 +35,19 @@ _LOCAL = dns.name.from_text("local.")
 class Entry:
     """One cached rdata; mutable so a TTL refresh is an in-place update.
 
-    It knows its key and rdata, so the schedules (heaps of ``(when, entry)``) and the age
-    order hold the entry itself rather than a tuple per record: at 40,000 records that is
-    ~10 MB less than (when, seq, key, rdata[, received, step]) tuples and (key, rdata) keys.
+    It knows its key, rdata and digest, so the schedules (heaps of ``(when, entry)``), the age
+    order and its RRset (a list) hold the entry itself rather than tuples and dicts per
+    record: at 40,000 records that is ~15 MB less than (when, seq, key, rdata[, received,
+    step]) tuples, (key, rdata) keys and a dict per RRset.
     """
 
-    __slots__ = ("expiry", "key", "rdata", "received", "refresh_at", "step", "ttl")
+    __slots__ = ("digest", "expiry", "key", "rdata", "received", "refresh_at", "step", "ttl")
 
-    def __init__(self, key: RRKey, rdata: dns.rdata.Rdata, expiry: float, received: float,
-                 ttl: int) -> None:
+    def __init__(self, key: RRKey, rdata: dns.rdata.Rdata, digest: bytes, expiry: float,
+                 received: float, ttl: int) -> None:
         self.key = key
         self.rdata = rdata
+        self.digest = digest
         self.expiry = expiry
         self.received = received
         self.ttl = ttl
@@ -73,7 +75,9 @@ class Store:
         self.max_records = max_records
         # RRsets keyed by each rdata's canonical wire form: dnspython hashes and compares
         # Rdata by rendering it on every call (~5-10 us); bytes hash once and compare by memcmp
-        self._rrsets: dict[RRKey, dict[bytes, Entry]] = {}
+        # An RRset is a list (at most STORE_MAX_RRSET entries; most hold one): a one-entry
+        # list is 64 B, a one-entry dict 224 B; lookups compare the entries' digests.
+        self._rrsets: dict[RRKey, list[Entry]] = {}
         self._age: OrderedDict[Entry, None] = OrderedDict()  # oldest first (eviction order)
         self._heap: list[tuple[float, Entry]] = []  # expiry points
         self._refresh: list[tuple[float, Entry]] = []  # RFC 6762 §5.2 refresh points
@@ -122,13 +126,13 @@ class Store:
         if cache_flush and rrset:
             # §10.2: other rdatas received more than a second ago expire in one second
             flush_at = now + const.MDNS_CACHE_FLUSH_GRACE
-            for other, entry in rrset.items():
-                if other != digest and entry.received < now - const.MDNS_CACHE_FLUSH_GRACE \
+            for entry in rrset:
+                if entry.digest != digest and entry.received < now - const.MDNS_CACHE_FLUSH_GRACE \
                         and flush_at < entry.expiry != _FOREVER:
                     entry.expiry = flush_at
                     self._push(flush_at, entry)
         if ttl == 0:
-            gone = rrset.get(digest) if rrset else None
+            gone = _find(rrset, digest) if rrset else None
             if gone is not None and now + const.MDNS_GOODBYE_DELAY < gone.expiry != _FOREVER:
                 gone.expiry = now + const.MDNS_GOODBYE_DELAY
                 gone.ttl = 1
@@ -136,11 +140,11 @@ class Store:
             return
         expiry = now + ttl
         if rrset is None:
-            rrset = self._rrsets[key] = {}
+            rrset = self._rrsets[key] = []
             self._name_added(vlan, name, rdtype)
         elif rrset:
-            key = next(iter(rrset.values())).key  # one key tuple per RRset, not per record
-        old = rrset.get(digest)
+            key = rrset[0].key  # one key tuple per RRset, not per record
+        old = _find(rrset, digest)
         if old is not None and old.expiry == _FOREVER:
             return  # somebody else announces our record: the responder handles conflicts
         if old is not None:
@@ -152,12 +156,13 @@ class Store:
             self._schedule_refresh(old)
             return
         if len(rrset) >= const.STORE_MAX_RRSET:
-            oldest = min(rrset.values(), key=lambda e: e.received)
+            oldest = min(rrset, key=lambda e: e.received)
             self._remove(key, oldest.rdata)
-            rrset = self._rrsets.setdefault(key, {})
+            rrset = self._rrsets.setdefault(key, [])
             if not rrset:
                 self._name_added(vlan, name, rdtype)
-        entry = rrset[digest] = Entry(key, rdata, expiry, now, ttl)
+        entry = Entry(key, rdata, digest, expiry, now, ttl)
+        rrset.append(entry)
         self._age[entry] = None
         self._push(expiry, entry)
         self._schedule_refresh(entry)
@@ -173,13 +178,16 @@ class Store:
     def _pin(self, key: RRKey, rdata: dns.rdata.Rdata, ttl: int, now: float) -> None:
         rrset = self._rrsets.get(key)
         if rrset is None:
-            rrset = self._rrsets[key] = {}
+            rrset = self._rrsets[key] = []
             self._name_added(key[0], key[1], key[2])
         digest = rdata.to_digestable()
-        previous = rrset.get(digest)
-        rrset[digest] = Entry(key, rdata, _FOREVER, now, ttl)
+        previous = _find(rrset, digest)
+        entry = Entry(key, rdata, digest, _FOREVER, now, ttl)
         if previous is not None:  # pinned records do not count against eviction
+            rrset[rrset.index(previous)] = entry
             self._age.pop(previous, None)
+        else:
+            rrset.append(entry)
         if key[2] == dns.rdatatype.SRV:
             target = rdata.target  # type: ignore[attr-defined]
             self._srv_targets.setdefault(key[0], {}).setdefault(target, set()).add(key[1])
@@ -212,7 +220,7 @@ class Store:
 
     def remove_vlan(self, vlan: str) -> None:
         for key in [k for k in self._rrsets if k[0] == vlan]:
-            for entry in list(self._rrsets.get(key, {}).values()):
+            for entry in list(self._rrsets.get(key, ())):
                 self._remove(key, entry.rdata)
 
     # --- reading ---------------------------------------------------------------------
@@ -223,7 +231,7 @@ class Store:
             return []
         return [
             Cached(vlan, name, rdtype, entry.rdata, entry.expiry - now, entry.ttl)
-            for entry in rrset.values()
+            for entry in rrset
             if entry.expiry > now
         ]
 
@@ -245,7 +253,7 @@ class Store:
 
     def items(self, now: float) -> Iterator[Cached]:
         for (vlan, name, rdtype), rrset in list(self._rrsets.items()):
-            for entry in rrset.values():
+            for entry in rrset:
                 if entry.expiry > now:
                     yield Cached(vlan, name, rdtype, entry.rdata, entry.expiry - now, entry.ttl)
 
@@ -279,14 +287,17 @@ class Store:
     def _current(self, entry: Entry) -> bool:
         """Whether ``entry`` is still the store's record (not removed or replaced)."""
         rrset = self._rrsets.get(entry.key)
-        return rrset is not None and rrset.get(entry.rdata.to_digestable()) is entry
+        return rrset is not None and entry in rrset  # Entry equality is identity
 
     def _remove(self, key: RRKey, rdata: dns.rdata.Rdata) -> None:
         rrset = self._rrsets.get(key)
-        digest = rdata.to_digestable()
-        if rrset is None or digest not in rrset:
+        if rrset is None:
             return
-        entry = rrset.pop(digest)
+        entry = next((e for e in rrset if e.rdata is rdata), None) \
+            or _find(rrset, rdata.to_digestable())
+        if entry is None:
+            return
+        rrset.remove(entry)
         self._age.pop(entry, None)
         vlan, name, rdtype = key
         if rdtype == dns.rdatatype.SRV:
@@ -294,7 +305,7 @@ class Store:
             owners = targets.get(rdata.target)  # type: ignore[attr-defined]
             if owners is not None and not any(
                 e.rdata.target == rdata.target  # type: ignore[attr-defined]
-                for e in rrset.values()
+                for e in rrset
             ):
                 owners.discard(name)
                 if not owners:
@@ -345,6 +356,13 @@ class Store:
                 record_listener(vlan, name, rdtype, rdata, added)
             except Exception:
                 log.exception("store record listener failed")
+
+
+def _find(rrset: list[Entry], digest: bytes) -> Entry | None:
+    for entry in rrset:
+        if entry.digest == digest:
+            return entry
+    return None
 
 
 def _ancestors(name: dns.name.Name) -> Iterator[dns.name.Name]:
