@@ -75,7 +75,8 @@ def markdown(res: dict[str, Any]) -> str:
     lines = [f"# mdns-gateway load test {res.get('timestamp', '')}", "",
              f"Machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores, "
              f"{_fmt(m.get('memory_mb'))} MB, Linux {m.get('kernel', '?')}, "
-             f"Python {m.get('python', '?')}; dnsperf on core 0, servers on core 1.", ""]
+             f"Python {m.get('python', '?')}; dnsperf on core 0, servers on core 1; "
+             f"commit {m.get('commit', '?')}.", ""]
     wl = res.get("workload")
     if wl:
         lines += [f"Workload: {wl['services']} service instances on {wl['devices']} devices "

@@ -590,9 +590,13 @@ def machine() -> dict[str, Any]:
         import zeroconf
 
         versions["zeroconf"] = zeroconf.__version__
+    commit = run(None, "git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD",
+                 check=False).stdout.strip()
+    dirty = run(None, "git", "-C", str(REPO_ROOT), "status", "--porcelain", "--", "bridge",
+                check=False).stdout.strip()
     return {"cpu": procstat.cpu_model(), "cores": os.cpu_count(), "memory_mb": mem,
             "kernel": platform.release(), "python": platform.python_version(),
-            "versions": versions}
+            "versions": versions, "commit": commit + ("+uncommitted bridge/" if dirty else "")}
 
 
 def run_all(opts: Options) -> tuple[dict[str, Any], Path]:
