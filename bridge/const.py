@@ -21,6 +21,9 @@ MDNS_MAX_QUESTIONS_PER_PACKET = 40  # keeps our queries well under 1500 bytes
 # --- record store ------------------------------------------------------------------------
 STORE_MAX_RECORDS = 50_000  # records over all VLANs; oldest evicted first beyond this
 STORE_MAX_RRSET = 64  # rdatas per (VLAN, name, type); a chatty or hostile host cannot grow one name
+# ... except PTR: a service type's browse list names every instance on the VLAN (an office may
+# have hundreds of AirPlay receivers); still bounded, the oldest goes first beyond it
+STORE_MAX_PTR_RRSET = 2048
 STORE_MAX_TTL = 4 * 3600  # s; TTLs above this from the wire are clamped (hostile announcements)
 STORE_SWEEP_INTERVAL = 0.25  # s; expired records are gone within this of their expiry
 

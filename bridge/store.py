@@ -75,7 +75,7 @@ class Store:
         self.max_records = max_records
         # RRsets keyed by each rdata's canonical wire form: dnspython hashes and compares
         # Rdata by rendering it on every call (~5-10 us); bytes hash once and compare by memcmp
-        # An RRset is a list (at most STORE_MAX_RRSET entries; most hold one): a one-entry
+        # An RRset is a list (bounded by STORE_MAX_RRSET / _PTR_RRSET; most hold one): a one-entry
         # list is 64 B, a one-entry dict 224 B; lookups compare the entries' digests.
         self._rrsets: dict[RRKey, list[Entry]] = {}
         self._age: OrderedDict[Entry, None] = OrderedDict()  # oldest first (eviction order)
@@ -155,7 +155,8 @@ class Store:
                 self._push(expiry, old)
             self._schedule_refresh(old)
             return
-        if len(rrset) >= const.STORE_MAX_RRSET:
+        if len(rrset) >= (const.STORE_MAX_PTR_RRSET if rdtype == dns.rdatatype.PTR
+                          else const.STORE_MAX_RRSET):
             oldest = min(rrset, key=lambda e: e.received)
             self._remove(key, oldest.rdata)
             rrset = self._rrsets.setdefault(key, [])

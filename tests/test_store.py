@@ -133,3 +133,17 @@ def test_heap_does_not_grow_with_refreshes() -> None:
     s.sweep(100.0)
     s.due_refresh(100.0)
     assert len(s._heap) < 50
+
+
+def test_browse_lists_hold_hundreds_of_instances_but_stay_bounded() -> None:
+    s = Store(max_records=10_000)
+    ptr = dns.rdatatype.PTR
+    for i in range(const.STORE_MAX_PTR_RRSET + 10):
+        s.add("t", n("_airplay._tcp.local."), ptr,
+              dns.rdata.from_text("IN", "PTR", f"Speaker\\ {i}._airplay._tcp.local."), 4500,
+              now=float(i) / 1000)
+    held = s.get("t", n("_airplay._tcp.local."), ptr, 10.0)
+    assert len(held) == const.STORE_MAX_PTR_RRSET
+    texts = {c.rdata.to_text() for c in held}
+    assert "Speaker\\0320._airplay._tcp.local." not in texts  # the oldest went first
+    assert f"Speaker\\032{const.STORE_MAX_PTR_RRSET + 9}._airplay._tcp.local." in texts
