@@ -21,13 +21,20 @@ def _load(path: str | None) -> config.Config:
     return config.load(path) if path else config.embedded_default()
 
 
+def _load_or_report(path: str | None) -> config.Config | None:
+    """The config, or None after printing every problem (file, key, fix) to stderr."""
+    try:
+        return _load(path)
+    except config.ConfigError as exc:
+        print(f"invalid configuration:\n{exc}", file=sys.stderr)
+        return None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .app import Gateway
 
-    try:
-        cfg = _load(args.config)
-    except config.ConfigError as exc:
-        print(f"mdns-gateway: invalid configuration:\n{exc}", file=sys.stderr)
+    cfg = _load_or_report(args.config)
+    if cfg is None:
         return EXIT_INVALID
     if not cfg.vlans:
         log.warning("no VLANs: no usable interface found and none configured")
@@ -42,10 +49,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from .policy import PolicyError, load_policy_dir
 
-    try:
-        cfg = _load(args.config)
-    except config.ConfigError as exc:
-        print(f"invalid configuration:\n{exc}", file=sys.stderr)
+    cfg = _load_or_report(args.config)
+    if cfg is None:
         return EXIT_INVALID
     count = 0
     if cfg.policies is not None:
@@ -90,10 +95,8 @@ def cmd_dhcp_options(args: argparse.Namespace) -> int:
     from . import dhcpopts
     from .interfaces import list_interfaces
 
-    try:
-        cfg = _load(args.config)
-    except config.ConfigError as exc:
-        print(f"invalid configuration:\n{exc}", file=sys.stderr)
+    cfg = _load_or_report(args.config)
+    if cfg is None:
         return EXIT_INVALID
     if cfg.chrony is None:
         print(f"{cfg.source}: no 'chrony:' section: printing the domain-search options only",
