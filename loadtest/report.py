@@ -166,14 +166,16 @@ def plot(res: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     width = 0.38
     xs = range(len(transports))
+    colours = {"gateway": ("#1f77b4", "#9ecae1"), "nsd": ("#e6550d", "#fdae6b")}
     for i, server in enumerate(("gateway", "nsd")):
         qps = [res[t][server]["max"]["qps"] / 1000 for t in transports]
         p99 = [res[t][server]["half_load"]["p99_ms"] or 0 for t in transports]
         p50 = [res[t][server]["half_load"]["p50_ms"] or 0 for t in transports]
         off = [x + (i - 0.5) * width for x in xs]
-        axes[0].bar(off, qps, width, label=server)
-        axes[1].bar(off, p99, width, label=f"{server} p99")
-        axes[1].bar(off, p50, width * 0.5, label=f"{server} p50")
+        dark, light = colours[server]
+        axes[0].bar(off, qps, width, label=server, color=dark)
+        axes[1].bar(off, p99, width, label=f"{server} p99", color=dark)
+        axes[1].bar(off, p50, width * 0.5, label=f"{server} p50", color=light)
     for ax, title in zip(axes, ("cached answers, thousand q/s", "latency at half load, ms"),
                          strict=True):
         ax.set_xticks(list(xs), [t.upper() for t in transports])
