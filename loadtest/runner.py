@@ -131,7 +131,7 @@ class World:
         log = self.work / f"{name}.log"
         cfg_path = self.work / f"{name}.json"
         cfg_path.write_text(json.dumps(cfg))
-        with log.open("ab") as out:
+        with log.open("wb") as out:  # a restarted peer must not find its old "ready" line
             proc = self.lab.popen(host.ns, sys.executable, "-u", "-m", module, f"@{cfg_path}",
                                   name=name, stdout=out, stderr=out, cwd=str(REPO_ROOT),
                                   env=_env())
