@@ -13,7 +13,7 @@ deps-run:
 	$(PYTHON) -m pip install -q -e .
 
 run: deps-run
-	mdns-gateway run
+	$(PYTHON) -m bridge run
 
 deps-test:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
