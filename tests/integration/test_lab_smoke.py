@@ -236,7 +236,15 @@ def serve(text):
     host = host.strip("[]")
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
     s = socket.socket(fam, socket.SOCK_DGRAM)
-    s.bind((host, int(port)))
+    for attempt in range(100):  # a previous test's process may still be letting go of it
+        try:
+            s.bind((host, int(port)))
+            break
+        except OSError as exc:
+            if attempt == 99:
+                print("stand-in cannot bind", text, exc, file=sys.stderr, flush=True)
+                raise
+            stop.wait(0.05)
     s.settimeout(0.1)
     print("stand-in listening", text, file=sys.stderr, flush=True)
     while not stop.is_set():
