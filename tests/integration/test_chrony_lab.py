@@ -241,8 +241,11 @@ def test_clients_find_the_time_service_and_it_serves_time(lab: Lab, world: dict[
                  'mdns_gateway_chrony_stratum{server="router"} 9.0',
                  'mdns_gateway_chrony_up{server="router2"} 1.0'):
         assert line in text, line
-    assert re.search(r'mdns_gateway_chrony_source_reachability_ratio\{server="router",'
-                     r'source="10\.30\.0\.\d+"\} 1\.0', text)
+    # the upstream answers (the ratio is chronyd's 8-poll reach register: a poll lost on a busy
+    # machine makes it 0.875, which is still reachable)
+    reach = re.search(r'mdns_gateway_chrony_source_reachability_ratio\{server="router",'
+                      r'source="10\.30\.0\.\d+"\} ([0-9.]+)', text)
+    assert reach is not None and float(reach.group(1)) >= 0.5, reach
 
 
 def test_upstream_lost_withdraws_and_restored_returns(lab: Lab, world: dict[str, Any]) -> None:
