@@ -122,6 +122,18 @@ def popen(ns: str | None, *cmd: str | os.PathLike[str], **kw: Any) -> subprocess
     return subprocess.Popen(_ns_argv(ns, cmd), **kw)
 
 
+def stop_gracefully(proc: subprocess.Popen[Any], timeout: float = 10.0) -> int | None:
+    """SIGTERM the process itself (so it can send goodbyes), wait up to ``timeout``, then
+    ``terminate`` its group; returns the exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            terminate(proc, 1.0)
+    return proc.returncode
+
+
 def terminate(proc: subprocess.Popen[Any], timeout: float = 5.0) -> int | None:
     """SIGTERM the process group of ``proc``, wait up to ``timeout``, then SIGKILL it."""
     if proc.poll() is None:
@@ -1049,15 +1061,7 @@ class AvahiPublisher:
 
     def stop(self, timeout: float = 10.0) -> int | None:
         """SIGTERM (avahi sends goodbye packets) and wait for the exit."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                terminate(self.proc, 1.0)
-        return self.proc.returncode
+        return stop_gracefully(self.proc, timeout) if self.proc is not None else None
 
     def kill(self) -> None:
         """SIGKILL: vanish without goodbyes (for stale-record tests)."""
@@ -1469,15 +1473,7 @@ class GatewayProcess:
 
     def stop(self, timeout: float = 10.0) -> int | None:
         """SIGTERM, wait up to ``timeout`` (then SIGKILL); returns the exit code."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                terminate(self.proc, 1.0)
-        return self.proc.returncode
+        return stop_gracefully(self.proc, timeout) if self.proc is not None else None
 
     def logs(self) -> str:
         try:
