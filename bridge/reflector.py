@@ -69,6 +69,18 @@ _OPT = dns.rdatatype.OPT
 _NSEC = dns.rdatatype.NSEC
 _TXT = dns.rdatatype.TXT
 
+def _sources_where(sources: int, keep: Callable[[int], bool]) -> int:
+    """The bits ``d`` of the VLAN mask ``sources`` for which ``keep(d)`` holds."""
+    mask = 0
+    d = 0
+    while sources:
+        if sources & 1 and keep(d):
+            mask |= 1 << d
+        sources >>= 1
+        d += 1
+    return mask
+
+
 _IP4_OVERHEAD = 28  # bytes of IPv4 + UDP header
 _IP6_OVERHEAD = 48  # bytes of IPv6 + UDP header
 
@@ -247,15 +259,8 @@ class _Plan:
 
     def question_mask(self, asker: int, stype: str, instance: str | None) -> int:
         """VLANs whose (type, instance) the VLAN ``asker`` may see."""
-        mask = 0
-        srcs = self.sources_for[asker]
-        d = 0
-        while srcs:
-            if srcs & 1 and self.record_mask(d, stype, instance) >> asker & 1:
-                mask |= 1 << d
-            srcs >>= 1
-            d += 1
-        return mask
+        return _sources_where(self.sources_for[asker],
+                              lambda d: bool(self.record_mask(d, stype, instance) >> asker & 1))
 
 
 # --- the received bytes, for rebuilding a packet without re-encoding it ---------------------
@@ -624,15 +629,8 @@ class Reflector:
             return plan.question_mask(si, parts[0], parts[1])
         # a host name: where it is the target of a service the asker may see
         hk = _host_key(name)
-        mask = 0
-        srcs = plan.sources_for[si]
-        d = 0
-        while srcs:
-            if srcs & 1 and self._learned_mask(d, hk, now) >> si & 1:
-                mask |= 1 << d
-            srcs >>= 1
-            d += 1
-        return mask
+        return _sources_where(plan.sources_for[si],
+                              lambda d: bool(self._learned_mask(d, hk, now) >> si & 1))
 
     def _query(self, si: int, vlan: str, packet: wire.Packet, raw: bytes, family: int,
                cand: int, now: float) -> list[Output]:
