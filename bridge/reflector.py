@@ -34,6 +34,7 @@ bytes (records copied, names re-pointed), not re-encoded through dnspython.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import socket
 import struct
@@ -42,7 +43,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import dns.name
 import dns.rdatatype
@@ -163,10 +164,6 @@ _GOODBYE = 1
 _OURS = 2
 
 
-def _host_key(name: dns.name.Name) -> bytes:
-    return b".".join(name.labels).lower()
-
-
 def _is_services(name: dns.name.Name) -> bool:
     labels = name.labels
     return (len(labels) == 5 and labels[0].lower() == b"_services"
@@ -181,27 +178,15 @@ def _link_local(rec: wire.Record) -> bool:
     return False
 
 
-def _rdata_key(rec: wire.Record) -> object:
-    """A cheap identity of the rdata (dnspython's own hash re-encodes the rdata)."""
-    rd = rec.rdata
-    t = rec.rdtype
-    if t in (_A, _AAAA):
-        return rd.address  # type: ignore[attr-defined]
-    if t == _PTR:
-        return _host_key(rd.target)  # type: ignore[attr-defined]
-    if t == _SRV:
-        return (rd.priority, rd.weight, rd.port, _host_key(rd.target))  # type: ignore[attr-defined]
-    if t == _TXT:
-        return rd.strings  # type: ignore[attr-defined]
-    return rd.to_wire()
-
-
 def _record_key(rec: wire.Record) -> object:
-    return (_host_key(rec.name), rec.rdtype, rec.rdclass, _rdata_key(rec))
+    """A record's identity: names hash once (interned, case-insensitive) and the rdata's
+    canonical form is the digest the parser already made (dnspython's hash re-encodes)."""
+    digest = rec.digest if rec.digest is not None else rec.rdata.to_digestable()
+    return (rec.name, rec.rdtype, rec.rdclass, digest)
 
 
 def _question_key(q: wire.Question) -> object:
-    return (b"?", _host_key(q.name), q.rdtype, q.rdclass)
+    return (b"?", q.name, q.rdtype, q.rdclass)
 
 
 class _Plan:
@@ -327,12 +312,13 @@ def _layout(raw: bytes) -> tuple[list[_QSpan], list[_RSpan]]:
 
 
 def _emit_name(raw: bytes, pos: int, out: bytearray, moved: dict[int, int],
-               compress: bool = True) -> None:
-    """Copy the name at ``pos`` of ``raw``; point at what this packet already holds."""
+               compress: bool = True, cut: int = 0) -> None:
+    """Copy the name at ``pos`` of ``raw``; point at what this packet already holds: what it
+    copied verbatim (``raw[:cut]``) or emitted before (``moved``: old offset -> new)."""
     hops = 0
     while True:
         if compress:
-            tgt = moved.get(pos)
+            tgt = pos if pos < cut else moved.get(pos)
             if tgt is not None:
                 out.append(0xC0 | tgt >> 8)
                 out.append(tgt & 0xFF)
@@ -354,16 +340,18 @@ def _emit_name(raw: bytes, pos: int, out: bytearray, moved: dict[int, int],
         pos += length + 1
 
 
-def _emit_question(raw: bytes, q: _QSpan, out: bytearray, moved: dict[int, int]) -> None:
-    _emit_name(raw, q[0], out, moved)
+def _emit_question(raw: bytes, q: _QSpan, out: bytearray, moved: dict[int, int],
+                   cut: int = 0) -> None:
+    _emit_name(raw, q[0], out, moved, True, cut)
     out += raw[q[1]:q[1] + 2]
     out.append(raw[q[1] + 2] & 0x7F)  # QU bit cleared: answers come back by multicast
     out.append(raw[q[1] + 3])
 
 
-def _emit_record(raw: bytes, r: _RSpan, out: bytearray, moved: dict[int, int]) -> None:
+def _emit_record(raw: bytes, r: _RSpan, out: bytearray, moved: dict[int, int],
+                 cut: int = 0) -> None:
     start, name_end, rdtype, end, _, nsec_end = r
-    _emit_name(raw, start, out, moved)
+    _emit_name(raw, start, out, moved, True, cut)
     before = _NAME_RDATA.get(rdtype)
     if before is None:
         out += raw[name_end:end]
@@ -373,11 +361,11 @@ def _emit_record(raw: bytes, r: _RSpan, out: bytearray, moved: dict[int, int]) -
     out += b"\0\0"
     rd = name_end + 10
     if before == -1:  # NSEC: next name uncompressed, then the type bitmap
-        _emit_name(raw, rd, out, moved, compress=False)
+        _emit_name(raw, rd, out, moved, False, cut)
         out += raw[nsec_end:end]
     else:
         out += raw[rd:rd + before]
-        _emit_name(raw, rd + before, out, moved)
+        _emit_name(raw, rd + before, out, moved, True, cut)
     rdlen = len(out) - at - 2
     out[at] = rdlen >> 8
     out[at + 1] = rdlen & 0xFF
@@ -406,14 +394,34 @@ def rebuild(raw: bytes, where: Layout, questions: Sequence[int], records: Sequen
     items: list[tuple[int, int]] = [(0, i) for i in questions] + \
         [(rspans[i][4], i) for i in records]
     try:
-        out = bytearray(12)
-        moved: dict[int, int] = {}
+        # The items that open the packet unchanged are copied as they are: their compression
+        # pointers point backwards, into bytes that stay where they were (a link-local address
+        # dropped at the end of an announcement costs one slice, not a re-encode).
+        k = 0
+        cut = 12
+        for i, q in enumerate(qspans):
+            if k == len(items) or items[k] != (0, i):
+                break
+            k += 1
+            cut = q[1] + 4
+        else:
+            for i, r in enumerate(rspans):
+                if k == len(items) or items[k] != (r[4], i):
+                    break
+                k += 1
+                cut = r[3]
+        out = bytearray(raw[:cut])
         counts = [0, 0, 0, 0]
-        for section, i in items:  # the common case: it all fits
+        for section, i in items[:k]:
             if section == 0:
-                _emit_question(raw, qspans[i], out, moved)
+                out[qspans[i][1] + 2] &= 0x7F  # QU cleared: answers come back by multicast
+            counts[section] += 1
+        moved: dict[int, int] = {}
+        for section, i in items[k:]:  # the rest: names re-pointed
+            if section == 0:
+                _emit_question(raw, qspans[i], out, moved, cut)
             else:
-                _emit_record(raw, rspans[i], out, moved)
+                _emit_record(raw, rspans[i], out, moved, cut)
             counts[section] += 1
         if len(out) <= limit:
             _HEADER.pack_into(out, 0, pid, flags, *counts)
@@ -499,7 +507,7 @@ class Reflector:
         self._out = [TokenBucket(config.rate, config.burst) for _ in self.vlans]
         self.marks = _Marks(window, const.REFLECT_MARKS_MAX)
         # learned SRV targets: (VLAN index, host key) -> {(type, instance): expiry}
-        self._targets: dict[tuple[int, bytes], dict[tuple[str, str], float]] = {}
+        self._targets: dict[tuple[int, dns.name.Name], dict[tuple[str, str], float]] = {}
         # services seen announced: (VLAN index, type, instance) -> expiry
         self._homes: dict[tuple[int, str, str], float] = {}
         # counters, read by the metrics collector
@@ -628,7 +636,7 @@ class Reflector:
         if parts is not None:
             return plan.question_mask(si, parts[0], parts[1])
         # a host name: where it is the target of a service the asker may see
-        hk = _host_key(name)
+        hk = name
         return _sources_where(plan.sources_for[si],
                               lambda d: bool(self._learned_mask(d, hk, now) >> si & 1))
 
@@ -697,7 +705,7 @@ class Reflector:
                             and plan.record_mask(d, stype, instance) >> si & 1:
                         masks[i] |= 1 << d
             elif parts is None and rec.rdtype in (_A, _AAAA):
-                hk = _host_key(rec.name)
+                hk = rec.name
                 for d in dests:
                     if self._learned_mask(d, hk, now) >> si & 1:
                         masks[i] |= 1 << d
@@ -712,7 +720,7 @@ class Reflector:
         plan = self.plan
         masks = [0] * len(records)
         hosts: list[int] = []
-        targets: dict[bytes, int] = {}
+        targets: dict[dns.name.Name, int] = {}
         for i, rec in enumerate(records):
             name = rec.name
             t = rec.rdtype
@@ -741,7 +749,7 @@ class Reflector:
             if learn and rec.ttl:
                 self._home(si, stype, instance, rec.ttl, now)
             if t == _SRV:
-                hk = _host_key(rec.rdata.target)  # type: ignore[attr-defined]
+                hk = rec.rdata.target  # type: ignore[attr-defined]
                 targets[hk] = targets.get(hk, 0) | m
                 if learn and rec.ttl:
                     self._learn(si, hk, stype, instance, rec.ttl, now)
@@ -751,7 +759,7 @@ class Reflector:
             if _link_local(rec):
                 link_local |= 1 << i
                 continue
-            hk = _host_key(rec.name)
+            hk = rec.name
             masks[i] = targets.get(hk, 0) | self._learned_mask(si, hk, now)
         return masks, link_local
 
@@ -957,7 +965,7 @@ class Reflector:
 
     # --- SRV targets --------------------------------------------------------------------------
 
-    def _learn(self, si: int, hk: bytes, stype: str, instance: str, ttl: int,
+    def _learn(self, si: int, hk: dns.name.Name, stype: str, instance: str, ttl: int,
                now: float) -> None:
         key = (si, hk)
         services = self._targets.get(key)
@@ -974,20 +982,15 @@ class Reflector:
     def _home(self, si: int, stype: str, instance: str, ttl: int, now: float) -> None:
         homes = self._homes
         if len(homes) >= const.REFLECT_INSTANCES_MAX:
-            for key in [k for k, e in homes.items() if e < now]:
-                del homes[key]
-            if len(homes) >= const.REFLECT_INSTANCES_MAX:
-                homes.clear()
+            _trim(homes, lambda e: e < now, const.REFLECT_INSTANCES_MAX)
         homes[(si, stype, instance)] = now + min(max(float(ttl), const.REFLECT_TARGET_MIN_TTL),
                                                  float(const.STORE_MAX_TTL))
 
     def _sweep_targets(self, now: float) -> None:
-        for key in [k for k, s in self._targets.items() if max(s.values(), default=0) < now]:
-            del self._targets[key]
-        while len(self._targets) >= const.REFLECT_TARGETS_MAX:
-            del self._targets[next(iter(self._targets))]
+        _trim(self._targets, lambda s: max(s.values(), default=0) < now,
+              const.REFLECT_TARGETS_MAX)
 
-    def _learned_mask(self, si: int, hk: bytes, now: float) -> int:
+    def _learned_mask(self, si: int, hk: dns.name.Name, now: float) -> int:
         services = self._targets.get((si, hk))
         if not services:
             return 0
@@ -999,6 +1002,17 @@ class Reflector:
 
     def learned_targets(self) -> int:
         return len(self._targets)
+
+
+def _trim(table: dict[Any, Any], expired: Callable[[Any], bool], cap: int) -> None:
+    """Make room in a full table: drop expired entries, then the oldest, down to 7/8 of
+    ``cap``, so that the O(n) pass runs once per cap/8 insertions, not once per insertion."""
+    for key in [k for k, v in table.items() if expired(v)]:
+        del table[key]
+    excess = len(table) - cap * 7 // 8
+    if excess > 0:
+        for key in list(itertools.islice(table, excess)):
+            del table[key]
 
 
 def _bits(mask: int) -> list[int]:

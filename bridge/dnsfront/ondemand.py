@@ -37,6 +37,8 @@ class OnDemand:
         store.listeners.append(self._on_change)
 
     def _on_change(self, vlan: str, name: dns.name.Name, rdtype: int) -> None:
+        if not self._waiters:  # the usual case: called for every record received
+            return
         for key in ((vlan, name, rdtype), (vlan, name, dns.rdatatype.ANY)):
             futures = self._waiters.pop(key, None)
             if futures:

@@ -160,6 +160,18 @@ class _Name(dns.name.Name):
     def __hash__(self) -> int:
         return self._hash
 
+    def __eq__(self, other: object) -> bool:
+        # dict lookups fall back to __eq__ whenever two equal names are different objects
+        # (after the intern memo was cleared); dnspython's fullcompare is ~2 µs each
+        if self is other:
+            return True
+        if type(other) is _Name:
+            return self._hash == other._hash and self.canonical == other.canonical
+        return super().__eq__(other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
     @property
     def canonical(self) -> bytes:
         """Lower-cased, uncompressed wire form (part of an rdata's digest); made on first use:
@@ -235,12 +247,36 @@ def _read_name(data: bytes, pos: int, names: dict[int, tuple[bytes, ...]]
 
 _A = dns.rdatatype.A
 _AAAA = dns.rdatatype.AAAA
+_IN = dns.rdataclass.IN
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _rdata(cls: type[dns.rdata.Rdata], rdtype: dns.rdatatype.RdataType,
+           **fields: object) -> dns.rdata.Rdata:
+    """An IN-class rdata of the common types, built the way dnspython's own ``__setstate__``
+    (unpickling) builds one: dnspython's immutable ``__init__`` costs 4-8 µs per rdata (a
+    context variable set and reset, enum and value re-validation) and was half of parsing a
+    typical announcement. Only for values this parser has already checked (lengths, names)."""
+    rdata = _new(cls)
+    _set(rdata, "rdclass", _IN)
+    _set(rdata, "rdtype", rdtype)
+    _set(rdata, "rdcomment", None)
+    for key, value in fields.items():
+        _set(rdata, key, value)
+    return rdata
+
 _PTR = dns.rdatatype.PTR
 _SRV = dns.rdatatype.SRV
 _TXT = dns.rdatatype.TXT
 _OPT = dns.rdatatype.OPT
 _NSEC = dns.rdatatype.NSEC
 _SRV_FIXED = struct.Struct("!HHH")
+_A_CLS = dns.rdtypes.IN.A.A
+_AAAA_CLS = dns.rdtypes.IN.AAAA.AAAA
+_PTR_CLS = dns.rdtypes.ANY.PTR.PTR
+_SRV_CLS = dns.rdtypes.IN.SRV.SRV
+_TXT_CLS = dns.rdtypes.ANY.TXT.TXT
 
 
 def _read_record(data: bytes, pos: int, names: dict[int, tuple[bytes, ...]]
@@ -259,22 +295,24 @@ def _read_record(data: bytes, pos: int, names: dict[int, tuple[bytes, ...]]
     digest: bytes | None = None
     if klass == 1 and rdtype == _A and rdlen == 4:
         digest = data[pos:end]
-        rdata = dns.rdtypes.IN.A.A(klass, rdtype, socket.inet_ntop(socket.AF_INET, digest))
+        rdata = _rdata(_A_CLS, _A, address=socket.inet_ntop(socket.AF_INET, digest))
     elif klass == 1 and rdtype == _AAAA and rdlen == 16:
         digest = data[pos:end]
-        rdata = dns.rdtypes.IN.AAAA.AAAA(klass, rdtype, socket.inet_ntop(socket.AF_INET6, digest))
+        rdata = _rdata(_AAAA_CLS, _AAAA, address=socket.inet_ntop(socket.AF_INET6, digest))
     elif rdtype == _PTR:
         target, after = _read_name(data, pos, names)
         if after != end:
             raise WireError("bad_rdata", f"PTR of {name}")
-        rdata = dns.rdtypes.ANY.PTR.PTR(klass, rdtype, target)
+        rdata = _rdata(_PTR_CLS, _PTR, target=target) if klass == 1 else \
+            dns.rdtypes.ANY.PTR.PTR(klass, rdtype, target)
         digest = target.canonical  # type: ignore[attr-defined]
     elif klass == 1 and rdtype == _SRV and rdlen >= 7:
         priority, weight, port = _SRV_FIXED.unpack_from(data, pos)
         target, after = _read_name(data, pos + 6, names)
         if after != end:
             raise WireError("bad_rdata", f"SRV of {name}")
-        rdata = dns.rdtypes.IN.SRV.SRV(klass, rdtype, priority, weight, port, target)
+        rdata = _rdata(_SRV_CLS, _SRV, priority=priority, weight=weight, port=port,
+                       target=target)
         digest = data[pos:pos + 6] + target.canonical  # type: ignore[attr-defined]
     elif rdtype == _TXT:
         if rdlen == 0:
@@ -290,7 +328,8 @@ def _read_record(data: bytes, pos: int, names: dict[int, tuple[bytes, ...]]
                     raise WireError("bad_rdata", f"TXT of {name}")
                 strings.append(data[i + 1:i + 1 + n])
                 i += 1 + n
-            rdata = dns.rdtypes.ANY.TXT.TXT(klass, rdtype, strings)
+            rdata = _rdata(_TXT_CLS, _TXT, strings=tuple(strings)) if klass == 1 else \
+                dns.rdtypes.ANY.TXT.TXT(klass, rdtype, strings)
             digest = data[pos:end]
     elif rdtype == _NSEC:
         # mDNS compresses the next-domain name (RFC 6762 §18.14): read it ourselves
