@@ -95,3 +95,6 @@ IFACE_RESCAN_INTERVAL = 2.0  # s; interface changes (link flap, re-added VLAN) s
 
 # --- logging -------------------------------------------------------------------------------
 LOG_RATE_LIMIT_INTERVAL = 10.0  # s; a repeated warning (same key) is logged at most this often
+
+# --- process -------------------------------------------------------------------------------
+GC_THRESHOLDS = (50_000, 50, 100)  # CPython's collector generations (default 700, 10, 10)
