@@ -48,6 +48,10 @@ def summarize(collapsed: str, top: int = 25) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m loadtest.profile", description=__doc__)
     p.add_argument("--transport", choices=["udp", "tcp"], default="udp")
+    p.add_argument("--reflector", choices=["response", "query"], default=None,
+                   help="profile the reflector instead: this workload of "
+                        "loadtest.reflector_bench, offered at --rate packets/s")
+    p.add_argument("--rate", type=float, default=2000.0)
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--services", type=int, default=200)
     p.add_argument("--out", type=Path, default=Options().out)
@@ -55,8 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("py-spy") is None:
         print("py-spy is not installed: pip install py-spy (or the test extra)", file=sys.stderr)
         return 2
-    opts = Options(services=args.services)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.reflector:
+        return profile_reflector(args.reflector, args.rate, args.seconds, args.out)
+    opts = Options(services=args.services)
     raw = args.out / f"profile-{args.transport}.txt"
     with Lab(VLANS) as lab:
         w = World(lab, opts)
@@ -83,6 +89,42 @@ def main(argv: list[str] | None = None) -> int:
             w.stop_publishers()
     print(f"{args.transport}: {r.qps:.0f} q/s under py-spy, "
           f"{r.cpu_us_per_query or 0:.1f} us CPU/query")
+    print(summarize(raw.read_text()))
+    print(f"collapsed stacks: {raw}", file=sys.stderr)
+    return 0
+
+
+def _spy(pid: int, seconds: float, raw: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        ["py-spy", "record", "--pid", str(pid), "--rate", "500", "--format", "raw",
+         "--duration", str(int(seconds)), "--output", str(raw)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def profile_reflector(kind: str, rate: float, seconds: float, out: Path) -> int:
+    """The reflector benchmark's lab and packets at one rate, sampled by py-spy."""
+    from tests.integration.lab import lab_context
+    from tests.integration.mdns_probe import Sniffer, router_sources
+
+    from .reflector_bench import run_step, start_gateway
+
+    raw = out / f"profile-reflector-{kind}.txt"
+    with lab_context({"a": 10, "b": 20}, hosts_per_vlan=1) as lab:
+        gw = start_gateway(lab)
+        sniffer = Sniffer(lab.hosts_in("b")[0], max_packets=2_000_000)
+        try:
+            pid = gw.proc.pid
+            sender = lab.hosts_in("a")[0]
+            routers = router_sources(lab, "b")
+            run_step(lab, sender, sniffer, routers, pid, kind, rate, 1.0, 0)  # warm
+            spy = _spy(pid, seconds, raw)
+            step = run_step(lab, sender, sniffer, routers, pid, kind, rate, seconds, 10**7)
+            spy.wait(seconds + 30)
+        finally:
+            sniffer.close()
+            gw.stop()
+    print(f"reflector {kind} at {rate:.0f}/s under py-spy: delivered {step['delivered']}/"
+          f"{step['sent']}, {step['cpu_us_per_packet']} us CPU/packet")
     print(summarize(raw.read_text()))
     print(f"collapsed stacks: {raw}", file=sys.stderr)
     return 0

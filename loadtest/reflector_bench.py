@@ -194,6 +194,27 @@ def measure(lab: Any, name: str, pid: int, seconds: float, seq: list[int]) -> di
     return result
 
 
+def start_gateway(lab: Any) -> Any:
+    """Our gateway in the lab's router, reflecting everything between a and b, rate limits
+    lifted so that we measure its capacity."""
+    from tests.integration.lab import GatewayProcess
+
+    policies = Path(lab.workdir) / "bench-policies"
+    policies.mkdir(exist_ok=True)
+    (policies / "all.yaml").write_text(POLICY)
+    cfg = {
+        "vlans": {v.name: {"interface": v.bridge, "domain": f"{v.name}.home.arpa."}
+                  for v in lab.vlans.values()},
+        "dns": {"listen": ["127.0.0.1:5300"]},
+        "policies": str(policies),
+        "reflector": {"enabled": True, "rate": 1_000_000, "burst": 1_000_000},
+    }
+    gw = GatewayProcess(lab, cfg, log_level="warning")
+    gw.start()
+    gw.wait_ready()
+    return gw
+
+
 def main(argv: list[str] | None = None) -> int:
     args_list = sys.argv[1:] if argv is None else argv
     if args_list[:1] == ["--send"]:
@@ -207,25 +228,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     from loadtest.procstat import cpu_model
-    from tests.integration.lab import AvahiPublisher, GatewayProcess, Host, lab_context
+    from tests.integration.lab import AvahiPublisher, Host, lab_context
 
     results: dict[str, Any] = {"cpu": cpu_model(), "duration_per_step": args.duration,
                                "rates": RATES}
     seq = [0]
     with lab_context({"a": 10, "b": 20}, hosts_per_vlan=1) as lab:
-        policies = Path(lab.workdir) / "bench-policies"
-        policies.mkdir()
-        (policies / "all.yaml").write_text(POLICY)
-        cfg = {
-            "vlans": {v.name: {"interface": v.bridge, "domain": f"{v.name}.home.arpa."}
-                      for v in lab.vlans.values()},
-            "dns": {"listen": ["127.0.0.1:5300"]},
-            "policies": str(policies),
-            "reflector": {"enabled": True, "rate": 1_000_000, "burst": 1_000_000},
-        }
-        gw = GatewayProcess(lab, cfg, log_level="warning")
-        gw.start()
-        gw.wait_ready()
+        gw = start_gateway(lab)
         assert gw.proc is not None
         print("ours (mdns-gateway reflector):", flush=True)
         results["ours"] = measure(lab, "ours", gw.proc.pid, args.duration, seq)

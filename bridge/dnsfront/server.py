@@ -76,6 +76,7 @@ class DnsServer:
         self.views: Mapping[str, View] = {}
         self.stats = Stats()
         self._caches: dict[tuple[str, bool], ResponseCache] = {}
+        self._seeing: dict[str, list[ResponseCache]] = {}  # VLAN -> caches of views seeing it
         self._udp_entries: dict[str, dict[QueryKey, Entry]] = {}  # view -> UDP cache entries
         self._addr_view: dict[str, str] = {}
         self._udp: list[socket.socket] = []
@@ -91,13 +92,23 @@ class DnsServer:
         self.views = dict(views)
         for cache in self._caches.values():
             cache.clear()
+        self._index_caches()
 
     def invalidate_vlan(self, vlan: str) -> None:
-        """The store changed on a VLAN: drop answers of the views that can see it."""
+        """The store changed on a VLAN: drop answers of the views that can see it.
+        Called for every record added or removed, so the caches are found in one lookup."""
+        for cache in self._seeing.get(vlan, ()):
+            if cache.entries:
+                cache.clear()
+
+    def _index_caches(self) -> None:
+        seeing: dict[str, list[ResponseCache]] = {}
         for (view_name, _), cache in self._caches.items():
             view = self.views.get(view_name)
-            if view is not None and vlan in view.policy.vlans:
-                cache.clear()
+            if view is not None:
+                for vlan in view.policy.vlans:
+                    seeing.setdefault(vlan, []).append(cache)
+        self._seeing = seeing
 
     def addresses_changed(self) -> None:
         self._addr_view.clear()
@@ -106,6 +117,7 @@ class DnsServer:
         cache = self._caches.get((view, tcp))
         if cache is None:
             cache = self._caches[(view, tcp)] = ResponseCache()
+            self._index_caches()
             if not tcp:
                 self._udp_entries[view] = cache.entries  # cleared in place, never replaced
         return cache
