@@ -141,8 +141,8 @@ class _Marks:
     def __init__(self, window: float, cap: int) -> None:
         self.window = window
         self.cap = cap
-        self.cur: dict[object, tuple[float, int]] = {}
-        self.prev: dict[object, tuple[float, int]] = {}
+        self.cur: dict[object, Any] = {}
+        self.prev: dict[object, Any] = {}
         self.start = float("-inf")
 
     def rotate(self, now: float) -> None:
@@ -155,6 +155,16 @@ class _Marks:
         v = self.cur.get(key)
         return v if v is not None else self.prev.get(key)
 
+    def slots(self, key: object, n: int) -> list[Any]:
+        """A record's marks on each of ``n`` VLANs (``None`` or ``(time, flags)``), held in
+        the current generation and updated in place: one lookup per record, not per VLAN."""
+        cur = self.cur
+        marks = cur.get(key)
+        if marks is None:
+            old = self.prev.get(key)
+            marks = cur[key] = [None] * n if old is None else list(old)
+        return marks
+
     def __len__(self) -> int:
         return len(self.cur) + len(self.prev)
 
@@ -164,6 +174,23 @@ _GOODBYE = 1
 _OURS = 2
 
 
+_Parts = tuple[str, str | None] | None
+_SERVICES_PARTS: _Parts = ("", "")  # marks the enumeration name in _PARTS
+_PARTS: dict[dns.name.Name, _Parts] = {}  # memo of _parts: most names recur within a packet
+
+
+def _parts(name: dns.name.Name) -> _Parts:
+    """``service_parts`` of a name, or _SERVICES_PARTS for the enumeration name; memoised
+    (an instance name is the owner of its SRV and TXT and the target of its PTR)."""
+    parts = _PARTS.get(name, _SERVICES_PARTS)
+    if parts is _SERVICES_PARTS and name not in _PARTS:
+        parts = _SERVICES_PARTS if _is_services(name) else service_parts(name)
+        if len(_PARTS) >= const.REFLECT_MEMO_MAX:
+            _PARTS.clear()
+        _PARTS[name] = parts
+    return parts
+
+
 def _is_services(name: dns.name.Name) -> bool:
     labels = name.labels
     return (len(labels) == 5 and labels[0].lower() == b"_services"
@@ -171,6 +198,10 @@ def _is_services(name: dns.name.Name) -> bool:
 
 
 def _link_local(rec: wire.Record) -> bool:
+    raw = rec.digest
+    if raw is not None and rec.rdtype in (_A, _AAAA):  # the address as received
+        return raw[:2] == b"\xa9\xfe" if len(raw) == 4 else \
+            (raw[0] == 0xFE and raw[1] & 0xC0 == 0x80)
     if rec.rdtype == _A:
         return str(rec.rdata.address).startswith("169.254.")  # type: ignore[attr-defined]
     if rec.rdtype == _AAAA:
@@ -555,7 +586,7 @@ class Reflector:
         cand &= ~(1 << si)
         marks = self.marks
         marks.rotate(now)
-        keys: list[object] = []
+        keys: list[list[Any]] = []
         goodbye: list[int] = []
         echoed = 0
         if response:  # remember every response's records, to spot other reflectors
@@ -630,9 +661,9 @@ class Reflector:
     def _question_mask(self, si: int, q: wire.Question, now: float) -> int:
         plan = self.plan
         name = q.name
-        if _is_services(name):
+        parts = _parts(name)
+        if parts is _SERVICES_PARTS:
             return plan.sources_for[si]
-        parts = service_parts(name)
         if parts is not None:
             return plan.question_mask(si, parts[0], parts[1])
         # a host name: where it is the target of a service the asker may see
@@ -694,9 +725,11 @@ class Reflector:
         for i, rec in enumerate(records):
             if link_local >> i & 1:
                 continue
-            parts = None if _is_services(rec.name) else service_parts(rec.name)
+            parts = _parts(rec.name)
+            if parts is _SERVICES_PARTS:
+                parts = None
             if parts is not None and parts[1] is None and rec.rdtype == _PTR:
-                parts = service_parts(rec.rdata.target)  # type: ignore[attr-defined]
+                parts = _parts(rec.rdata.target)  # type: ignore[attr-defined]
             if parts is not None and parts[1] is not None:
                 stype, instance = parts[0], parts[1]
                 for d in dests:
@@ -722,22 +755,21 @@ class Reflector:
         hosts: list[int] = []
         targets: dict[dns.name.Name, int] = {}
         for i, rec in enumerate(records):
-            name = rec.name
             t = rec.rdtype
-            if _is_services(name):
+            parts = _parts(rec.name)
+            if parts is _SERVICES_PARTS:
                 if t == _PTR:
-                    parts = service_parts(rec.rdata.target)  # type: ignore[attr-defined]
+                    parts = _parts(rec.rdata.target)  # type: ignore[attr-defined]
                     if parts is not None and parts[1] is None:
                         masks[i] = plan.record_mask(si, parts[0], None)
                 continue
-            parts = service_parts(name)
             if parts is None:
                 hosts.append(i)
                 continue
             stype, instance = parts
             if instance is None:  # a type or subtype name
                 if t == _PTR:
-                    tp = service_parts(rec.rdata.target)  # type: ignore[attr-defined]
+                    tp = _parts(rec.rdata.target)  # type: ignore[attr-defined]
                     if tp is not None and tp[1] is not None and tp[0] == stype:
                         masks[i] = plan.record_mask(si, stype, tp[1])
                         if learn and rec.ttl:
@@ -764,35 +796,33 @@ class Reflector:
         return masks, link_local
 
     def _arrive(self, si: int, vlan: str, packet: wire.Packet, src: str, family: int,
-                now: float) -> tuple[list[object], list[int], int]:
+                now: float) -> tuple[list[list[Any]], list[int], int]:
         """Mark a response's records as seen on ``si``; report another reflector when every
         one of them was just sent there by us (echo) or just seen on another VLAN. Returns the
         record keys, goodbye flags and a bitmask of the records that are echoes of ours (never
         reflected again: that would pass them on as if they lived on ``si``)."""
         records = packet.records()
-        # per family: hosts listening on one family only must get each record on it
-        keys: list[object] = [(_record_key(r), family) for r in records]
         goodbye = [0 if r.ttl else _GOODBYE for r in records]
         if _GOODBYE in goodbye:
             self._goodbyes += 1
-        marks = self.marks
+        slots = self.marks.slots
         window = self.window
         echo = cross = echoed = 0
         n = len(self.vlans)
-        for j, k in enumerate(keys):
-            here = marks.get((k, si))
+        # per family: hosts listening on one family only must get each record on it
+        keys: list[list[Any]] = [slots((_record_key(r), family), n) for r in records]
+        for j, marks in enumerate(keys):
+            here = marks[si]
             if here is not None and now - here[0] < window and here[1] & _OURS:
                 echo += 1
                 echoed |= 1 << j
             else:
-                for d in range(n):
-                    if d != si:
-                        other = marks.get((k, d))
-                        if other is not None and now - other[0] < window \
-                                and not other[1] & _OURS:
-                            cross += 1
-                            break
-            marks.cur[(k, si)] = (now, goodbye[j])
+                for d, other in enumerate(marks):
+                    if other is not None and d != si and now - other[0] < window \
+                            and not other[1] & _OURS:
+                        cross += 1
+                        break
+            marks[si] = (now, goodbye[j])
         if keys and echo + cross == len(keys):
             kind = "echo" if echo else "cross_vlan"
             self.loops[(vlan, kind)] += 1
@@ -804,7 +834,7 @@ class Reflector:
         return keys, goodbye, echoed
 
     def _response(self, si: int, vlan: str, packet: wire.Packet, raw: bytes, family: int,
-                  cand: int, keys: list[object], goodbye: list[int], echoed: int, now: float
+                  cand: int, keys: list[list[Any]], goodbye: list[int], echoed: int, now: float
                   ) -> list[Output]:
         records = packet.records()
         if not records:
@@ -822,7 +852,6 @@ class Reflector:
         for j in range(n_answers):
             wanted |= rmasks[j]
         wanted &= cand
-        marks = self.marks
         window = self.window
         if not wanted:
             self._count_filtered_records(vlan, cand, rmasks, link_local)
@@ -838,7 +867,7 @@ class Reflector:
             dups = 0
             for j, m in enumerate(rmasks):
                 if m >> d & 1:
-                    seen = marks.get((keys[j], d))
+                    seen = keys[j][d]
                     if seen is not None and now - seen[0] < window \
                             and (seen[1] & _GOODBYE) == goodbye[j]:
                         dups += 1
@@ -853,7 +882,7 @@ class Reflector:
             if self._emit(si, d, vlan, packet, raw, family, [], rs, len(rs) == nr, False,
                           outputs, now):
                 for j in rs:
-                    marks.cur[(keys[j], d)] = (now, goodbye[j] | _OURS)
+                    keys[j][d] = (now, goodbye[j] | _OURS)
         return outputs
 
     # --- output -----------------------------------------------------------------------------
@@ -1005,11 +1034,11 @@ class Reflector:
 
 
 def _trim(table: dict[Any, Any], expired: Callable[[Any], bool], cap: int) -> None:
-    """Make room in a full table: drop expired entries, then the oldest, down to 7/8 of
-    ``cap``, so that the O(n) pass runs once per cap/8 insertions, not once per insertion."""
+    """Make room in a full table: drop expired entries, then the oldest, down to half of
+    ``cap``, so that the O(n) pass runs once per cap/2 insertions, not once per insertion."""
     for key in [k for k, v in table.items() if expired(v)]:
         del table[key]
-    excess = len(table) - cap * 7 // 8
+    excess = len(table) - cap // 2
     if excess > 0:
         for key in list(itertools.islice(table, excess)):
             del table[key]

@@ -158,7 +158,7 @@ class Store:
         if len(rrset) >= (const.STORE_MAX_PTR_RRSET if rdtype == dns.rdatatype.PTR
                           else const.STORE_MAX_RRSET):
             oldest = min(rrset, key=lambda e: e.received)
-            self._remove(key, oldest.rdata)
+            self._remove_entry(oldest, rrset)
             rrset = self._rrsets.setdefault(key, [])
             if not rrset:
                 self._name_added(vlan, name, rdtype)
@@ -171,8 +171,7 @@ class Store:
             target = rdata.target  # type: ignore[attr-defined]
             self._srv_targets.setdefault(vlan, {}).setdefault(target, set()).add(name)
         while len(self._age) > self.max_records:
-            oldest_entry = next(iter(self._age))
-            self._remove(oldest_entry.key, oldest_entry.rdata)
+            self._remove_entry(next(iter(self._age)))
             self.evicted += 1
         self._notify(vlan, name, rdtype, rdata, True)
 
@@ -211,7 +210,7 @@ class Store:
             if entry.expiry > now:  # refreshed since it was scheduled
                 self._push(entry.expiry, entry)
                 continue
-            self._remove(entry.key, entry.rdata)
+            self._remove_entry(entry)
             gone += 1
         if len(heap) > 4 * len(self._age) + 1024:  # drop stale schedule entries
             self._heap = [item for item in heap if self._current(item[1])]
@@ -296,10 +295,17 @@ class Store:
             return
         entry = next((e for e in rrset if e.rdata is rdata), None) \
             or _find(rrset, rdata.to_digestable())
-        if entry is None:
-            return
+        if entry is not None:
+            self._remove_entry(entry, rrset)
+
+    def _remove_entry(self, entry: Entry, rrset: list[Entry] | None = None) -> None:
+        """Drop a record known to be current (evicted, expired, withdrawn)."""
+        key = entry.key
+        if rrset is None:
+            rrset = self._rrsets[key]
         rrset.remove(entry)
         self._age.pop(entry, None)
+        rdata = entry.rdata
         vlan, name, rdtype = key
         if rdtype == dns.rdatatype.SRV:
             targets = self._srv_targets.get(vlan, {})

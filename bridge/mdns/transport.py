@@ -29,6 +29,7 @@ PacketHandler = Callable[[bytes, str, int, int, int], None]
 
 _GROUP4 = socket.inet_aton(const.MDNS_GROUP_V4)
 _GROUP6 = socket.inet_pton(socket.AF_INET6, const.MDNS_GROUP_V6)
+_GROUP4_DEST = (const.MDNS_GROUP_V4, const.MDNS_PORT)
 _ANCILLARY = socket.CMSG_SPACE(64)
 
 
@@ -65,6 +66,7 @@ class MdnsTransport:
         self.send_errors = 0
         self.truncated = 0
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._pktinfo: dict[int, list[tuple[int, int, bytes]]] = {}  # ifindex -> ancillary
 
     def start(self, loop: asyncio.AbstractEventLoop, ipv6: bool = True) -> None:
         self._loop = loop
@@ -141,9 +143,11 @@ class MdnsTransport:
             return False
         try:
             if family == socket.AF_INET:
-                pktinfo = struct.pack("=i4s4s", ifindex, b"\0\0\0\0", b"\0\0\0\0")
-                target = dest or (const.MDNS_GROUP_V4, const.MDNS_PORT)
-                sock.sendmsg([data], [(socket.IPPROTO_IP, IP_PKTINFO, pktinfo)], 0, target)
+                anc = self._pktinfo.get(ifindex)
+                if anc is None:
+                    anc = self._pktinfo[ifindex] = [(socket.IPPROTO_IP, IP_PKTINFO, struct.pack(
+                        "=i4s4s", ifindex, b"\0\0\0\0", b"\0\0\0\0"))]
+                sock.sendmsg([data], anc, 0, dest or _GROUP4_DEST)
             else:
                 host, port = dest or (const.MDNS_GROUP_V6, const.MDNS_PORT)
                 sock.sendto(data, (host, port, 0, ifindex))

@@ -126,3 +126,20 @@ def test_parser_digests_equal_dnspython_canonical_form() -> None:
                 assert rec.digest == rec.rdata.to_digestable(), rec
                 checked += 1
     assert checked > 3000
+
+
+_label = st.binary(min_size=1, max_size=63)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_label, min_size=1, max_size=4).filter(
+    lambda ls: sum(len(x) + 1 for x in ls) < 255))
+def test_interned_names_hash_and_compare_like_dnspython(labels: list[bytes]) -> None:
+    """Parsed (interned) names and dnspython's names are keys of the same dicts."""
+    ours = wire.intern(tuple(labels))
+    theirs = dns.name.Name((*labels, b""))
+    upper = wire.intern(tuple(x.upper() for x in labels))
+    assert hash(ours) == hash(theirs) == hash(upper)
+    assert ours == theirs and theirs == ours and ours == upper
+    assert {theirs: 1}.get(ours) == 1 and {ours: 1}.get(theirs) == 1
+    assert ours.canonical == theirs.canonicalize().to_wire()  # type: ignore[attr-defined]
