@@ -57,7 +57,6 @@ class Gateway:
             from .reflector import ReflectorGlue
 
             self.reflector = ReflectorGlue.attach(self)
-        self.store.listeners.append(lambda vlan, name, rdtype: self.server.invalidate_vlan(vlan))
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._tick_handle: asyncio.TimerHandle | None = None

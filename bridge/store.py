@@ -88,6 +88,10 @@ class Store:
         # SRV targets per VLAN: target host -> number of SRV rdatas pointing at it
         self._srv_targets: dict[str, dict[dns.name.Name, set[dns.name.Name]]] = {}
         self.listeners: list[Listener] = []  # an RRset's content changed
+        # VLANs whose content changed since the reader last emptied this set: the DNS front
+        # end drops its pre-rendered answers for them before it next answers (one set add per
+        # record here instead of a call per record and listener)
+        self.changed_vlans: set[str] = set()
         self.record_listeners: list[RecordListener] = []  # which record, for O(1) reactions
         self.evicted = 0
         self.expired = 0
@@ -353,6 +357,7 @@ class Store:
 
     def _notify(self, vlan: str, name: dns.name.Name, rdtype: int, rdata: dns.rdata.Rdata,
                 added: bool) -> None:
+        self.changed_vlans.add(vlan)
         for listener in self.listeners:
             try:
                 listener(vlan, name, rdtype)

@@ -34,11 +34,11 @@ class OnDemand:
         self.lookups = 0
         self.answered = 0
         self.timeouts = 0
-        store.listeners.append(self._on_change)
+        # the store calls _on_change for every record added or removed, but only while a
+        # lookup waits (the usual state is nobody waiting: no call per record then)
+        self._listeners = store.listeners
 
     def _on_change(self, vlan: str, name: dns.name.Name, rdtype: int) -> None:
-        if not self._waiters:  # the usual case: called for every record received
-            return
         for key in ((vlan, name, rdtype), (vlan, name, dns.rdatatype.ANY)):
             futures = self._waiters.pop(key, None)
             if futures:
@@ -65,6 +65,8 @@ class OnDemand:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
         keys = list(keys)
+        if not self._waiters and self._on_change not in self._listeners:
+            self._listeners.append(self._on_change)
         for key in keys:
             self._waiters.setdefault(key, []).append(fut)
             self.ask(*key, True)
@@ -90,3 +92,5 @@ class OnDemand:
                     futures.remove(fut)
                     if not futures:
                         del self._waiters[key]
+            if not self._waiters and self._on_change in self._listeners:
+                self._listeners.remove(self._on_change)

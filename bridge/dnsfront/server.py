@@ -74,6 +74,7 @@ class DnsServer:
         self.ondemand = ondemand
         self.view_of_address = view_of_address
         self.views: Mapping[str, View] = {}
+        self._changed = resolver.store.changed_vlans  # emptied by _sync
         self.stats = Stats()
         self._caches: dict[tuple[str, bool], ResponseCache] = {}
         self._seeing: dict[str, list[ResponseCache]] = {}  # VLAN -> caches of views seeing it
@@ -95,11 +96,18 @@ class DnsServer:
         self._index_caches()
 
     def invalidate_vlan(self, vlan: str) -> None:
-        """The store changed on a VLAN: drop answers of the views that can see it.
-        Called for every record added or removed, so the caches are found in one lookup."""
+        """The store changed on a VLAN: drop answers of the views that can see it."""
         for cache in self._seeing.get(vlan, ()):
             if cache.entries:
                 cache.clear()
+
+    def _sync(self) -> None:
+        """Apply the store's changes since the last answer (called before every cache read)."""
+        changed = self._changed
+        if changed:
+            for vlan in changed:
+                self.invalidate_vlan(vlan)
+            changed.clear()
 
     def _index_caches(self) -> None:
         seeing: dict[str, list[ResponseCache]] = {}
@@ -184,6 +192,8 @@ class DnsServer:
         bytes are a cached key costs one slice, one dict lookup and one sendto."""
         assert self._loop is not None
         now = self._loop.time()
+        if self._changed:
+            self._sync()
         recvfrom, sendto = sock.recvfrom, sock.sendto
         entries = self._udp_entries.get(fixed_view) if fixed_view is not None else None
         view: str = fixed_view or _NO_VIEW
@@ -282,6 +292,8 @@ class DnsServer:
                 now = self._loop.time()
                 reply: bytes | _Pending | None = None
                 parsed: tuple[QueryKey, int] | None = None
+                if self._changed:
+                    self._sync()
                 cache = self._caches.get((view, True))
                 entry = cache.entries.get(data[2:]) if cache is not None else None
                 if entry is not None and entry[1] > now:
@@ -366,6 +378,8 @@ class DnsServer:
         self.stats.rcodes[rcode] += 1
         if parsed is not None:
             key, qend = parsed
+            if self._changed:
+                self._sync()  # before, not after: this answer already saw those changes
             self._cache(view, tcp).put(key, wire, qend, valid)
         return wire
 

@@ -27,10 +27,14 @@ from .links import Link, Links
 
 log = logging.getLogger(__name__)
 
-SERVICES = dns.name.from_text("_services._dns-sd._udp.local.")
+SERVICES = wire.intern((b"_services", b"_dns-sd", b"_udp", b"local"))  # compares by identity
 LOCAL = dns.name.from_text("local.")
 _MAX_QUERY_BYTES = 1400  # keep our queries inside one Ethernet frame
 _MAX_TRACKED = 20_000  # browse schedules and last-asked stamps kept; beyond, oldest dropped
+
+_INSTANCE: tuple[int, int] = (dns.rdatatype.SRV, dns.rdatatype.TXT)  # an instance needs both
+_ADDRESS: tuple[int, int] = (dns.rdatatype.A, dns.rdatatype.AAAA)  # a target needs one
+_ADDRESS_SET = frozenset(_ADDRESS)
 
 Sender = Callable[[bytes, int, int], bool]  # (payload, ifindex, family) -> sent?
 QKey = tuple[dns.name.Name, int]
@@ -50,6 +54,9 @@ class Browser:
         self._browse: dict[tuple[str, dns.name.Name], _Schedule] = {}
         self._pending: dict[str, set[QKey]] = {}
         self._urgent: set[tuple[str, dns.name.Name, int]] = set()
+        # instances and SRV targets that arrived, checked for missing records at the next
+        # tick: by then the rest of their packet (SRV, TXT, addresses) is in the store
+        self._followups: list[tuple[str, dns.name.Name, tuple[int, int]]] = []
         self._asked: dict[tuple[str, dns.name.Name, int], float] = {}
         self.queries_sent = 0
         self.wake: Callable[[], None] = lambda: None  # set by the app: run tick() soon
@@ -90,21 +97,31 @@ class Browser:
                 self._browse[(vlan, target)] = _Schedule(0.0, const.MDNS_BROWSE_FIRST_INTERVAL)
                 self.wake()
         elif rdtype == dns.rdatatype.PTR and _is_service_type(name):
-            inst = rdata.target  # type: ignore[attr-defined]
-            types = self.store.types_at(vlan, inst)
-            if dns.rdatatype.SRV not in types:
-                self.ask(vlan, inst, dns.rdatatype.SRV)
-            if dns.rdatatype.TXT not in types:
-                self.ask(vlan, inst, dns.rdatatype.TXT)
+            if not self._followups:
+                self.wake()
+            self._followups.append((vlan, rdata.target, _INSTANCE))  # type: ignore[attr-defined]
         elif rdtype == dns.rdatatype.SRV:
-            target = rdata.target  # type: ignore[attr-defined]
-            if not self.store.types_at(vlan, target) & {dns.rdatatype.A, dns.rdatatype.AAAA}:
-                self.ask(vlan, target, dns.rdatatype.A)
-                self.ask(vlan, target, dns.rdatatype.AAAA)
+            if not self._followups:
+                self.wake()
+            self._followups.append((vlan, rdata.target, _ADDRESS))  # type: ignore[attr-defined]
 
     # --- the clock -------------------------------------------------------------------
 
+    def _ask_followups(self) -> None:
+        """An instance needs its SRV and TXT, an SRV target one address record at least."""
+        followups, self._followups = self._followups, []
+        for vlan, name, wanted in followups:
+            types = self.store.types_at(vlan, name)
+            address = wanted is _ADDRESS
+            if address and types & _ADDRESS_SET:
+                continue
+            for t in wanted:
+                if address or t not in types:
+                    self.ask(vlan, name, t)
+
     def tick(self, now: float) -> None:
+        if self._followups:
+            self._ask_followups()
         refresh = self.store.due_refresh(now)
         per_vlan: dict[str, set[QKey]] = {}
         for vlan, name, rdtype in refresh:

@@ -89,7 +89,6 @@ def front() -> Iterator[Front]:
     server = DnsServer(resolver, ondemand, view_by_address(vlan_of, None))
     engine = default_engine(VLANS)
     server.set_views({v: View(v, v, engine.view(v)) for v in VLANS})
-    store.listeners.append(lambda vlan, name, rdtype: server.invalidate_vlan(vlan))
     p1, p2 = free_port(), free_port()
     f = Front(loop, store, server, p1, p2, asked)
     f.call(lambda: publish(store, "trusted", b"Office Printer", "_ipp._tcp", "office",

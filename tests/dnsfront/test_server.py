@@ -172,6 +172,23 @@ def test_store_change_invalidates_cached_answer(front: Front) -> None:
     assert dns.message.from_wire(udp_raw(front.port_view, wire)).answer == []
 
 
+def test_store_change_invalidates_cached_answer_over_tcp(front: Front) -> None:
+    with socket.create_connection(("127.0.0.1", front.port_view), timeout=3) as s:
+        def ask() -> dns.message.Message:
+            dns.query.send_tcp(s, q("office.local.", "A"), None)
+            return dns.query.receive_tcp(s, time.time() + 3)[0]
+
+        assert ask().answer and ask().answer  # the second one from the cache
+
+        def goodbye() -> None:
+            now = front.loop.time()
+            front.store.add("trusted", dns.name.from_text("office.local."), A,
+                            dns.rdata.from_text("IN", "A", "10.10.0.5"), 0, now)
+            front.store.sweep(now + 1.5)
+        front.call(goodbye)
+        assert ask().answer == []
+
+
 def test_cache_miss_waits_for_mdns_and_answers(front: Front) -> None:
     name = dns.name.from_text("printer9.local.")
 
