@@ -163,8 +163,23 @@ def run_step(lab: Any, sender_host: Any, sniffer: Any, routers: set[str], pid: i
     }
 
 
+CLIENT_CORE = 0  # this process (the receiver's sniffer thread) and the sender
+SERVER_CORE = 1  # the reflector under test, ours or avahi's
+
+
+def pin(pid: int, core: int) -> None:
+    """Put every thread of ``pid`` on ``core`` (as the DNS benchmark pins dnsperf and the
+    servers: each side gets a core of its own, so neither measures the other's load)."""
+    if len(os.sched_getaffinity(0)) < 2:
+        return  # a one-core machine: nothing to separate
+    for task in os.listdir(f"/proc/{pid}/task"):
+        os.sched_setaffinity(int(task), {core})
+
+
 def measure(lab: Any, name: str, pid: int, seconds: float, seq: list[int]) -> dict[str, Any]:
     from tests.integration.mdns_probe import Sniffer, router_sources
+
+    pin(pid, SERVER_CORE)
 
     sender_host = lab.hosts_in("a")[0]
     sniffer = Sniffer(lab.hosts_in("b")[0], max_packets=2_000_000)
@@ -226,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("needs root (network namespaces)", file=sys.stderr)
         return 2
+    pin(os.getpid(), CLIENT_CORE)  # children (sender processes) inherit it
 
     from loadtest.procstat import cpu_model
     from tests.integration.lab import AvahiPublisher, Host, lab_context
