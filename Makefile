@@ -7,7 +7,7 @@ DEBS = avahi-daemon avahi-utils chrony dnsutils knot knot-dnsutils dnsperf nsd t
        dbus-daemon util-linux
 PYTEST_ARGS ?=
 
-.PHONY: run test deps-run deps-test lint pytest bench
+.PHONY: run test deps-run deps-test lint pytest test-compiled clean-compiled bench
 
 deps-run:
 	$(PYTHON) -m pip install -q -e .
@@ -29,7 +29,19 @@ lint:
 pytest:
 	$(PYTHON) -m pytest -q -rs $(PYTEST_ARGS)
 
-test: deps-test lint pytest
+# the same unit tests against the compiled hot-path modules (build_ext.py), built in place
+# for the run and removed after it, so that the checkout never runs stale binaries
+test-compiled:
+	@trap '$(MAKE) -s clean-compiled' EXIT; \
+	  MDNS_GATEWAY_COMPILE=1 $(PYTHON) setup.py -q build_ext --inplace && \
+	  $(PYTHON) -c 'import bridge.mdns.wire as w; assert w.__file__.endswith(".so"), w.__file__' && \
+	  $(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) --ignore=tests/integration \
+	    --ignore=tests/test_loadtest_smoke.py
+
+clean-compiled:
+	rm -f bridge/*.so bridge/*/*.so
+
+test: deps-test lint pytest test-compiled
 
 # the side-by-side benchmark (README, "Performance"); BENCH_ARGS e.g. --only udp,tcp
 BENCH_ARGS ?=

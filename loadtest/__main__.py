@@ -26,6 +26,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="seconds after start not counted")
     p.add_argument("--out", type=Path, default=d.out, help="results directory")
     p.add_argument("--no-plot", action="store_true")
+    p.add_argument("--pure", action="store_true",
+                   help="run the gateway as pure Python (default: its hot-path modules "
+                        "compiled into build/compiled, as build_ext.py builds them)")
     args = p.parse_args(argv)
     phases = tuple(x.strip() for x in args.only.split(",") if x.strip())
     unknown = set(phases) - set(PHASES)
@@ -37,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         opts = Options(out=args.out, phases=phases, seconds=args.seconds, repeats=args.repeats,
                        services=args.services, idle_window=args.idle_window,
-                       idle_warmup=args.idle_warmup, plot=not args.no_plot)
+                       idle_warmup=args.idle_warmup, plot=not args.no_plot, pure=args.pure)
     res, path = run_all(opts)
     from .report import markdown
 

@@ -37,6 +37,8 @@ import dns.rdatatype
 
 from bridge.mdns import wire
 
+from . import compiled
+
 MARK = re.compile(rb"bz(\d{8})")
 RATES = [250, 500, 1000, 2000, 4000, 6000, 8000, 12000, 16000, 24000, 32000]
 POLICY = """\
@@ -224,7 +226,8 @@ def start_gateway(lab: Any) -> Any:
         "policies": str(policies),
         "reflector": {"enabled": True, "rate": 1_000_000, "burst": 1_000_000},
     }
-    gw = GatewayProcess(lab, cfg, log_level="warning")
+    argv, env = compiled.launch("warning")
+    gw = GatewayProcess(lab, cfg, command=argv, env=env)
     gw.start()
     gw.wait_ready()
     return gw
@@ -237,6 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=2.0, help="seconds per rate step")
     parser.add_argument("--out", default="reflector_bench.json", help="JSON results file")
+    parser.add_argument("--pure", action="store_true",
+                        help="run our gateway as pure Python from the checkout (default: its "
+                             "hot-path modules compiled, as build_ext.py builds them)")
     args = parser.parse_args(args_list)
     if os.geteuid() != 0:
         print("needs root (network namespaces)", file=sys.stderr)
@@ -246,8 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     from loadtest.procstat import cpu_model
     from tests.integration.lab import AvahiPublisher, Host, lab_context
 
+    compiled.use(None if args.pure else compiled.build())
     results: dict[str, Any] = {"cpu": cpu_model(), "duration_per_step": args.duration,
-                               "rates": RATES}
+                               "rates": RATES, "build": compiled.describe()}
     seq = [0]
     with lab_context({"a": 10, "b": 20}, hosts_per_vlan=1) as lab:
         gw = start_gateway(lab)

@@ -39,7 +39,7 @@ from tests.integration.lab import (
     run,
 )
 
-from . import procstat, report, workload
+from . import compiled, procstat, report, workload
 from .dnsperf import PerfResult, dnsperf
 from .servers import Gateway, Nsd
 from .traffic import AvahiBrowser, Capture
@@ -66,6 +66,7 @@ class Options:
     client_core: int = 0
     server_core: int = 1
     quick: bool = False  # the smoke test's size: seconds, not minutes
+    pure: bool = False  # run the gateway as pure Python (default: compiled, build_ext.py)
     plot: bool = True
     log: Callable[[str], None] = field(default=lambda msg: print(msg, file=sys.stderr,
                                                                  flush=True))
@@ -542,7 +543,8 @@ def phase_reflector(opts: Options, res: dict[str, Any], out_dir: Path) -> None:
         return
     out = out_dir / "reflector_bench.json"
     duration = 0.5 if opts.quick else 2.0
-    code = mod.main(["--duration", str(duration), "--out", str(out)])
+    code = mod.main(["--duration", str(duration), "--out", str(out),
+                     *(["--pure"] if opts.pure else [])])
     if code != 0 or not out.exists():
         res["reflector"] = {"status": f"{REFLECTOR_BENCH} exited {code}"}
         return
@@ -618,6 +620,8 @@ def run_all(opts: Options) -> tuple[dict[str, Any], Path]:
         path.write_text(json.dumps(res, indent=2, default=str) + "\n")
         path.with_suffix(".md").write_text(report.markdown(res))
 
+    compiled.use(None if opts.pure or opts.quick else compiled.build())
+    res["build"] = compiled.describe()
     with Lab(VLANS) as lab:
         w = World(lab, opts)
         opts.log(f"lab {lab.prefix}: {len(lab.namespaces)} namespaces")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import socket
-import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,7 +20,7 @@ from tests.integration.lab import (
     terminate,
 )
 
-from . import procstat
+from . import compiled, procstat
 
 GATEWAY_PORT = 5300
 GATEWAY_HTTP = ("127.0.0.1", 9353)
@@ -118,12 +117,11 @@ class Gateway:
                              cache={"max_records": 200_000},
                              http={"listen": f"{GATEWAY_HTTP[0]}:{GATEWAY_HTTP[1]}"},
                              **dict(overrides or {}))
-        argv = [sys.executable, "-m", "bridge", "run", "--config", "{config}",
-                "--log-level", log_level]
+        argv, build_env = compiled.launch(log_level)
         if core is not None:
             argv = ["taskset", "-c", str(core), *argv]
         self.lab = lab
-        self.proc = GatewayProcess(lab, cfg, command=argv, env=env)
+        self.proc = GatewayProcess(lab, cfg, command=argv, env={**build_env, **(env or {})})
         self.addr, self.port = "127.0.0.1", GATEWAY_PORT
         self.started_in: float | None = None
 
