@@ -422,41 +422,36 @@ def rebuild(raw: bytes, where: Layout, questions: Sequence[int], records: Sequen
     qspans, rspans = where
     pid, flags = struct.unpack_from("!HH", raw, 0)
     flags &= ~wire.FLAG_TC
-    items: list[tuple[int, int]] = [(0, i) for i in questions] + \
-        [(rspans[i][4], i) for i in records]
     try:
         # The items that open the packet unchanged are copied as they are: their compression
         # pointers point backwards, into bytes that stay where they were (a link-local address
         # dropped at the end of an announcement costs one slice, not a re-encode).
-        k = 0
-        cut = 12
-        for i, q in enumerate(qspans):
-            if k == len(items) or items[k] != (0, i):
-                break
-            k += 1
-            cut = q[1] + 4
-        else:
-            for i, r in enumerate(rspans):
-                if k == len(items) or items[k] != (r[4], i):
-                    break
-                k += 1
-                cut = r[3]
+        nq, nr = len(questions), len(records)
+        kq = kr = 0
+        while kq < nq and questions[kq] == kq:
+            kq += 1
+        if kq == len(qspans):
+            while kr < nr and records[kr] == kr:
+                kr += 1
+        cut = rspans[kr - 1][3] if kr else qspans[kq - 1][1] + 4 if kq else 12
         out = bytearray(raw[:cut])
-        counts = [0, 0, 0, 0]
-        for section, i in items[:k]:
-            if section == 0:
-                out[qspans[i][1] + 2] &= 0x7F  # QU cleared: answers come back by multicast
-            counts[section] += 1
+        counts = [kq, 0, 0, 0]
+        for i in range(kq):
+            out[qspans[i][1] + 2] &= 0x7F  # QU cleared: answers come back by multicast
+        for i in range(kr):
+            counts[rspans[i][4]] += 1
         moved: dict[int, int] = {}
-        for section, i in items[k:]:  # the rest: names re-pointed
-            if section == 0:
-                _emit_question(raw, qspans[i], out, moved, cut)
-            else:
-                _emit_record(raw, rspans[i], out, moved, cut)
-            counts[section] += 1
+        for i in questions[kq:]:  # the rest: names re-pointed
+            _emit_question(raw, qspans[i], out, moved, cut)
+            counts[0] += 1
+        for i in records[kr:]:
+            _emit_record(raw, rspans[i], out, moved, cut)
+            counts[rspans[i][4]] += 1
         if len(out) <= limit:
             _HEADER.pack_into(out, 0, pid, flags, *counts)
             return [bytes(out)], 0
+        items: list[tuple[int, int]] = [(0, i) for i in questions] + \
+            [(rspans[i][4], i) for i in records]
         return _split(raw, qspans, rspans, items, pid, flags, limit)
     except IndexError as exc:
         raise _Unsupported("bounds") from exc
