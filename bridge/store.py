@@ -30,6 +30,12 @@ Listener = Callable[[str, dns.name.Name, int], None]
 RecordListener = Callable[[str, dns.name.Name, int, dns.rdata.Rdata, bool], None]
 
 _LOCAL = dns.name.from_text("local.")
+_PTR = dns.rdatatype.PTR
+_SRV = dns.rdatatype.SRV
+_MAX_TTL = const.STORE_MAX_TTL
+_MAX_RRSET = const.STORE_MAX_RRSET
+_MAX_PTR_RRSET = const.STORE_MAX_PTR_RRSET
+_FIRST_REFRESH = const.MDNS_REFRESH_FRACTIONS[0]
 
 
 class Entry:
@@ -121,7 +127,8 @@ class Store:
         """
         key = (vlan, name, rdtype)
         rrset = self._rrsets.get(key)
-        ttl = min(ttl, const.STORE_MAX_TTL)
+        if ttl > _MAX_TTL:
+            ttl = _MAX_TTL
         if pinned:
             self._pin(key, rdata, ttl, now)
             return
@@ -148,7 +155,7 @@ class Store:
             self._name_added(vlan, name, rdtype)
         elif rrset:
             key = rrset[0].key  # one key tuple per RRset, not per record
-        old = _find(rrset, digest)
+        old = _find(rrset, digest) if rrset else None
         if old is not None and old.expiry == _FOREVER:
             return  # somebody else announces our record: the responder handles conflicts
         if old is not None:
@@ -159,8 +166,7 @@ class Store:
                 self._push(expiry, old)
             self._schedule_refresh(old)
             return
-        if len(rrset) >= (const.STORE_MAX_PTR_RRSET if rdtype == dns.rdatatype.PTR
-                          else const.STORE_MAX_RRSET):
+        if len(rrset) >= (_MAX_PTR_RRSET if rdtype == _PTR else _MAX_RRSET):
             oldest = min(rrset, key=lambda e: e.received)
             self._remove_entry(oldest, rrset)
             rrset = self._rrsets.setdefault(key, [])
@@ -169,9 +175,10 @@ class Store:
         entry = Entry(key, rdata, digest, expiry, now, ttl)
         rrset.append(entry)
         self._age[entry] = None
-        self._push(expiry, entry)
-        self._schedule_refresh(entry)
-        if rdtype == dns.rdatatype.SRV:
+        heapq.heappush(self._heap, (expiry, entry))
+        entry.refresh_at = when = now + _FIRST_REFRESH * ttl  # _schedule_refresh, step 0
+        heapq.heappush(self._refresh, (when, entry))
+        if rdtype == _SRV:
             target = rdata.target  # type: ignore[attr-defined]
             self._srv_targets.setdefault(vlan, {}).setdefault(target, set()).add(name)
         while len(self._age) > self.max_records:
@@ -311,7 +318,7 @@ class Store:
         self._age.pop(entry, None)
         rdata = entry.rdata
         vlan, name, rdtype = key
-        if rdtype == dns.rdatatype.SRV:
+        if rdtype == _SRV:
             targets = self._srv_targets.get(vlan, {})
             owners = targets.get(rdata.target)  # type: ignore[attr-defined]
             if owners is not None and not any(
@@ -342,7 +349,9 @@ class Store:
         types = names.get(name)
         if types is None:
             return
-        types = tuple(t for t in types if t != rdtype)
+        if rdtype in types:
+            i = types.index(rdtype)
+            types = types[:i] + types[i + 1:]
         if types:
             names[name] = types
             return
