@@ -16,6 +16,8 @@ MDNS_BROWSE_FIRST_INTERVAL = 1.0  # s; continuous browse starts at 1 s ...
 MDNS_BROWSE_MAX_INTERVAL = 3600.0  # s; ... and doubles up to one hour (RFC 6762 §5.2)
 MDNS_REFRESH_FRACTIONS = (0.80, 0.85, 0.90, 0.95)  # RFC 6762 §5.2 cache maintenance queries
 MDNS_REFRESH_TICK = 0.5  # s; how often the refresh scheduler looks for due records
+MDNS_REFRESH_JITTER = 0.02  # of the TTL, at random, added to each refresh point (RFC 6762 §5.2)
+MDNS_REFRESH_MAX_PER_TICK = 1000  # RRsets asked for per tick; later ones wait for the next
 MDNS_MAX_QUESTIONS_PER_PACKET = 40  # keeps our queries well under 1500 bytes
 
 # --- record store ------------------------------------------------------------------------
@@ -26,6 +28,7 @@ STORE_MAX_RRSET = 64  # rdatas per (VLAN, name, type); a chatty or hostile host 
 STORE_MAX_PTR_RRSET = 2048
 STORE_MAX_TTL = 4 * 3600  # s; TTLs above this from the wire are clamped (hostile announcements)
 STORE_SWEEP_INTERVAL = 0.25  # s; expired records are gone within this of their expiry
+STORE_SWEEP_MAX = 5000  # records removed per sweep (20,000/s); readers skip expired ones anyway
 
 # --- DNS front end -----------------------------------------------------------------------
 DNS_DEFAULT_PORT = 5300

@@ -13,6 +13,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from random import random as _random
 
 import dns.name
 import dns.rdata
@@ -36,6 +37,7 @@ _MAX_TTL = const.STORE_MAX_TTL
 _MAX_RRSET = const.STORE_MAX_RRSET
 _MAX_PTR_RRSET = const.STORE_MAX_PTR_RRSET
 _FIRST_REFRESH = const.MDNS_REFRESH_FRACTIONS[0]
+_JITTER = const.MDNS_REFRESH_JITTER
 
 
 class Entry:
@@ -176,7 +178,8 @@ class Store:
         rrset.append(entry)
         self._age[entry] = None
         heapq.heappush(self._heap, (expiry, entry))
-        entry.refresh_at = when = now + _FIRST_REFRESH * ttl  # _schedule_refresh, step 0
+        # _schedule_refresh, step 0, inline
+        entry.refresh_at = when = now + (_FIRST_REFRESH + _random() * _JITTER) * ttl
         heapq.heappush(self._refresh, (when, entry))
         if rdtype == _SRV:
             target = rdata.target  # type: ignore[attr-defined]
@@ -210,11 +213,12 @@ class Store:
         """Withdraw a record now (our own, when we stop advertising it)."""
         self._remove((vlan, name, rdtype), rdata)
 
-    def sweep(self, now: float) -> int:
-        """Drop every record whose time has come; returns how many went."""
+    def sweep(self, now: float, limit: int = const.STORE_SWEEP_MAX) -> int:
+        """Drop records whose time has come, at most ``limit`` (the rest go in the next
+        sweep: a mass expiry must not stall the event loop); returns how many went."""
         gone = 0
         heap = self._heap
-        while heap and heap[0][0] <= now:
+        while heap and heap[0][0] <= now and gone < limit:
             _, entry = heapq.heappop(heap)
             if not self._current(entry):
                 continue
@@ -268,12 +272,15 @@ class Store:
                 if entry.expiry > now:
                     yield Cached(vlan, name, rdtype, entry.rdata, entry.expiry - now, entry.ttl)
 
-    def due_refresh(self, now: float) -> set[RRKey]:
-        """RRsets with a record at an RFC 6762 §5.2 refresh point (80/85/90/95 % of TTL)."""
+    def due_refresh(self, now: float, limit: int = const.MDNS_REFRESH_MAX_PER_TICK
+                    ) -> set[RRKey]:
+        """RRsets with a record at an RFC 6762 §5.2 refresh point (80/85/90/95 % of TTL);
+        at most ``limit`` of them, the rest stay due for the next call (one call's work is
+        bounded however many records came due together)."""
         due: set[RRKey] = set()
         heap = self._refresh
         fractions = const.MDNS_REFRESH_FRACTIONS
-        while heap and heap[0][0] <= now:
+        while heap and heap[0][0] <= now and len(due) < limit:
             when, entry = heapq.heappop(heap)
             if when != entry.refresh_at or entry.expiry <= now or not self._current(entry):
                 continue  # gone, or refreshed since: a newer schedule exists
@@ -286,7 +293,10 @@ class Store:
         return due
 
     def _schedule_refresh(self, entry: Entry, step: int = 0) -> None:
-        when = entry.received + const.MDNS_REFRESH_FRACTIONS[step] * entry.ttl
+        # RFC 6762 §5.2: plus up to 2 % of the TTL at random, so that records learned together
+        # (a start-up, a burst of announcements) are not all asked for in one tick
+        when = entry.received + (const.MDNS_REFRESH_FRACTIONS[step] + _random() * _JITTER) \
+            * entry.ttl
         entry.refresh_at, entry.step = when, step
         heapq.heappush(self._refresh, (when, entry))
 

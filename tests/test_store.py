@@ -81,13 +81,33 @@ def test_hostile_ttl_is_clamped() -> None:
 def test_refresh_points_at_80_85_90_95_percent() -> None:
     s = Store()
     s.add("t", n("h.local."), A, a("10.0.0.2"), 100, now=0.0)
-    assert s.due_refresh(79.0) == set()
-    assert s.due_refresh(80.5) == {("t", n("h.local."), A)}
-    assert s.due_refresh(84.0) == set()
-    assert s.due_refresh(85.5) == {("t", n("h.local."), A)}
-    s.add("t", n("h.local."), A, a("10.0.0.2"), 100, now=86.0)  # answered: schedule restarts
-    assert s.due_refresh(95.5) == set()
-    assert s.due_refresh(166.5) == {("t", n("h.local."), A)}
+    # each point plus up to 2 % of the TTL at random (RFC 6762 §5.2)
+    assert s.due_refresh(79.9) == set()
+    assert s.due_refresh(82.01) == {("t", n("h.local."), A)}
+    assert s.due_refresh(84.9) == set()
+    assert s.due_refresh(87.01) == {("t", n("h.local."), A)}
+    s.add("t", n("h.local."), A, a("10.0.0.2"), 100, now=88.0)  # answered: schedule restarts
+    assert s.due_refresh(167.9) == set()
+    assert s.due_refresh(170.01) == {("t", n("h.local."), A)}
+
+
+def test_refresh_points_of_records_learned_together_are_spread() -> None:
+    s = Store()
+    for i in range(2000):
+        s.add("t", n(f"h{i}.local."), A, a("10.0.0.2"), 100, now=0.0)
+    first = s.due_refresh(81.0, limit=10_000)
+    assert 0 < len(first) < 2000  # some at 80-81 s, the rest until 82 s
+    assert len(first) + len(s.due_refresh(82.01, limit=10_000)) == 2000
+
+
+def test_due_refresh_and_sweep_do_bounded_work_per_call() -> None:
+    s = Store()
+    for i in range(300):
+        s.add("t", n(f"h{i}.local."), A, a("10.0.0.2"), 100, now=0.0)
+    assert len(s.due_refresh(83.0, limit=100)) == 100
+    assert len(s.due_refresh(83.0, limit=1000)) == 200  # the rest, still due
+    assert s.sweep(101.0, limit=120) == 120 and len(s) == 180
+    assert s.sweep(101.0, limit=1000) == 180 and len(s) == 0
 
 
 def test_empty_non_terminals_and_srv_targets() -> None:
