@@ -209,11 +209,12 @@ def _link_local(rec: wire.Record) -> bool:
     return False
 
 
-def _record_key(rec: wire.Record) -> object:
-    """A record's identity: names hash once (interned, case-insensitive) and the rdata's
+def _record_key(rec: wire.Record, family: int) -> object:
+    """A record's identity per address family (hosts listening on one family only must get
+    each record on it): names hash once (interned, case-insensitive) and the rdata's
     canonical form is the digest the parser already made (dnspython's hash re-encodes)."""
     digest = rec.digest if rec.digest is not None else rec.rdata.to_digestable()
-    return (rec.name, rec.rdtype, rec.rdclass, digest)
+    return (rec.name, rec.rdtype, rec.rdclass, digest, family)
 
 
 def _question_key(q: wire.Question) -> object:
@@ -804,8 +805,7 @@ class Reflector:
         window = self.window
         echo = cross = echoed = 0
         n = len(self.vlans)
-        # per family: hosts listening on one family only must get each record on it
-        keys: list[list[Any]] = [slots((_record_key(r), family), n) for r in records]
+        keys: list[list[Any]] = [slots(_record_key(r, family), n) for r in records]
         for j, marks in enumerate(keys):
             here = marks[si]
             if here is not None and now - here[0] < window and here[1] & _OURS:
@@ -868,7 +868,7 @@ class Reflector:
                         dups += 1
                     else:
                         rs.append(j)
-            if not any(j < n_answers for j in rs):
+            if not rs or rs[0] >= n_answers:  # rs ascends: no answer left, nothing to say
                 self.packets[(vlan, dest, DUPLICATE)] += 1
                 continue
             if dups:

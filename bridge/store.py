@@ -331,10 +331,10 @@ class Store:
         if rdtype == _SRV:
             targets = self._srv_targets.get(vlan, {})
             owners = targets.get(rdata.target)  # type: ignore[attr-defined]
-            if owners is not None and not any(
-                e.rdata.target == rdata.target  # type: ignore[attr-defined]
-                for e in rrset
-            ):
+            target = rdata.target  # type: ignore[attr-defined]
+            if owners is not None and not [
+                e for e in rrset if e.rdata.target == target  # type: ignore[attr-defined]
+            ]:
                 owners.discard(name)
                 if not owners:
                     del targets[rdata.target]  # type: ignore[attr-defined]

@@ -52,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="profile the reflector instead: this workload of "
                         "loadtest.reflector_bench, offered at --rate packets/s")
     p.add_argument("--rate", type=float, default=2000.0)
+    p.add_argument("--pure", action="store_true",
+                   help="with --reflector: profile the pure-Python gateway (default: compiled)")
+    p.add_argument("--native", action="store_true",
+                   help="py-spy --native: show C frames (what the compiled modules spend)")
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--services", type=int, default=200)
     p.add_argument("--out", type=Path, default=Options().out)
@@ -61,7 +65,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     if args.reflector:
-        return profile_reflector(args.reflector, args.rate, args.seconds, args.out)
+        from . import compiled
+
+        compiled.use(None if args.pure else compiled.build())
+        return profile_reflector(args.reflector, args.rate, args.seconds, args.out, args.native)
     opts = Options(services=args.services)
     raw = args.out / f"profile-{args.transport}.txt"
     with Lab(VLANS) as lab:
@@ -94,14 +101,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _spy(pid: int, seconds: float, raw: Path) -> subprocess.Popen[bytes]:
+def _spy(pid: int, seconds: float, raw: Path, native: bool = False
+         ) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         ["py-spy", "record", "--pid", str(pid), "--rate", "500", "--format", "raw",
-         "--duration", str(int(seconds)), "--output", str(raw)],
+         "--duration", str(int(seconds)), "--output", str(raw), *(["--native"] if native else [])],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def profile_reflector(kind: str, rate: float, seconds: float, out: Path) -> int:
+def profile_reflector(kind: str, rate: float, seconds: float, out: Path,
+                      native: bool = False) -> int:
     """The reflector benchmark's lab and packets at one rate, sampled by py-spy."""
     from tests.integration.lab import lab_context
     from tests.integration.mdns_probe import Sniffer, router_sources
@@ -117,7 +126,7 @@ def profile_reflector(kind: str, rate: float, seconds: float, out: Path) -> int:
             sender = lab.hosts_in("a")[0]
             routers = router_sources(lab, "b")
             run_step(lab, sender, sniffer, routers, pid, kind, rate, 1.0, 0)  # warm
-            spy = _spy(pid, seconds, raw)
+            spy = _spy(pid, seconds, raw, native)
             step = run_step(lab, sender, sniffer, routers, pid, kind, rate, seconds, 10**7)
             spy.wait(seconds + 30)
         finally:

@@ -31,6 +31,7 @@ _GROUP4 = socket.inet_aton(const.MDNS_GROUP_V4)
 _GROUP6 = socket.inet_pton(socket.AF_INET6, const.MDNS_GROUP_V6)
 _GROUP4_DEST = (const.MDNS_GROUP_V4, const.MDNS_PORT)
 _ANCILLARY = socket.CMSG_SPACE(64)
+_MSG_TRUNC = int(socket.MSG_TRUNC)  # a plain int: IntFlag's & runs Python code per packet
 
 
 def _open(family: int) -> socket.socket:
@@ -166,7 +167,7 @@ class MdnsTransport:
             except OSError as exc:
                 log.debug("mDNS receive error: %s", exc)
                 return
-            if flags & socket.MSG_TRUNC:
+            if flags & _MSG_TRUNC:
                 self.truncated += 1
                 continue
             ifindex = 0

@@ -73,16 +73,40 @@ class Question:
     unicast: bool = False  # QU bit
 
 
-@dataclass(frozen=True, slots=True)
 class Record:
-    name: dns.name.Name
-    rdtype: int
-    ttl: int
-    rdata: dns.rdata.Rdata
-    rdclass: int = dns.rdataclass.IN
-    cache_flush: bool = False
-    # the rdata's canonical wire form (what dnspython hashes), when the parser had it for free
-    digest: bytes | None = field(default=None, compare=False)
+    """One resource record as received or to send; treated as immutable.
+
+    Written out rather than a frozen dataclass: the parser makes one per record received,
+    and a frozen dataclass sets each field through object.__setattr__ (~1 us a record)."""
+
+    __slots__ = ("cache_flush", "digest", "name", "rdata", "rdclass", "rdtype", "ttl")
+
+    def __init__(self, name: dns.name.Name, rdtype: int, ttl: int, rdata: dns.rdata.Rdata,
+                 rdclass: int = dns.rdataclass.IN, cache_flush: bool = False,
+                 digest: bytes | None = None) -> None:
+        self.name = name
+        self.rdtype = rdtype
+        self.ttl = ttl
+        self.rdata = rdata
+        self.rdclass = rdclass
+        self.cache_flush = cache_flush
+        # the rdata's canonical wire form (what dnspython hashes), when the parser had it
+        # for free; not part of equality
+        self.digest = digest
+
+    def _key(self) -> tuple[object, ...]:
+        return (self.name, self.rdtype, self.ttl, self.rdata, self.rdclass, self.cache_flush)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Record) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (f"Record(name={self.name!r}, rdtype={self.rdtype!r}, ttl={self.ttl!r}, "
+                f"rdata={self.rdata!r}, rdclass={self.rdclass!r}, "
+                f"cache_flush={self.cache_flush!r})")
 
 
 @dataclass(slots=True)
@@ -182,7 +206,7 @@ class _Name(dns.name.Name):
         most names are owners, and only PTR/SRV targets need it."""
         wire = self._canonical
         if wire is None:
-            wire = b"".join(bytes((len(x),)) + x.lower() for x in self.labels)
+            wire = b"".join([bytes((len(x),)) + x.lower() for x in self.labels])
             object.__setattr__(self, "_canonical", wire)
         return wire
 
