@@ -28,6 +28,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -178,24 +179,29 @@ def pin(pid: int, core: int) -> None:
         os.sched_setaffinity(int(task), {core})
 
 
-def measure(lab: Any, name: str, pid: int, seconds: float, seq: list[int]) -> dict[str, Any]:
+def measure(lab: Any, name: str, start: Callable[[], int], stop: Callable[[], None],
+            seconds: float, seq: list[int]) -> dict[str, Any]:
+    """Both ladders; every step on a freshly started reflector (``start`` returns its pid),
+    so that a step's figure does not depend on the steps before it: the records of earlier
+    steps would otherwise come due for refresh and expiry during later ones."""
     from tests.integration.mdns_probe import Sniffer, router_sources
-
-    pin(pid, SERVER_CORE)
 
     sender_host = lab.hosts_in("a")[0]
     sniffer = Sniffer(lab.hosts_in("b")[0], max_packets=2_000_000)
     routers = router_sources(lab, "b")
     result: dict[str, Any] = {"reflector": name, "workloads": {}}
     try:
-        # queries first: the response ladder leaves tens of thousands of cached records
-        # behind, whose refreshes and expiry would load the query ladder that followed
         for kind in ("query", "response"):
             steps = []
             best = 0.0
             for rate in RATES:
-                step = run_step(lab, sender_host, sniffer, routers, pid, kind, rate, seconds,
-                                seq[0])
+                pid = start()
+                pin(pid, SERVER_CORE)
+                try:
+                    step = run_step(lab, sender_host, sniffer, routers, pid, kind, rate,
+                                    seconds, seq[0])
+                finally:
+                    stop()
                 seq[0] += step["sent"] + 1
                 steps.append(step)
                 print(f"  {name:8s} {kind:8s} offered {rate:6.0f}/s: delivered "
@@ -259,11 +265,15 @@ def main(argv: list[str] | None = None) -> int:
                                "rates": RATES, "build": compiled.describe()}
     seq = [0]
     with lab_context({"a": 10, "b": 20}, hosts_per_vlan=1) as lab:
-        gw = start_gateway(lab)
-        assert gw.proc is not None
-        print("ours (mdns-gateway reflector):", flush=True)
-        results["ours"] = measure(lab, "ours", gw.proc.pid, args.duration, seq)
-        gw.stop()
+        gateways: list[Any] = []
+
+        def start_ours() -> int:
+            gateways.append(start_gateway(lab))
+            return int(gateways[-1].proc.pid)
+
+        print(f"ours (mdns-gateway reflector, {compiled.describe()}):", flush=True)
+        results["ours"] = measure(lab, "ours", start_ours, lambda: gateways.pop().stop(),
+                                  args.duration, seq)
 
         router = Host(name="router", ns=lab.gw, vlan="a", vlan_id=10, index=1,
                       ipv4=lab.vlans["a"].ipv4, ipv6=lab.vlans["a"].ipv6, ifname="br10")
@@ -272,12 +282,15 @@ def main(argv: list[str] | None = None) -> int:
                        "ratelimit-interval-usec": "1000000", "ratelimit-burst": "100000000"},
             "reflector": {"enable-reflector": "yes"},
         })
-        avahi.start()
-        avahi.wait_running()
-        assert avahi.proc is not None
+
+        def start_avahi() -> int:
+            avahi.start()
+            avahi.wait_running()
+            assert avahi.proc is not None
+            return int(avahi.proc.pid)
+
         print("avahi-daemon reflector:", flush=True)
-        results["avahi"] = measure(lab, "avahi", avahi.proc.pid, args.duration, seq)
-        avahi.stop()
+        results["avahi"] = measure(lab, "avahi", start_avahi, avahi.stop, args.duration, seq)
 
     print("\nresult                    ours        avahi      ratio")
     ratios: dict[str, Any] = {}
