@@ -750,6 +750,7 @@ class Reflector:
         masks = [0] * len(records)
         hosts: list[int] = []
         targets: dict[dns.name.Name, int] = {}
+        homes: dict[tuple[int, str, str], int] = {}  # services announced here -> TTL
         for i, rec in enumerate(records):
             t = rec.rdtype
             parts = _parts(rec.name)
@@ -769,18 +770,20 @@ class Reflector:
                     if tp is not None and tp[1] is not None and tp[0] == stype:
                         masks[i] = plan.record_mask(si, stype, tp[1])
                         if learn and rec.ttl:
-                            self._home(si, stype, tp[1], rec.ttl, now)
+                            homes[(si, stype, tp[1])] = rec.ttl
                 else:
                     masks[i] = plan.record_mask(si, stype, None)
                 continue
             m = masks[i] = plan.record_mask(si, stype, instance)
             if learn and rec.ttl:
-                self._home(si, stype, instance, rec.ttl, now)
+                homes[(si, stype, instance)] = rec.ttl
             if t == _SRV:
                 hk = rec.rdata.target  # type: ignore[attr-defined]
                 targets[hk] = targets.get(hk, 0) | m
                 if learn and rec.ttl:
                     self._learn(si, hk, stype, instance, rec.ttl, now)
+        if homes:  # an instance's PTR, SRV and TXT name it once here
+            self._home(homes, now)
         link_local = 0
         for i in hosts:
             rec = records[i]
@@ -994,21 +997,20 @@ class Reflector:
         key = (si, hk)
         services = self._targets.get(key)
         if services is None:
-            if len(self._targets) >= const.REFLECT_TARGETS_MAX:
+            if len(self._targets) >= _TARGETS_MAX:
                 self._sweep_targets(now)
             services = self._targets[key] = {}
         skey = (stype, instance)
-        if skey not in services and len(services) >= const.REFLECT_SERVICES_PER_HOST:
+        if skey not in services and len(services) >= _SERVICES_PER_HOST:
             del services[next(iter(services))]
-        services[skey] = now + min(max(float(ttl), const.REFLECT_TARGET_MIN_TTL),
-                                   float(const.STORE_MAX_TTL))
+        services[skey] = now + _hold(ttl)
 
-    def _home(self, si: int, stype: str, instance: str, ttl: int, now: float) -> None:
+    def _home(self, seen: dict[tuple[int, str, str], int], now: float) -> None:
         homes = self._homes
-        if len(homes) >= const.REFLECT_INSTANCES_MAX:
-            _trim(homes, lambda e: e < now, const.REFLECT_INSTANCES_MAX)
-        homes[(si, stype, instance)] = now + min(max(float(ttl), const.REFLECT_TARGET_MIN_TTL),
-                                                 float(const.STORE_MAX_TTL))
+        if len(homes) >= _INSTANCES_MAX:
+            _trim(homes, lambda e: e < now, _INSTANCES_MAX)
+        for key, ttl in seen.items():
+            homes[key] = now + _hold(ttl)
 
     def _sweep_targets(self, now: float) -> None:
         _trim(self._targets, lambda s: max(s.values(), default=0) < now,
@@ -1026,6 +1028,18 @@ class Reflector:
 
     def learned_targets(self) -> int:
         return len(self._targets)
+
+
+_SERVICES_PER_HOST = const.REFLECT_SERVICES_PER_HOST
+_INSTANCES_MAX = const.REFLECT_INSTANCES_MAX
+_TARGETS_MAX = const.REFLECT_TARGETS_MAX
+_TARGET_MIN_TTL = const.REFLECT_TARGET_MIN_TTL
+_MAX_TTL = float(const.STORE_MAX_TTL)
+
+
+def _hold(ttl: int) -> float:
+    """How long a learned service or target is remembered: its TTL, within bounds."""
+    return min(max(float(ttl), _TARGET_MIN_TTL), _MAX_TTL)
 
 
 def _trim(table: dict[Any, Any], expired: Callable[[Any], bool], cap: int) -> None:

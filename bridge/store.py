@@ -396,8 +396,7 @@ def _find(rrset: list[Entry], digest: bytes) -> Entry | None:
     return None
 
 
-def _ancestors(name: dns.name.Name) -> Iterator[dns.name.Name]:
+def _ancestors(name: dns.name.Name) -> list[dns.name.Name]:
     """Proper ancestors of ``name`` down to, but not including, the root (interned)."""
     labels = name.labels[:-1]
-    for i in range(1, len(labels)):
-        yield wire.intern(labels[i:])
+    return [wire.intern(labels[i:]) for i in range(1, len(labels))]
