@@ -2,20 +2,23 @@
 
 A benchmark, not a test. Run as root (it builds a namespace lab; all traffic stays inside it):
 
-    python -m loadtest.reflector_bench [--duration 2] [--out reflector_bench.json]
+    python -m loadtest.reflector_bench [--duration 2] [--out reflector_bench.json] [--pure]
 
 Lab: router namespace with VLANs a (10) and b (20), one sender host on a and one receiver host
-on b. For each reflector in turn (our gateway with ``reflector: {enabled: true}`` and a policy
-reflecting everything from a to b; then avahi-daemon with ``[reflector] enable-reflector=yes``,
-its rate limit lifted so that we measure its capacity) and each workload (``response``: an
-avahi-like announcement of a new service, 6 records with a link-local AAAA, so ours rebuilds
-every packet, spread over 512 service types; ``query``: one QM question), the sender (a
-separate process in the sender's namespace) offers a rising rate for ``--duration`` seconds
-per step; the receiver counts which of the offered packets (each carries a unique label)
-arrived on b. The highest offered rate with
-every packet delivered is "zero-loss packets/s"; CPU per packet is the reflector process's CPU
-time (user + system, /proc) over the step divided by the packets it delivered. Prints a table
-and the ratios ours/avahi, and writes everything as JSON.
+on b. For each reflector in turn (our gateway with ``reflector: {enabled: true}``, its hot-path
+modules compiled as build_ext.py builds them unless ``--pure``, and a policy reflecting
+everything from a to b; then avahi-daemon with ``[reflector] enable-reflector=yes``, its rate
+limit lifted so that we measure its capacity) and each workload (``query``: one QM question;
+``response``: an avahi-like announcement of a new service, 6 records with a link-local AAAA,
+so ours rebuilds every packet, spread over 512 service types), the sender (a separate process
+in the sender's namespace) offers a rising rate for ``--duration`` seconds per step; the
+receiver counts which of the offered packets (each carries a unique label) arrived on b.
+Every step starts a fresh reflector (the records of earlier steps would otherwise come due
+for refresh and expiry during later ones), pinned to core 1, with the sender and the receiver
+on core 0. The highest offered rate with every packet delivered is "zero-loss packets/s"; CPU
+per packet is the reflector process's CPU time (user + system, /proc) over the step divided by
+the packets it delivered. Prints a table and the ratios ours/avahi, and writes everything as
+JSON.
 """
 
 from __future__ import annotations

@@ -218,6 +218,9 @@ class _Name(dns.name.Name):
 # dnspython's: names parsed here and names made by dnspython meet as keys of the same dicts.
 _POW9 = [9 ** n for n in range(64)]
 _LABEL_HASHES: dict[bytes, int] = {}
+# small: it pays for labels that recur (service types, _tcp, local); an instance's or a host's
+# own label is hashed once per new name and would only hold memory here
+_LABEL_HASHES_MAX = 4096
 _HASH_MAX = (1 << 63) - 1
 
 
@@ -229,7 +232,7 @@ def _labels_hash(labels: tuple[bytes, ...]) -> int:
             lh = 0
             for c in label.lower():
                 lh = lh * 9 + c
-            if len(_LABEL_HASHES) >= _NAMES_MAX:
+            if len(_LABEL_HASHES) >= _LABEL_HASHES_MAX:
                 _LABEL_HASHES.clear()
             _LABEL_HASHES[label] = lh
         h = h * _POW9[len(label)] + lh
