@@ -101,3 +101,5 @@ LOG_RATE_LIMIT_INTERVAL = 10.0  # s; a repeated warning (same key) is logged at 
 
 # --- process -------------------------------------------------------------------------------
 GC_THRESHOLDS = (50_000, 50, 100)  # CPython's collector generations (default 700, 10, 10)
+MEMORY_TRIM_INTERVAL = 1.0  # s; how often the store's size is checked for a malloc_trim
+MEMORY_TRIM_RECORDS = 1000  # records added or removed since the last trim that call for one
