@@ -103,6 +103,8 @@ class Store:
         self.record_listeners: list[RecordListener] = []  # which record, for O(1) reactions
         self.evicted = 0
         self.expired = 0
+        self._variation_second = -1
+        self._variation_value = 0.0
 
     # --- writing ---------------------------------------------------------------------
 
@@ -179,7 +181,7 @@ class Store:
         self._age[entry] = None
         heapq.heappush(self._heap, (expiry, entry))
         # _schedule_refresh, step 0, inline
-        entry.refresh_at = when = now + (_FIRST_REFRESH + _random() * _JITTER) * ttl
+        entry.refresh_at = when = now + (_FIRST_REFRESH + self._variation(now)) * ttl
         heapq.heappush(self._refresh, (when, entry))
         if rdtype == _SRV:
             target = rdata.target  # type: ignore[attr-defined]
@@ -292,11 +294,21 @@ class Store:
             heapq.heapify(self._refresh)
         return due
 
+    def _variation(self, received: float) -> float:
+        """RFC 6762 §5.2's random 2 % of the TTL, drawn once per second of arrival: records
+        that arrived together (one announcement, one burst) are still asked for together, in
+        one query, while other seconds' records spread out."""
+        second = int(received)
+        if second != self._variation_second:
+            self._variation_second = second
+            self._variation_value = _random() * _JITTER
+        return self._variation_value
+
     def _schedule_refresh(self, entry: Entry, step: int = 0) -> None:
         # RFC 6762 §5.2: plus up to 2 % of the TTL at random, so that records learned together
         # (a start-up, a burst of announcements) are not all asked for in one tick
-        when = entry.received + (const.MDNS_REFRESH_FRACTIONS[step] + _random() * _JITTER) \
-            * entry.ttl
+        when = entry.received + (const.MDNS_REFRESH_FRACTIONS[step]
+                                 + self._variation(entry.received)) * entry.ttl
         entry.refresh_at, entry.step = when, step
         heapq.heappush(self._refresh, (when, entry))
 

@@ -91,13 +91,19 @@ def test_refresh_points_at_80_85_90_95_percent() -> None:
     assert s.due_refresh(170.01) == {("t", n("h.local."), A)}
 
 
-def test_refresh_points_of_records_learned_together_are_spread() -> None:
+def test_refresh_variation_is_shared_within_a_second_and_drawn_anew_each_second() -> None:
+    """RFC 6762 §5.2's random 2 %: records that arrived together are asked for together (one
+    query), other seconds' records spread out."""
     s = Store()
-    for i in range(2000):
-        s.add("t", n(f"h{i}.local."), A, a("10.0.0.2"), 100, now=0.0)
-    first = s.due_refresh(81.0, limit=10_000)
-    assert 0 < len(first) < 2000  # some at 80-81 s, the rest until 82 s
-    assert len(first) + len(s.due_refresh(82.01, limit=10_000)) == 2000
+    for i in range(50):
+        s.add("t", n(f"h{i}.local."), A, a("10.0.0.2"), 100, now=0.3)
+    points = {when for when, _ in s._refresh}
+    assert len(points) == 1 and 80.3 <= points.pop() <= 82.3
+    s = Store()
+    for second in range(200):
+        s.add("t", n(f"h{second}.local."), A, a("10.0.0.2"), 100, now=float(second))
+    offsets = {round(when - entry.received - 80.0, 9) for when, entry in s._refresh}
+    assert len(offsets) > 100 and all(0.0 <= x <= 2.0 for x in offsets)
 
 
 def test_due_refresh_and_sweep_do_bounded_work_per_call() -> None:
