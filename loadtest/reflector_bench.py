@@ -292,8 +292,11 @@ def main(argv: list[str] | None = None) -> int:
             assert avahi.proc is not None
             return int(avahi.proc.pid)
 
+        def stop_avahi() -> None:
+            avahi.stop()
+
         print("avahi-daemon reflector:", flush=True)
-        results["avahi"] = measure(lab, "avahi", start_avahi, avahi.stop, args.duration, seq)
+        results["avahi"] = measure(lab, "avahi", start_avahi, stop_avahi, args.duration, seq)
 
     print("\nresult                    ours        avahi      ratio")
     ratios: dict[str, Any] = {}
