@@ -1,7 +1,7 @@
 """Optional C compilation of the measured hot-path modules, as python-zeroconf does.
 
 The packet path (parse, store, reflect) is plain Python; compiled by Cython, unchanged, it
-runs ~30 % faster (loadtest/README.md has the figures). Only these modules are compiled,
+runs ~30 % faster (README, "Performance", has the figures). Only these modules are compiled,
 each measured on that path with ``python -m loadtest.profile --reflector``:
 """
 

@@ -248,7 +248,8 @@ def tune_gc() -> None:
     The record store holds tens of thousands of long-lived objects; with CPython's default
     thresholds (700, 10, 10) the collector re-walked them every few hundred packets, a third
     of the CPU of ingesting and reflecting announcements at the store's cap (measured with
-    the in-process harness of loadtest/hotpath.py). Almost nothing here makes cycles: reference
-    counting frees it, so fewer collections cost no memory worth counting."""
+    an in-process harness feeding announcements to ingest and the reflector). Almost nothing
+    here makes cycles: reference counting frees it, so fewer collections cost no memory
+    worth counting."""
     gc.freeze()
     gc.set_threshold(*const.GC_THRESHOLDS)

@@ -90,7 +90,7 @@ REFLECT_INSTANCES_MAX = 16_384  # services remembered by VLAN (for known answers
 #   cleared when full
 REFLECT_SERVICES_PER_HOST = 32  # services remembered per SRV target host; oldest dropped
 REFLECT_TARGET_MIN_TTL = 10.0  # s; an SRV target is remembered at least this long
-REFLECT_SOURCES_MAX = 4_096  # memoised on-link checks of source addresses; cleared when full
+LINK_SOURCES_MAX = 4_096  # memoised on-link checks of source addresses per link; cleared when full
 REFLECT_DEFAULT_MTU = 1500  # bytes; used when an interface's MTU cannot be read
 
 # --- interfaces ----------------------------------------------------------------------------

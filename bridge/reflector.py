@@ -177,13 +177,14 @@ _OURS = 2
 _Parts = tuple[str, str | None] | None
 _SERVICES_PARTS: _Parts = ("", "")  # marks the enumeration name in _PARTS
 _PARTS: dict[dns.name.Name, _Parts] = {}  # memo of _parts: most names recur within a packet
+_UNKNOWN: Any = object()
 
 
 def _parts(name: dns.name.Name) -> _Parts:
     """``service_parts`` of a name, or _SERVICES_PARTS for the enumeration name; memoised
     (an instance name is the owner of its SRV and TXT and the target of its PTR)."""
-    parts = _PARTS.get(name, _SERVICES_PARTS)
-    if parts is _SERVICES_PARTS and name not in _PARTS:
+    parts = _PARTS.get(name, _UNKNOWN)
+    if parts is _UNKNOWN:
         parts = _SERVICES_PARTS if _is_services(name) else service_parts(name)
         if len(_PARTS) >= const.REFLECT_MEMO_MAX:
             _PARTS.clear()
@@ -529,7 +530,6 @@ class Reflector:
         self._links: list[Link | None] = [None] * len(self.vlans)
         self._mtu: list[int] = [const.REFLECT_DEFAULT_MTU] * len(self.vlans)
         self._up: dict[int, int] = {int(socket.AF_INET): 0, int(socket.AF_INET6): 0}
-        self._on_link: dict[tuple[int, str], bool] = {}
         self._in = [TokenBucket(config.rate, config.burst) for _ in self.vlans]
         self._out = [TokenBucket(config.rate, config.burst) for _ in self.vlans]
         self.marks = _Marks(window, const.REFLECT_MARKS_MAX)
@@ -556,7 +556,6 @@ class Reflector:
         up4 = up6 = 0
         for i, name in enumerate(self.vlans):
             link = links.get(name)
-            old = self._links[i]
             self._links[i] = link
             self._mtu[i] = (mtus or {}).get(name, const.REFLECT_DEFAULT_MTU)
             if link is None or not link.up:
@@ -565,8 +564,6 @@ class Reflector:
                 up4 |= 1 << i
             if link.has_v6:
                 up6 |= 1 << i
-            if old is None or old.subnets != link.subnets:
-                self._on_link.clear()
         self._up = {int(socket.AF_INET): up4, int(socket.AF_INET6): up6}
 
     # --- the packet path --------------------------------------------------------------------
@@ -642,15 +639,8 @@ class Reflector:
         return []
 
     def _source_on_link(self, si: int, src: str) -> bool:
-        key = (si, src)
-        ok = self._on_link.get(key)
-        if ok is None:
-            link = self._links[si]
-            ok = link is not None and link.on_link(src)
-            if len(self._on_link) >= const.REFLECT_SOURCES_MAX:
-                self._on_link.clear()
-            self._on_link[key] = ok
-        return ok
+        link = self._links[si]
+        return link is not None and link.on_link(src)
 
     # --- queries ----------------------------------------------------------------------------
 
@@ -663,9 +653,8 @@ class Reflector:
         if parts is not None:
             return plan.question_mask(si, parts[0], parts[1])
         # a host name: where it is the target of a service the asker may see
-        hk = name
         return _sources_where(plan.sources_for[si],
-                              lambda d: bool(self._learned_mask(d, hk, now) >> si & 1))
+                              lambda d: bool(self._learned_mask(d, name, now) >> si & 1))
 
     def _query(self, si: int, vlan: str, packet: wire.Packet, raw: bytes, family: int,
                cand: int, now: float) -> list[Output]:
@@ -1013,8 +1002,7 @@ class Reflector:
             homes[key] = now + _hold(ttl)
 
     def _sweep_targets(self, now: float) -> None:
-        _trim(self._targets, lambda s: max(s.values(), default=0) < now,
-              const.REFLECT_TARGETS_MAX)
+        _trim(self._targets, lambda s: max(s.values(), default=0) < now, _TARGETS_MAX)
 
     def _learned_mask(self, si: int, hk: dns.name.Name, now: float) -> int:
         services = self._targets.get((si, hk))

@@ -16,7 +16,7 @@ from .. import const
 from ..logutil import RateLimitedLog
 from ..store import Store
 from . import wire
-from .links import Link, Links
+from .links import Links
 
 log = logging.getLogger(__name__)
 _limited = RateLimitedLog(log)
@@ -36,8 +36,6 @@ class Ingest:
         self.records: Counter[str] = Counter()  # vlan -> records accepted
         # Other consumers of parsed packets (the reflector): (vlan, packet, raw, src, port, fam)
         self.listeners: list[PacketListener] = []
-        self._on_link_memo: dict[tuple[int, str], bool] = {}
-        self._on_link_table: object = None
 
     def handle(self, data: bytes, src: str, port: int, ifindex: int, family: int,
                now: float) -> wire.Packet | None:
@@ -71,7 +69,7 @@ class Ingest:
                 _limited.info(("port", vlan, src), "VLAN %s: ignored response from %s port %d",
                               vlan, src, port)
                 return None
-            if not self._on_link(link, src):
+            if not link.on_link(src):
                 self.dropped[(vlan, "off_subnet")] += 1
                 _limited.info(("offlink", vlan, src),
                               "VLAN %s: ignored response from off-subnet %s", vlan, src)
@@ -83,19 +81,6 @@ class Ingest:
         for listener in self.listeners:
             listener(vlan, packet, data, src, port, family)
         return packet
-
-    def _on_link(self, link: Link, src: str) -> bool:
-        """``link.on_link`` memoised per interface table (an address parse per packet is a
-        measurable share of ingesting a small announcement)."""
-        if self._on_link_table is not self.links.by_index \
-                or len(self._on_link_memo) >= const.REFLECT_SOURCES_MAX:
-            self._on_link_memo = {}
-            self._on_link_table = self.links.by_index
-        key = (link.ifindex, src)
-        ok = self._on_link_memo.get(key)
-        if ok is None:
-            ok = self._on_link_memo[key] = link.on_link(src)
-        return ok
 
     def _apply(self, vlan: str, packet: wire.Packet, now: float) -> None:
         store = self.store

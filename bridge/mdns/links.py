@@ -9,8 +9,9 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from .. import const
 from ..config import IPNetwork, VlanConfig
 from ..interfaces import Interface, list_interfaces
 
@@ -31,9 +32,21 @@ class Link:
     addresses: tuple[str, ...]  # our own addresses on it (for loop/own-packet checks)
     has_v4: bool
     has_v6: bool
+    # sources already checked: ingest and the reflector both ask for every response, and an
+    # address parse per packet is a measurable share of it; a new Link (after every interface
+    # rescan) starts empty, so a changed subnet is never answered from here
+    _checked: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
 
     def on_link(self, src: str) -> bool:
         """RFC 6762 §11: accept only sources on this link (IPv6 link-local always is)."""
+        ok = self._checked.get(src)
+        if ok is None:
+            if len(self._checked) >= const.LINK_SOURCES_MAX:
+                self._checked.clear()
+            ok = self._checked[src] = self._check(src)
+        return ok
+
+    def _check(self, src: str) -> bool:
         try:
             ip = ipaddress.ip_address(src)
         except ValueError:
