@@ -83,10 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             _wait_records(gw, _expected_records(devs), 90.0)
             dnsperf(lab.gw, server="gateway", pid=gw.pid, addr=gw.addr, port=gw.port, data=data,
                     transport=args.transport, seconds=2, core=opts.client_core)  # warm
-            spy = subprocess.Popen(
-                ["py-spy", "record", "--pid", str(gw.pid), "--rate", "500", "--format", "raw",
-                 "--duration", str(int(args.seconds)), "--output", str(raw), "--nonblocking"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            spy = _spy(gw.pid, args.seconds, raw)
             r = dnsperf(lab.gw, server="gateway", pid=gw.pid, addr=gw.addr, port=gw.port,
                         data=data, transport=args.transport, seconds=args.seconds,
                         core=opts.client_core)
@@ -94,19 +91,25 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             gw.stop()
             w.stop_publishers()
-    print(f"{args.transport}: {r.qps:.0f} q/s under py-spy, "
-          f"{r.cpu_us_per_query or 0:.1f} us CPU/query")
-    print(summarize(raw.read_text()))
-    print(f"collapsed stacks: {raw}", file=sys.stderr)
-    return 0
+    return _report(f"{args.transport}: {r.qps:.0f} q/s under py-spy, "
+                   f"{r.cpu_us_per_query or 0:.1f} us CPU/query", raw)
 
 
 def _spy(pid: int, seconds: float, raw: Path, native: bool = False
          ) -> subprocess.Popen[bytes]:
+    """py-spy sampling ``pid`` into ``raw``; blocking sampling (non-blocking lost most samples
+    on this 2-core machine while the load ran on the other core)."""
     return subprocess.Popen(
         ["py-spy", "record", "--pid", str(pid), "--rate", "500", "--format", "raw",
          "--duration", str(int(seconds)), "--output", str(raw), *(["--native"] if native else [])],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _report(headline: str, raw: Path) -> int:
+    print(headline)
+    print(summarize(raw.read_text()))
+    print(f"collapsed stacks: {raw}", file=sys.stderr)
+    return 0
 
 
 def profile_reflector(kind: str, rate: float, seconds: float, out: Path,
@@ -132,11 +135,9 @@ def profile_reflector(kind: str, rate: float, seconds: float, out: Path,
         finally:
             sniffer.close()
             gw.stop()
-    print(f"reflector {kind} at {rate:.0f}/s under py-spy: delivered {step['delivered']}/"
-          f"{step['sent']}, {step['cpu_us_per_packet']} us CPU/packet")
-    print(summarize(raw.read_text()))
-    print(f"collapsed stacks: {raw}", file=sys.stderr)
-    return 0
+    return _report(f"reflector {kind} at {rate:.0f}/s under py-spy: delivered "
+                   f"{step['delivered']}/{step['sent']}, {step['cpu_us_per_packet']} us "
+                   "CPU/packet", raw)
 
 
 if __name__ == "__main__":

@@ -158,17 +158,20 @@ def test_ipv6_listener_replies_from_the_address_queried(front: Front) -> None:
     assert reply.answer
 
 
+def office_says_goodbye(front: Front) -> None:
+    """The office printer's A record goes (goodbye, then the sweep after its last second)."""
+    now = front.loop.time()
+    front.store.add("trusted", dns.name.from_text("office.local."), A,
+                    dns.rdata.from_text("IN", "A", "10.10.0.5"), 0, now)
+    front.store.sweep(now + 1.5)
+
+
 def test_store_change_invalidates_cached_answer(front: Front) -> None:
     wire = q("office.local.", "A").to_wire()
     assert dns.message.from_wire(udp_raw(front.port_view, wire)).answer
     udp_raw(front.port_view, wire)
 
-    def goodbye() -> None:
-        now = front.loop.time()
-        front.store.add("trusted", dns.name.from_text("office.local."), A,
-                        dns.rdata.from_text("IN", "A", "10.10.0.5"), 0, now)
-        front.store.sweep(now + 1.5)
-    front.call(goodbye)
+    front.call(lambda: office_says_goodbye(front))
     assert dns.message.from_wire(udp_raw(front.port_view, wire)).answer == []
 
 
@@ -180,12 +183,7 @@ def test_store_change_invalidates_cached_answer_over_tcp(front: Front) -> None:
 
         assert ask().answer and ask().answer  # the second one from the cache
 
-        def goodbye() -> None:
-            now = front.loop.time()
-            front.store.add("trusted", dns.name.from_text("office.local."), A,
-                            dns.rdata.from_text("IN", "A", "10.10.0.5"), 0, now)
-            front.store.sweep(now + 1.5)
-        front.call(goodbye)
+        front.call(lambda: office_says_goodbye(front))
         assert ask().answer == []
 
 
