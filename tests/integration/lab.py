@@ -1488,7 +1488,11 @@ class GatewayProcess:
         def found() -> re.Match[str] | None:
             return rx.search(self.logs())
 
-        match: re.Match[str] = poll_until(found, timeout, message=f"log to match {pattern!r}")
+        def why() -> str:  # a timeout says what the process did log
+            tail = "\n".join(self.logs().splitlines()[-20:])
+            return f"log to match {pattern!r}; its last lines:\n{tail}"
+
+        match: re.Match[str] = poll_until(found, timeout, message=why)
         return match
 
     def __enter__(self) -> GatewayProcess:
