@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import gc
 import logging
 import signal
 from collections.abc import Callable, Mapping
@@ -19,6 +17,7 @@ from .mdns.browser import Browser
 from .mdns.ingest import Ingest
 from .mdns.links import Links
 from .mdns.transport import MdnsTransport
+from .memory import MemoryKeeper
 from .policy import PolicyEngine, PolicyError, default_engine, load_policy_dir
 from .policy_watch import PolicyWatcher
 from .store import Store
@@ -61,7 +60,7 @@ class Gateway:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._tick_handle: asyncio.TimerHandle | None = None
-        self._trimmed_at = 0  # store size at the last malloc_trim
+        self.memory = MemoryKeeper(self.store.__len__)
         self.ready = asyncio.Event()
         self.stopping = asyncio.Event()
 
@@ -146,15 +145,6 @@ class Gateway:
             self.server.addresses_changed()
             self.server.set_views(self.server.views)
 
-    def _trim_memory(self) -> None:
-        """After the store grew or shrank by many records, hand the C heap's free memory back
-        to the system: the store's dicts and schedules grow by reallocation, and glibc keeps
-        the old blocks (measured: ~2 MB of RSS after 10,000 services arrive)."""
-        size = len(self.store)
-        if abs(size - self._trimmed_at) >= const.MEMORY_TRIM_RECORDS and _MALLOC_TRIM:
-            self._trimmed_at = size
-            _MALLOC_TRIM(0)
-
     async def _every(self, interval: float, fn: object, name: str) -> None:
         assert self._loop is not None
         while True:
@@ -185,8 +175,8 @@ class Gateway:
         self._tasks = [
             asyncio.create_task(self._every(const.STORE_SWEEP_INTERVAL,
                                             lambda: self.store.sweep(loop.time()), "sweep")),
-            asyncio.create_task(self._every(const.MEMORY_TRIM_INTERVAL, self._trim_memory,
-                                            "memory trim")),
+            asyncio.create_task(self._every(const.MEMORY_INTERVAL,
+                                            lambda: self.memory.tick(loop.time()), "memory")),
             asyncio.create_task(self._every(const.MDNS_REFRESH_TICK, self._browser_tick,
                                             "browse")),
             asyncio.create_task(self._every(const.IFACE_RESCAN_INTERVAL, self.refresh_links,
@@ -222,34 +212,10 @@ class Gateway:
             loop.add_signal_handler(sig, self.stopping.set)
         loop.add_signal_handler(signal.SIGHUP, self.load_policies)
         await self.start()
-        tune_gc()
+        self.memory.manage_collector(loop.time())
         try:
             await self.stopping.wait()
         finally:
             log.info("shutting down")
             await self.stop()
 
-
-def _malloc_trim() -> Callable[[int], int] | None:
-    """glibc's malloc_trim, where there is one (not on musl or other C libraries)."""
-    try:
-        trim: Callable[[int], int] = ctypes.CDLL(None).malloc_trim  # the process's own libc
-        return trim
-    except (OSError, AttributeError):
-        return None
-
-
-_MALLOC_TRIM = _malloc_trim()
-
-
-def tune_gc() -> None:
-    """Collect cycles less often, and never re-scan what start-up built.
-
-    The record store holds tens of thousands of long-lived objects; with CPython's default
-    thresholds (700, 10, 10) the collector re-walked them every few hundred packets, a third
-    of the CPU of ingesting and reflecting announcements at the store's cap (measured with
-    an in-process harness feeding announcements to ingest and the reflector). Almost nothing
-    here makes cycles: reference counting frees it, so fewer collections cost no memory
-    worth counting."""
-    gc.freeze()
-    gc.set_threshold(*const.GC_THRESHOLDS)

@@ -43,10 +43,10 @@ _JITTER = const.MDNS_REFRESH_JITTER
 class Entry:
     """One cached rdata; mutable so a TTL refresh is an in-place update.
 
-    It knows its key, rdata and digest, so the schedules (heaps of ``(when, entry)``), the age
-    order and its RRset (a list) hold the entry itself rather than tuples and dicts per
-    record: at 40,000 records that is ~15 MB less than (when, seq, key, rdata[, received,
-    step]) tuples, (key, rdata) keys and a dict per RRset.
+    It knows its key, rdata and digest, so the schedules, the age order and its RRset (a
+    list) hold the entry itself rather than tuples and dicts per record: at 40,000 records
+    that is ~15 MB less than (when, seq, key, rdata[, received, step]) tuples, (key, rdata)
+    keys and a dict per RRset.
     """
 
     __slots__ = ("digest", "expiry", "key", "rdata", "received", "refresh_at", "step", "ttl")
@@ -59,11 +59,70 @@ class Entry:
         self.expiry = expiry
         self.received = received
         self.ttl = ttl
-        self.refresh_at = _FOREVER  # the refresh point scheduled now (stale heap items differ)
+        self.refresh_at = _FOREVER  # the refresh point it is scheduled at
         self.step = 0  # index into const.MDNS_REFRESH_FRACTIONS of that point
 
-    def __lt__(self, other: Entry) -> bool:
-        return id(self) < id(other)  # ties in a heap: any stable order will do
+
+class Schedule:
+    """Entries by the second their time comes (expiry, or the next refresh point).
+
+    Moving or dropping an entry is O(1) and leaves nothing behind. A heap of (when, entry)
+    cannot drop an item, so evicted and rescheduled entries stayed in it until their old time
+    came: in a flood of new services (the store full, one eviction per record) that held
+    ~600,000 tuples and the evicted records behind them, for the garbage collector to walk
+    over and over (a third of the CPU per reflected packet).
+
+    An entry's time is read from it (``expiry`` or ``refresh_at``), so callers move an entry
+    by ``discard`` with the old time, then ``add`` with the new.
+    """
+
+    __slots__ = ("_buckets", "_seconds")
+
+    def __init__(self) -> None:
+        self._buckets: dict[int, dict[Entry, None]] = {}  # second -> entries, a set in order
+        self._seconds: list[int] = []  # heap of the buckets' seconds
+
+    def __len__(self) -> int:
+        return sum(len(bucket) for bucket in self._buckets.values())
+
+    def add(self, when: float, entry: Entry) -> None:
+        if when == _FOREVER:
+            return
+        second = int(when)
+        bucket = self._buckets.get(second)
+        if bucket is None:
+            bucket = self._buckets[second] = {}
+            heapq.heappush(self._seconds, second)
+        bucket[entry] = None
+
+    def discard(self, when: float, entry: Entry) -> None:
+        if when != _FOREVER:
+            bucket = self._buckets.get(int(when))
+            if bucket is not None:
+                bucket.pop(entry, None)  # an empty bucket goes when its second is reached
+
+    def pop_due(self, now: float, limit: int, expiry: bool) -> list[Entry]:
+        """Up to ``limit`` entries whose time (``expiry`` or ``refresh_at``) is ``<= now``,
+        taken out of the schedule."""
+        out: list[Entry] = []
+        seconds, buckets = self._seconds, self._buckets
+        while seconds and seconds[0] <= now and len(out) < limit:
+            second = seconds[0]
+            bucket = buckets[second]
+            if second + 1 <= now:  # the whole second has passed: all of it is due
+                while bucket and len(out) < limit:
+                    out.append(bucket.popitem()[0])
+            else:  # the current second: only what is due already, then stop
+                due = [e for e in bucket if (e.expiry if expiry else e.refresh_at) <= now]
+                for entry in due[:limit - len(out)]:
+                    del bucket[entry]
+                    out.append(entry)
+            if not bucket:
+                heapq.heappop(seconds)
+                del buckets[second]
+            elif second + 1 > now:
+                break
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,8 +146,8 @@ class Store:
         # list is 64 B, a one-entry dict 224 B; lookups compare the entries' digests.
         self._rrsets: dict[RRKey, list[Entry]] = {}
         self._age: OrderedDict[Entry, None] = OrderedDict()  # oldest first (eviction order)
-        self._heap: list[tuple[float, Entry]] = []  # expiry points
-        self._refresh: list[tuple[float, Entry]] = []  # RFC 6762 §5.2 refresh points
+        self._expiries = Schedule()  # every non-pinned entry, by expiry
+        self._refresh = Schedule()  # and by its next RFC 6762 §5.2 refresh point
         # owner names per VLAN (-> the types held there) and, for empty non-terminals, how
         # many names sit below each; a tuple of types is a quarter of a set's size
         self._names: dict[str, dict[dns.name.Name, tuple[int, ...]]] = {}
@@ -144,14 +203,16 @@ class Store:
             for entry in rrset:
                 if entry.digest != digest and entry.received < now - const.MDNS_CACHE_FLUSH_GRACE \
                         and flush_at < entry.expiry != _FOREVER:
+                    self._expiries.discard(entry.expiry, entry)
                     entry.expiry = flush_at
-                    self._push(flush_at, entry)
+                    self._expiries.add(flush_at, entry)
         if ttl == 0:
             gone = _find(rrset, digest) if rrset else None
             if gone is not None and now + const.MDNS_GOODBYE_DELAY < gone.expiry != _FOREVER:
+                self._expiries.discard(gone.expiry, gone)
                 gone.expiry = now + const.MDNS_GOODBYE_DELAY
                 gone.ttl = 1
-                self._push(gone.expiry, gone)
+                self._expiries.add(gone.expiry, gone)
             return
         expiry = now + ttl
         if rrset is None:
@@ -163,11 +224,11 @@ class Store:
         if old is not None and old.expiry == _FOREVER:
             return  # somebody else announces our record: the responder handles conflicts
         if old is not None:
-            scheduled = old.expiry
+            self._expiries.discard(old.expiry, old)
             old.expiry, old.received, old.ttl = expiry, now, ttl
+            self._expiries.add(expiry, old)
             self._age.move_to_end(old)
-            if expiry < scheduled:
-                self._push(expiry, old)
+            self._refresh.discard(old.refresh_at, old)
             self._schedule_refresh(old)
             return
         if len(rrset) >= (_MAX_PTR_RRSET if rdtype == _PTR else _MAX_RRSET):
@@ -179,10 +240,10 @@ class Store:
         entry = Entry(key, rdata, digest, expiry, now, ttl)
         rrset.append(entry)
         self._age[entry] = None
-        heapq.heappush(self._heap, (expiry, entry))
+        self._expiries.add(expiry, entry)
         # _schedule_refresh, step 0, inline
         entry.refresh_at = when = now + (_FIRST_REFRESH + self._variation(now)) * ttl
-        heapq.heappush(self._refresh, (when, entry))
+        self._refresh.add(when, entry)
         if rdtype == _SRV:
             target = rdata.target  # type: ignore[attr-defined]
             self._srv_targets.setdefault(vlan, {}).setdefault(target, set()).add(name)
@@ -202,6 +263,8 @@ class Store:
         if previous is not None:  # pinned records do not count against eviction
             rrset[rrset.index(previous)] = entry
             self._age.pop(previous, None)
+            self._expiries.discard(previous.expiry, previous)
+            self._refresh.discard(previous.refresh_at, previous)
         else:
             rrset.append(entry)
         if key[2] == dns.rdatatype.SRV:
@@ -218,22 +281,11 @@ class Store:
     def sweep(self, now: float, limit: int = const.STORE_SWEEP_MAX) -> int:
         """Drop records whose time has come, at most ``limit`` (the rest go in the next
         sweep: a mass expiry must not stall the event loop); returns how many went."""
-        gone = 0
-        heap = self._heap
-        while heap and heap[0][0] <= now and gone < limit:
-            _, entry = heapq.heappop(heap)
-            if not self._current(entry):
-                continue
-            if entry.expiry > now:  # refreshed since it was scheduled
-                self._push(entry.expiry, entry)
-                continue
+        due = self._expiries.pop_due(now, limit, True)
+        for entry in due:
             self._remove_entry(entry)
-            gone += 1
-        if len(heap) > 4 * len(self._age) + 1024:  # drop stale schedule entries
-            self._heap = [item for item in heap if self._current(item[1])]
-            heapq.heapify(self._heap)
-        self.expired += gone
-        return gone
+        self.expired += len(due)
+        return len(due)
 
     def remove_vlan(self, vlan: str) -> None:
         for key in [k for k in self._rrsets if k[0] == vlan]:
@@ -280,18 +332,17 @@ class Store:
         at most ``limit`` of them, the rest stay due for the next call (one call's work is
         bounded however many records came due together)."""
         due: set[RRKey] = set()
-        heap = self._refresh
-        fractions = const.MDNS_REFRESH_FRACTIONS
-        while heap and heap[0][0] <= now and len(due) < limit:
-            when, entry = heapq.heappop(heap)
-            if when != entry.refresh_at or entry.expiry <= now or not self._current(entry):
-                continue  # gone, or refreshed since: a newer schedule exists
-            due.add(entry.key)
-            if entry.step + 1 < len(fractions):
-                self._schedule_refresh(entry, entry.step + 1)
-        if len(heap) > 8 * len(self._age) + 1024:
-            self._refresh = [i for i in heap if self._current(i[1])]
-            heapq.heapify(self._refresh)
+        last = len(const.MDNS_REFRESH_FRACTIONS) - 1
+        while len(due) < limit:
+            entries = self._refresh.pop_due(now, limit - len(due), False)
+            if not entries:
+                break
+            for entry in entries:
+                entry.refresh_at = _FOREVER
+                if entry.expiry > now:  # expired ones go in the next sweep
+                    due.add(entry.key)
+                    if entry.step < last:
+                        self._schedule_refresh(entry, entry.step + 1)
         return due
 
     def _variation(self, received: float) -> float:
@@ -310,17 +361,9 @@ class Store:
         when = entry.received + (const.MDNS_REFRESH_FRACTIONS[step]
                                  + self._variation(entry.received)) * entry.ttl
         entry.refresh_at, entry.step = when, step
-        heapq.heappush(self._refresh, (when, entry))
+        self._refresh.add(when, entry)
 
     # --- internals -------------------------------------------------------------------
-
-    def _push(self, when: float, entry: Entry) -> None:
-        heapq.heappush(self._heap, (when, entry))
-
-    def _current(self, entry: Entry) -> bool:
-        """Whether ``entry`` is still the store's record (not removed or replaced)."""
-        rrset = self._rrsets.get(entry.key)
-        return rrset is not None and entry in rrset  # Entry equality is identity
 
     def _remove(self, key: RRKey, rdata: dns.rdata.Rdata) -> None:
         rrset = self._rrsets.get(key)
@@ -338,6 +381,8 @@ class Store:
             rrset = self._rrsets[key]
         rrset.remove(entry)
         self._age.pop(entry, None)
+        self._expiries.discard(entry.expiry, entry)
+        self._refresh.discard(entry.refresh_at, entry)
         rdata = entry.rdata
         vlan, name, rdtype = key
         if rdtype == _SRV:

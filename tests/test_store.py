@@ -97,12 +97,12 @@ def test_refresh_variation_is_shared_within_a_second_and_drawn_anew_each_second(
     s = Store()
     for i in range(50):
         s.add("t", n(f"h{i}.local."), A, a("10.0.0.2"), 100, now=0.3)
-    points = {when for when, _ in s._refresh}
+    points = {entry.refresh_at for entry in s._age}
     assert len(points) == 1 and 80.3 <= points.pop() <= 82.3
     s = Store()
     for second in range(200):
         s.add("t", n(f"h{second}.local."), A, a("10.0.0.2"), 100, now=float(second))
-    offsets = {round(when - entry.received - 80.0, 9) for when, entry in s._refresh}
+    offsets = {round(entry.refresh_at - entry.received - 80.0, 9) for entry in s._age}
     assert len(offsets) > 100 and all(0.0 <= x <= 2.0 for x in offsets)
 
 
@@ -152,13 +152,32 @@ def test_listeners_hear_content_changes_not_refreshes() -> None:
     assert len(heard) == 2
 
 
-def test_heap_does_not_grow_with_refreshes() -> None:
-    s = Store()
+def test_schedules_hold_exactly_the_live_records() -> None:
+    """Refreshed, flushed, goodbye'd and evicted records leave nothing behind in the
+    schedules: a flood of new records at the cap must not keep evicted ones alive."""
+    s = Store(max_records=1000)
     for i in range(10_000):
         s.add("t", n("h.local."), A, a("10.0.0.2"), 120, now=float(i) / 100)
-    s.sweep(100.0)
-    s.due_refresh(100.0)
-    assert len(s._heap) < 50
+    assert len(s._expiries) == len(s._refresh) == len(s) == 1
+    for i in range(5000):  # 4,000 evictions
+        s.add("t", n(f"h{i}.local."), A, a("10.0.0.2"), 120, now=100.0 + i / 1000)
+    s.add("t", n("h4999.local."), A, a("10.0.0.3"), 120, now=106.0, cache_flush=True)
+    s.add("t", n("h4998.local."), A, a("10.0.0.2"), 0, now=106.0)
+    assert s.evicted == 4002  # the flushing record took one more place
+    assert len(s._expiries) == len(s._refresh) == len(s) == 1000
+    # 999 names; the goodbye and the flushed rdata expired, h4999 still has its new one
+    assert len(s.due_refresh(205.0, limit=100_000)) == 998
+    assert len(s._refresh) == 998 and len(s._expiries) == 1000  # next points; 2 expired
+    assert s.sweep(300.0) == 1000 and len(s._expiries) == len(s._refresh) == 0
+
+
+def test_sweep_within_the_current_second_takes_only_what_is_due() -> None:
+    s = Store()
+    s.add("t", n("a.local."), A, a("10.0.0.2"), 10, now=0.2)
+    s.add("t", n("b.local."), A, a("10.0.0.2"), 10, now=0.7)
+    assert s.sweep(10.5) == 1 and s.get("t", n("b.local."), A, 10.5)
+    assert s.sweep(10.69) == 0
+    assert s.sweep(10.7) == 1 and len(s) == 0
 
 
 def test_browse_lists_hold_hundreds_of_instances_but_stay_bounded() -> None:

@@ -1,0 +1,66 @@
+"""The memory keeper: the collector never walks the record store, yet cycles are still freed."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from collections.abc import Iterator
+
+import pytest
+
+from bridge import const
+from bridge.memory import MemoryKeeper
+
+
+class _Node:
+    def __init__(self) -> None:
+        self.other: _Node | None = None
+
+
+@pytest.fixture
+def collector_state() -> Iterator[None]:
+    """The test process's collector as it was (the keeper changes it process-wide)."""
+    thresholds = gc.get_threshold()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*thresholds)
+
+
+def test_a_tick_freezes_what_is_alive_and_leaves_the_collector_thresholds(
+        collector_state: None) -> None:
+    keeper = MemoryKeeper(lambda: 0)
+    keeper.manage_collector(100.0)
+    assert gc.get_threshold() == const.GC_THRESHOLDS
+    records = [[i] for i in range(2000)]  # long-lived containers, like the store's
+    assert gc.get_count()[0] >= 1000
+    frozen = gc.get_freeze_count()
+    keeper.tick(101.0)
+    assert gc.get_freeze_count() >= frozen + 1000  # out of the young generation's walk
+    assert gc.get_count()[0] < 1000
+    del records  # frozen objects are still freed by reference counting
+    assert keeper.full_collections == 0
+
+
+def test_cycles_are_freed_by_the_full_collection(collector_state: None) -> None:
+    keeper = MemoryKeeper(lambda: 0)
+    keeper.manage_collector(100.0)
+    a, b = _Node(), _Node()
+    a.other, b.other = b, a
+    alive = weakref.ref(a)
+    del a, b
+    keeper.tick(101.0)  # the cycle is frozen with everything else
+    gc.collect()
+    assert alive() is not None  # frozen: not seen by an ordinary collection
+    keeper.tick(100.0 + const.GC_FULL_INTERVAL - 1)
+    assert alive() is not None and keeper.full_collections == 0
+    keeper.tick(100.0 + const.GC_FULL_INTERVAL)
+    assert alive() is None
+    assert keeper.full_collections == 1 and keeper.cycles_found >= 2
+
+
+def test_without_manage_collector_the_collector_is_left_alone(collector_state: None) -> None:
+    keeper = MemoryKeeper(lambda: 0)
+    frozen = gc.get_freeze_count()
+    thresholds = gc.get_threshold()
+    keeper.tick(10_000.0)
+    assert gc.get_freeze_count() == frozen and gc.get_threshold() == thresholds
