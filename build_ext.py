@@ -11,6 +11,8 @@ import os
 from typing import Any
 
 COMPILED = [
+    "bridge/mdns/transport.py",
+    "bridge/mdns/links.py",
     "bridge/mdns/wire.py",
     "bridge/mdns/ingest.py",
     "bridge/mdns/browser.py",

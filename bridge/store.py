@@ -467,7 +467,19 @@ def _shared(types: tuple[int, ...]) -> tuple[int, ...]:
     return shared
 
 
-def _ancestors(name: dns.name.Name) -> list[dns.name.Name]:
-    """Proper ancestors of ``name`` down to, but not including, the root (interned)."""
-    labels = name.labels[:-1]
-    return [wire.intern(labels[i:]) for i in range(1, len(labels))]
+_ANCESTORS: dict[tuple[bytes, ...], tuple[dns.name.Name, ...]] = {}  # parent's labels -> ancestors
+_ANCESTORS_MAX = 4096  # service types and a few domains: the parents names have; cleared when full
+
+
+def _ancestors(name: dns.name.Name) -> tuple[dns.name.Name, ...]:
+    """Proper ancestors of ``name`` down to, but not including, the root (interned);
+    memoised by parent: every instance of a service type shares them, every host ``local.``."""
+    parent = name.labels[1:]
+    found = _ANCESTORS.get(parent)
+    if found is None:
+        labels = parent[:-1]
+        found = tuple([wire.intern(labels[i:]) for i in range(len(labels))])
+        if len(_ANCESTORS) >= _ANCESTORS_MAX:
+            _ANCESTORS.clear()
+        _ANCESTORS[parent] = found
+    return found

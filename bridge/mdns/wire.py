@@ -140,7 +140,7 @@ def parse(data: bytes) -> Packet:
     if 12 + qd * 5 + (an + ns + ar) * 11 > len(data):
         raise WireError("counts", f"qd={qd} an={an} ns={ns} ar={ar} in {len(data)} bytes")
     packet = Packet(pid, flags)
-    names: _Seen = {}  # offset -> (labels, their wire length), for compression pointers
+    names: _Seen = {}  # offset -> (labels, their wire length, Name), for compression pointers
     try:
         pos = 12
         for _ in range(qd):
@@ -166,7 +166,8 @@ def parse(data: bytes) -> Packet:
 
 _new = object.__new__
 _set = object.__setattr__
-_Seen = dict[int, tuple[tuple[bytes, ...], int]]
+# the Name is that of the whole name at the offset, once some name was exactly that pointer
+_Seen = dict[int, tuple[tuple[bytes, ...], int, dns.name.Name | None]]
 _MAX_POINTERS = 16  # compression hops per name; real packets use one or two
 _NAMES: dict[tuple[bytes, ...], dns.name.Name] = {}  # interned Names: most names recur
 _NAMES_MAX = 50_000  # bound on that memo; cleared when full
@@ -281,6 +282,12 @@ def _read_name(data: bytes, pos: int, names: _Seen
                 end = pos + 2
             cached = names.get(target)
             if cached is not None:
+                if not labels:  # the whole name is a pointer (most owners in a response are)
+                    name = cached[2]
+                    if name is None:
+                        name = intern(cached[0])
+                        names[target] = (cached[0], cached[1], name)
+                    return name, end
                 labels.extend(cached[0])
                 total += cached[1]
                 pos = -1
@@ -303,10 +310,12 @@ def _read_name(data: bytes, pos: int, names: _Seen
     if total > 255:
         raise WireError("name_too_long", f"{total} octets")
     size = total - 1
+    whole = tuple(labels)
+    name = intern(whole)
     for i, start in enumerate(starts):
-        names[start] = (tuple(labels[i:]), size)
+        names[start] = (whole[i:], size, name if i == 0 else None)
         size -= len(labels[i]) + 1
-    return intern(tuple(labels)), (end if end >= 0 else pos)
+    return name, (end if end >= 0 else pos)
 
 
 _A = dns.rdatatype.A
