@@ -21,7 +21,9 @@ MDNS_REFRESH_MAX_PER_TICK = 1000  # RRsets asked for per tick; later ones wait f
 MDNS_MAX_QUESTIONS_PER_PACKET = 40  # keeps our queries well under 1500 bytes
 
 # --- record store ------------------------------------------------------------------------
-STORE_MAX_RECORDS = 50_000  # records over all VLANs; oldest evicted first beyond this
+# records over all VLANs; when full, a VLAN below its fair share (this over the VLANs holding
+# records) evicts the oldest record of the VLAN holding the most, one at its share is refused
+STORE_MAX_RECORDS = 50_000
 STORE_MAX_RRSET = 64  # rdatas per (VLAN, name, type); a chatty or hostile host cannot grow one name
 # ... except PTR: a service type's browse list names every instance on the VLAN (an office may
 # have hundreds of AirPlay receivers); still bounded, the oldest goes first beyond it

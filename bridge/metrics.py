@@ -102,6 +102,12 @@ class GatewayCollector(Collector):
         c = CounterMetricFamily(f"{NS}_store_expired_records", "Records expired by TTL")
         c.add_metric([], store.expired)
         yield c
+        c = CounterMetricFamily(f"{NS}_store_refused_records",
+                                "New records not cached: the store was full and their VLAN "
+                                "held its share of it", labels=["vlan"])
+        for vlan, n in sorted(store.refused.items()):
+            c.add_metric([vlan], n)
+        yield c
 
         g = GaugeMetricFamily(f"{NS}_vlan_up", "VLAN interface present and up", labels=["vlan"])
         for name in gw.config.vlans:

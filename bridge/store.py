@@ -4,6 +4,10 @@ Records are keyed by (VLAN, owner name, type); names are dnspython Names, whose 
 equality ignore ASCII case as DNS does. Time is passed in (``now``) so tests move it.
 Listeners hear about content changes (a record appearing or going), not TTL refreshes: the
 DNS front end drops pre-rendered answers on those, and on-demand lookups wake on them.
+
+Bounded: at ``max_records`` a VLAN's new record evicts the oldest record of the VLAN holding
+the most, unless its own VLAN holds its fair share already; then it is refused and counted
+(``refused``), so one VLAN's flood of new names cannot flush what the others hold.
 """
 
 from __future__ import annotations
@@ -14,18 +18,22 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from random import random as _random
+from typing import Any
 
 import dns.name
 import dns.rdata
 import dns.rdatatype
 
 from . import const
+from .logutil import RateLimitedLog
 from .mdns import wire
 
 log = logging.getLogger(__name__)
+_limited = RateLimitedLog(log)
 
 RRKey = tuple[str, dns.name.Name, int]  # (vlan, owner, rdtype)
 _FOREVER = float("inf")  # expiry of pinned records
+_ABSENT: Any = object()
 Listener = Callable[[str, dns.name.Name, int], None]
 # (vlan, owner, rdtype, rdata, added): one record appeared (True) or went (False)
 RecordListener = Callable[[str, dns.name.Name, int, dns.rdata.Rdata, bool], None]
@@ -145,7 +153,9 @@ class Store:
         # An RRset is a list (bounded by STORE_MAX_RRSET / _PTR_RRSET; most hold one): a one-entry
         # list is 64 B, a one-entry dict 224 B; lookups compare the entries' digests.
         self._rrsets: dict[RRKey, list[Entry]] = {}
-        self._age: OrderedDict[Entry, None] = OrderedDict()  # oldest first (eviction order)
+        # per VLAN, its records oldest first (eviction order); a VLAN holding none has no entry
+        self._ages: dict[str, OrderedDict[Entry, None]] = {}
+        self._size = 0  # records in them all (pinned records are not counted)
         self._expiries = Schedule()  # every non-pinned entry, by expiry
         self._refresh = Schedule()  # and by its next RFC 6762 §5.2 refresh point
         # owner names per VLAN (-> the types held there) and, for empty non-terminals, how
@@ -162,13 +172,14 @@ class Store:
         self.record_listeners: list[RecordListener] = []  # which record, for O(1) reactions
         self.evicted = 0
         self.expired = 0
+        self.refused: dict[str, int] = {}  # per VLAN: new records not cached (store full)
         self._variation_second = -1
         self._variation_value = 0.0
 
     # --- writing ---------------------------------------------------------------------
 
     def __len__(self) -> int:
-        return len(self._age)
+        return self._size
 
     def add(
         self,
@@ -215,31 +226,34 @@ class Store:
                 self._expiries.add(gone.expiry, gone)
             return
         expiry = now + ttl
+        if rrset:
+            key = rrset[0].key  # one key tuple per RRset, not per record
+            old = _find(rrset, digest)
+            if old is not None:
+                if old.expiry == _FOREVER:
+                    return  # somebody else announces our record: the responder handles it
+                self._expiries.discard(old.expiry, old)
+                old.expiry, old.received, old.ttl = expiry, now, ttl
+                self._expiries.add(expiry, old)
+                self._ages[vlan].move_to_end(old)
+                self._refresh.discard(old.refresh_at, old)
+                self._schedule_refresh(old)
+                return
+            if len(rrset) >= (_MAX_PTR_RRSET if rdtype == _PTR else _MAX_RRSET):
+                self._remove_entry(min(rrset, key=lambda e: e.received), rrset)
+                rrset = self._rrsets.get(key)
+        if self._size >= self.max_records and not self._make_room(vlan):
+            return
         if rrset is None:
             rrset = self._rrsets[key] = []
             self._name_added(vlan, name, rdtype)
-        elif rrset:
-            key = rrset[0].key  # one key tuple per RRset, not per record
-        old = _find(rrset, digest) if rrset else None
-        if old is not None and old.expiry == _FOREVER:
-            return  # somebody else announces our record: the responder handles conflicts
-        if old is not None:
-            self._expiries.discard(old.expiry, old)
-            old.expiry, old.received, old.ttl = expiry, now, ttl
-            self._expiries.add(expiry, old)
-            self._age.move_to_end(old)
-            self._refresh.discard(old.refresh_at, old)
-            self._schedule_refresh(old)
-            return
-        if len(rrset) >= (_MAX_PTR_RRSET if rdtype == _PTR else _MAX_RRSET):
-            oldest = min(rrset, key=lambda e: e.received)
-            self._remove_entry(oldest, rrset)
-            rrset = self._rrsets.setdefault(key, [])
-            if not rrset:
-                self._name_added(vlan, name, rdtype)
         entry = Entry(key, rdata, digest, expiry, now, ttl)
         rrset.append(entry)
-        self._age[entry] = None
+        order = self._ages.get(vlan)
+        if order is None:
+            order = self._ages[vlan] = OrderedDict()
+        order[entry] = None
+        self._size += 1
         self._expiries.add(expiry, entry)
         # _schedule_refresh, step 0, inline
         entry.refresh_at = when = now + (_FIRST_REFRESH + self._variation(now)) * ttl
@@ -247,10 +261,28 @@ class Store:
         if rdtype == _SRV:
             target = rdata.target  # type: ignore[attr-defined]
             self._srv_targets.setdefault(vlan, {}).setdefault(target, set()).add(name)
-        while len(self._age) > self.max_records:
-            self._remove_entry(next(iter(self._age)))
-            self.evicted += 1
         self._notify(vlan, name, rdtype, rdata, True)
+
+    def _make_room(self, vlan: str) -> bool:
+        """The store is full and ``vlan`` has a new record: evict the oldest record of the VLAN
+        holding the most, unless ``vlan`` already holds its fair share (the capacity over the
+        VLANs holding records); then the new record is refused. So a flood of new names on
+        one VLAN (a misbehaving or hostile device) cannot flush the other VLANs' records,
+        and once it has filled its share it costs no more than a lookup per record."""
+        ages = self._ages
+        mine = ages.get(vlan)
+        held = len(mine) if mine is not None else 0
+        share = self.max_records // (len(ages) + (mine is None))
+        if held >= share:
+            refused = self.refused[vlan] = self.refused.get(vlan, 0) + 1
+            _limited.warning(("store full", vlan), "record store full (%d records): VLAN %s "
+                             "holds %d, its share; its new records are not cached until some "
+                             "expire (%d so far)", self._size, vlan, held, refused)
+            return False
+        hog = max(ages.values(), key=len)
+        self._remove_entry(next(iter(hog)))
+        self.evicted += 1
+        return True
 
     def _pin(self, key: RRKey, rdata: dns.rdata.Rdata, ttl: int, now: float) -> None:
         rrset = self._rrsets.get(key)
@@ -262,7 +294,7 @@ class Store:
         entry = Entry(key, rdata, digest, _FOREVER, now, ttl)
         if previous is not None:  # pinned records do not count against eviction
             rrset[rrset.index(previous)] = entry
-            self._age.pop(previous, None)
+            self._forget_age(key[0], previous)
             self._expiries.discard(previous.expiry, previous)
             self._refresh.discard(previous.refresh_at, previous)
         else:
@@ -380,7 +412,7 @@ class Store:
         if rrset is None:
             rrset = self._rrsets[key]
         rrset.remove(entry)
-        self._age.pop(entry, None)
+        self._forget_age(key[0], entry)
         self._expiries.discard(entry.expiry, entry)
         self._refresh.discard(entry.refresh_at, entry)
         rdata = entry.rdata
@@ -399,6 +431,13 @@ class Store:
             del self._rrsets[key]
             self._name_removed(vlan, name, rdtype)
         self._notify(vlan, name, rdtype, rdata, False)
+
+    def _forget_age(self, vlan: str, entry: Entry) -> None:
+        order = self._ages.get(vlan)
+        if order is not None and order.pop(entry, _ABSENT) is not _ABSENT:
+            self._size -= 1
+            if not order:
+                del self._ages[vlan]
 
     def _name_added(self, vlan: str, name: dns.name.Name, rdtype: int) -> None:
         names = self._names.setdefault(vlan, {})

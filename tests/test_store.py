@@ -5,9 +5,10 @@ from __future__ import annotations
 import dns.name
 import dns.rdata
 import dns.rdatatype
+import pytest
 
 from bridge import const
-from bridge.store import Store
+from bridge.store import Entry, Store
 
 A = dns.rdatatype.A
 SRV = dns.rdatatype.SRV
@@ -19,6 +20,10 @@ def n(text: str) -> dns.name.Name:
 
 def a(addr: str) -> dns.rdata.Rdata:
     return dns.rdata.from_text("IN", "A", addr)
+
+
+def _entries(s: Store) -> list[Entry]:
+    return [entry for rrset in s._rrsets.values() for entry in rrset]
 
 
 def test_ttl_expiry_within_a_sweep() -> None:
@@ -54,14 +59,36 @@ def test_records_are_kept_per_vlan() -> None:
     assert s.get("iot", n("p.local."), A, 1.0)[0].vlan == "iot"
 
 
-def test_bounded_evicts_oldest() -> None:
+def test_a_full_store_refuses_new_records_of_a_vlan_at_its_share() -> None:
+    """A flood of new names cannot flush what the store holds: at the cap, the flooding VLAN's
+    new records are refused (counted); what it holds is still refreshed."""
     s = Store(max_records=100)
     for i in range(250):
-        s.add("t", n(f"h{i}.local."), A, a("10.0.0.2"), 120, now=float(i))
+        s.add("t", n(f"h{i}.local."), A, a("10.0.0.2"), 120, now=float(i) / 100)
+    assert len(s) == 100 and s.evicted == 0 and s.refused == {"t": 150}
+    assert s.get("t", n("h0.local."), A, 3.0)
+    assert s.get("t", n("h100.local."), A, 3.0) == []
+    s.add("t", n("h0.local."), A, a("10.0.0.2"), 120, now=100.0)  # a refresh is no newcomer
+    assert s.get("t", n("h0.local."), A, 121.0)[0].remaining == pytest.approx(99.0)
+    s.sweep(121.0)  # all but h0 expired: room again
+    s.add("t", n("h100.local."), A, a("10.0.0.2"), 120, now=121.0)
+    assert s.get("t", n("h100.local."), A, 121.0) and len(s) == 2
+
+
+def test_a_vlan_below_its_share_evicts_the_oldest_records_of_the_largest() -> None:
+    s = Store(max_records=100)
+    for i in range(100):  # iot fills the store
+        s.add("iot", n(f"h{i}.local."), A, a("10.20.0.2"), 120, now=float(i) / 100)
+    for i in range(60):  # trusted gets in, up to its share (100 over 2 VLANs)
+        s.add("trusted", n(f"t{i}.local."), A, a("10.10.0.2"), 120, now=1.0 + i / 100)
+    assert s.evicted == 50 and s.refused == {"trusted": 10}
     assert len(s) == 100
-    assert s.evicted == 150
-    assert s.get("t", n("h0.local."), A, 300.0) == []
-    assert s.get("t", n("h249.local."), A, 300.0)
+    assert s.get("iot", n("h49.local."), A, 2.0) == []  # iot's oldest went first
+    assert s.get("iot", n("h50.local."), A, 2.0)
+    assert s.get("trusted", n("t49.local."), A, 2.0)
+    assert s.get("trusted", n("t50.local."), A, 2.0) == []
+    s.add("iot", n("new.local."), A, a("10.20.0.2"), 120, now=3.0)  # iot at its share too
+    assert s.refused == {"trusted": 10, "iot": 1} and len(s) == 100
 
 
 def test_rrset_is_capped() -> None:
@@ -97,12 +124,12 @@ def test_refresh_variation_is_shared_within_a_second_and_drawn_anew_each_second(
     s = Store()
     for i in range(50):
         s.add("t", n(f"h{i}.local."), A, a("10.0.0.2"), 100, now=0.3)
-    points = {entry.refresh_at for entry in s._age}
+    points = {entry.refresh_at for entry in _entries(s)}
     assert len(points) == 1 and 80.3 <= points.pop() <= 82.3
     s = Store()
     for second in range(200):
         s.add("t", n(f"h{second}.local."), A, a("10.0.0.2"), 100, now=float(second))
-    offsets = {round(entry.refresh_at - entry.received - 80.0, 9) for entry in s._age}
+    offsets = {round(entry.refresh_at - entry.received - 80.0, 9) for entry in _entries(s)}
     assert len(offsets) > 100 and all(0.0 <= x <= 2.0 for x in offsets)
 
 
@@ -157,15 +184,18 @@ def test_schedules_hold_exactly_the_live_records() -> None:
     schedules: a flood of new records at the cap must not keep evicted ones alive."""
     s = Store(max_records=1000)
     for i in range(10_000):
-        s.add("t", n("h.local."), A, a("10.0.0.2"), 120, now=float(i) / 100)
+        s.add("a", n("h.local."), A, a("10.0.0.2"), 120, now=float(i) / 100)
     assert len(s._expiries) == len(s._refresh) == len(s) == 1
-    for i in range(5000):  # 4,000 evictions
-        s.add("t", n(f"h{i}.local."), A, a("10.0.0.2"), 120, now=100.0 + i / 1000)
-    s.add("t", n("h4999.local."), A, a("10.0.0.3"), 120, now=106.0, cache_flush=True)
-    s.add("t", n("h4998.local."), A, a("10.0.0.2"), 0, now=106.0)
-    assert s.evicted == 4002  # the flushing record took one more place
+    for i in range(2000):  # fills the store; the last 1,001 refused
+        s.add("a", n(f"h{i}.local."), A, a("10.0.0.2"), 120, now=100.0 + i / 1000)
+    for i in range(400):  # b is below its share: 400 of a's records evicted
+        s.add("b", n(f"h{i}.local."), A, a("10.0.0.2"), 120, now=102.0 + i / 1000)
+    s.add("b", n("h399.local."), A, a("10.0.0.3"), 120, now=106.0, cache_flush=True)
+    s.add("b", n("h398.local."), A, a("10.0.0.2"), 0, now=106.0)
+    assert s.refused == {"a": 1001}
+    assert s.evicted == 401  # the flushing record took one more place
     assert len(s._expiries) == len(s._refresh) == len(s) == 1000
-    # 999 names; the goodbye and the flushed rdata expired, h4999 still has its new one
+    # 999 names; the goodbye and the flushed rdata expired, h399 still has its new one
     assert len(s.due_refresh(205.0, limit=100_000)) == 998
     assert len(s._refresh) == 998 and len(s._expiries) == 1000  # next points; 2 expired
     assert s.sweep(300.0) == 1000 and len(s._expiries) == len(s._refresh) == 0
