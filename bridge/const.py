@@ -103,9 +103,9 @@ LOG_RATE_LIMIT_INTERVAL = 10.0  # s; a repeated warning (same key) is logged at 
 
 # --- process -------------------------------------------------------------------------------
 # CPython's collector generations (default 700, 10, 10). With the memory tick's freeze, the young
-# generation holds at most a second of allocations: a flood of new services makes ~150,000 a
-# second at the store's cap, so none is collected (memory.py says why that is safe)
+# generation holds a quarter second of allocations at most: ~100,000 while a flood of new
+# services fills the store, so none is collected (memory.py says why that is safe)
 GC_THRESHOLDS = (300_000, 50, 100)
 GC_FULL_INTERVAL = 600.0  # s; a full collection (cycles) this often; see memory.py
-MEMORY_INTERVAL = 1.0  # s; the memory tick: freeze the collector's young objects, malloc_trim
+MEMORY_INTERVAL = 0.25  # s; the memory tick: freeze the collector's young objects, malloc_trim
 MEMORY_TRIM_RECORDS = 1000  # records added or removed since the last trim that call for one

@@ -9,9 +9,11 @@ living about a second) it walked ~400,000 young records per collection: 20-50 ms
 a sixth of the CPU per reflected packet at the store's cap (measured with an in-process
 harness feeding announcements to ingest and the reflector, and in the lab benchmark).
 
-So once a second everything alive is frozen (``gc.freeze``: moved out of the collector's
-generations, O(1); frozen objects are still freed by reference counting as usual), and the
-young generation only ever holds the last second's allocations. The rare cycles (an
+So every ``const.MEMORY_INTERVAL`` (a quarter of a second) everything alive is frozen
+(``gc.freeze``: moved out of the collector's generations, O(1), and the young generation's
+count restarts; frozen objects are still freed by reference counting as usual): the young
+generation only ever holds the last quarter second's allocations, fewer than a collection
+needs even while the store fills at 48,000 records a second. The rare cycles (an
 exception and its traceback, a library's request objects) are found by a full collection
 every ``const.GC_FULL_INTERVAL`` seconds, which unfreezes everything first: garbage in
 cycles lives at most that long.
