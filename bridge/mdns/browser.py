@@ -35,6 +35,8 @@ _MAX_TRACKED = 20_000  # browse schedules and last-asked stamps kept; beyond, ol
 _INSTANCE: tuple[int, int] = (dns.rdatatype.SRV, dns.rdatatype.TXT)  # an instance needs both
 _ADDRESS: tuple[int, int] = (dns.rdatatype.A, dns.rdatatype.AAAA)  # a target needs one
 _ADDRESS_SET = frozenset(_ADDRESS)
+_PTR = dns.rdatatype.PTR
+_SRV = dns.rdatatype.SRV
 
 Sender = Callable[[bytes, int, int], bool]  # (payload, ifindex, family) -> sent?
 QKey = tuple[dns.name.Name, int]
@@ -89,18 +91,18 @@ class Browser:
     def _on_record(self, vlan: str, name: dns.name.Name, rdtype: int,
                    rdata: dns.rdata.Rdata, added: bool) -> None:
         """React to the one record that appeared: O(1), whatever the size of its RRset."""
-        if not added:
+        if not added or (rdtype != _PTR and rdtype != _SRV):
             return
-        if rdtype == dns.rdatatype.PTR and name == SERVICES:
+        if rdtype == _PTR and name == SERVICES:
             target = rdata.target  # type: ignore[attr-defined]
             if (vlan, target) not in self._browse and len(self._browse) < _MAX_TRACKED:
                 self._browse[(vlan, target)] = _Schedule(0.0, const.MDNS_BROWSE_FIRST_INTERVAL)
                 self.wake()
-        elif rdtype == dns.rdatatype.PTR and _is_service_type(name):
+        elif rdtype == _PTR and _is_service_type(name):
             if not self._followups:
                 self.wake()
             self._followups.append((vlan, rdata.target, _INSTANCE))  # type: ignore[attr-defined]
-        elif rdtype == dns.rdatatype.SRV:
+        elif rdtype == _SRV:
             if not self._followups:
                 self.wake()
             self._followups.append((vlan, rdata.target, _ADDRESS))  # type: ignore[attr-defined]

@@ -11,6 +11,7 @@ exact labels and dnspython's pointer-loop and bounds checks still protect us.
 from __future__ import annotations
 
 import io
+import operator
 import socket
 import struct
 import sys
@@ -165,6 +166,7 @@ def parse(data: bytes) -> Packet:
 
 
 _new = object.__new__
+_mul = operator.mul
 _set = object.__setattr__
 # the Name is that of the whole name at the offset, once some name was exactly that pointer
 _Seen = dict[int, tuple[tuple[bytes, ...], int, dns.name.Name | None]]
@@ -207,7 +209,12 @@ class _Name(dns.name.Name):
         most names are owners, and only PTR/SRV targets need it."""
         wire = self._canonical
         if wire is None:
-            wire = b"".join([bytes((len(x),)) + x.lower() for x in self.labels])
+            parts = []
+            for label in self.labels:
+                parts.append(_LENGTH_OCTETS[len(label)])
+                parts.append(label)
+            # lower-cased whole: a length octet (0-63) is never an ASCII capital (65-90)
+            wire = b"".join(parts).lower()
             object.__setattr__(self, "_canonical", wire)
         return wire
 
@@ -218,6 +225,9 @@ class _Name(dns.name.Name):
 # costs a few integer operations instead of a Python loop over every octet. It must equal
 # dnspython's: names parsed here and names made by dnspython meet as keys of the same dicts.
 _POW9 = [9 ** n for n in range(64)]
+# per label length n, the weights 9**(n-1) ... 9**0 of its octets
+_WEIGHTS = [tuple(9 ** (n - 1 - i) for i in range(n)) for n in range(64)]
+_LENGTH_OCTETS = [bytes((n,)) for n in range(64)]
 _LABEL_HASHES: dict[bytes, int] = {}
 # small: it pays for labels that recur (service types, _tcp, local); an instance's or a host's
 # own label is hashed once per new name and would only hold memory here
@@ -230,9 +240,7 @@ def _labels_hash(labels: tuple[bytes, ...]) -> int:
     for label in labels:
         lh = _LABEL_HASHES.get(label)
         if lh is None:
-            lh = 0
-            for c in label.lower():
-                lh = lh * 9 + c
+            lh = sum(map(_mul, label.lower(), _WEIGHTS[len(label)]))  # no Python loop per octet
             if len(_LABEL_HASHES) >= _LABEL_HASHES_MAX:
                 _LABEL_HASHES.clear()
             _LABEL_HASHES[label] = lh
@@ -323,18 +331,18 @@ _AAAA = dns.rdatatype.AAAA
 _IN = dns.rdataclass.IN
 
 
-def _rdata(cls: type[dns.rdata.Rdata], rdtype: dns.rdatatype.RdataType,
-           **fields: object) -> dns.rdata.Rdata:
+def _rdata(cls: type[dns.rdata.Rdata], rdtype: dns.rdatatype.RdataType, field: str,
+           value: object) -> dns.rdata.Rdata:
     """An IN-class rdata of the common types, built the way dnspython's own ``__setstate__``
     (unpickling) builds one: dnspython's immutable ``__init__`` costs 4-8 µs per rdata (a
     context variable set and reset, enum and value re-validation) and was half of parsing a
-    typical announcement. Only for values this parser has already checked (lengths, names)."""
+    typical announcement. Only for values this parser has already checked (lengths, names).
+    One field here (the SRV's other three are set by the caller): no keyword dict per record."""
     rdata = _new(cls)
     _set(rdata, "rdclass", _IN)
     _set(rdata, "rdtype", rdtype)
     _set(rdata, "rdcomment", None)
-    for key, value in fields.items():
-        _set(rdata, key, value)
+    _set(rdata, field, value)
     return rdata
 
 _PTR = dns.rdatatype.PTR
@@ -366,15 +374,15 @@ def _read_record(data: bytes, pos: int, names: _Seen
     digest: bytes | None = None
     if klass == 1 and rdtype == _A and rdlen == 4:
         digest = data[pos:end]
-        rdata = _rdata(_A_CLS, _A, address=socket.inet_ntop(socket.AF_INET, digest))
+        rdata = _rdata(_A_CLS, _A, "address", socket.inet_ntop(socket.AF_INET, digest))
     elif klass == 1 and rdtype == _AAAA and rdlen == 16:
         digest = data[pos:end]
-        rdata = _rdata(_AAAA_CLS, _AAAA, address=socket.inet_ntop(socket.AF_INET6, digest))
+        rdata = _rdata(_AAAA_CLS, _AAAA, "address", socket.inet_ntop(socket.AF_INET6, digest))
     elif rdtype == _PTR:
         target, after = _read_name(data, pos, names)
         if after != end:
             raise WireError("bad_rdata", f"PTR of {name}")
-        rdata = _rdata(_PTR_CLS, _PTR, target=target) if klass == 1 else \
+        rdata = _rdata(_PTR_CLS, _PTR, "target", target) if klass == 1 else \
             dns.rdtypes.ANY.PTR.PTR(klass, rdtype, target)
         digest = target.canonical  # type: ignore[attr-defined]
     elif klass == 1 and rdtype == _SRV and rdlen >= 7:
@@ -382,8 +390,10 @@ def _read_record(data: bytes, pos: int, names: _Seen
         target, after = _read_name(data, pos + 6, names)
         if after != end:
             raise WireError("bad_rdata", f"SRV of {name}")
-        rdata = _rdata(_SRV_CLS, _SRV, priority=priority, weight=weight, port=port,
-                       target=target)
+        rdata = _rdata(_SRV_CLS, _SRV, "target", target)
+        _set(rdata, "priority", priority)
+        _set(rdata, "weight", weight)
+        _set(rdata, "port", port)
         digest = data[pos:pos + 6] + target.canonical  # type: ignore[attr-defined]
     elif rdtype == _TXT:
         if rdlen == 0:
@@ -399,7 +409,7 @@ def _read_record(data: bytes, pos: int, names: _Seen
                     raise WireError("bad_rdata", f"TXT of {name}")
                 strings.append(data[i + 1:i + 1 + n])
                 i += 1 + n
-            rdata = _rdata(_TXT_CLS, _TXT, strings=tuple(strings)) if klass == 1 else \
+            rdata = _rdata(_TXT_CLS, _TXT, "strings", tuple(strings)) if klass == 1 else \
                 dns.rdtypes.ANY.TXT.TXT(klass, rdtype, strings)
             digest = data[pos:end]
     elif rdtype == _NSEC:
