@@ -16,7 +16,9 @@ generation only ever holds the last quarter second's allocations, fewer than a c
 needs even while the store fills at 48,000 records a second. The rare cycles (an
 exception and its traceback, a library's request objects) are found by a full collection
 every ``const.GC_FULL_INTERVAL`` seconds, which unfreezes everything first: garbage in
-cycles lives at most that long.
+cycles lives at most that long. That collection walks every object, ~200 ms with the store
+full (50,000 records; measured), once in ten minutes; CPython's own oldest-generation
+collections, which this replaces, walked as much.
 """
 
 from __future__ import annotations

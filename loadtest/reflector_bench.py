@@ -44,7 +44,7 @@ from bridge.mdns import wire
 from . import compiled
 
 MARK = re.compile(rb"bz(\d{8})")
-RATES = [250, 500, 1000, 2000, 3000, 4000, 5000, 6000, 8000, 12000, 16000, 24000, 32000]
+RATES = [250, 500, 1000, 2000, 3000, 4000, 5000, 6000, 8000, 10000, 12000, 16000, 24000, 32000]
 POLICY = """\
 apiVersion: mdnsgateway.io/v1alpha1
 kind: ServicePolicy
