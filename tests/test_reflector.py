@@ -767,3 +767,48 @@ def test_gateway_wires_the_reflector_and_exports_its_counters() -> None:
         'to_vlan="trusted"} 1.0' in text
     assert 'mdns_gateway_reflector_records_removed_total{from_vlan="iot",reason="link_local",' \
         'to_vlan="trusted"} 2.0' in text
+
+
+def test_reflection_goes_on_while_the_cache_refuses_a_flood(monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    """A flood of new services fills its VLAN's share of the cache; the cache then refuses that
+    VLAN's new records (counted per VLAN) and the reflector still carries every announcement."""
+    from prometheus_client import generate_latest
+
+    from bridge.app import Gateway
+    from bridge.config import from_dict
+    from bridge.interfaces import IFF_MULTICAST, IFF_UP, Interface
+    from bridge.mdns.transport import MdnsTransport
+    from bridge.metrics import registry_for
+
+    sent: list[int] = []
+
+    def send(self: MdnsTransport, data: bytes, ifindex: int, family: int,
+             dest: tuple[str, int] | None = None) -> bool:
+        sent.append(ifindex)
+        return True
+
+    monkeypatch.setattr(MdnsTransport, "send", send)
+    vlans = {v: {"interface": f"br{IDX[v]}"} for v in VLANS}
+    gw = Gateway(from_dict({"vlans": vlans, "cache": {"max_records": 100},
+                            "reflector": {"enabled": True, "rate": 1e6, "burst": 10**6}}, "test"))
+    ifindex = {v: i + 1 for i, v in enumerate(VLANS)}
+    gw.links._scan = lambda: [  # type: ignore[method-assign]
+        Interface(f"br{IDX[v]}", ifindex[v], IFF_UP | IFF_MULTICAST,
+                  (ipaddress.ip_interface(f"10.{IDX[v]}.0.1/24"),)) for v in VLANS]
+    gw.links.refresh()
+    gw.apply_engine(PolicyEngine([policy("all", ["iot"], ["trusted"], ["*"])], VLANS))
+    gw.reflector.mtu = lambda interface: 1500
+    gw.reflector.refresh_links()
+    for i in range(60):  # 4 new records each: the 100-record cache is full after 25
+        inst = f"s{i}._x{i}._tcp.local."
+        raw = wire.encode(response(
+            rec(f"_x{i}._tcp.local.", "PTR", inst),
+            additionals=[rec(inst, "SRV", f"0 0 80 h{i}.local.", flush=True),
+                         rec(inst, "TXT", '"v=1"', flush=True),
+                         rec(f"h{i}.local.", "A", f"10.20.0.{i + 2}", flush=True)]))
+        gw.ingest.handle(raw, SRC["iot"], 5353, ifindex["iot"], V4, 1.0 + i / 100)
+    assert sent == [ifindex["trusted"]] * 60
+    assert len(gw.store) == 100 and gw.store.refused == {"iot": 140} and gw.store.evicted == 0
+    text = generate_latest(registry_for(gw)).decode()
+    assert 'mdns_gateway_store_refused_records_total{vlan="iot"} 140.0' in text
