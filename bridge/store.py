@@ -7,7 +7,8 @@ DNS front end drops pre-rendered answers on those, and on-demand lookups wake on
 
 Bounded: at ``max_records`` a VLAN's new record evicts the oldest record of the VLAN holding
 the most, unless its own VLAN holds its fair share already; then it is refused and counted
-(``refused``), so one VLAN's flood of new names cannot flush what the others hold.
+(``refused``), so one VLAN's flood of new names cannot flush what the others hold. A device
+updating a record it holds (cache-flush) is never refused: its VLAN's oldest record goes.
 """
 
 from __future__ import annotations
@@ -242,8 +243,10 @@ class Store:
             if len(rrset) >= (_MAX_PTR_RRSET if rdtype == _PTR else _MAX_RRSET):
                 self._remove_entry(min(rrset, key=lambda e: e.received), rrset)
                 rrset = self._rrsets.get(key)
-        if self._size >= self.max_records and not self._make_room(vlan):
-            return
+        if self._size >= self.max_records:
+            if not self._make_room(vlan, bool(cache_flush and rrset)):
+                return
+            rrset = self._rrsets.get(key)  # the eviction may have emptied it
         if rrset is None:
             rrset = self._rrsets[key] = []
             self._name_added(vlan, name, rdtype)
@@ -263,16 +266,24 @@ class Store:
             self._srv_targets.setdefault(vlan, {}).setdefault(target, set()).add(name)
         self._notify(vlan, name, rdtype, rdata, True)
 
-    def _make_room(self, vlan: str) -> bool:
+    def _make_room(self, vlan: str, updating: bool) -> bool:
         """The store is full and ``vlan`` has a new record: evict the oldest record of the VLAN
         holding the most, unless ``vlan`` already holds its fair share (the capacity over the
         VLANs holding records); then the new record is refused. So a flood of new names on
         one VLAN (a misbehaving or hostile device) cannot flush the other VLANs' records,
-        and once it has filled its share it costs no more than a lookup per record."""
+        and once it has filled its share it costs no more than a lookup per record.
+
+        ``updating``: a cache-flush record of an RRset held already (a device's new address
+        or port, RFC 6762 §10.2: its old rdata is about to be flushed) is never refused; at
+        its share the VLAN's own oldest record makes room for it."""
         ages = self._ages
         mine = ages.get(vlan)
         held = len(mine) if mine is not None else 0
         share = self.max_records // (len(ages) + (mine is None))
+        if held >= share and updating and mine:
+            self._remove_entry(next(iter(mine)))
+            self.evicted += 1
+            return True
         if held >= share:
             refused = self.refused[vlan] = self.refused.get(vlan, 0) + 1
             _limited.warning(("store full", vlan), "record store full (%d records): VLAN %s "

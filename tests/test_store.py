@@ -75,6 +75,22 @@ def test_a_full_store_refuses_new_records_of_a_vlan_at_its_share() -> None:
     assert s.get("t", n("h100.local."), A, 121.0) and len(s) == 2
 
 
+def test_at_its_share_a_device_still_updates_its_own_records() -> None:
+    """A cache-flush record for an RRset held already (a new address) is not refused: the
+    VLAN's own oldest record makes room, and the old address is flushed as RFC 6762 says."""
+    s = Store(max_records=100)
+    for i in range(100):
+        s.add("t", n(f"h{i}.local."), A, a("10.0.0.2"), 120, now=float(i) / 100)
+    s.add("t", n("h50.local."), A, a("10.0.0.9"), 120, now=5.0, cache_flush=True)
+    assert s.evicted == 1 and s.refused == {}
+    assert s.get("t", n("h0.local."), A, 5.0) == []  # the VLAN's oldest made room
+    assert [c.rdata.to_text() for c in s.get("t", n("h50.local."), A, 6.5)] == ["10.0.0.9"]
+    s.add("t", n("new.local."), A, a("10.0.0.3"), 120, now=7.0, cache_flush=True)
+    assert s.refused == {"t": 1}  # a new name is still refused
+    s.add("t", n("h51.local."), A, a("10.0.0.8"), 120, now=7.0)  # no cache-flush: shared
+    assert s.refused == {"t": 2}
+
+
 def test_a_vlan_below_its_share_evicts_the_oldest_records_of_the_largest() -> None:
     s = Store(max_records=100)
     for i in range(100):  # iot fills the store
