@@ -215,16 +215,12 @@ class Store:
             for entry in rrset:
                 if entry.digest != digest and entry.received < now - const.MDNS_CACHE_FLUSH_GRACE \
                         and flush_at < entry.expiry != _FOREVER:
-                    self._expiries.discard(entry.expiry, entry)
-                    entry.expiry = flush_at
-                    self._expiries.add(flush_at, entry)
+                    self._set_expiry(entry, flush_at)
         if ttl == 0:
             gone = _find(rrset, digest) if rrset else None
             if gone is not None and now + const.MDNS_GOODBYE_DELAY < gone.expiry != _FOREVER:
-                self._expiries.discard(gone.expiry, gone)
-                gone.expiry = now + const.MDNS_GOODBYE_DELAY
+                self._set_expiry(gone, now + const.MDNS_GOODBYE_DELAY)
                 gone.ttl = 1
-                self._expiries.add(gone.expiry, gone)
             return
         expiry = now + ttl
         if rrset:
@@ -233,11 +229,9 @@ class Store:
             if old is not None:
                 if old.expiry == _FOREVER:
                     return  # somebody else announces our record: the responder handles it
-                self._expiries.discard(old.expiry, old)
-                old.expiry, old.received, old.ttl = expiry, now, ttl
-                self._expiries.add(expiry, old)
+                self._set_expiry(old, expiry)
+                old.received, old.ttl = now, ttl
                 self._ages[vlan].move_to_end(old)
-                self._refresh.discard(old.refresh_at, old)
                 self._schedule_refresh(old)
                 return
             if len(rrset) >= (_MAX_PTR_RRSET if rdtype == _PTR else _MAX_RRSET):
@@ -280,18 +274,17 @@ class Store:
         mine = ages.get(vlan)
         held = len(mine) if mine is not None else 0
         share = self.max_records // (len(ages) + (mine is None))
-        if held >= share and updating and mine:
-            self._remove_entry(next(iter(mine)))
-            self.evicted += 1
-            return True
-        if held >= share:
+        if held < share:
+            victims = max(ages.values(), key=len)
+        elif updating and mine:
+            victims = mine
+        else:
             refused = self.refused[vlan] = self.refused.get(vlan, 0) + 1
             _limited.warning(("store full", vlan), "record store full (%d records): VLAN %s "
                              "holds %d, its share; its new records are not cached until some "
                              "expire (%d so far)", self._size, vlan, held, refused)
             return False
-        hog = max(ages.values(), key=len)
-        self._remove_entry(next(iter(hog)))
+        self._remove_entry(next(iter(victims)))
         self.evicted += 1
         return True
 
@@ -381,7 +374,7 @@ class Store:
             if not entries:
                 break
             for entry in entries:
-                entry.refresh_at = _FOREVER
+                entry.refresh_at = _FOREVER  # out of the schedule already
                 if entry.expiry > now:  # expired ones go in the next sweep
                     due.add(entry.key)
                     if entry.step < last:
@@ -399,14 +392,21 @@ class Store:
         return self._variation_value
 
     def _schedule_refresh(self, entry: Entry, step: int = 0) -> None:
-        # RFC 6762 §5.2: plus up to 2 % of the TTL at random, so that records learned together
-        # (a start-up, a burst of announcements) are not all asked for in one tick
+        """Move ``entry`` to its refresh point ``step``. RFC 6762 §5.2: plus up to 2 % of the
+        TTL at random, so that records learned together (a start-up, a burst of
+        announcements) are not all asked for in one tick."""
+        self._refresh.discard(entry.refresh_at, entry)
         when = entry.received + (const.MDNS_REFRESH_FRACTIONS[step]
                                  + self._variation(entry.received)) * entry.ttl
         entry.refresh_at, entry.step = when, step
         self._refresh.add(when, entry)
 
     # --- internals -------------------------------------------------------------------
+
+    def _set_expiry(self, entry: Entry, when: float) -> None:
+        self._expiries.discard(entry.expiry, entry)
+        entry.expiry = when
+        self._expiries.add(when, entry)
 
     def _remove(self, key: RRKey, rdata: dns.rdata.Rdata) -> None:
         rrset = self._rrsets.get(key)
@@ -430,14 +430,14 @@ class Store:
         vlan, name, rdtype = key
         if rdtype == _SRV:
             targets = self._srv_targets.get(vlan, {})
-            owners = targets.get(rdata.target)  # type: ignore[attr-defined]
             target = rdata.target  # type: ignore[attr-defined]
+            owners = targets.get(target)
             if owners is not None and not [
                 e for e in rrset if e.rdata.target == target  # type: ignore[attr-defined]
             ]:
                 owners.discard(name)
                 if not owners:
-                    del targets[rdata.target]  # type: ignore[attr-defined]
+                    del targets[target]
         if not rrset:
             del self._rrsets[key]
             self._name_removed(vlan, name, rdtype)

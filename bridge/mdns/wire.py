@@ -226,7 +226,7 @@ class _Name(dns.name.Name):
 # dnspython's: names parsed here and names made by dnspython meet as keys of the same dicts.
 _POW9 = [9 ** n for n in range(64)]
 # per label length n, the weights 9**(n-1) ... 9**0 of its octets
-_WEIGHTS = [tuple(9 ** (n - 1 - i) for i in range(n)) for n in range(64)]
+_WEIGHTS = [tuple(reversed(_POW9[:n])) for n in range(64)]
 _LENGTH_OCTETS = [bytes((n,)) for n in range(64)]
 _LABEL_HASHES: dict[bytes, int] = {}
 # small: it pays for labels that recur (service types, _tcp, local); an instance's or a host's
