@@ -23,7 +23,8 @@ deps-test:
 	$(PYTHON) -m pip install -q -e '.[test]'
 
 lint:
-	$(PYTHON) -m ruff check bridge tests loadtest
+	$(PYTHON) -m ruff check bridge tests loadtest *.py
+	$(PYTHON) -m ruff format --check bridge tests loadtest *.py
 	$(PYTHON) -m mypy
 
 pytest:

@@ -32,8 +32,11 @@ def extensions() -> list[Any]:
     try:
         from Cython.Build import cythonize
     except ImportError as exc:
-        raise SystemExit(f"{ENV}=1 but Cython is not installed ({exc}); fix: "
-                         "pip install cython, or unset it for the pure-Python build") from exc
+        raise SystemExit(
+            f"{ENV}=1 but Cython is not installed ({exc}); fix: "
+            "pip install cython, or unset it for the pure-Python build"
+        ) from exc
     # C sources go to build/, never beside the Python ones
-    return list(cythonize(COMPILED, compiler_directives=DIRECTIVES, build_dir="build/cython",
-                          quiet=True))
+    return list(
+        cythonize(COMPILED, compiler_directives=DIRECTIVES, build_dir="build/cython", quiet=True)
+    )

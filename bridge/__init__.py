@@ -14,9 +14,11 @@ def _refuse_stale_binaries() -> None:
     for binary in here.rglob("*.so"):
         source = binary.with_name(binary.name.split(".", 1)[0] + ".py")
         if source.exists() and source.stat().st_mtime > binary.stat().st_mtime:
-            raise ImportError(f"{binary} is older than {source.name}; fix: rebuild it "
-                              "(MDNS_GATEWAY_COMPILE=1 python setup.py build_ext --inplace) "
-                              "or remove it (make clean-compiled)")
+            raise ImportError(
+                f"{binary} is older than {source.name}; fix: rebuild it "
+                "(MDNS_GATEWAY_COMPILE=1 python setup.py build_ext --inplace) "
+                "or remove it (make clean-compiled)"
+            )
 
 
 _refuse_stale_binaries()

@@ -33,12 +33,15 @@ class Gateway:
         self.transport = MdnsTransport(self._on_mdns)
         self.ingest = Ingest(self.store, self.links)
         self.browser = Browser(self.store, self.links, self.transport.send)
-        self.resolver = Resolver(self.store, self._zones(), config.dns.max_ttl,
-                                 config.dns.negative_ttl)
+        self.resolver = Resolver(
+            self.store, self._zones(), config.dns.max_ttl, config.dns.negative_ttl
+        )
         self.ondemand = OnDemand(self.store, self.browser.ask, config.dns.ondemand_timeout)
-        self.server = DnsServer(self.resolver, self.ondemand,
-                                view_by_address(self.links.vlan_of_address,
-                                                config.dns.default_view))
+        self.server = DnsServer(
+            self.resolver,
+            self.ondemand,
+            view_by_address(self.links.vlan_of_address, config.dns.default_view),
+        )
         self.engine: PolicyEngine = default_engine(config.vlans)
         self.policy_error: str | None = None
         self.policy_rejections = 0
@@ -75,8 +78,11 @@ class Gateway:
             self.apply_engine(default_engine(self.config.vlans))
             return True
         if not path.exists():
-            log.warning("policies directory %s does not exist: every VLAN sees only itself "
-                        "until it is created", path)
+            log.warning(
+                "policies directory %s does not exist: every VLAN sees only itself "
+                "until it is created",
+                path,
+            )
             self.apply_engine(default_engine(self.config.vlans))
             return True
         try:
@@ -162,25 +168,36 @@ class Gateway:
         self.load_policies()
         if self.config.policies is not None:
             # hot reload: a change applies within about a second (one stable poll)
-            self.watcher = PolicyWatcher(self.config.policies, self.config.vlans,
-                                         on_change=self.apply_engine,
-                                         on_error=self._policy_rejected, engine=self.engine)
+            self.watcher = PolicyWatcher(
+                self.config.policies,
+                self.config.vlans,
+                on_change=self.apply_engine,
+                on_error=self._policy_rejected,
+                engine=self.engine,
+            )
             self.watcher.start()
         self.transport.start(loop)
         self.refresh_links()
         listeners = [Listener(a, None) for a in self.config.dns.listen]
-        listeners += [Listener(a, view) for view, addrs in self.config.dns.view_listeners.items()
-                      for a in addrs]
+        listeners += [
+            Listener(a, view)
+            for view, addrs in self.config.dns.view_listeners.items()
+            for a in addrs
+        ]
         await self.server.start(listeners)
         self._tasks = [
-            asyncio.create_task(self._every(const.STORE_SWEEP_INTERVAL,
-                                            lambda: self.store.sweep(loop.time()), "sweep")),
-            asyncio.create_task(self._every(const.MEMORY_INTERVAL,
-                                            lambda: self.memory.tick(loop.time()), "memory")),
-            asyncio.create_task(self._every(const.MDNS_REFRESH_TICK, self._browser_tick,
-                                            "browse")),
-            asyncio.create_task(self._every(const.IFACE_RESCAN_INTERVAL, self.refresh_links,
-                                            "link scan")),
+            asyncio.create_task(
+                self._every(
+                    const.STORE_SWEEP_INTERVAL, lambda: self.store.sweep(loop.time()), "sweep"
+                )
+            ),
+            asyncio.create_task(
+                self._every(const.MEMORY_INTERVAL, lambda: self.memory.tick(loop.time()), "memory")
+            ),
+            asyncio.create_task(self._every(const.MDNS_REFRESH_TICK, self._browser_tick, "browse")),
+            asyncio.create_task(
+                self._every(const.IFACE_RESCAN_INTERVAL, self.refresh_links, "link scan")
+            ),
         ]
         if self.config.http.listen is not None:
             from .http import HttpSurface
@@ -190,8 +207,11 @@ class Gateway:
         if self.chrony is not None:
             await self.chrony.start()
         self.ready.set()
-        log.info("mdns-gateway ready: %d VLAN(s): %s", len(self.config.vlans),
-                 ", ".join(f"{n} on {v.interface}" for n, v in self.config.vlans.items()) or "-")
+        log.info(
+            "mdns-gateway ready: %d VLAN(s): %s",
+            len(self.config.vlans),
+            ", ".join(f"{n} on {v.interface}" for n, v in self.config.vlans.items()) or "-",
+        )
 
     async def stop(self) -> None:
         if self.watcher is not None:
@@ -218,4 +238,3 @@ class Gateway:
         finally:
             log.info("shutting down")
             await self.stop()
-

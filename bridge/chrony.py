@@ -47,8 +47,12 @@ log = logging.getLogger(__name__)
 
 LOCAL_REFID = 0x7F7F0101  # "LOCL": chronyd serving its own clock (``local stratum N``)
 UNSYNCHRONISED = "Not synchronised"
-LEAP_TXT = {"Normal": "normal", "Insert second": "insert", "Delete second": "delete",
-            UNSYNCHRONISED: "unsynchronised"}
+LEAP_TXT = {
+    "Normal": "normal",
+    "Insert second": "insert",
+    "Delete second": "delete",
+    UNSYNCHRONISED: "unsynchronised",
+}
 NTP_TYPE = "_ntp._udp"
 NTS_TYPE = "_ntske._tcp"
 NTP_ALIAS = dns.name.from_text("ntp.local.")  # ntp.<VLAN domain> in DNS
@@ -131,8 +135,9 @@ def parse_tracking(line: str) -> Tracking:
     except ValueError:
         raise ChronyError(f"tracking: reference ID {f[0]!r} is not hex") from None
     n = [_num(x, "tracking") for x in f[2:13]]
-    return Tracking(ref_id, f[1], int(n[0]), n[1], n[2], n[3], n[4], n[5], n[6], n[7], n[8],
-                    n[9], n[10], f[13])
+    return Tracking(
+        ref_id, f[1], int(n[0]), n[1], n[2], n[3], n[4], n[5], n[6], n[7], n[8], n[9], n[10], f[13]
+    )
 
 
 def parse_source(line: str) -> Source:
@@ -144,9 +149,18 @@ def parse_source(line: str) -> Source:
         stratum, poll, last = int(f[3]), int(f[4]), int(f[6])
     except ValueError:
         raise ChronyError(f"sources: bad number in {line.strip()[:120]!r}") from None
-    return Source(f[0], f[1], f[2], stratum, poll, reach,
-                  None if last >= 0xFFFFFFFF else float(last),
-                  _num(f[7], "sources"), _num(f[8], "sources"), _num(f[9], "sources"))
+    return Source(
+        f[0],
+        f[1],
+        f[2],
+        stratum,
+        poll,
+        reach,
+        None if last >= 0xFFFFFFFF else float(last),
+        _num(f[7], "sources"),
+        _num(f[8], "sources"),
+        _num(f[9], "sources"),
+    )
 
 
 def parse_report(text: str) -> tuple[Tracking, list[Source]]:
@@ -155,7 +169,7 @@ def parse_report(text: str) -> tuple[Tracking, list[Source]]:
     if not lines:
         raise ChronyError("empty answer")
     tracking = parse_tracking(lines[0])
-    sources = [parse_source(ln) for ln in lines[1:1 + const.CHRONY_MAX_SOURCES]]
+    sources = [parse_source(ln) for ln in lines[1 : 1 + const.CHRONY_MAX_SOURCES]]
     return tracking, sources
 
 
@@ -178,23 +192,33 @@ def synchronised(tracking: Tracking, sources: Sequence[Source]) -> bool:
     return any(s.selected and s.reach for s in sources)
 
 
-def judge(tracking: Tracking | None, sources: Sequence[Source], max_offset: float,
-          error: str = "") -> Health:
+def judge(
+    tracking: Tracking | None, sources: Sequence[Source], max_offset: float, error: str = ""
+) -> Health:
     """The health rule: answering, synchronised, stratum < 16, |offset| <= max_offset."""
     if tracking is None:
         return Health(False, "no_answer", error or "chronyd did not answer")
     if tracking.leap == UNSYNCHRONISED:
         return Health(False, "unsynchronised", "leap status: Not synchronised")
     if not synchronised(tracking, sources):
-        return Health(False, "no_source", "no selected, reachable source (the upstream is "
-                      "lost; chronyd still says " + tracking.leap + ")")
+        return Health(
+            False,
+            "no_source",
+            "no selected, reachable source (the upstream is "
+            "lost; chronyd still says " + tracking.leap + ")",
+        )
     if not 1 <= tracking.stratum < 16:
         return Health(False, "stratum", f"stratum {tracking.stratum}")
     if abs(tracking.offset) > max_offset:
-        return Health(False, "offset", f"system time offset {tracking.offset:+.6f} s is over "
-                      f"{max_offset:g} s")
-    return Health(True, "ok", f"stratum {tracking.stratum}, offset {tracking.offset:+.6f} s, "
-                  f"reference {tracking.ref_name or hex(tracking.ref_id)}")
+        return Health(
+            False, "offset", f"system time offset {tracking.offset:+.6f} s is over {max_offset:g} s"
+        )
+    return Health(
+        True,
+        "ok",
+        f"stratum {tracking.stratum}, offset {tracking.offset:+.6f} s, "
+        f"reference {tracking.ref_name or hex(tracking.ref_id)}",
+    )
 
 
 class ServerState:
@@ -217,8 +241,14 @@ class ServerState:
         self.failures = 0
         self.last_poll: float | None = None
 
-    def update(self, tracking: Tracking | None, sources: Sequence[Source], max_offset: float,
-               now: float, error: str = "") -> bool:
+    def update(
+        self,
+        tracking: Tracking | None,
+        sources: Sequence[Source],
+        max_offset: float,
+        now: float,
+        error: str = "",
+    ) -> bool:
         """Apply one poll; returns True when ``advertised`` changed."""
         self.polls += 1
         self.last_poll = now
@@ -248,16 +278,25 @@ def txt_for(tracking: Tracking | None) -> tuple[bytes, ...]:
     return (b"txtvers=1", f"stratum={tracking.stratum}".encode(), f"leap={leap}".encode())
 
 
-def ntp_spec(server: ChronyServer, tracking: Tracking | None,
-             addresses: Sequence[str]) -> Spec:
+def ntp_spec(server: ChronyServer, tracking: Tracking | None, addresses: Sequence[str]) -> Spec:
     """The responder registration of one server on one VLAN."""
-    services = [ServiceSpec(server.name, NTP_TYPE, const.NTP_PORT, txt_for(tracking),
-                            server.priority, server.weight)]
+    services = [
+        ServiceSpec(
+            server.name, NTP_TYPE, const.NTP_PORT, txt_for(tracking), server.priority, server.weight
+        )
+    ]
     if server.nts:
-        services.append(ServiceSpec(server.name, NTS_TYPE, const.NTS_KE_PORT, (b"txtvers=1",),
-                                    server.priority, server.weight))
-    return Spec(server.host or server.name, tuple(addresses), tuple(services),
-                const.OWN_RECORD_TTL)
+        services.append(
+            ServiceSpec(
+                server.name,
+                NTS_TYPE,
+                const.NTS_KE_PORT,
+                (b"txtvers=1",),
+                server.priority,
+                server.weight,
+            )
+        )
+    return Spec(server.host or server.name, tuple(addresses), tuple(services), const.OWN_RECORD_TTL)
 
 
 StoreRecord = tuple[dns.name.Name, int, dns.rdata.Rdata]
@@ -269,17 +308,27 @@ def store_records(spec: Spec, host_label: str, instance_labels: list[str]) -> li
     The resolver shows ``.local`` names in the VLAN's domain, so ``ntp.local`` answers as
     ``ntp.<VLAN domain>`` and the reverse PTRs point there.
     """
-    out: list[StoreRecord] = [(r.name, r.rdtype, r.rdata)
-                              for r in build_records(spec, host_label, instance_labels)]
+    out: list[StoreRecord] = [
+        (r.name, r.rdtype, r.rdata) for r in build_records(spec, host_label, instance_labels)
+    ]
     for addr in spec.addresses:
         if ":" in addr:
-            out.append((NTP_ALIAS, dns.rdatatype.AAAA,
-                        dns.rdtypes.IN.AAAA.AAAA(IN, dns.rdatatype.AAAA, addr)))
+            out.append(
+                (
+                    NTP_ALIAS,
+                    dns.rdatatype.AAAA,
+                    dns.rdtypes.IN.AAAA.AAAA(IN, dns.rdatatype.AAAA, addr),
+                )
+            )
         else:
-            out.append((NTP_ALIAS, dns.rdatatype.A, dns.rdtypes.IN.A.A(IN, dns.rdatatype.A,
-                                                                         addr)))
-        out.append((dns.reversename.from_address(addr), dns.rdatatype.PTR,
-                    dns.rdtypes.ANY.PTR.PTR(IN, dns.rdatatype.PTR, NTP_ALIAS)))
+            out.append((NTP_ALIAS, dns.rdatatype.A, dns.rdtypes.IN.A.A(IN, dns.rdatatype.A, addr)))
+        out.append(
+            (
+                dns.reversename.from_address(addr),
+                dns.rdatatype.PTR,
+                dns.rdtypes.ANY.PTR.PTR(IN, dns.rdatatype.PTR, NTP_ALIAS),
+            )
+        )
     return out
 
 
@@ -294,8 +343,9 @@ def advertised_addresses(addresses: Sequence[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def server_addresses(server: ChronyServer, vlan: str,
-                     own: Callable[[str], Sequence[str]]) -> tuple[str, ...]:
+def server_addresses(
+    server: ChronyServer, vlan: str, own: Callable[[str], Sequence[str]]
+) -> tuple[str, ...]:
     """Where ``server`` is reached on ``vlan``: its configured addresses, or ours."""
     if server.addresses:
         return tuple(server.addresses.get(vlan, ()))
@@ -311,17 +361,22 @@ def chronyc_argv(control: tuple[str, int] | str, chronyc: str = "chronyc") -> li
         target = ["-h", control]
     else:
         target = ["-h", control[0], "-p", str(control[1])]
-    return [chronyc, "-c", "-n", *target, "-m", "timeout 300", "retries 1", "tracking",
-            "sources"]
+    return [chronyc, "-c", "-n", *target, "-m", "timeout 300", "retries 1", "tracking", "sources"]
 
 
-async def query_chronyd(control: tuple[str, int] | str, chronyc: str = "chronyc",
-                        timeout: float = const.CHRONY_QUERY_TIMEOUT) -> str:
+async def query_chronyd(
+    control: tuple[str, int] | str,
+    chronyc: str = "chronyc",
+    timeout: float = const.CHRONY_QUERY_TIMEOUT,
+) -> str:
     """Run chronyc; its output, or ChronyError (not answering, killed at the deadline)."""
     try:
         proc = await asyncio.create_subprocess_exec(
-            *chronyc_argv(control, chronyc), stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            *chronyc_argv(control, chronyc),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
     except OSError as exc:
         raise ChronyError(f"cannot run {chronyc}: {exc}") from None
     try:
@@ -345,8 +400,9 @@ QueryFn = Callable[[tuple[str, int] | str], Awaitable[str]]  # control -> chrony
 class ChronyService:
     """Polls the chronyds, drives the responder and the store. Built by the Gateway."""
 
-    def __init__(self, gateway: Gateway, config: ChronyConfig,
-                 query: QueryFn | None = None) -> None:
+    def __init__(
+        self, gateway: Gateway, config: ChronyConfig, query: QueryFn | None = None
+    ) -> None:
         self.gw = gateway
         self.config = config
         self.states = {s.name: ServerState(s) for s in config.servers}
@@ -369,9 +425,11 @@ class ChronyService:
         self._loop = asyncio.get_running_loop()
         self.shell.start(self._loop)
         self._task = asyncio.create_task(self._run())
-        log.info("chrony: watching %s; advertising on %s",
-                 ", ".join(f"{s.name} ({_ctl(s.control)})" for s in self.config.servers),
-                 ", ".join(self.config.vlans) or "no VLAN")
+        log.info(
+            "chrony: watching %s; advertising on %s",
+            ", ".join(f"{s.name} ({_ctl(s.control)})" for s in self.config.servers),
+            ", ".join(self.config.vlans) or "no VLAN",
+        )
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -410,15 +468,23 @@ class ChronyService:
         except ChronyError as exc:
             error = str(exc)
         was = st.health
-        changed = st.update(tracking, sources, self.config.max_offset_seconds,
-                            self._loop.time(), error)
+        changed = st.update(
+            tracking, sources, self.config.max_offset_seconds, self._loop.time(), error
+        )
         if changed and not st.advertised:
             self.withdrawals += 1
-            log.warning("chrony %s: unhealthy (%s: %s); withdrawing its NTP service",
-                        st.server.name, st.health.reason, st.health.detail)
+            log.warning(
+                "chrony %s: unhealthy (%s: %s); withdrawing its NTP service",
+                st.server.name,
+                st.health.reason,
+                st.health.detail,
+            )
         elif changed:
-            log.info("chrony %s: healthy (%s); advertising its NTP service", st.server.name,
-                     st.health.detail)
+            log.info(
+                "chrony %s: healthy (%s); advertising its NTP service",
+                st.server.name,
+                st.health.detail,
+            )
         elif was.reason != st.health.reason:
             log.info("chrony %s: %s (%s)", st.server.name, st.health.reason, st.health.detail)
 
@@ -441,8 +507,7 @@ class ChronyService:
                     continue
                 addrs = server_addresses(st.server, vlan, self.own_addresses)
                 if addrs:
-                    out[(vlan, f"ntp:{st.server.name}")] = ntp_spec(st.server, st.tracking,
-                                                                    addrs)
+                    out[(vlan, f"ntp:{st.server.name}")] = ntp_spec(st.server, st.tracking, addrs)
         return out
 
     def sync(self) -> None:
@@ -468,8 +533,7 @@ class ChronyService:
                 records.add((vlan, name, rdtype, rdata))
         self._apply_store(records)
 
-    def _apply_store(self, records: set[tuple[str, dns.name.Name, int, dns.rdata.Rdata]]
-                     ) -> None:
+    def _apply_store(self, records: set[tuple[str, dns.name.Name, int, dns.rdata.Rdata]]) -> None:
         store = self.gw.store
         now = self._loop.time() if self._loop is not None else 0.0
         for vlan, name, rdtype, rdata in self._pinned - records:
@@ -498,8 +562,9 @@ class ChronyCollector:
     def collect(self) -> Iterator[Metric]:
         states = list(self.svc.states.values())
 
-        def gauge(name: str, doc: str, value: Callable[[ServerState], float | None]
-                  ) -> GaugeMetricFamily:
+        def gauge(
+            name: str, doc: str, value: Callable[[ServerState], float | None]
+        ) -> GaugeMetricFamily:
             g = GaugeMetricFamily(f"{NS}_{name}", doc, labels=["server"])
             for st in states:
                 v = value(st)
@@ -510,49 +575,93 @@ class ChronyCollector:
         def tracked(fn: Callable[[Tracking], float]) -> Callable[[ServerState], float | None]:
             return lambda st: fn(st.tracking) if st.tracking is not None else None
 
-        yield gauge("up", "1 if chronyd answered the last poll",
-                    lambda st: 0.0 if st.tracking is None else 1.0)
-        yield gauge("healthy", "1 if the server passes the health rule (synchronised, "
-                    "stratum < 16, |offset| within the bound)",
-                    lambda st: 1.0 if st.health.healthy else 0.0)
-        yield gauge("advertised", "1 if the server's NTP service is advertised (mDNS and DNS)",
-                    lambda st: 1.0 if st.advertised and self.svc.advertised_on(st.server.name)
-                    else 0.0)
-        yield gauge("synchronised", "1 if chronyd is synchronised and follows a reference",
-                    lambda st: 1.0 if st.tracking is not None and synchronised(
-                        st.tracking, st.sources) else 0.0)
+        yield gauge(
+            "up",
+            "1 if chronyd answered the last poll",
+            lambda st: 0.0 if st.tracking is None else 1.0,
+        )
+        yield gauge(
+            "healthy",
+            "1 if the server passes the health rule (synchronised, "
+            "stratum < 16, |offset| within the bound)",
+            lambda st: 1.0 if st.health.healthy else 0.0,
+        )
+        yield gauge(
+            "advertised",
+            "1 if the server's NTP service is advertised (mDNS and DNS)",
+            lambda st: 1.0 if st.advertised and self.svc.advertised_on(st.server.name) else 0.0,
+        )
+        yield gauge(
+            "synchronised",
+            "1 if chronyd is synchronised and follows a reference",
+            lambda st: (
+                1.0 if st.tracking is not None and synchronised(st.tracking, st.sources) else 0.0
+            ),
+        )
         yield gauge("stratum", "NTP stratum of chronyd", tracked(lambda t: float(t.stratum)))
-        yield gauge("offset_seconds", "System time minus true time as chronyd estimates it "
-                    "(positive: fast)", tracked(lambda t: t.offset))
-        yield gauge("last_offset_seconds", "Offset estimated at the last clock update",
-                    tracked(lambda t: t.last_offset))
-        yield gauge("root_delay_seconds", "Total network path delay to the stratum-1 source",
-                    tracked(lambda t: t.root_delay))
-        yield gauge("root_dispersion_seconds", "Total dispersion accumulated to the stratum-1 "
-                    "source", tracked(lambda t: t.root_dispersion))
-        yield gauge("frequency_ratio", "Frequency error of the system clock (positive: fast), "
-                    "as a ratio (x 1e6 = ppm)", tracked(lambda t: t.frequency_ppm * 1e-6))
-        yield gauge("skew_ratio", "Estimated error bound of the frequency, as a ratio",
-                    tracked(lambda t: t.skew_ppm * 1e-6))
-        yield gauge("reachable_sources", "Sources that answered at least one of the last "
-                    "eight polls", lambda st: float(sum(1 for s in st.sources if s.reach))
-                    if st.tracking is not None else None)
+        yield gauge(
+            "offset_seconds",
+            "System time minus true time as chronyd estimates it (positive: fast)",
+            tracked(lambda t: t.offset),
+        )
+        yield gauge(
+            "last_offset_seconds",
+            "Offset estimated at the last clock update",
+            tracked(lambda t: t.last_offset),
+        )
+        yield gauge(
+            "root_delay_seconds",
+            "Total network path delay to the stratum-1 source",
+            tracked(lambda t: t.root_delay),
+        )
+        yield gauge(
+            "root_dispersion_seconds",
+            "Total dispersion accumulated to the stratum-1 source",
+            tracked(lambda t: t.root_dispersion),
+        )
+        yield gauge(
+            "frequency_ratio",
+            "Frequency error of the system clock (positive: fast), as a ratio (x 1e6 = ppm)",
+            tracked(lambda t: t.frequency_ppm * 1e-6),
+        )
+        yield gauge(
+            "skew_ratio",
+            "Estimated error bound of the frequency, as a ratio",
+            tracked(lambda t: t.skew_ppm * 1e-6),
+        )
+        yield gauge(
+            "reachable_sources",
+            "Sources that answered at least one of the last eight polls",
+            lambda st: (
+                float(sum(1 for s in st.sources if s.reach)) if st.tracking is not None else None
+            ),
+        )
         c = CounterMetricFamily(f"{NS}_polls", "Polls of chronyd", labels=["server", "outcome"])
         for st in states:
             c.add_metric([st.server.name, "answered"], st.polls - st.failures)
             c.add_metric([st.server.name, "failed"], st.failures)
         yield c
-        c = CounterMetricFamily(f"{NS}_withdrawals", "Times a server's NTP service was "
-                                "withdrawn because it turned unhealthy")
+        c = CounterMetricFamily(
+            f"{NS}_withdrawals",
+            "Times a server's NTP service was withdrawn because it turned unhealthy",
+        )
         c.add_metric([], self.svc.withdrawals)
         yield c
-        reach = GaugeMetricFamily(f"{NS}_source_reachability_ratio", "Share of the last eight "
-                                  "polls of a source that were answered",
-                                  labels=["server", "source"])
-        offset = GaugeMetricFamily(f"{NS}_source_offset_seconds", "Local clock minus the "
-                                   "source at the last sample", labels=["server", "source"])
-        selected = GaugeMetricFamily(f"{NS}_source_selected", "1 for the source chronyd "
-                                     "synchronises to", labels=["server", "source"])
+        reach = GaugeMetricFamily(
+            f"{NS}_source_reachability_ratio",
+            "Share of the last eight polls of a source that were answered",
+            labels=["server", "source"],
+        )
+        offset = GaugeMetricFamily(
+            f"{NS}_source_offset_seconds",
+            "Local clock minus the source at the last sample",
+            labels=["server", "source"],
+        )
+        selected = GaugeMetricFamily(
+            f"{NS}_source_selected",
+            "1 for the source chronyd synchronises to",
+            labels=["server", "source"],
+        )
         for st in states:
             for s in st.sources:
                 labels = [st.server.name, s.address]
@@ -563,12 +672,12 @@ class ChronyCollector:
         yield offset
         yield selected
         r = self.svc.responder
-        c = CounterMetricFamily(f"{NS}_mdns_packets_sent", "Packets the NTP responder sent",
-                                labels=["kind"])
+        c = CounterMetricFamily(
+            f"{NS}_mdns_packets_sent", "Packets the NTP responder sent", labels=["kind"]
+        )
         for kind in ("probe", "announce", "answer", "answer_unicast", "goodbye"):
             c.add_metric([kind], r.sent[kind])
         yield c
         c = CounterMetricFamily(f"{NS}_mdns_conflicts", "Name conflicts met while probing")
         c.add_metric([], r.conflicts)
         yield c
-

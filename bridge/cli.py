@@ -55,16 +55,21 @@ def cmd_check(args: argparse.Namespace) -> int:
     count = 0
     if cfg.policies is not None:
         if not cfg.policies.is_dir():
-            print(f"{cfg.source}: policies: {cfg.policies} is not a directory; fix: create it "
-                  "or remove the key", file=sys.stderr)
+            print(
+                f"{cfg.source}: policies: {cfg.policies} is not a directory; fix: create it "
+                "or remove the key",
+                file=sys.stderr,
+            )
             return EXIT_INVALID
         try:
             count = len(load_policy_dir(cfg.policies, cfg.vlans))
         except PolicyError as exc:
             print(f"invalid policies:\n{exc}", file=sys.stderr)
             return EXIT_INVALID
-    print(f"{cfg.source}: OK: {len(cfg.vlans)} VLAN(s) "
-          f"({', '.join(cfg.vlans) or '-'}), {count} policy resource(s)")
+    print(
+        f"{cfg.source}: OK: {len(cfg.vlans)} VLAN(s) "
+        f"({', '.join(cfg.vlans) or '-'}), {count} policy resource(s)"
+    )
     return EXIT_OK
 
 
@@ -79,8 +84,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     for name, key in ((args.view, "--view"), (args.vlan, "--vlan")):
         if name not in cfg.vlans and not (key == "--view" and name == config.ALL_VIEW):
-            print(f"{key} {name}: not a configured VLAN; use one of {', '.join(cfg.vlans)}",
-                  file=sys.stderr)
+            print(
+                f"{key} {name}: not a configured VLAN; use one of {', '.join(cfg.vlans)}",
+                file=sys.stderr,
+            )
             return EXIT_USAGE
     engine = PolicyEngine(policies, cfg.vlans)
     try:
@@ -99,8 +106,10 @@ def cmd_dhcp_options(args: argparse.Namespace) -> int:
     if cfg is None:
         return EXIT_INVALID
     if cfg.chrony is None:
-        print(f"{cfg.source}: no 'chrony:' section: printing the domain-search options only",
-              file=sys.stderr)
+        print(
+            f"{cfg.source}: no 'chrony:' section: printing the domain-search options only",
+            file=sys.stderr,
+        )
     interfaces = {i.name: list(i.addresses) for i in list_interfaces()}
     print(dhcpopts.render(dhcpopts.plan(cfg, interfaces), args.format, cfg.source), end="")
     return EXIT_OK
@@ -110,16 +119,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mdns-gateway",
         description="mDNS / DNS-SD gateway for routers: per-VLAN policy, unicast DNS "
-                    "discovery proxy (RFC 8766), reflector, chrony advertiser.")
+        "discovery proxy (RFC 8766), reflector, chrony advertiser.",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--config", "-c", metavar="FILE",
-                       help="YAML configuration (default: the embedded default: every up, "
-                            "multicast interface is a VLAN; DNS on 127.0.0.1/::1 port 5300)")
-        p.add_argument("--log-level", default="info",
-                       choices=["debug", "info", "warning", "error"], help="default: info")
+        p.add_argument(
+            "--config",
+            "-c",
+            metavar="FILE",
+            help="YAML configuration (default: the embedded default: every up, "
+            "multicast interface is a VLAN; DNS on 127.0.0.1/::1 port 5300)",
+        )
+        p.add_argument(
+            "--log-level",
+            default="info",
+            choices=["debug", "info", "warning", "error"],
+            help="default: info",
+        )
 
     p = sub.add_parser("run", help="run the gateway in the foreground")
     common(p)
@@ -131,14 +149,22 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.add_argument("--view", required=True, help="the client VLAN asking (or '*')")
     p.add_argument("--vlan", required=True, help="the VLAN the service lives on")
-    p.add_argument("service", help="a service type (_ipp._tcp) or instance "
-                                   "('My Printer._ipp._tcp')")
+    p.add_argument(
+        "service", help="a service type (_ipp._tcp) or instance ('My Printer._ipp._tcp')"
+    )
     p.set_defaults(func=cmd_explain)
-    p = sub.add_parser("dhcp-options", help="print DHCP options per VLAN: NTP servers (v4 42, "
-                       "v6 56) and the domain search list (v4 119, v6 24)")
+    p = sub.add_parser(
+        "dhcp-options",
+        help="print DHCP options per VLAN: NTP servers (v4 42, "
+        "v6 56) and the domain search list (v4 119, v6 24)",
+    )
     common(p)
-    p.add_argument("--format", choices=["dnsmasq", "kea"], default="dnsmasq",
-                   help="configuration syntax (default: dnsmasq)")
+    p.add_argument(
+        "--format",
+        choices=["dnsmasq", "kea"],
+        default="dnsmasq",
+        help="configuration syntax (default: dnsmasq)",
+    )
     p.set_defaults(func=cmd_dhcp_options)
     return parser
 

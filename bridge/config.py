@@ -46,8 +46,7 @@ class VlanConfig:
 class DnsConfig:
     listen: tuple[Address, ...] = (("127.0.0.1", const.DNS_DEFAULT_PORT),)
     view_listeners: Mapping[str, tuple[Address, ...]] = field(default_factory=dict)
-    browse_domain: dns.name.Name = field(
-        default_factory=lambda: dns.name.from_text("home.arpa."))
+    browse_domain: dns.name.Name = field(default_factory=lambda: dns.name.from_text("home.arpa."))
     max_ttl: int = const.DNS_MAX_TTL  # s; answers carry min(remaining mDNS TTL, this)
     negative_ttl: int = const.DNS_NEGATIVE_TTL  # s; TTL of the SOA in NXDOMAIN/NODATA
     default_view: str | None = None  # view for clients outside every VLAN subnet; None: REFUSED
@@ -110,15 +109,20 @@ def load(path: str | Path) -> Config:
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError([f"{p}: cannot read: {exc.strerror}; fix: check the --config path"]) \
-            from None
+        raise ConfigError(
+            [f"{p}: cannot read: {exc.strerror}; fix: check the --config path"]
+        ) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
-        raise ConfigError([f"{p}:{where}: not valid YAML ({getattr(exc, 'problem', exc)});"
-                           " fix: correct the syntax"]) from None
+        raise ConfigError(
+            [
+                f"{p}:{where}: not valid YAML ({getattr(exc, 'problem', exc)});"
+                " fix: correct the syntax"
+            ]
+        ) from None
     return from_dict(data if data is not None else {}, str(p), base=p.parent)
 
 
@@ -144,8 +148,15 @@ def _vlan_name_from(ifname: str) -> str:
 
 _TOP_KEYS = {"vlans", "dns", "http", "policies", "cache", "chrony", "reflector"}
 _REFLECTOR_KEYS = {"enabled", "rate", "burst"}
-_DNS_KEYS = {"listen", "view_listeners", "browse_domain", "max_ttl", "negative_ttl",
-             "default_view", "ondemand_timeout"}
+_DNS_KEYS = {
+    "listen",
+    "view_listeners",
+    "browse_domain",
+    "max_ttl",
+    "negative_ttl",
+    "default_view",
+    "ondemand_timeout",
+}
 _VLAN_KEYS = {"interface", "domain", "subnets"}
 
 
@@ -156,15 +167,22 @@ def from_dict(data: Any, source: str, base: Path | None = None) -> Config:
         problems.append(f"{source}: {key}: {problem}; fix: {fix}")
 
     if not isinstance(data, dict):
-        raise ConfigError([f"{source}: top level: expected a mapping, got "
-                           f"{type(data).__name__}; fix: start with 'vlans:'"])
+        raise ConfigError(
+            [
+                f"{source}: top level: expected a mapping, got "
+                f"{type(data).__name__}; fix: start with 'vlans:'"
+            ]
+        )
     _unknown_keys(data, _TOP_KEYS, "", bad)
 
     vlans: dict[str, VlanConfig] = {}
     raw_vlans = data.get("vlans")
     if not isinstance(raw_vlans, dict) or not raw_vlans:
-        bad("vlans", "missing or empty", "add e.g. 'vlans: {trusted: {interface: br10, "
-            "domain: trusted.home.arpa.}}'")
+        bad(
+            "vlans",
+            "missing or empty",
+            "add e.g. 'vlans: {trusted: {interface: br10, domain: trusted.home.arpa.}}'",
+        )
         raw_vlans = {}
     seen_if: dict[str, str] = {}
     for name, spec in raw_vlans.items():
@@ -184,8 +202,11 @@ def from_dict(data: Any, source: str, base: Path | None = None) -> Config:
             bad(f"{key}.interface", "missing or not an interface name", "e.g. 'interface: br10'")
             continue
         if iface in seen_if:
-            bad(f"{key}.interface", f"{iface} is already VLAN {seen_if[iface]}'s interface",
-                "give each VLAN its own interface")
+            bad(
+                f"{key}.interface",
+                f"{iface} is already VLAN {seen_if[iface]}'s interface",
+                "give each VLAN its own interface",
+            )
         seen_if[iface] = name
         domain = _name(spec.get("domain", f"{name}.home.arpa."), f"{key}.domain", bad)
         subnets: list[IPNetwork] = []
@@ -199,19 +220,26 @@ def from_dict(data: Any, source: str, base: Path | None = None) -> Config:
     domains = [v.domain for v in vlans.values()]
     for v in vlans.values():
         if domains.count(v.domain) > 1:
-            bad(f"vlans.{v.name}.domain", f"{v.domain} is used by more than one VLAN",
-                "give each VLAN its own domain")
+            bad(
+                f"vlans.{v.name}.domain",
+                f"{v.domain} is used by more than one VLAN",
+                "give each VLAN its own domain",
+            )
         if v.domain.is_subdomain(dns.name.from_text("local.")):
-            bad(f"vlans.{v.name}.domain", "must not be under local.",
-                "use a home.arpa. name, e.g. trusted.home.arpa.")
+            bad(
+                f"vlans.{v.name}.domain",
+                "must not be under local.",
+                "use a home.arpa. name, e.g. trusted.home.arpa.",
+            )
 
     dns_cfg = _dns(data.get("dns") or {}, vlans, bad)
     http = HttpConfig()
     raw_http = data.get("http")
     if raw_http is not None:
         if not isinstance(raw_http, dict) or set(raw_http) - {"listen"}:
-            bad("http", "expected a mapping with 'listen:'",
-                "e.g. 'http: {listen: 127.0.0.1:9353}'")
+            bad(
+                "http", "expected a mapping with 'listen:'", "e.g. 'http: {listen: 127.0.0.1:9353}'"
+            )
         elif raw_http.get("listen") in (None, False, ""):
             http = HttpConfig(None)
         else:
@@ -232,11 +260,15 @@ def from_dict(data: Any, source: str, base: Path | None = None) -> Config:
     raw_cache = data.get("cache")
     if raw_cache is not None:
         if not isinstance(raw_cache, dict) or set(raw_cache) - {"max_records"}:
-            bad("cache", "expected a mapping with 'max_records:'",
-                "e.g. 'cache: {max_records: 50000}'")
+            bad(
+                "cache",
+                "expected a mapping with 'max_records:'",
+                "e.g. 'cache: {max_records: 50000}'",
+            )
         else:
-            max_records = _int(raw_cache.get("max_records", max_records), "cache.max_records",
-                               100, 10_000_000, bad)
+            max_records = _int(
+                raw_cache.get("max_records", max_records), "cache.max_records", 100, 10_000_000, bad
+            )
     chrony = _chrony(data["chrony"], vlans, bad) if data.get("chrony") is not None else None
     reflector = _reflector(data.get("reflector"), bad)
     if problems:
@@ -268,22 +300,30 @@ def _dns(raw: Any, vlans: Mapping[str, VlanConfig], bad: Any) -> DnsConfig:
         return DnsConfig()
     _unknown_keys(raw, _DNS_KEYS, "dns", bad)
     listen = tuple(
-        a for i, x in enumerate(_list(raw.get("listen", ["127.0.0.1:5300"]), "dns.listen", bad))
+        a
+        for i, x in enumerate(_list(raw.get("listen", ["127.0.0.1:5300"]), "dns.listen", bad))
         if (a := _address(x, f"dns.listen[{i}]", bad)) is not None
     )
     views: dict[str, tuple[Address, ...]] = {}
     raw_views = raw.get("view_listeners") or {}
     if not isinstance(raw_views, dict):
-        bad("dns.view_listeners", "expected a mapping of view to addresses",
-            "e.g. '{trusted: [\"127.0.0.1:5310\"]}'")
+        bad(
+            "dns.view_listeners",
+            "expected a mapping of view to addresses",
+            "e.g. '{trusted: [\"127.0.0.1:5310\"]}'",
+        )
         raw_views = {}
     for view, addrs in raw_views.items():
         if view not in vlans and view != ALL_VIEW:
-            bad(f"dns.view_listeners.{view}", "not a configured VLAN",
-                f"use one of {', '.join(sorted(vlans)) or '(no VLANs)'} or '*'")
+            bad(
+                f"dns.view_listeners.{view}",
+                "not a configured VLAN",
+                f"use one of {', '.join(sorted(vlans)) or '(no VLANs)'} or '*'",
+            )
             continue
         views[view] = tuple(
-            a for i, x in enumerate(_list(addrs, f"dns.view_listeners.{view}", bad))
+            a
+            for i, x in enumerate(_list(addrs, f"dns.view_listeners.{view}", bad))
             if (a := _address(x, f"dns.view_listeners.{view}[{i}]", bad)) is not None
         )
     every = list(listen) + [a for v in views.values() for a in v]
@@ -292,27 +332,39 @@ def _dns(raw: Any, vlans: Mapping[str, VlanConfig], bad: Any) -> DnsConfig:
     browse = _name(raw.get("browse_domain", "home.arpa."), "dns.browse_domain", bad)
     default_view = raw.get("default_view")
     if default_view is not None and default_view not in vlans and default_view != ALL_VIEW:
-        bad("dns.default_view", f"{default_view!r} is not a configured VLAN",
-            f"use one of {', '.join(sorted(vlans))}, '*' (sees every VLAN) or leave it out")
+        bad(
+            "dns.default_view",
+            f"{default_view!r} is not a configured VLAN",
+            f"use one of {', '.join(sorted(vlans))}, '*' (sees every VLAN) or leave it out",
+        )
         default_view = None
     return DnsConfig(
         listen=listen,
         view_listeners=views,
         browse_domain=browse or dns.name.from_text("home.arpa."),
         max_ttl=_int(raw.get("max_ttl", const.DNS_MAX_TTL), "dns.max_ttl", 1, 86400, bad),
-        negative_ttl=_int(raw.get("negative_ttl", const.DNS_NEGATIVE_TTL), "dns.negative_ttl",
-                          0, 86400, bad),
+        negative_ttl=_int(
+            raw.get("negative_ttl", const.DNS_NEGATIVE_TTL), "dns.negative_ttl", 0, 86400, bad
+        ),
         default_view=default_view,
-        ondemand_timeout=_float(raw.get("ondemand_timeout", const.DNS_ONDEMAND_TIMEOUT),
-                                "dns.ondemand_timeout", 0.0, 1.9, bad),
+        ondemand_timeout=_float(
+            raw.get("ondemand_timeout", const.DNS_ONDEMAND_TIMEOUT),
+            "dns.ondemand_timeout",
+            0.0,
+            1.9,
+            bad,
+        ),
     )
 
 
 def _unknown_keys(raw: Mapping[Any, Any], allowed: set[str], prefix: str, bad: Any) -> None:
     """Typos are errors: every key the section does not know, with the keys it does."""
     for k in sorted(set(raw) - allowed, key=str):
-        bad(f"{prefix}.{k}" if prefix else str(k), "unknown key",
-            f"use one of {', '.join(sorted(allowed))}")
+        bad(
+            f"{prefix}.{k}" if prefix else str(k),
+            "unknown key",
+            f"use one of {', '.join(sorted(allowed))}",
+        )
 
 
 def _list(x: Any, key: str, bad: Any) -> list[Any]:
@@ -320,7 +372,7 @@ def _list(x: Any, key: str, bad: Any) -> list[Any]:
         return x
     if isinstance(x, str):
         return [x]
-    bad(key, "expected a list of addresses", "e.g. [\"127.0.0.1:5300\"]")
+    bad(key, "expected a list of addresses", 'e.g. ["127.0.0.1:5300"]')
     return []
 
 
@@ -341,12 +393,18 @@ def _address(x: Any, key: str, bad: Any) -> Address | None:
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
-        bad(key, f"{text!r} is not an IP address", "write HOST:PORT, e.g. 127.0.0.1:5300 "
-            "or [::1]:5300")
+        bad(
+            key,
+            f"{text!r} is not an IP address",
+            "write HOST:PORT, e.g. 127.0.0.1:5300 or [::1]:5300",
+        )
         return None
     if ip.is_unspecified:
-        bad(key, f"{text!r} is a wildcard address; replies must come from the exact address "
-            "queried", "list each address to listen on")
+        bad(
+            key,
+            f"{text!r} is a wildcard address; replies must come from the exact address queried",
+            "list each address to listen on",
+        )
         return None
     if not 0 < port < 65536:
         bad(key, f"port {port} out of range", "use 1-65535")
@@ -401,13 +459,16 @@ def _chrony(raw: Any, vlans: Mapping[str, VlanConfig], bad: Any) -> ChronyConfig
     for i, spec in enumerate(raw_servers):
         key = f"chrony.servers[{i}]"
         if not isinstance(spec, dict):
-            bad(key, "expected a mapping", "e.g. {name: router, control: \"127.0.0.1:323\"}")
+            bad(key, "expected a mapping", 'e.g. {name: router, control: "127.0.0.1:323"}')
             continue
         _unknown_keys(spec, _CHRONY_SERVER_KEYS, key, bad)
         name = spec.get("name")
         if not isinstance(name, str) or not _LABEL.match(name):
-            bad(f"{key}.name", f"{name!r} is not a DNS label (lower-case letters, digits, '-')",
-                "e.g. 'name: router'")
+            bad(
+                f"{key}.name",
+                f"{name!r} is not a DNS label (lower-case letters, digits, '-')",
+                "e.g. 'name: router'",
+            )
             continue
         if name in names:
             bad(f"{key}.name", f"{name} is listed twice", "give each server its own name")
@@ -417,15 +478,21 @@ def _chrony(raw: Any, vlans: Mapping[str, VlanConfig], bad: Any) -> ChronyConfig
             bad(f"{key}.host", f"{host!r} is not a DNS label", "e.g. 'host: router'")
             host = name
         if host in hosts:
-            bad(f"{key}.host", f"host name {host} is used by another server",
-                "give each server its own host name")
+            bad(
+                f"{key}.host",
+                f"host name {host} is used by another server",
+                "give each server its own host name",
+            )
         hosts.add(host)
         ctl = _control(spec.get("control"), f"{key}.control", bad)
         addresses: dict[str, tuple[str, ...]] = {}
         raw_addrs = spec.get("addresses") or {}
         if not isinstance(raw_addrs, dict):
-            bad(f"{key}.addresses", "expected a mapping of VLAN to addresses",
-                "e.g. '{trusted: 10.10.0.254}'")
+            bad(
+                f"{key}.addresses",
+                "expected a mapping of VLAN to addresses",
+                "e.g. '{trusted: 10.10.0.254}'",
+            )
             raw_addrs = {}
         for vlan, addrs in raw_addrs.items():
             akey = f"{key}.addresses.{vlan}"
@@ -449,8 +516,13 @@ def _chrony(raw: Any, vlans: Mapping[str, VlanConfig], bad: Any) -> ChronyConfig
             nts = False
         if ctl is not None:
             servers.append(ChronyServer(name, ctl, addresses, host, priority, weight, nts))
-    max_offset = _float(raw.get("max_offset_seconds", const.CHRONY_MAX_OFFSET),
-                        "chrony.max_offset_seconds", 1e-6, 10.0, bad)
+    max_offset = _float(
+        raw.get("max_offset_seconds", const.CHRONY_MAX_OFFSET),
+        "chrony.max_offset_seconds",
+        1e-6,
+        10.0,
+        bad,
+    )
     raw_vlans = raw.get("vlans", ["*"])
     if isinstance(raw_vlans, str):
         raw_vlans = [raw_vlans]
@@ -465,16 +537,23 @@ def _chrony(raw: Any, vlans: Mapping[str, VlanConfig], bad: Any) -> ChronyConfig
             if v not in chosen:
                 chosen.append(v)
         else:
-            bad("chrony.vlans", f"{v!r} is not a configured VLAN",
-                f"use '*' or some of {', '.join(sorted(vlans))}")
+            bad(
+                "chrony.vlans",
+                f"{v!r} is not a configured VLAN",
+                f"use '*' or some of {', '.join(sorted(vlans))}",
+            )
     return ChronyConfig(tuple(servers), max_offset, tuple(chosen))
 
 
 def _control(x: Any, key: str, bad: Any) -> Address | str | None:
     """chronyd's command socket: '/run/chrony/chronyd.sock', or HOST[:PORT] (port 323)."""
     if x is None:
-        bad(key, "missing", "chronyd's command port, e.g. 'control: \"127.0.0.1:323\"', or "
-            "its unix socket, e.g. 'control: /run/chrony/chronyd.sock'")
+        bad(
+            key,
+            "missing",
+            "chronyd's command port, e.g. 'control: \"127.0.0.1:323\"', or "
+            "its unix socket, e.g. 'control: /run/chrony/chronyd.sock'",
+        )
         return None
     text = str(x).strip()
     if text.startswith("/"):

@@ -50,21 +50,26 @@ def plan(cfg: Config, interfaces: Mapping[str, Sequence[IPInterface]]) -> list[V
         ntp: list[str] = []
         if chrony is not None and vlan.name in chrony.vlans:
             for server in servers:
-                addrs = server.addresses.get(vlan.name, ()) if server.addresses else \
-                    tuple(str(a.ip) for a in own)
+                addrs = (
+                    server.addresses.get(vlan.name, ())
+                    if server.addresses
+                    else tuple(str(a.ip) for a in own)
+                )
                 ntp += [a for a in addrs if a not in ntp]
         ips = [ipaddress.ip_address(a) for a in ntp]
         nets = list(vlan.subnets) or [a.network for a in own]
-        out.append(VlanOptions(
-            vlan=vlan.name,
-            interface=vlan.interface,
-            domain=vlan.domain.to_text(omit_final_dot=True),
-            ntp4=tuple(str(i) for i in ips if i.version == 4),
-            ntp6=tuple(str(i) for i in ips if i.version == 6),
-            subnets4=tuple(dict.fromkeys(str(n) for n in nets if n.version == 4)),
-            subnets6=tuple(dict.fromkeys(str(n) for n in nets if n.version == 6)),
-            missing_interface=vlan.interface not in interfaces,
-        ))
+        out.append(
+            VlanOptions(
+                vlan=vlan.name,
+                interface=vlan.interface,
+                domain=vlan.domain.to_text(omit_final_dot=True),
+                ntp4=tuple(str(i) for i in ips if i.version == 4),
+                ntp6=tuple(str(i) for i in ips if i.version == 6),
+                subnets4=tuple(dict.fromkeys(str(n) for n in nets if n.version == 4)),
+                subnets6=tuple(dict.fromkeys(str(n) for n in nets if n.version == 6)),
+                missing_interface=vlan.interface not in interfaces,
+            )
+        )
     return out
 
 
@@ -72,28 +77,31 @@ def ntp_server_suboptions(addresses: Sequence[str]) -> str:
     """DHCPv6 option 56 contents (RFC 5908 §4): NTP_SUBOPTION_SRV_ADDR per address, hex."""
     out = b""
     for a in addresses:
-        out += (1).to_bytes(2, "big") + (16).to_bytes(2, "big") + \
-            ipaddress.IPv6Address(a).packed
+        out += (1).to_bytes(2, "big") + (16).to_bytes(2, "big") + ipaddress.IPv6Address(a).packed
     return out.hex().upper()
 
 
 def render_dnsmasq(options: Sequence[VlanOptions], source: str) -> str:
     """dnsmasq tags every DHCP request with the name of the interface it arrived on."""
-    lines = [f"# DHCP options from mdns-gateway ({source}) for dnsmasq.",
-             "# Each request is tagged with its arrival interface's name (tag:<interface>)."]
+    lines = [
+        f"# DHCP options from mdns-gateway ({source}) for dnsmasq.",
+        "# Each request is tagged with its arrival interface's name (tag:<interface>).",
+    ]
     for o in options:
         lines.append("")
         lines.append(f"# VLAN {o.vlan}: interface {o.interface}, domain {o.domain}")
         if o.missing_interface:
-            lines.append(f"# (interface {o.interface} not found here: only configured "
-                         "addresses are listed)")
+            lines.append(
+                f"# (interface {o.interface} not found here: only configured addresses are listed)"
+            )
         tag = f"tag:{o.interface}"
         if o.ntp4:
             lines.append(f"dhcp-option={tag},option:ntp-server,{','.join(o.ntp4)}")
         lines.append(f"dhcp-option={tag},option:domain-search,{o.domain}")
         if o.ntp6:
-            lines.append(f"dhcp-option={tag},option6:ntp-server,"
-                         + ",".join(f"[{a}]" for a in o.ntp6))
+            lines.append(
+                f"dhcp-option={tag},option6:ntp-server," + ",".join(f"[{a}]" for a in o.ntp6)
+            )
         lines.append(f"dhcp-option={tag},option6:domain-search,{o.domain}")
     return "\n".join(lines) + "\n"
 
@@ -111,18 +119,36 @@ def render_kea(options: Sequence[VlanOptions], source: str) -> str:
         if o.ntp6:
             # option 56 is a list of sub-options; older Kea has no definition for it, so
             # the option goes in as bytes: sub-option 1 (server address), length 16, address
-            data6.append({"code": 56, "space": "dhcp6", "csv-format": False,
-                          "data": ntp_server_suboptions(o.ntp6)})
+            data6.append(
+                {
+                    "code": 56,
+                    "space": "dhcp6",
+                    "csv-format": False,
+                    "data": ntp_server_suboptions(o.ntp6),
+                }
+            )
         data6.append({"name": "domain-search", "code": 24, "data": o.domain})
         for net in o.subnets4:
-            subnet4.append({"subnet": net, "interface": o.interface,
-                            "user-context": {"vlan": o.vlan}, "option-data": data4})
+            subnet4.append(
+                {
+                    "subnet": net,
+                    "interface": o.interface,
+                    "user-context": {"vlan": o.vlan},
+                    "option-data": data4,
+                }
+            )
         for net in o.subnets6:
-            subnet6.append({"subnet": net, "interface": o.interface,
-                            "user-context": {"vlan": o.vlan}, "option-data": data6})
+            subnet6.append(
+                {
+                    "subnet": net,
+                    "interface": o.interface,
+                    "user-context": {"vlan": o.vlan},
+                    "option-data": data6,
+                }
+            )
     doc = {
         "comment": f"DHCP options from mdns-gateway ({source}): merge each subnet's "
-                   "option-data into your Kea configuration",
+        "option-data into your Kea configuration",
         "Dhcp4": {"subnet4": subnet4},
         "Dhcp6": {"subnet6": subnet6},
     }

@@ -53,8 +53,9 @@ class HttpSurface:
         self._clients: set[asyncio.Task[None]] = set()
 
     async def start(self, address: tuple[str, int]) -> None:
-        self._server = await asyncio.start_server(self._client, address[0], address[1],
-                                                  reuse_address=True, limit=_MAX_REQUEST_HEAD)
+        self._server = await asyncio.start_server(
+            self._client, address[0], address[1], reuse_address=True, limit=_MAX_REQUEST_HEAD
+        )
         log.info("HTTP on %s port %d (/metrics, /healthz, /readyz, /api/...)", *address)
 
     @property
@@ -80,8 +81,10 @@ class HttpSurface:
         try:
             status, ctype, body = await self._respond(reader)
             reason = HTTPStatus(status).phrase
-            head = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\n"
-                    f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
+            head = (
+                f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            )
             writer.write(head.encode("latin-1") + body)
             await writer.drain()
         except (ConnectionError, OSError, asyncio.IncompleteReadError):
@@ -145,28 +148,40 @@ class HttpSurface:
         for c in self.gw.store.items(now):
             if vlan and c.vlan != vlan:
                 continue
-            rows.append({"vlan": c.vlan, "name": c.name.to_unicode(),
-                         "type": c.rdtype, "rdata": c.rdata.to_text(),
-                         "ttl": c.ttl,
-                         "remaining": None if c.remaining == float("inf")
-                         else round(c.remaining, 1)})
+            rows.append(
+                {
+                    "vlan": c.vlan,
+                    "name": c.name.to_unicode(),
+                    "type": c.rdtype,
+                    "rdata": c.rdata.to_text(),
+                    "ttl": c.ttl,
+                    "remaining": None if c.remaining == float("inf") else round(c.remaining, 1),
+                }
+            )
             if len(rows) >= _MAX_RECORDS_LISTED:
                 break
         return _json({"records": rows, "total": len(self.gw.store)})
 
     async def policies(self, query: Mapping[str, str]) -> Response:
-        return _json({
-            "valid": self.gw.policy_error is None,
-            "error": self.gw.policy_error,
-            "policies": [{"name": p.name, "source": p.where} for p in self.gw.engine.policies],
-        })
+        return _json(
+            {
+                "valid": self.gw.policy_error is None,
+                "error": self.gw.policy_error,
+                "policies": [{"name": p.name, "source": p.where} for p in self.gw.engine.policies],
+            }
+        )
 
     async def explain(self, query: Mapping[str, str]) -> Response:
         q = query
         try:
-            exp = self.gw.engine.explain(q.get("view", ""), q.get("vlan", ""),
-                                         q.get("service", ""))
+            exp = self.gw.engine.explain(q.get("view", ""), q.get("vlan", ""), q.get("service", ""))
         except ValueError as exc:
             return _json({"error": str(exc)}, status=400)
-        return _json({"visible": exp.visible, "reflect": exp.reflect,
-                                  "reasons": list(exp.reasons), "text": str(exp)})
+        return _json(
+            {
+                "visible": exp.visible,
+                "reflect": exp.reflect,
+                "reasons": list(exp.reasons),
+                "text": str(exp),
+            }
+        )

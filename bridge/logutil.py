@@ -16,8 +16,9 @@ _MAX_KEYS = 4096  # distinct rate-limit keys remembered (keys include peer addre
 class RateLimitedLog:
     """Logs a message for a key at most once per LOG_RATE_LIMIT_INTERVAL, counting the rest."""
 
-    def __init__(self, logger: logging.Logger,
-                 interval: float = const.LOG_RATE_LIMIT_INTERVAL) -> None:
+    def __init__(
+        self, logger: logging.Logger, interval: float = const.LOG_RATE_LIMIT_INTERVAL
+    ) -> None:
         self.logger = logger
         self.interval = interval
         self._last: OrderedDict[Hashable, list[float]] = OrderedDict()

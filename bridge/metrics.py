@@ -32,33 +32,39 @@ class GatewayCollector(Collector):
         for transport in ("udp", "tcp"):
             c.add_metric([transport], stats.queries[transport])
         yield c
-        c = CounterMetricFamily(f"{NS}_dns_cache_hits", "Queries answered from pre-rendered "
-                                "responses")
+        c = CounterMetricFamily(
+            f"{NS}_dns_cache_hits", "Queries answered from pre-rendered responses"
+        )
         c.add_metric([], stats.cache_hits)
         yield c
         c = CounterMetricFamily(f"{NS}_dns_slow_path", "Queries that needed parsing/rendering")
         c.add_metric([], stats.slow)
         yield c
-        c = CounterMetricFamily(f"{NS}_dns_responses", "Slow-path responses by rcode",
-                                labels=["rcode"])
+        c = CounterMetricFamily(
+            f"{NS}_dns_responses", "Slow-path responses by rcode", labels=["rcode"]
+        )
         for rcode, n in sorted(stats.rcodes.items()):
             c.add_metric([rcode], n)
         yield c
-        c = CounterMetricFamily(f"{NS}_dns_malformed", "Queries that could not be parsed",
-                                labels=["reason"])
+        c = CounterMetricFamily(
+            f"{NS}_dns_malformed", "Queries that could not be parsed", labels=["reason"]
+        )
         for reason, n in sorted(stats.malformed.items()):
             c.add_metric([reason], n)
         yield c
         c = CounterMetricFamily(f"{NS}_dns_truncated", "UDP replies sent with TC=1")
         c.add_metric([], stats.truncated)
         yield c
-        c = CounterMetricFamily(f"{NS}_dns_send_failures", "Replies that could not be sent, "
-                                "and TCP connections refused over the limit")
+        c = CounterMetricFamily(
+            f"{NS}_dns_send_failures",
+            "Replies that could not be sent, and TCP connections refused over the limit",
+        )
         c.add_metric([], stats.dropped)
         yield c
         od = gw.ondemand
-        c = CounterMetricFamily(f"{NS}_dns_ondemand_lookups", "Cache misses that asked mDNS",
-                                labels=["outcome"])
+        c = CounterMetricFamily(
+            f"{NS}_dns_ondemand_lookups", "Cache misses that asked mDNS", labels=["outcome"]
+        )
         c.add_metric(["answered"], od.answered)
         c.add_metric(["timeout"], od.timeouts)
         yield c
@@ -67,18 +73,21 @@ class GatewayCollector(Collector):
         yield g
 
         ing = gw.ingest
-        c = CounterMetricFamily(f"{NS}_mdns_packets_received", "mDNS packets accepted",
-                                labels=["vlan", "kind"])
+        c = CounterMetricFamily(
+            f"{NS}_mdns_packets_received", "mDNS packets accepted", labels=["vlan", "kind"]
+        )
         for (vlan, kind), n in sorted(ing.received.items()):
             c.add_metric([vlan, kind], n)
         yield c
-        c = CounterMetricFamily(f"{NS}_mdns_packets_dropped", "mDNS packets rejected",
-                                labels=["vlan", "reason"])
+        c = CounterMetricFamily(
+            f"{NS}_mdns_packets_dropped", "mDNS packets rejected", labels=["vlan", "reason"]
+        )
         for (vlan, reason), n in sorted(ing.dropped.items()):
             c.add_metric([vlan, reason], n)
         yield c
-        c = CounterMetricFamily(f"{NS}_mdns_records_received", "mDNS records applied to the "
-                                "store", labels=["vlan"])
+        c = CounterMetricFamily(
+            f"{NS}_mdns_records_received", "mDNS records applied to the store", labels=["vlan"]
+        )
         for vlan, n in sorted(ing.records.items()):
             c.add_metric([vlan], n)
         yield c
@@ -102,9 +111,11 @@ class GatewayCollector(Collector):
         c = CounterMetricFamily(f"{NS}_store_expired_records", "Records expired by TTL")
         c.add_metric([], store.expired)
         yield c
-        c = CounterMetricFamily(f"{NS}_store_refused_records",
-                                "New records not cached: the store was full and their VLAN "
-                                "held its share of it", labels=["vlan"])
+        c = CounterMetricFamily(
+            f"{NS}_store_refused_records",
+            "New records not cached: the store was full and their VLAN held its share of it",
+            labels=["vlan"],
+        )
         for vlan, n in sorted(store.refused.items()):
             c.add_metric([vlan], n)
         yield c
@@ -133,34 +144,42 @@ class ReflectorCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         r = self.reflector
         c = CounterMetricFamily(
-            f"{NS}_reflector_packets", "mDNS packets by direction and outcome (to_vlan empty: "
+            f"{NS}_reflector_packets",
+            "mDNS packets by direction and outcome (to_vlan empty: "
             "decided for every destination at once): reflected, filtered, duplicate, "
             "rate_limited, spoofed, probe, legacy_unicast, too_big, send_error, error",
-            labels=["from_vlan", "to_vlan", "outcome"])
+            labels=["from_vlan", "to_vlan", "outcome"],
+        )
         for (src, dst, outcome), n in sorted(r.packets.items()):
             c.add_metric([src, dst, outcome], n)
         yield c
         c = CounterMetricFamily(
-            f"{NS}_reflector_records_removed", "Records removed from reflected packets by "
+            f"{NS}_reflector_records_removed",
+            "Records removed from reflected packets by "
             "direction and reason (filtered, link_local, duplicate, too_big)",
-            labels=["from_vlan", "to_vlan", "reason"])
+            labels=["from_vlan", "to_vlan", "reason"],
+        )
         for (src, dst, reason), n in sorted(r.records.items()):
             c.add_metric([src, dst, reason], n)
         yield c
         c = CounterMetricFamily(
-            f"{NS}_reflector_loops_detected", "Responses showing another reflector on the VLAN "
+            f"{NS}_reflector_loops_detected",
+            "Responses showing another reflector on the VLAN "
             "(echo: records we sent came back; cross_vlan: seen on another VLAN just before)",
-            labels=["vlan", "kind"])
+            labels=["vlan", "kind"],
+        )
         for (vlan, kind), n in sorted(r.loops.items()):
             c.add_metric([vlan, kind], n)
         yield c
-        c = CounterMetricFamily(f"{NS}_reflector_sent_bytes", "Bytes reflected into each VLAN",
-                                labels=["vlan"])
+        c = CounterMetricFamily(
+            f"{NS}_reflector_sent_bytes", "Bytes reflected into each VLAN", labels=["vlan"]
+        )
         for vlan, n in sorted(r.bytes_sent.items()):
             c.add_metric([vlan], n)
         yield c
-        g = GaugeMetricFamily(f"{NS}_reflector_marks", "Recent packet/record marks kept for "
-                              "duplicate suppression")
+        g = GaugeMetricFamily(
+            f"{NS}_reflector_marks", "Recent packet/record marks kept for duplicate suppression"
+        )
         g.add_metric([], len(r.marks))
         yield g
 

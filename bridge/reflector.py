@@ -70,6 +70,7 @@ _OPT = dns.rdatatype.OPT
 _NSEC = dns.rdatatype.NSEC
 _TXT = dns.rdatatype.TXT
 
+
 def _sources_where(sources: int, keep: Callable[[int], bool]) -> int:
     """The bits ``d`` of the VLAN mask ``sources`` for which ``keep(d)`` holds."""
     mask = 0
@@ -194,15 +195,17 @@ def _parts(name: dns.name.Name) -> _Parts:
 
 def _is_services(name: dns.name.Name) -> bool:
     labels = name.labels
-    return (len(labels) == 5 and labels[0].lower() == b"_services"
-            and labels[1].lower() == b"_dns-sd")
+    return (
+        len(labels) == 5 and labels[0].lower() == b"_services" and labels[1].lower() == b"_dns-sd"
+    )
 
 
 def _link_local(rec: wire.Record) -> bool:
     raw = rec.digest
     if raw is not None and rec.rdtype in (_A, _AAAA):  # the address as received
-        return raw[:2] == b"\xa9\xfe" if len(raw) == 4 else \
-            (raw[0] == 0xFE and raw[1] & 0xC0 == 0x80)
+        return (
+            raw[:2] == b"\xa9\xfe" if len(raw) == 4 else (raw[0] == 0xFE and raw[1] & 0xC0 == 0x80)
+        )
     if rec.rdtype == _A:
         return str(rec.rdata.address).startswith("169.254.")  # type: ignore[attr-defined]
     if rec.rdtype == _AAAA:
@@ -243,10 +246,16 @@ class _Plan:
         for p in engine.policies:
             if p.action != "allow" or not p.reflect:
                 continue
-            froms = range(n) if ANY in p.from_vlans else \
-                [self.index[v] for v in p.from_vlans if v in self.index]
-            tos = range(n) if ANY in p.to_vlans else \
-                [self.index[v] for v in p.to_vlans if v in self.index]
+            froms = (
+                range(n)
+                if ANY in p.from_vlans
+                else [self.index[v] for v in p.from_vlans if v in self.index]
+            )
+            tos = (
+                range(n)
+                if ANY in p.to_vlans
+                else [self.index[v] for v in p.to_vlans if v in self.index]
+            )
             for f in froms:
                 for t in tos:
                     if f != t:
@@ -267,8 +276,11 @@ class _Plan:
             vlan = self.names[src]
             reach = self.reach[src]
             for d, view in enumerate(self.views):
-                if reach >> d & 1 and view is not None \
-                        and view.reflect_visible(vlan, stype, instance):
+                if (
+                    reach >> d & 1
+                    and view is not None
+                    and view.reflect_visible(vlan, stype, instance)
+                ):
                     mask |= 1 << d
             if len(self.record_memo) >= const.REFLECT_MEMO_MAX:
                 self.record_memo.clear()
@@ -277,8 +289,10 @@ class _Plan:
 
     def question_mask(self, asker: int, stype: str, instance: str | None) -> int:
         """VLANs whose (type, instance) the VLAN ``asker`` may see."""
-        return _sources_where(self.sources_for[asker],
-                              lambda d: bool(self.record_mask(d, stype, instance) >> asker & 1))
+        return _sources_where(
+            self.sources_for[asker],
+            lambda d: bool(self.record_mask(d, stype, instance) >> asker & 1),
+        )
 
 
 # --- the received bytes, for rebuilding a packet without re-encoding it ---------------------
@@ -286,16 +300,39 @@ class _Plan:
 # rdata layouts with names: 0 the whole rdata is a name, else the bytes before the name;
 # NSEC: a name then a bitmap (written uncompressed). Other types with names: dnspython fallback.
 _NAME_RDATA: dict[int, int] = {
-    _PTR: 0, dns.rdatatype.CNAME: 0, dns.rdatatype.NS: 0, dns.rdatatype.DNAME: 0,
-    _SRV: 6, dns.rdatatype.MX: 2, _NSEC: -1,
+    _PTR: 0,
+    dns.rdatatype.CNAME: 0,
+    dns.rdatatype.NS: 0,
+    dns.rdatatype.DNAME: 0,
+    _SRV: 6,
+    dns.rdatatype.MX: 2,
+    _NSEC: -1,
 }
-_OTHER_NAME_TYPES = frozenset({
-    dns.rdatatype.SOA, dns.rdatatype.MINFO, dns.rdatatype.RP, dns.rdatatype.AFSDB,
-    dns.rdatatype.RT, dns.rdatatype.NAPTR, dns.rdatatype.KX, dns.rdatatype.PX,
-    dns.rdatatype.MB, dns.rdatatype.MG, dns.rdatatype.MR, dns.rdatatype.MD, dns.rdatatype.MF,
-    dns.rdatatype.SIG, dns.rdatatype.RRSIG, dns.rdatatype.NXT, dns.rdatatype.TKEY,
-    dns.rdatatype.TSIG, dns.rdatatype.HIP, dns.rdatatype.SVCB, dns.rdatatype.HTTPS,
-})
+_OTHER_NAME_TYPES = frozenset(
+    {
+        dns.rdatatype.SOA,
+        dns.rdatatype.MINFO,
+        dns.rdatatype.RP,
+        dns.rdatatype.AFSDB,
+        dns.rdatatype.RT,
+        dns.rdatatype.NAPTR,
+        dns.rdatatype.KX,
+        dns.rdatatype.PX,
+        dns.rdatatype.MB,
+        dns.rdatatype.MG,
+        dns.rdatatype.MR,
+        dns.rdatatype.MD,
+        dns.rdatatype.MF,
+        dns.rdatatype.SIG,
+        dns.rdatatype.RRSIG,
+        dns.rdatatype.NXT,
+        dns.rdatatype.TKEY,
+        dns.rdatatype.TSIG,
+        dns.rdatatype.HIP,
+        dns.rdatatype.SVCB,
+        dns.rdatatype.HTTPS,
+    }
+)
 _COUNTS = struct.Struct("!HHHH")
 _HEADER = struct.Struct("!HHHHHH")
 
@@ -344,8 +381,9 @@ def _layout(raw: bytes) -> tuple[list[_QSpan], list[_RSpan]]:
     return qs, rs
 
 
-def _emit_name(raw: bytes, pos: int, out: bytearray, moved: dict[int, int],
-               compress: bool = True, cut: int = 0) -> None:
+def _emit_name(
+    raw: bytes, pos: int, out: bytearray, moved: dict[int, int], compress: bool = True, cut: int = 0
+) -> None:
     """Copy the name at ``pos`` of ``raw``; point at what this packet already holds: what it
     copied verbatim (``raw[:cut]``) or emitted before (``moved``: old offset -> new)."""
     hops = 0
@@ -369,27 +407,29 @@ def _emit_name(raw: bytes, pos: int, out: bytearray, moved: dict[int, int],
         here = len(out)
         if here < 0x3FFF and pos not in moved:
             moved[pos] = here
-        out += raw[pos:pos + length + 1]
+        out += raw[pos : pos + length + 1]
         pos += length + 1
 
 
-def _emit_question(raw: bytes, q: _QSpan, out: bytearray, moved: dict[int, int],
-                   cut: int = 0) -> None:
+def _emit_question(
+    raw: bytes, q: _QSpan, out: bytearray, moved: dict[int, int], cut: int = 0
+) -> None:
     _emit_name(raw, q[0], out, moved, True, cut)
-    out += raw[q[1]:q[1] + 2]
+    out += raw[q[1] : q[1] + 2]
     out.append(raw[q[1] + 2] & 0x7F)  # QU bit cleared: answers come back by multicast
     out.append(raw[q[1] + 3])
 
 
-def _emit_record(raw: bytes, r: _RSpan, out: bytearray, moved: dict[int, int],
-                 cut: int = 0) -> None:
+def _emit_record(
+    raw: bytes, r: _RSpan, out: bytearray, moved: dict[int, int], cut: int = 0
+) -> None:
     start, name_end, rdtype, end, _, nsec_end = r
     _emit_name(raw, start, out, moved, True, cut)
     before = _NAME_RDATA.get(rdtype)
     if before is None:
         out += raw[name_end:end]
         return
-    out += raw[name_end:name_end + 8]
+    out += raw[name_end : name_end + 8]
     at = len(out)
     out += b"\0\0"
     rd = name_end + 10
@@ -397,7 +437,7 @@ def _emit_record(raw: bytes, r: _RSpan, out: bytearray, moved: dict[int, int],
         _emit_name(raw, rd, out, moved, False, cut)
         out += raw[nsec_end:end]
     else:
-        out += raw[rd:rd + before]
+        out += raw[rd : rd + before]
         _emit_name(raw, rd + before, out, moved, True, cut)
     rdlen = len(out) - at - 2
     out[at] = rdlen >> 8
@@ -415,8 +455,9 @@ def layout(raw: bytes) -> Layout:
         raise _Unsupported("layout") from exc
 
 
-def rebuild(raw: bytes, where: Layout, questions: Sequence[int], records: Sequence[int],
-            limit: int) -> tuple[list[bytes], int]:
+def rebuild(
+    raw: bytes, where: Layout, questions: Sequence[int], records: Sequence[int], limit: int
+) -> tuple[list[bytes], int]:
     """Packets holding the chosen questions and records (indices into ``where``, the layout of
     ``raw``) with QU bits and TC cleared, each at most ``limit`` bytes. Returns (packets, items
     dropped because they alone exceed ``limit``). A query split over several packets sets TC on
@@ -452,15 +493,23 @@ def rebuild(raw: bytes, where: Layout, questions: Sequence[int], records: Sequen
         if len(out) <= limit:
             _HEADER.pack_into(out, 0, pid, flags, *counts)
             return [bytes(out)], 0
-        items: list[tuple[int, int]] = [(0, i) for i in questions] + \
-            [(rspans[i][4], i) for i in records]
+        items: list[tuple[int, int]] = [(0, i) for i in questions] + [
+            (rspans[i][4], i) for i in records
+        ]
         return _split(raw, qspans, rspans, items, pid, flags, limit)
     except IndexError as exc:
         raise _Unsupported("bounds") from exc
 
 
-def _split(raw: bytes, qspans: list[_QSpan], rspans: list[_RSpan], items: list[tuple[int, int]],
-           pid: int, flags: int, limit: int) -> tuple[list[bytes], int]:
+def _split(
+    raw: bytes,
+    qspans: list[_QSpan],
+    rspans: list[_RSpan],
+    items: list[tuple[int, int]],
+    pid: int,
+    flags: int,
+    limit: int,
+) -> tuple[list[bytes], int]:
     packets: list[bytes] = []
     dropped = 0
     out = bytearray(12)
@@ -519,9 +568,13 @@ def clear_qu(raw: bytes) -> bytes:
 class Reflector:
     """Pure reflection decisions over VLANs; see the module docstring."""
 
-    def __init__(self, vlans: Sequence[str], config: ReflectorConfig | None = None,
-                 engine: PolicyEngine | None = None, window: float = const.REFLECT_DUP_WINDOW
-                 ) -> None:
+    def __init__(
+        self,
+        vlans: Sequence[str],
+        config: ReflectorConfig | None = None,
+        engine: PolicyEngine | None = None,
+        window: float = const.REFLECT_DUP_WINDOW,
+    ) -> None:
         config = config or ReflectorConfig()
         self.vlans = tuple(vlans)
         self.config = config
@@ -568,8 +621,16 @@ class Reflector:
 
     # --- the packet path --------------------------------------------------------------------
 
-    def handle(self, vlan: str, packet: wire.Packet, raw: bytes, src: str, port: int,
-               family: int, now: float) -> list[Output]:
+    def handle(
+        self,
+        vlan: str,
+        packet: wire.Packet,
+        raw: bytes,
+        src: str,
+        port: int,
+        family: int,
+        now: float,
+    ) -> list[Output]:
         plan = self.plan
         si = plan.index.get(vlan)
         if si is None:
@@ -592,8 +653,12 @@ class Reflector:
             if packet.authorities:
                 return self._drop(vlan, PROBE)
         if not self._source_on_link(si, src):
-            _limited.info(("spoofed", vlan, src), "reflector: VLAN %s: not reflecting a packet "
-                          "from %s, which is not on that link", vlan, src)
+            _limited.info(
+                ("spoofed", vlan, src),
+                "reflector: VLAN %s: not reflecting a packet from %s, which is not on that link",
+                vlan,
+                src,
+            )
             return self._drop(vlan, SPOOFED)
 
         # the whole packet: seen (arrived, or sent by us) on which VLANs within the window?
@@ -614,8 +679,9 @@ class Reflector:
             return self._drop(vlan, RATE_LIMITED)
 
         if response:
-            outputs = self._response(si, vlan, packet, raw, family, cand, keys, goodbye, echoed,
-                                     now)
+            outputs = self._response(
+                si, vlan, packet, raw, family, cand, keys, goodbye, echoed, now
+            )
         else:
             outputs = self._query(si, vlan, packet, raw, family, cand, now)
         if outputs:
@@ -653,11 +719,20 @@ class Reflector:
         if parts is not None:
             return plan.question_mask(si, parts[0], parts[1])
         # a host name: where it is the target of a service the asker may see
-        return _sources_where(plan.sources_for[si],
-                              lambda d: bool(self._learned_mask(d, name, now) >> si & 1))
+        return _sources_where(
+            plan.sources_for[si], lambda d: bool(self._learned_mask(d, name, now) >> si & 1)
+        )
 
-    def _query(self, si: int, vlan: str, packet: wire.Packet, raw: bytes, family: int,
-               cand: int, now: float) -> list[Output]:
+    def _query(
+        self,
+        si: int,
+        vlan: str,
+        packet: wire.Packet,
+        raw: bytes,
+        family: int,
+        cand: int,
+        now: float,
+    ) -> list[Output]:
         qmasks = [self._question_mask(si, q, now) & cand for q in packet.questions]
         wanted = 0
         for m in qmasks:
@@ -665,8 +740,9 @@ class Reflector:
         if not wanted:
             return self._drop(vlan, FILTERED)
         records = packet.records()
-        rmasks, link_local = self._known_answer_masks(si, records, cand, now) if records \
-            else ([], 0)
+        rmasks, link_local = (
+            self._known_answer_masks(si, records, cand, now) if records else ([], 0)
+        )
         marks = self.marks
         qkeys = [(_question_key(q), family) for q in packet.questions]
         for k in qkeys:
@@ -693,15 +769,15 @@ class Reflector:
             rs = [j for j, m in enumerate(rmasks) if m >> d & 1]
             self._count_removed(vlan, dest, rmasks, link_local, d)
             whole = len(qs) == nq and len(rs) == len(rmasks) and not truncated
-            sent = self._emit(si, d, vlan, packet, raw, family, qs, rs, whole, has_qu,
-                              outputs, now)
+            sent = self._emit(si, d, vlan, packet, raw, family, qs, rs, whole, has_qu, outputs, now)
             if sent:
                 for j in qs:
                     marks.cur[(qkeys[j], d)] = (now, _OURS)
         return outputs
 
-    def _known_answer_masks(self, si: int, records: Sequence[wire.Record], cand: int,
-                            now: float) -> tuple[list[int], int]:
+    def _known_answer_masks(
+        self, si: int, records: Sequence[wire.Record], cand: int, now: float
+    ) -> tuple[list[int], int]:
         """Known answers go where their VLAN may see them, and also back to the VLAN they live
         on when the asker may see them there (so answers it holds are not sent again)."""
         masks, link_local = self._record_masks(si, records, now, learn=False)
@@ -719,8 +795,11 @@ class Reflector:
                 stype, instance = parts[0], parts[1]
                 for d in dests:
                     expiry = self._homes.get((d, stype, instance))
-                    if expiry is not None and expiry >= now \
-                            and plan.record_mask(d, stype, instance) >> si & 1:
+                    if (
+                        expiry is not None
+                        and expiry >= now
+                        and plan.record_mask(d, stype, instance) >> si & 1
+                    ):
                         masks[i] |= 1 << d
             elif parts is None and rec.rdtype in (_A, _AAAA):
                 hk = rec.name
@@ -731,8 +810,9 @@ class Reflector:
 
     # --- responses --------------------------------------------------------------------------
 
-    def _record_masks(self, si: int, records: Sequence[wire.Record], now: float,
-                      learn: bool = True) -> tuple[list[int], int]:
+    def _record_masks(
+        self, si: int, records: Sequence[wire.Record], now: float, learn: bool = True
+    ) -> tuple[list[int], int]:
         """Per record: the VLANs that may see it; and a bitmask of link-local records.
         With ``learn`` (responses), remember which services and SRV targets live on ``si``."""
         plan = self.plan
@@ -783,8 +863,9 @@ class Reflector:
             masks[i] = targets.get(hk, 0) | self._learned_mask(si, hk, now)
         return masks, link_local
 
-    def _arrive(self, si: int, vlan: str, packet: wire.Packet, src: str, family: int,
-                now: float) -> tuple[list[list[Any]], list[int], int]:
+    def _arrive(
+        self, si: int, vlan: str, packet: wire.Packet, src: str, family: int, now: float
+    ) -> tuple[list[list[Any]], list[int], int]:
         """Mark a response's records as seen on ``si``; report another reflector when every
         one of them was just sent there by us (echo) or just seen on another VLAN. Returns the
         record keys, goodbye flags and a bitmask of the records that are echoes of ours (never
@@ -805,24 +886,43 @@ class Reflector:
                 echoed |= 1 << j
             else:
                 for d, other in enumerate(marks):
-                    if other is not None and d != si and now - other[0] < window \
-                            and not other[1] & _OURS:
+                    if (
+                        other is not None
+                        and d != si
+                        and now - other[0] < window
+                        and not other[1] & _OURS
+                    ):
                         cross += 1
                         break
             marks[si] = (now, goodbye[j])
         if keys and echo + cross == len(keys):
             kind = "echo" if echo else "cross_vlan"
             self.loops[(vlan, kind)] += 1
-            _limited.warning(("loop", vlan, kind),
-                             "reflector: another mDNS reflector seems active on VLAN %s: %s "
-                             "(from %s); suppressing repeats", vlan,
-                             "records we reflected there came back" if echo else
-                             "the same records arrived on another VLAN moments before", src)
+            _limited.warning(
+                ("loop", vlan, kind),
+                "reflector: another mDNS reflector seems active on VLAN %s: %s "
+                "(from %s); suppressing repeats",
+                vlan,
+                "records we reflected there came back"
+                if echo
+                else "the same records arrived on another VLAN moments before",
+                src,
+            )
         return keys, goodbye, echoed
 
-    def _response(self, si: int, vlan: str, packet: wire.Packet, raw: bytes, family: int,
-                  cand: int, keys: list[list[Any]], goodbye: list[int], echoed: int, now: float
-                  ) -> list[Output]:
+    def _response(
+        self,
+        si: int,
+        vlan: str,
+        packet: wire.Packet,
+        raw: bytes,
+        family: int,
+        cand: int,
+        keys: list[list[Any]],
+        goodbye: list[int],
+        echoed: int,
+        now: float,
+    ) -> list[Output]:
         records = packet.records()
         if not records:
             return self._drop(vlan, FILTERED)
@@ -855,8 +955,11 @@ class Reflector:
             for j, m in enumerate(rmasks):
                 if m >> d & 1:
                     seen = keys[j][d]
-                    if seen is not None and now - seen[0] < window \
-                            and (seen[1] & _GOODBYE) == goodbye[j]:
+                    if (
+                        seen is not None
+                        and now - seen[0] < window
+                        and (seen[1] & _GOODBYE) == goodbye[j]
+                    ):
                         dups += 1
                     else:
                         rs.append(j)
@@ -866,23 +969,38 @@ class Reflector:
             if dups:
                 self.records[(vlan, dest, DUPLICATE)] += dups
             self._count_removed(vlan, dest, rmasks, link_local, d)
-            if self._emit(si, d, vlan, packet, raw, family, [], rs, len(rs) == nr, False,
-                          outputs, now):
+            if self._emit(
+                si, d, vlan, packet, raw, family, [], rs, len(rs) == nr, False, outputs, now
+            ):
                 for j in rs:
                     keys[j][d] = (now, goodbye[j] | _OURS)
         return outputs
 
     # --- output -----------------------------------------------------------------------------
 
-    def _emit(self, si: int, d: int, vlan: str, packet: wire.Packet, raw: bytes, family: int,
-              qs: list[int], rs: list[int], whole: bool, has_qu: bool,
-              outputs: list[Output], now: float) -> bool:
+    def _emit(
+        self,
+        si: int,
+        d: int,
+        vlan: str,
+        packet: wire.Packet,
+        raw: bytes,
+        family: int,
+        qs: list[int],
+        rs: list[int],
+        whole: bool,
+        has_qu: bool,
+        outputs: list[Output],
+        now: float,
+    ) -> bool:
         link = self._links[d]
         dest = self.vlans[d]
         if link is None:
             return False
-        limit = min(self._mtu[d] - (_IP4_OVERHEAD if family == socket.AF_INET else _IP6_OVERHEAD),
-                    const.MDNS_MAX_PACKET)
+        limit = min(
+            self._mtu[d] - (_IP4_OVERHEAD if family == socket.AF_INET else _IP6_OVERHEAD),
+            const.MDNS_MAX_PACKET,
+        )
         datas: list[bytes]
         if whole and len(raw) <= limit:
             datas = [clear_qu(raw) if has_qu else raw]
@@ -903,8 +1021,16 @@ class Reflector:
             sent = True
         return sent
 
-    def _rebuild(self, vlan: str, dest: str, packet: wire.Packet, raw: bytes, qs: list[int],
-                 rs: list[int], limit: int) -> list[bytes]:
+    def _rebuild(
+        self,
+        vlan: str,
+        dest: str,
+        packet: wire.Packet,
+        raw: bytes,
+        qs: list[int],
+        rs: list[int],
+        limit: int,
+    ) -> list[bytes]:
         try:
             cached = self._layout_cache
             if cached is not None and cached[0] is raw:
@@ -924,18 +1050,22 @@ class Reflector:
         return datas
 
     @staticmethod
-    def _rebuild_dnspython(packet: wire.Packet, qs: list[int], rs: list[int], limit: int
-                           ) -> tuple[list[bytes], int]:
+    def _rebuild_dnspython(
+        packet: wire.Packet, qs: list[int], rs: list[int], limit: int
+    ) -> tuple[list[bytes], int]:
         """Slow path for records whose rdata holds names we do not re-point ourselves."""
         records = packet.records()
         na, nn = len(packet.answers), len(packet.authorities)
-        questions = [wire.Question(q.name, q.rdtype, q.rdclass, False)
-                     for q in (packet.questions[j] for j in qs)]
+        questions = [
+            wire.Question(q.name, q.rdtype, q.rdclass, False)
+            for q in (packet.questions[j] for j in qs)
+        ]
         answers = [records[j] for j in rs if j < na]
         auth = [records[j] for j in rs if na <= j < na + nn]
         extra = [records[j] for j in rs if j >= na + nn]
-        data = wire.encode(wire.Packet(packet.id, packet.flags & ~wire.FLAG_TC, questions,
-                                       answers, auth, extra))
+        data = wire.encode(
+            wire.Packet(packet.id, packet.flags & ~wire.FLAG_TC, questions, answers, auth, extra)
+        )
         if len(data) <= limit:
             return [data], 0
         out: list[bytes] = []
@@ -948,8 +1078,7 @@ class Reflector:
             secs: list[list[object]] = [[], [], [], []]
             for s, it in chunk:
                 secs[s].append(it)
-            return wire.encode(wire.Packet(packet.id, packet.flags & ~wire.FLAG_TC,
-                                           *secs))  # type: ignore[arg-type]
+            return wire.encode(wire.Packet(packet.id, packet.flags & ~wire.FLAG_TC, *secs))  # type: ignore[arg-type]
 
         for item in items:
             trial = enc([*cur, item])
@@ -967,22 +1096,25 @@ class Reflector:
             out.append(enc(cur))
         return out, dropped
 
-    def _count_removed(self, vlan: str, dest: str, rmasks: list[int], link_local: int,
-                       d: int) -> None:
+    def _count_removed(
+        self, vlan: str, dest: str, rmasks: list[int], link_local: int, d: int
+    ) -> None:
         for j, m in enumerate(rmasks):
             if not m >> d & 1:
                 reason = "link_local" if link_local >> j & 1 else FILTERED
                 self.records[(vlan, dest, reason)] += 1
 
-    def _count_filtered_records(self, vlan: str, cand: int, rmasks: list[int],
-                                link_local: int) -> None:
+    def _count_filtered_records(
+        self, vlan: str, cand: int, rmasks: list[int], link_local: int
+    ) -> None:
         for d in _bits(cand):
             self._count_removed(vlan, self.vlans[d], rmasks, link_local, d)
 
     # --- SRV targets --------------------------------------------------------------------------
 
-    def _learn(self, si: int, hk: dns.name.Name, stype: str, instance: str, ttl: int,
-               now: float) -> None:
+    def _learn(
+        self, si: int, hk: dns.name.Name, stype: str, instance: str, ttl: int, now: float
+    ) -> None:
         key = (si, hk)
         services = self._targets.get(key)
         if services is None:
@@ -1068,8 +1200,14 @@ Sender = Callable[[bytes, int, int], bool]  # (payload, ifindex, family) -> sent
 class ReflectorGlue:
     """Ingest listener in, transport send out; follows link and policy changes."""
 
-    def __init__(self, reflector: Reflector, links: Links, send: Sender,
-                 clock: Callable[[], float], mtu: Callable[[str], int] = interface_mtu) -> None:
+    def __init__(
+        self,
+        reflector: Reflector,
+        links: Links,
+        send: Sender,
+        clock: Callable[[], float],
+        mtu: Callable[[str], int] = interface_mtu,
+    ) -> None:
         self.reflector = reflector
         self.links = links
         self.send = send
@@ -1077,15 +1215,17 @@ class ReflectorGlue:
         self.mtu = mtu
         self.errors = 0
 
-    def on_packet(self, vlan: str, packet: wire.Packet, raw: bytes, src: str, port: int,
-                  family: int) -> None:
+    def on_packet(
+        self, vlan: str, packet: wire.Packet, raw: bytes, src: str, port: int, family: int
+    ) -> None:
         try:
             outputs = self.reflector.handle(vlan, packet, raw, src, port, family, self.clock())
         except Exception:  # a packet must never take the reader down
             self.errors += 1
             self.reflector.packets[(vlan, "", ERROR)] += 1
-            _limited.warning(("reflector-error", vlan), "reflector: packet from %s on VLAN %s "
-                             "failed", src, vlan)
+            _limited.warning(
+                ("reflector-error", vlan), "reflector: packet from %s on VLAN %s failed", src, vlan
+            )
             log.debug("reflector failure", exc_info=True)
             return
         for out in outputs:
@@ -1103,14 +1243,18 @@ class ReflectorGlue:
         gateway.ingest.listeners.append(glue.on_packet)
         gateway.engine_hooks.append(glue.set_policy)
         gateway.extra_collectors.append(ReflectorCollector(reflector))
-        log.info("reflector enabled: %.0f packets/s per VLAN and direction, burst %d",
-                 config.reflector.rate, config.reflector.burst)
+        log.info(
+            "reflector enabled: %.0f packets/s per VLAN and direction, burst %d",
+            config.reflector.rate,
+            config.reflector.burst,
+        )
         return glue
 
     def refresh_links(self) -> None:
         by_vlan = self.links.by_vlan
-        self.reflector.set_links(by_vlan, {v: self.mtu(link.interface)
-                                           for v, link in by_vlan.items()})
+        self.reflector.set_links(
+            by_vlan, {v: self.mtu(link.interface) for v, link in by_vlan.items()}
+        )
 
     def set_policy(self, engine: PolicyEngine) -> None:
         self.reflector.set_policy(engine)

@@ -60,8 +60,15 @@ class Entry:
 
     __slots__ = ("digest", "expiry", "key", "rdata", "received", "refresh_at", "step", "ttl")
 
-    def __init__(self, key: RRKey, rdata: dns.rdata.Rdata, digest: bytes, expiry: float,
-                 received: float, ttl: int) -> None:
+    def __init__(
+        self,
+        key: RRKey,
+        rdata: dns.rdata.Rdata,
+        digest: bytes,
+        expiry: float,
+        received: float,
+        ttl: int,
+    ) -> None:
         self.key = key
         self.rdata = rdata
         self.digest = digest
@@ -123,7 +130,7 @@ class Schedule:
                     out.append(bucket.popitem()[0])
             else:  # the current second: only what is due already, then stop
                 due = [e for e in bucket if (e.expiry if expiry else e.refresh_at) <= now]
-                for entry in due[:limit - len(out)]:
+                for entry in due[: limit - len(out)]:
                     del bucket[entry]
                     out.append(entry)
             if not bucket:
@@ -213,8 +220,11 @@ class Store:
             # §10.2: other rdatas received more than a second ago expire in one second
             flush_at = now + const.MDNS_CACHE_FLUSH_GRACE
             for entry in rrset:
-                if entry.digest != digest and entry.received < now - const.MDNS_CACHE_FLUSH_GRACE \
-                        and flush_at < entry.expiry != _FOREVER:
+                if (
+                    entry.digest != digest
+                    and entry.received < now - const.MDNS_CACHE_FLUSH_GRACE
+                    and flush_at < entry.expiry != _FOREVER
+                ):
                     self._set_expiry(entry, flush_at)
         if ttl == 0:
             gone = _find(rrset, digest) if rrset else None
@@ -280,9 +290,16 @@ class Store:
             victims = mine
         else:
             refused = self.refused[vlan] = self.refused.get(vlan, 0) + 1
-            _limited.warning(("store full", vlan), "record store full (%d records): VLAN %s "
-                             "holds %d, its share; its new records are not cached until some "
-                             "expire (%d so far)", self._size, vlan, held, refused)
+            _limited.warning(
+                ("store full", vlan),
+                "record store full (%d records): VLAN %s "
+                "holds %d, its share; its new records are not cached until some "
+                "expire (%d so far)",
+                self._size,
+                vlan,
+                held,
+                refused,
+            )
             return False
         self._remove_entry(next(iter(victims)))
         self.evicted += 1
@@ -309,8 +326,7 @@ class Store:
         if previous is None:
             self._notify(key[0], key[1], key[2], rdata, True)
 
-    def remove(self, vlan: str, name: dns.name.Name, rdtype: int,
-               rdata: dns.rdata.Rdata) -> None:
+    def remove(self, vlan: str, name: dns.name.Name, rdtype: int, rdata: dns.rdata.Rdata) -> None:
         """Withdraw a record now (our own, when we stop advertising it)."""
         self._remove((vlan, name, rdtype), rdata)
 
@@ -362,8 +378,7 @@ class Store:
                 if entry.expiry > now:
                     yield Cached(vlan, name, rdtype, entry.rdata, entry.expiry - now, entry.ttl)
 
-    def due_refresh(self, now: float, limit: int = const.MDNS_REFRESH_MAX_PER_TICK
-                    ) -> set[RRKey]:
+    def due_refresh(self, now: float, limit: int = const.MDNS_REFRESH_MAX_PER_TICK) -> set[RRKey]:
         """RRsets with a record at an RFC 6762 §5.2 refresh point (80/85/90/95 % of TTL);
         at most ``limit`` of them, the rest stay due for the next call (one call's work is
         bounded however many records came due together)."""
@@ -396,8 +411,10 @@ class Store:
         TTL at random, so that records learned together (a start-up, a burst of
         announcements) are not all asked for in one tick."""
         self._refresh.discard(entry.refresh_at, entry)
-        when = entry.received + (const.MDNS_REFRESH_FRACTIONS[step]
-                                 + self._variation(entry.received)) * entry.ttl
+        when = (
+            entry.received
+            + (const.MDNS_REFRESH_FRACTIONS[step] + self._variation(entry.received)) * entry.ttl
+        )
         entry.refresh_at, entry.step = when, step
         self._refresh.add(when, entry)
 
@@ -412,8 +429,9 @@ class Store:
         rrset = self._rrsets.get(key)
         if rrset is None:
             return
-        entry = next((e for e in rrset if e.rdata is rdata), None) \
-            or _find(rrset, rdata.to_digestable())
+        entry = next((e for e in rrset if e.rdata is rdata), None) or _find(
+            rrset, rdata.to_digestable()
+        )
         if entry is not None:
             self._remove_entry(entry, rrset)
 
@@ -433,7 +451,9 @@ class Store:
             target = rdata.target  # type: ignore[attr-defined]
             owners = targets.get(target)
             if owners is not None and not [
-                e for e in rrset if e.rdata.target == target  # type: ignore[attr-defined]
+                e
+                for e in rrset
+                if e.rdata.target == target  # type: ignore[attr-defined]
             ]:
                 owners.discard(name)
                 if not owners:
@@ -468,7 +488,7 @@ class Store:
             return
         if rdtype in types:
             i = types.index(rdtype)
-            types = _shared(types[:i] + types[i + 1:])
+            types = _shared(types[:i] + types[i + 1 :])
         if types:
             names[name] = types
             return
@@ -481,8 +501,9 @@ class Store:
             else:
                 below.pop(parent, None)
 
-    def _notify(self, vlan: str, name: dns.name.Name, rdtype: int, rdata: dns.rdata.Rdata,
-                added: bool) -> None:
+    def _notify(
+        self, vlan: str, name: dns.name.Name, rdtype: int, rdata: dns.rdata.Rdata, added: bool
+    ) -> None:
         self.changed_vlans.add(vlan)
         for listener in self.listeners:
             try:

@@ -22,8 +22,14 @@ _site: Path | None = None  # set by use(): gateways started by the benchmark run
 
 def build(root: Path = REPO_ROOT) -> Path:
     digest = hashlib.sha256()
-    for path in sorted([*(root / "bridge").rglob("*.py"), root / "build_ext.py",
-                        root / "setup.py", root / "pyproject.toml"]):
+    for path in sorted(
+        [
+            *(root / "bridge").rglob("*.py"),
+            root / "build_ext.py",
+            root / "setup.py",
+            root / "pyproject.toml",
+        ]
+    ):
         digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
     target = root / "build" / "compiled" / digest.hexdigest()[:16]
     if (target / "bridge").is_dir():
@@ -31,9 +37,22 @@ def build(root: Path = REPO_ROOT) -> Path:
     tmp = target.with_name(target.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     env = dict(os.environ, MDNS_GATEWAY_COMPILE="1")
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
-                    "--target", str(tmp), str(root)],
-                   env=env, check=True, cwd=root)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--target",
+            str(tmp),
+            str(root),
+        ],
+        env=env,
+        check=True,
+        cwd=root,
+    )
     tmp.rename(target)
     return target
 
@@ -46,8 +65,17 @@ def use(site: Path | None) -> None:
 
 def launch(log_level: str) -> tuple[list[str], dict[str, str]]:
     """(argv with a ``{config}`` placeholder, extra environment) for one gateway process."""
-    argv = [sys.executable, "-P", "-m", "bridge", "run", "--config", "{config}",
-            "--log-level", log_level]
+    argv = [
+        sys.executable,
+        "-P",
+        "-m",
+        "bridge",
+        "run",
+        "--config",
+        "{config}",
+        "--log-level",
+        log_level,
+    ]
     return argv, ({"PYTHONPATH": str(_site)} if _site is not None else {})
 
 

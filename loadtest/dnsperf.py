@@ -68,18 +68,54 @@ def parse(text: str, res: PerfResult) -> None:
         res.p99_ms = percentile(lat, 0.99)
 
 
-def dnsperf(ns: str, *, server: str, pid: int, addr: str, port: int, data: Path,
-            transport: str = "udp", seconds: float = 10.0, qps: float | None = None,
-            clients: int = 4, outstanding: int = 100, core: int = 0, verbose: bool = False,
-            runs: int | None = None, log: Path | None = None) -> PerfResult:
+def dnsperf(
+    ns: str,
+    *,
+    server: str,
+    pid: int,
+    addr: str,
+    port: int,
+    data: Path,
+    transport: str = "udp",
+    seconds: float = 10.0,
+    qps: float | None = None,
+    clients: int = 4,
+    outstanding: int = 100,
+    core: int = 0,
+    verbose: bool = False,
+    runs: int | None = None,
+    log: Path | None = None,
+) -> PerfResult:
     """One dnsperf run against ``addr:port``; the server's CPU is read from ``pid``'s tree.
 
     ``verbose`` makes dnsperf print every query's latency (p50/p99 come from those lines); it
     costs the client some speed, so throughput and CPU per query come from quiet runs.
     """
-    argv = ["taskset", "-c", str(core), "dnsperf", "-s", addr, "-p", str(port), "-d", str(data),
-            "-B", "-l", f"{seconds:g}", "-c", str(clients), "-q", str(outstanding), "-T", "1",
-            "-m", transport, "-t", "2"]
+    argv = [
+        "taskset",
+        "-c",
+        str(core),
+        "dnsperf",
+        "-s",
+        addr,
+        "-p",
+        str(port),
+        "-d",
+        str(data),
+        "-B",
+        "-l",
+        f"{seconds:g}",
+        "-c",
+        str(clients),
+        "-q",
+        str(outstanding),
+        "-T",
+        "1",
+        "-m",
+        transport,
+        "-t",
+        "2",
+    ]
     if qps is not None:
         argv += ["-Q", str(int(qps))]
     if runs is not None:

@@ -35,8 +35,13 @@ from bridge.mdns import wire
 
 GROUP = "224.0.0.251"
 PORT = 5353
-_ORDER: dict[int, int] = {dns.rdatatype.A: 0, dns.rdatatype.AAAA: 0, dns.rdatatype.SRV: 1,
-          dns.rdatatype.TXT: 1, dns.rdatatype.PTR: 2}
+_ORDER: dict[int, int] = {
+    dns.rdatatype.A: 0,
+    dns.rdatatype.AAAA: 0,
+    dns.rdatatype.SRV: 1,
+    dns.rdatatype.TXT: 1,
+    dns.rdatatype.PTR: 2,
+}
 _SHARED = {dns.rdatatype.PTR}
 
 
@@ -45,8 +50,15 @@ def _records(raw: list[list[Any]]) -> list[wire.Record]:
     for owner, rtype, text, ttl in raw:
         rdtype = dns.rdatatype.from_text(rtype)
         rdata = dns.rdata.from_text(dns.rdataclass.IN, rdtype, text)
-        out.append(wire.Record(dns.name.from_text(owner), rdtype, int(ttl), rdata,
-                               cache_flush=rdtype not in _SHARED))
+        out.append(
+            wire.Record(
+                dns.name.from_text(owner),
+                rdtype,
+                int(ttl),
+                rdata,
+                cache_flush=rdtype not in _SHARED,
+            )
+        )
     return out
 
 
@@ -59,8 +71,11 @@ def _socket(address: str) -> socket.socket:
     sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(address))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 21)
     sock.bind(("0.0.0.0", PORT))
-    sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
-                    socket.inet_aton(GROUP) + socket.inet_aton(address))
+    sock.setsockopt(
+        socket.IPPROTO_IP,
+        socket.IP_ADD_MEMBERSHIP,
+        socket.inet_aton(GROUP) + socket.inet_aton(address),
+    )
     return sock
 
 
@@ -91,8 +106,16 @@ def announce(cfg: dict[str, Any]) -> int:
         if delay > 0:
             time.sleep(delay)
         sock.sendto(data, (GROUP, PORT))
-    print(json.dumps({"event": "done", "packets": len(packets),
-                      "seconds": round(time.monotonic() - start, 3)}), flush=True)
+    print(
+        json.dumps(
+            {
+                "event": "done",
+                "packets": len(packets),
+                "seconds": round(time.monotonic() - start, 3),
+            }
+        ),
+        flush=True,
+    )
     return 0
 
 
@@ -140,8 +163,10 @@ def respond(cfg: dict[str, Any]) -> int:
                 due.append((time.monotonic() + rng.uniform(0.020, 0.120), reply, dest))
             else:
                 sock.sendto(reply, dest)
-            print(json.dumps({"event": "answered", "name": q.name.to_text(),
-                              "type": q.rdtype}), flush=True)
+            print(
+                json.dumps({"event": "answered", "name": q.name.to_text(), "type": q.rdtype}),
+                flush=True,
+            )
     return 0
 
 

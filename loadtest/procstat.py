@@ -10,7 +10,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 def _stat_fields(pid: int) -> list[str]:
     text = Path(f"/proc/{pid}/stat").read_text()
-    return text[text.rindex(")") + 2:].split()  # fields from 3 (state) on
+    return text[text.rindex(")") + 2 :].split()  # fields from 3 (state) on
 
 
 def children(pid: int) -> list[int]:

@@ -48,14 +48,24 @@ def summarize(collapsed: str, top: int = 25) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m loadtest.profile", description=__doc__)
     p.add_argument("--transport", choices=["udp", "tcp"], default="udp")
-    p.add_argument("--reflector", choices=["response", "query"], default=None,
-                   help="profile the reflector instead: this workload of "
-                        "loadtest.reflector_bench, offered at --rate packets/s")
+    p.add_argument(
+        "--reflector",
+        choices=["response", "query"],
+        default=None,
+        help="profile the reflector instead: this workload of "
+        "loadtest.reflector_bench, offered at --rate packets/s",
+    )
     p.add_argument("--rate", type=float, default=2000.0)
-    p.add_argument("--pure", action="store_true",
-                   help="with --reflector: profile the pure-Python gateway (default: compiled)")
-    p.add_argument("--native", action="store_true",
-                   help="py-spy --native: show C frames (what the compiled modules spend)")
+    p.add_argument(
+        "--pure",
+        action="store_true",
+        help="with --reflector: profile the pure-Python gateway (default: compiled)",
+    )
+    p.add_argument(
+        "--native",
+        action="store_true",
+        help="py-spy --native: show C frames (what the compiled modules spend)",
+    )
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--services", type=int, default=200)
     p.add_argument("--out", type=Path, default=Options().out)
@@ -81,28 +91,62 @@ def main(argv: list[str] | None = None) -> int:
         try:
             gw.start()
             _wait_records(gw, _expected_records(devs), 90.0)
-            dnsperf(lab.gw, server="gateway", pid=gw.pid, addr=gw.addr, port=gw.port, data=data,
-                    transport=args.transport, seconds=2, core=opts.client_core)  # warm
+            dnsperf(
+                lab.gw,
+                server="gateway",
+                pid=gw.pid,
+                addr=gw.addr,
+                port=gw.port,
+                data=data,
+                transport=args.transport,
+                seconds=2,
+                core=opts.client_core,
+            )  # warm
             spy = _spy(gw.pid, args.seconds, raw)
-            r = dnsperf(lab.gw, server="gateway", pid=gw.pid, addr=gw.addr, port=gw.port,
-                        data=data, transport=args.transport, seconds=args.seconds,
-                        core=opts.client_core)
+            r = dnsperf(
+                lab.gw,
+                server="gateway",
+                pid=gw.pid,
+                addr=gw.addr,
+                port=gw.port,
+                data=data,
+                transport=args.transport,
+                seconds=args.seconds,
+                core=opts.client_core,
+            )
             spy.wait(args.seconds + 30)
         finally:
             gw.stop()
             w.stop_publishers()
-    return _report(f"{args.transport}: {r.qps:.0f} q/s under py-spy, "
-                   f"{r.cpu_us_per_query or 0:.1f} us CPU/query", raw)
+    return _report(
+        f"{args.transport}: {r.qps:.0f} q/s under py-spy, "
+        f"{r.cpu_us_per_query or 0:.1f} us CPU/query",
+        raw,
+    )
 
 
-def _spy(pid: int, seconds: float, raw: Path, native: bool = False
-         ) -> subprocess.Popen[bytes]:
+def _spy(pid: int, seconds: float, raw: Path, native: bool = False) -> subprocess.Popen[bytes]:
     """py-spy sampling ``pid`` into ``raw``; blocking sampling (non-blocking lost most samples
     on this 2-core machine while the load ran on the other core)."""
     return subprocess.Popen(
-        ["py-spy", "record", "--pid", str(pid), "--rate", "500", "--format", "raw",
-         "--duration", str(int(seconds)), "--output", str(raw), *(["--native"] if native else [])],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            "py-spy",
+            "record",
+            "--pid",
+            str(pid),
+            "--rate",
+            "500",
+            "--format",
+            "raw",
+            "--duration",
+            str(int(seconds)),
+            "--output",
+            str(raw),
+            *(["--native"] if native else []),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def _report(headline: str, raw: Path) -> int:
@@ -112,8 +156,9 @@ def _report(headline: str, raw: Path) -> int:
     return 0
 
 
-def profile_reflector(kind: str, rate: float, seconds: float, out: Path,
-                      native: bool = False) -> int:
+def profile_reflector(
+    kind: str, rate: float, seconds: float, out: Path, native: bool = False
+) -> int:
     """The reflector benchmark's lab and packets at one rate, sampled by py-spy."""
     from tests.integration.lab import lab_context
     from tests.integration.mdns_probe import Sniffer, router_sources
@@ -135,9 +180,12 @@ def profile_reflector(kind: str, rate: float, seconds: float, out: Path,
         finally:
             sniffer.close()
             gw.stop()
-    return _report(f"reflector {kind} at {rate:.0f}/s under py-spy: delivered "
-                   f"{step['delivered']}/{step['sent']}, {step['cpu_us_per_packet']} us "
-                   "CPU/packet", raw)
+    return _report(
+        f"reflector {kind} at {rate:.0f}/s under py-spy: delivered "
+        f"{step['delivered']}/{step['sent']}, {step['cpu_us_per_packet']} us "
+        "CPU/packet",
+        raw,
+    )
 
 
 if __name__ == "__main__":

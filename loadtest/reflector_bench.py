@@ -64,8 +64,9 @@ def packet(kind: str, seq: int) -> bytes:
     """One unique packet: ``bz<seq>`` labels it (and keeps every record new)."""
     tag = f"bz{seq:08d}"
     if kind == "query":
-        return wire.query([wire.Question(dns.name.from_text(f"{tag}._bench._tcp.local."),
-                                         dns.rdatatype.SRV)])
+        return wire.query(
+            [wire.Question(dns.name.from_text(f"{tag}._bench._tcp.local."), dns.rdatatype.SRV)]
+        )
     # 512 service types: a type's instance list stays small, as on a real network (one type
     # with tens of thousands of instances is a different test: the browser's, not ours)
     stype = f"_b{seq % 512:03d}._tcp.local."
@@ -75,8 +76,9 @@ def packet(kind: str, seq: int) -> bytes:
     def rd(t: str, text: str) -> dns.rdata.Rdata:
         return dns.rdata.from_text("IN", t, text)
 
-    answers = [wire.Record(dns.name.from_text(stype), dns.rdatatype.PTR, 4500,
-                           rd("PTR", inst.to_text()))]
+    answers = [
+        wire.Record(dns.name.from_text(stype), dns.rdatatype.PTR, 4500, rd("PTR", inst.to_text()))
+    ]
     extra = [
         wire.Record(inst, dns.rdatatype.SRV, 120, rd("SRV", f"0 0 8080 {host}"), 1, True),
         wire.Record(inst, dns.rdatatype.TXT, 4500, rd("TXT", '"path=/" "v=1"'), 1, True),
@@ -90,8 +92,7 @@ def packet(kind: str, seq: int) -> bytes:
 def send_main(argv: list[str]) -> int:
     """Sender process (inside the sender's namespace): ``--send KIND RATE SECONDS FIRST SRC``.
     Prints the number of packets sent. Paced in 5 ms ticks; bounded by count and time."""
-    kind, rate, seconds, first, src = argv[0], float(argv[1]), float(argv[2]), int(argv[3]), \
-        argv[4]
+    kind, rate, seconds, first, src = argv[0], float(argv[1]), float(argv[2]), int(argv[3]), argv[4]
     total = int(rate * seconds)
     packets = [packet(kind, first + i) for i in range(total)]
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -117,8 +118,17 @@ def send_main(argv: list[str]) -> int:
 # --- the run --------------------------------------------------------------------------------------
 
 
-def run_step(lab: Any, sender_host: Any, sniffer: Any, routers: set[str], pid: int, kind: str,
-             rate: float, seconds: float, first: int) -> dict[str, Any]:
+def run_step(
+    lab: Any,
+    sender_host: Any,
+    sniffer: Any,
+    routers: set[str],
+    pid: int,
+    kind: str,
+    rate: float,
+    seconds: float,
+    first: int,
+) -> dict[str, Any]:
     from loadtest.procstat import cpu_seconds
     from tests.integration.lab import poll_until
 
@@ -126,9 +136,20 @@ def run_step(lab: Any, sender_host: Any, sniffer: Any, routers: set[str], pid: i
     with sniffer._lock:
         sniffer.packets.clear()  # earlier steps are counted already
     cpu0 = cpu_seconds(pid)
-    proc = lab.popen(sender_host.ns, sys.executable, "-m", "loadtest.reflector_bench", "--send",
-                     kind, str(rate), str(seconds), str(first), sender_host.ipv4,
-                     stdout=subprocess.PIPE, cwd=str(Path(__file__).resolve().parents[1]))
+    proc = lab.popen(
+        sender_host.ns,
+        sys.executable,
+        "-m",
+        "loadtest.reflector_bench",
+        "--send",
+        kind,
+        str(rate),
+        str(seconds),
+        str(first),
+        sender_host.ipv4,
+        stdout=subprocess.PIPE,
+        cwd=str(Path(__file__).resolve().parents[1]),
+    )
     out, _ = proc.communicate(timeout=seconds * 3 + 30)
     sent = int(out.split()[0])
     wanted = range(first, first + sent)
@@ -136,7 +157,7 @@ def run_step(lab: Any, sender_host: Any, sniffer: Any, routers: set[str], pid: i
     pos = [0]
 
     def delivered() -> set[int]:
-        new = sniffer.packets[pos[0]:]  # appended by the sniffer thread; read incrementally
+        new = sniffer.packets[pos[0] :]  # appended by the sniffer thread; read incrementally
         pos[0] += len(new)
         for p in new:
             if p.t >= t0 and p.src in routers:
@@ -162,7 +183,10 @@ def run_step(lab: Any, sender_host: Any, sniffer: Any, routers: set[str], pid: i
     got = len(delivered())
     cpu = cpu_seconds(pid) - cpu0
     return {
-        "kind": kind, "offered_pps": rate, "sent": sent, "delivered": got,
+        "kind": kind,
+        "offered_pps": rate,
+        "sent": sent,
+        "delivered": got,
         "loss": 0.0 if sent == 0 else 1 - got / sent,
         "cpu_seconds": round(cpu, 4),
         "cpu_us_per_packet": round(cpu / got * 1e6, 1) if got else None,
@@ -182,8 +206,14 @@ def pin(pid: int, core: int) -> None:
         os.sched_setaffinity(int(task), {core})
 
 
-def measure(lab: Any, name: str, start: Callable[[], int], stop: Callable[[], None],
-            seconds: float, seq: list[int]) -> dict[str, Any]:
+def measure(
+    lab: Any,
+    name: str,
+    start: Callable[[], int],
+    stop: Callable[[], None],
+    seconds: float,
+    seq: list[int],
+) -> dict[str, Any]:
     """Both ladders; every step on a freshly started reflector (``start`` returns its pid),
     so that a step's figure does not depend on the steps before it: the records of earlier
     steps would otherwise come due for refresh and expiry during later ones."""
@@ -201,22 +231,29 @@ def measure(lab: Any, name: str, start: Callable[[], int], stop: Callable[[], No
                 pid = start()
                 pin(pid, SERVER_CORE)
                 try:
-                    step = run_step(lab, sender_host, sniffer, routers, pid, kind, rate,
-                                    seconds, seq[0])
+                    step = run_step(
+                        lab, sender_host, sniffer, routers, pid, kind, rate, seconds, seq[0]
+                    )
                 finally:
                     stop()
                 seq[0] += step["sent"] + 1
                 steps.append(step)
-                print(f"  {name:8s} {kind:8s} offered {rate:6.0f}/s: delivered "
-                      f"{step['delivered']}/{step['sent']}, CPU "
-                      f"{step['cpu_us_per_packet']} us/packet", flush=True)
+                print(
+                    f"  {name:8s} {kind:8s} offered {rate:6.0f}/s: delivered "
+                    f"{step['delivered']}/{step['sent']}, CPU "
+                    f"{step['cpu_us_per_packet']} us/packet",
+                    flush=True,
+                )
                 if step["loss"] > 0:
                     break
                 best = rate
             ok = [s for s in steps if s["loss"] == 0 and s["cpu_us_per_packet"]]
             cpu_at_best = ok[-1]["cpu_us_per_packet"] if ok else None
-            result["workloads"][kind] = {"zero_loss_pps": best, "cpu_us_per_packet": cpu_at_best,
-                                         "steps": steps}
+            result["workloads"][kind] = {
+                "zero_loss_pps": best,
+                "cpu_us_per_packet": cpu_at_best,
+                "steps": steps,
+            }
     finally:
         sniffer.close()
     return result
@@ -231,8 +268,10 @@ def start_gateway(lab: Any) -> Any:
     policies.mkdir(exist_ok=True)
     (policies / "all.yaml").write_text(POLICY)
     cfg = {
-        "vlans": {v.name: {"interface": v.bridge, "domain": f"{v.name}.home.arpa."}
-                  for v in lab.vlans.values()},
+        "vlans": {
+            v.name: {"interface": v.bridge, "domain": f"{v.name}.home.arpa."}
+            for v in lab.vlans.values()
+        },
         "dns": {"listen": ["127.0.0.1:5300"]},
         "policies": str(policies),
         "reflector": {"enabled": True, "rate": 1_000_000, "burst": 1_000_000},
@@ -251,9 +290,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=2.0, help="seconds per rate step")
     parser.add_argument("--out", default="reflector_bench.json", help="JSON results file")
-    parser.add_argument("--pure", action="store_true",
-                        help="run our gateway as pure Python from the checkout (default: its "
-                             "hot-path modules compiled, as build_ext.py builds them)")
+    parser.add_argument(
+        "--pure",
+        action="store_true",
+        help="run our gateway as pure Python from the checkout (default: its "
+        "hot-path modules compiled, as build_ext.py builds them)",
+    )
     args = parser.parse_args(args_list)
     if os.geteuid() != 0:
         print("needs root (network namespaces)", file=sys.stderr)
@@ -264,8 +306,12 @@ def main(argv: list[str] | None = None) -> int:
     from tests.integration.lab import AvahiPublisher, Host, lab_context
 
     compiled.use(None if args.pure else compiled.build())
-    results: dict[str, Any] = {"cpu": cpu_model(), "duration_per_step": args.duration,
-                               "rates": RATES, "build": compiled.describe()}
+    results: dict[str, Any] = {
+        "cpu": cpu_model(),
+        "duration_per_step": args.duration,
+        "rates": RATES,
+        "build": compiled.describe(),
+    }
     seq = [0]
     with lab_context({"a": 10, "b": 20}, hosts_per_vlan=1) as lab:
         gateways: list[Any] = []
@@ -275,16 +321,34 @@ def main(argv: list[str] | None = None) -> int:
             return int(gateways[-1].proc.pid)
 
         print(f"ours (mdns-gateway reflector, {compiled.describe()}):", flush=True)
-        results["ours"] = measure(lab, "ours", start_ours, lambda: gateways.pop().stop(),
-                                  args.duration, seq)
+        results["ours"] = measure(
+            lab, "ours", start_ours, lambda: gateways.pop().stop(), args.duration, seq
+        )
 
-        router = Host(name="router", ns=lab.gw, vlan="a", vlan_id=10, index=1,
-                      ipv4=lab.vlans["a"].ipv4, ipv6=lab.vlans["a"].ipv6, ifname="br10")
-        avahi = AvahiPublisher(lab, router, host_name="benchrouter", extra_config={
-            "server": {"allow-interfaces": "br10,br20", "use-ipv6": "no",
-                       "ratelimit-interval-usec": "1000000", "ratelimit-burst": "100000000"},
-            "reflector": {"enable-reflector": "yes"},
-        })
+        router = Host(
+            name="router",
+            ns=lab.gw,
+            vlan="a",
+            vlan_id=10,
+            index=1,
+            ipv4=lab.vlans["a"].ipv4,
+            ipv6=lab.vlans["a"].ipv6,
+            ifname="br10",
+        )
+        avahi = AvahiPublisher(
+            lab,
+            router,
+            host_name="benchrouter",
+            extra_config={
+                "server": {
+                    "allow-interfaces": "br10,br20",
+                    "use-ipv6": "no",
+                    "ratelimit-interval-usec": "1000000",
+                    "ratelimit-burst": "100000000",
+                },
+                "reflector": {"enable-reflector": "yes"},
+            },
+        )
 
         def start_avahi() -> int:
             avahi.start()
@@ -304,14 +368,20 @@ def main(argv: list[str] | None = None) -> int:
         o = results["ours"]["workloads"][kind]
         a = results["avahi"]["workloads"][kind]
         pps = o["zero_loss_pps"] / a["zero_loss_pps"] if a["zero_loss_pps"] else None
-        cpu = a["cpu_us_per_packet"] / o["cpu_us_per_packet"] \
-            if a["cpu_us_per_packet"] and o["cpu_us_per_packet"] else None
-        ratios[kind] = {"zero_loss_pps_ours_over_avahi": pps,
-                        "cpu_per_packet_avahi_over_ours": cpu}
-        print(f"{kind:9s} zero-loss pps {o['zero_loss_pps']:9.0f} {a['zero_loss_pps']:11.0f}"
-              f"  {pps or 0:8.1f}x")
-        print(f"{kind:9s} CPU us/packet {o['cpu_us_per_packet'] or 0:9.1f} "
-              f"{a['cpu_us_per_packet'] or 0:11.1f}  {cpu or 0:8.1f}x less")
+        cpu = (
+            a["cpu_us_per_packet"] / o["cpu_us_per_packet"]
+            if a["cpu_us_per_packet"] and o["cpu_us_per_packet"]
+            else None
+        )
+        ratios[kind] = {"zero_loss_pps_ours_over_avahi": pps, "cpu_per_packet_avahi_over_ours": cpu}
+        print(
+            f"{kind:9s} zero-loss pps {o['zero_loss_pps']:9.0f} {a['zero_loss_pps']:11.0f}"
+            f"  {pps or 0:8.1f}x"
+        )
+        print(
+            f"{kind:9s} CPU us/packet {o['cpu_us_per_packet'] or 0:9.1f} "
+            f"{a['cpu_us_per_packet'] or 0:11.1f}  {cpu or 0:8.1f}x less"
+        )
     results["ratios"] = ratios
     Path(args.out).write_text(json.dumps(results, indent=2))
     print(f"\nwrote {args.out}")

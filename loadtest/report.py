@@ -24,18 +24,23 @@ def targets(res: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The issue's targets (issue 6, 'Make it fast enough'), each with value and verdict."""
     out: dict[str, dict[str, Any]] = {}
     if _get(res, "udp") is not None:
-        out["udp_qps_ratio"] = _target(_get(res, "udp", "ratios", "qps_gateway_over_nsd"),
-                                       0.7, above=True)
+        out["udp_qps_ratio"] = _target(
+            _get(res, "udp", "ratios", "qps_gateway_over_nsd"), 0.7, above=True
+        )
         cpu = _get(res, "udp", "ratios", "cpu_per_query_gateway_over_nsd")
-        out["udp_cpu_per_query_ratio"] = {**_target(cpu, 1.5, above=False),
-                                          "target": "<= 1.5",
-                                          "met": None if cpu is None else cpu <= 1.5}
+        out["udp_cpu_per_query_ratio"] = {
+            **_target(cpu, 1.5, above=False),
+            "target": "<= 1.5",
+            "met": None if cpu is None else cpu <= 1.5,
+        }
         out["udp_p99_half_load_ms"] = _target(
-            _get(res, "udp", "gateway", "half_load", "p99_ms"), 2.0, above=False)
+            _get(res, "udp", "gateway", "half_load", "p99_ms"), 2.0, above=False
+        )
     for kind in ("A", "SRV"):
         if _get(res, "cold", kind) is not None:
-            out[f"cold_{kind}_p95_ms"] = _target(_get(res, "cold", kind, "p95_ms"), 250.0,
-                                                 above=False)
+            out[f"cold_{kind}_p95_ms"] = _target(
+                _get(res, "cold", kind, "p95_ms"), 250.0, above=False
+            )
     if _get(res, "cold", "PTR") is not None:
         out["cold_PTR_p95_ms"] = _target(_get(res, "cold", "PTR", "p95_ms"), 1000.0, above=False)
     for kind in ("response", "query"):
@@ -43,15 +48,18 @@ def targets(res: dict[str, Any]) -> dict[str, dict[str, Any]]:
         if r:
             out[f"reflector_{kind}_pps_ratio"] = _target(r.get("pps_ratio"), 10.0, above=True)
             cpu = r.get("cpu_us_per_packet")
-            out[f"reflector_{kind}_cpu_us"] = {**_target(cpu, 100.0, above=False),
-                                               "target": "<= 100",
-                                               "met": None if cpu is None else cpu <= 100}
+            out[f"reflector_{kind}_cpu_us"] = {
+                **_target(cpu, 100.0, above=False),
+                "target": "<= 100",
+                "met": None if cpu is None else cpu <= 100,
+            }
     steps = _get(res, "memory", "steps") or []
     big = [s for s in steps if s["services"] >= 10_000]
     if big:
         out["rss_10k_services_mb"] = _target(big[-1]["rss_mb"], 80.0, above=False)
         out["rss_10k_services_every_answer_prerendered_mb"] = _target(
-            big[-1]["rss_warm_mb"], 80.0, above=False)
+            big[-1]["rss_warm_mb"], 80.0, above=False
+        )
     return out
 
 
@@ -66,29 +74,39 @@ def _fmt(v: Any, digits: int = 1) -> str:
 
 
 def _ratio(a: Any, b: Any) -> str:
-    return f"{a / b:.2f}×" if isinstance(a, int | float) and isinstance(b, int | float) and b \
-        else "–"
+    return (
+        f"{a / b:.2f}×" if isinstance(a, int | float) and isinstance(b, int | float) and b else "–"
+    )
 
 
 def markdown(res: dict[str, Any]) -> str:
     m = res.get("machine", {})
-    lines = [f"# mdns-gateway load test {res.get('timestamp', '')}", "",
-             f"Machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores, "
-             f"{_fmt(m.get('memory_mb'))} MB, Linux {m.get('kernel', '?')}, "
-             f"Python {m.get('python', '?')}; dnsperf on core 0, servers on core 1; "
-             f"commit {m.get('commit', '?')}.", ""]
+    lines = [
+        f"# mdns-gateway load test {res.get('timestamp', '')}",
+        "",
+        f"Machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores, "
+        f"{_fmt(m.get('memory_mb'))} MB, Linux {m.get('kernel', '?')}, "
+        f"Python {m.get('python', '?')}; dnsperf on core 0, servers on core 1; "
+        f"commit {m.get('commit', '?')}.",
+        "",
+    ]
     wl = res.get("workload")
     if wl:
-        lines += [f"Workload: {wl['services']} service instances on {wl['devices']} devices "
-                  f"over 3 VLANs ({', '.join(f'{k} {v}' for k, v in wl['kinds'].items())}); "
-                  f"{wl['names']} names, query mix "
-                  f"{', '.join(f'{k} {v:.0%}' for k, v in wl['mix'].items())}, "
-                  "half .local, half <vlan>.home.arpa., EDNS 1232.", ""]
+        lines += [
+            f"Workload: {wl['services']} service instances on {wl['devices']} devices "
+            f"over 3 VLANs ({', '.join(f'{k} {v}' for k, v in wl['kinds'].items())}); "
+            f"{wl['names']} names, query mix "
+            f"{', '.join(f'{k} {v:.0%}' for k, v in wl['mix'].items())}, "
+            "half .local, half <vlan>.home.arpa., EDNS 1232.",
+            "",
+        ]
     lines += ["| measure | gateway | reference | gateway / reference |", "|---|---:|---:|---:|"]
 
     def row(name: str, g: Any, r: Any, ratio: str | None = None, digits: int = 1) -> None:
-        lines.append(f"| {name} | {_fmt(g, digits)} | {_fmt(r, digits)} | "
-                     f"{ratio if ratio is not None else _ratio(g, r)} |")
+        lines.append(
+            f"| {name} | {_fmt(g, digits)} | {_fmt(r, digits)} | "
+            f"{ratio if ratio is not None else _ratio(g, r)} |"
+        )
 
     for t in ("udp", "tcp"):
         sec = res.get(t)
@@ -97,42 +115,69 @@ def markdown(res: dict[str, Any]) -> str:
         g, n = sec["gateway"], sec["nsd"]
         T = t.upper()
         row(f"{T} cached answers, q/s (vs NSD)", g["max"]["qps"], n["max"]["qps"], digits=0)
-        row(f"{T} server CPU per query, µs", g["max"]["cpu_us_per_query"],
-            n["max"]["cpu_us_per_query"], digits=2)
-        row(f"{T} p50 / p99 latency at max load, ms",
+        row(
+            f"{T} server CPU per query, µs",
+            g["max"]["cpu_us_per_query"],
+            n["max"]["cpu_us_per_query"],
+            digits=2,
+        )
+        row(
+            f"{T} p50 / p99 latency at max load, ms",
             f"{_fmt(g['max_latency']['p50_ms'], 3)} / {_fmt(g['max_latency']['p99_ms'], 3)}",
             f"{_fmt(n['max_latency']['p50_ms'], 3)} / {_fmt(n['max_latency']['p99_ms'], 3)}",
-            _ratio(g["max_latency"]["p99_ms"], n["max_latency"]["p99_ms"]))
-        row(f"{T} p50 / p99 latency at {sec['half_load_qps']:,} q/s (half the gateway's max), "
-            "ms",
+            _ratio(g["max_latency"]["p99_ms"], n["max_latency"]["p99_ms"]),
+        )
+        row(
+            f"{T} p50 / p99 latency at {sec['half_load_qps']:,} q/s (half the gateway's max), ms",
             f"{_fmt(g['half_load']['p50_ms'], 3)} / {_fmt(g['half_load']['p99_ms'], 3)}",
             f"{_fmt(n['half_load']['p50_ms'], 3)} / {_fmt(n['half_load']['p99_ms'], 3)}",
-            _ratio(g["half_load"]["p99_ms"], n["half_load"]["p99_ms"]))
-        row(f"{T} mean response size, bytes", g["max"]["response_bytes"],
-            n["max"]["response_bytes"], digits=0)
+            _ratio(g["half_load"]["p99_ms"], n["half_load"]["p99_ms"]),
+        )
+        row(
+            f"{T} mean response size, bytes",
+            g["max"]["response_bytes"],
+            n["max"]["response_bytes"],
+            digits=0,
+        )
     cold = res.get("cold")
     if cold:
         for kind, label in (("A", "A"), ("SRV", "SRV"), ("PTR", "PTR browse")):
             c = cold.get(kind)
             if c:
-                row(f"cold {label} lookup p50 / p95, ms ({c['answered']}/{c['lookups']} "
-                    "answered)", f"{_fmt(c['p50_ms'])} / {_fmt(c['p95_ms'])}", None, "")
+                row(
+                    f"cold {label} lookup p50 / p95, ms ({c['answered']}/{c['lookups']} answered)",
+                    f"{_fmt(c['p50_ms'])} / {_fmt(c['p95_ms'])}",
+                    None,
+                    "",
+                )
     mem = res.get("memory")
     if mem:
         row("RSS with no services, MB", mem["baseline_rss_mb"], None, "")
         for s in mem["steps"]:
-            row(f"RSS with {s['services']:,} services ({s['records_held']:,} records), MB; "
-                "after every answer pre-rendered", f"{_fmt(s['rss_mb'])}; "
-                f"{_fmt(s['rss_warm_mb'])}", None, "")
+            row(
+                f"RSS with {s['services']:,} services ({s['records_held']:,} records), MB; "
+                "after every answer pre-rendered",
+                f"{_fmt(s['rss_mb'])}; {_fmt(s['rss_warm_mb'])}",
+                None,
+                "",
+            )
     st = res.get("startup")
     if st:
-        row("start-up to first answer, s (vs NSD)", st["gateway_median_s"], st["nsd_median_s"],
-            digits=3)
+        row(
+            "start-up to first answer, s (vs NSD)",
+            st["gateway_median_s"],
+            st["nsd_median_s"],
+            digits=3,
+        )
     idle = res.get("idle")
     if idle:
-        row(f"idle mDNS packets per VLAN per hour, {idle['services']} services "
-            "(vs avahi-browse -a -r)", idle["gateway"]["mean_packets_per_vlan_hour"],
-            idle["avahi"]["mean_packets_per_vlan_hour"], digits=0)
+        row(
+            f"idle mDNS packets per VLAN per hour, {idle['services']} services "
+            "(vs avahi-browse -a -r)",
+            idle["gateway"]["mean_packets_per_vlan_hour"],
+            idle["avahi"]["mean_packets_per_vlan_hour"],
+            digits=0,
+        )
     refl = res.get("reflector")
     if refl:
         if "status" in refl:
@@ -140,10 +185,17 @@ def markdown(res: dict[str, Any]) -> str:
         for kind, plural in (("response", "responses"), ("query", "queries")):
             r = refl.get(kind)
             if r:
-                row(f"reflector, {plural}: packets/s at zero loss (vs avahi reflector)",
-                    r["zero_loss_pps"], r["avahi_zero_loss_pps"], digits=0)
-                row(f"reflector, {plural}: CPU per reflected packet, µs",
-                    r["cpu_us_per_packet"], r["avahi_cpu_us_per_packet"])
+                row(
+                    f"reflector, {plural}: packets/s at zero loss (vs avahi reflector)",
+                    r["zero_loss_pps"],
+                    r["avahi_zero_loss_pps"],
+                    digits=0,
+                )
+                row(
+                    f"reflector, {plural}: CPU per reflected packet, µs",
+                    r["cpu_us_per_packet"],
+                    r["avahi_cpu_us_per_packet"],
+                )
     tg = res.get("targets") or {}
     if tg:
         lines += ["", "| target (issue 6) | value | target | met |", "|---|---:|---:|:-:|"]
@@ -176,8 +228,9 @@ def plot(res: dict[str, Any], path: Path) -> None:
         axes[0].bar(off, qps, width, label=server, color=dark)
         axes[1].bar(off, p99, width, label=f"{server} p99", color=dark)
         axes[1].bar(off, p50, width * 0.5, label=f"{server} p50", color=light)
-    for ax, title in zip(axes, ("cached answers, thousand q/s", "latency at half load, ms"),
-                         strict=True):
+    for ax, title in zip(
+        axes, ("cached answers, thousand q/s", "latency at half load, ms"), strict=True
+    ):
         ax.set_xticks(list(xs), [t.upper() for t in transports])
         ax.set_title(title)
         ax.legend(fontsize=8)

@@ -68,15 +68,25 @@ class Options:
     quick: bool = False  # the smoke test's size: seconds, not minutes
     pure: bool = False  # run the gateway as pure Python (default: compiled, build_ext.py)
     plot: bool = True
-    log: Callable[[str], None] = field(default=lambda msg: print(msg, file=sys.stderr,
-                                                                 flush=True))
+    log: Callable[[str], None] = field(default=lambda msg: print(msg, file=sys.stderr, flush=True))
 
     @classmethod
     def smoke(cls, out: Path) -> Options:
-        return cls(out=out, phases=("startup", "memory", "udp", "tcp", "cold", "idle"),
-                   services=24, seconds=1.0,
-                   repeats=1, memory_steps=(20,), idle_services=12, idle_warmup=1.0,
-                   idle_window=2.0, cold_samples=2, startup_runs=1, quick=True, plot=False)
+        return cls(
+            out=out,
+            phases=("startup", "memory", "udp", "tcp", "cold", "idle"),
+            services=24,
+            seconds=1.0,
+            repeats=1,
+            memory_steps=(20,),
+            idle_services=12,
+            idle_warmup=1.0,
+            idle_window=2.0,
+            cold_samples=2,
+            startup_runs=1,
+            quick=True,
+            plot=False,
+        )
 
 
 # --- the lab and its population ------------------------------------------------------------
@@ -105,15 +115,27 @@ class World:
             hosts = self.publisher_hosts[d.vlan]
             key = (d.vlan, i % len(hosts))
             for s in d.services:
-                groups.setdefault(key, []).append({
-                    "name": s.instance, "type": s.type, "port": s.port, "txt": list(s.txt),
-                    "server": f"{d.host}.local.", "addresses": [d.ipv4, d.ipv6]})
+                groups.setdefault(key, []).append(
+                    {
+                        "name": s.instance,
+                        "type": s.type,
+                        "port": s.port,
+                        "txt": list(s.txt),
+                        "server": f"{d.host}.local.",
+                        "addresses": [d.ipv4, d.ipv6],
+                    }
+                )
         procs = []
         for (vlan, idx), services in groups.items():
             host = self.publisher_hosts[vlan][idx]
-            procs.append(self._python(host, "loadtest.zc_devices",
-                                      {"interfaces": [host.ipv4], "services": services},
-                                      f"zc-{host.name}"))
+            procs.append(
+                self._python(
+                    host,
+                    "loadtest.zc_devices",
+                    {"interfaces": [host.ipv4], "services": services},
+                    f"zc-{host.name}",
+                )
+            )
         for proc, log in procs:
             _wait_line(proc, log, '"ready"', timeout)
         self.publishers += [p for p, _ in procs]
@@ -127,15 +149,24 @@ class World:
                 proc.wait(10.0)
         self.publishers.clear()
 
-    def _python(self, host: Host, module: str, cfg: dict[str, Any], name: str
-                ) -> tuple[Any, Path]:
+    def _python(self, host: Host, module: str, cfg: dict[str, Any], name: str) -> tuple[Any, Path]:
         log = self.work / f"{name}.log"
         cfg_path = self.work / f"{name}.json"
         cfg_path.write_text(json.dumps(cfg))
         with log.open("wb") as out:  # a restarted peer must not find its old "ready" line
-            proc = self.lab.popen(host.ns, sys.executable, "-u", "-m", module, f"@{cfg_path}",
-                                  name=name, stdout=out, stderr=out, cwd=str(REPO_ROOT),
-                                  env=_env())
+            proc = self.lab.popen(
+                host.ns,
+                sys.executable,
+                "-u",
+                "-m",
+                module,
+                f"@{cfg_path}",
+                name=name,
+                stdout=out,
+                stderr=out,
+                cwd=str(REPO_ROOT),
+                env=_env(),
+            )
         return proc, log
 
     def peer(self, vlan: str, cfg: dict[str, Any], name: str) -> tuple[Any, Path]:
@@ -161,8 +192,9 @@ def _wait_line(proc: Any, log: Path, needle: str, timeout: float) -> None:
     poll_until(seen, timeout, interval=0.1, message=f"{needle} in {log.name}")
 
 
-def _query(ns: str, addr: str, port: int, name: str, rdtype: str, timeout: float = 3.0
-           ) -> tuple[float | None, dns.message.Message | None]:
+def _query(
+    ns: str, addr: str, port: int, name: str, rdtype: str, timeout: float = 3.0
+) -> tuple[float | None, dns.message.Message | None]:
     """(seconds to the reply, reply) for one UDP query from namespace ``ns``."""
     q = dns.message.make_query(name, rdtype, use_edns=0, payload=1232)
     sock = netns_socket(ns, socket.AF_INET, socket.SOCK_DGRAM)
@@ -242,8 +274,9 @@ def phase_startup(w: World, opts: Options, res: dict[str, Any]) -> None:
 def phase_memory(w: World, opts: Options, res: dict[str, Any]) -> None:
     """RSS with 100 / 1,000 / 10,000 services announced over real mDNS (cumulative)."""
     top = max(opts.memory_steps)
-    devs = workload.spread_types(workload.devices(VLANS, top, seed=workload.SEED + 1,
-                                                        balanced=True))
+    devs = workload.spread_types(
+        workload.devices(VLANS, top, seed=workload.SEED + 1, balanced=True)
+    )
     gw = Gateway(w.lab, core=None)
     rows: list[dict[str, Any]] = []
     done = 0  # devices announced so far
@@ -253,18 +286,25 @@ def phase_memory(w: World, opts: Options, res: dict[str, Any]) -> None:
         for step in sorted(opts.memory_steps):
             upto, count = done, 0
             while upto < len(devs) and count < step:
-                count = workload.service_count(devs[:upto + 1])
+                count = workload.service_count(devs[: upto + 1])
                 upto += 1
             batch = devs[done:upto]
             done = upto
             t0 = time.monotonic()
             peers = []
             for vlan in VLANS:
-                recs = [[o, t, r, 4500] for o, t, r in
-                        workload.records([d for d in batch if d.vlan == vlan])]
+                recs = [
+                    [o, t, r, 4500]
+                    for o, t, r in workload.records([d for d in batch if d.vlan == vlan])
+                ]
                 if recs:
-                    peers.append(w.peer(vlan, {"mode": "announce", "records": recs,
-                                               "rate": 300}, f"announce-{vlan}-{step}"))
+                    peers.append(
+                        w.peer(
+                            vlan,
+                            {"mode": "announce", "records": recs, "rate": 300},
+                            f"announce-{vlan}-{step}",
+                        )
+                    )
             for proc, log in peers:
                 _wait_line(proc, log, '"done"', 300.0)
             expected = _expected_records(devs[:done])
@@ -276,38 +316,72 @@ def phase_memory(w: World, opts: Options, res: dict[str, Any]) -> None:
             questions = [(n, t) for t, names in pool.items() for n in names]
             data = w.work / f"memory-{step}.bin"
             data.write_bytes(workload.dnsperf_binary(questions))
-            warm = dnsperf(w.lab.gw, server="gateway", pid=gw.pid, addr=gw.addr, port=gw.port,
-                           data=data, seconds=120, clients=1, outstanding=20,
-                           core=opts.client_core, runs=1)
-            rows.append({
-                "services": workload.service_count(devs[:done]),
-                "records_expected": expected, "records_held": held,
-                "rss_mb": round(rss_store / MB, 1),
-                "rss_warm_mb": round(gw.rss() / MB, 1),
-                "answers_prerendered": warm.completed,
-                "populate_s": round(settle, 1),
-            })
+            warm = dnsperf(
+                w.lab.gw,
+                server="gateway",
+                pid=gw.pid,
+                addr=gw.addr,
+                port=gw.port,
+                data=data,
+                seconds=120,
+                clients=1,
+                outstanding=20,
+                core=opts.client_core,
+                runs=1,
+            )
+            rows.append(
+                {
+                    "services": workload.service_count(devs[:done]),
+                    "records_expected": expected,
+                    "records_held": held,
+                    "rss_mb": round(rss_store / MB, 1),
+                    "rss_warm_mb": round(gw.rss() / MB, 1),
+                    "answers_prerendered": warm.completed,
+                    "populate_s": round(settle, 1),
+                }
+            )
             opts.log(f"memory: {rows[-1]}")
     finally:
         gw.stop()
-    res["memory"] = {"baseline_rss_mb": round(base / MB, 1), "steps": rows,
-                     "what": "gateway VmRSS after the services were announced over mDNS "
-                             "(rss_mb), and after every name was queried once so each answer "
-                             "is pre-rendered (rss_warm_mb)"}
+    res["memory"] = {
+        "baseline_rss_mb": round(base / MB, 1),
+        "steps": rows,
+        "what": "gateway VmRSS after the services were announced over mDNS "
+        "(rss_mb), and after every name was queried once so each answer "
+        "is pre-rendered (rss_warm_mb)",
+    }
 
 
-def _throughput(w: World, opts: Options, res: dict[str, Any], transport: str,
-                servers: dict[str, Any], data: Path) -> None:
+def _throughput(
+    w: World,
+    opts: Options,
+    res: dict[str, Any],
+    transport: str,
+    servers: dict[str, Any],
+    data: Path,
+) -> None:
     out: dict[str, Any] = {}
     best: dict[str, PerfResult] = {}
     clients = 4 if transport == "udp" else 8
     for i in range(opts.repeats):
         for name, srv in servers.items():
-            r = dnsperf(w.lab.gw, server=name, pid=srv.pid, addr=srv.addr, port=srv.port,
-                        data=data, transport=transport, seconds=opts.seconds, clients=clients,
-                        core=opts.client_core, log=w.work / f"{transport}-{name}-max{i}.txt")
-            opts.log(f"{transport} {name} max: {r.qps:.0f} q/s, "
-                     f"{r.cpu_us_per_query or 0:.1f} us CPU/query")
+            r = dnsperf(
+                w.lab.gw,
+                server=name,
+                pid=srv.pid,
+                addr=srv.addr,
+                port=srv.port,
+                data=data,
+                transport=transport,
+                seconds=opts.seconds,
+                clients=clients,
+                core=opts.client_core,
+                log=w.work / f"{transport}-{name}-max{i}.txt",
+            )
+            opts.log(
+                f"{transport} {name} max: {r.qps:.0f} q/s, "
+                f"{r.cpu_us_per_query or 0:.1f} us CPU/query"
+            )
             if name not in best or r.qps > best[name].qps:
                 best[name] = r
     gw_max = best["gateway"].qps
@@ -319,10 +393,21 @@ def _throughput(w: World, opts: Options, res: dict[str, Any], transport: str,
     for i in range(opts.repeats):
         for mode, rate in (("max", None), ("half", half)):
             for name, srv in servers.items():
-                r = dnsperf(w.lab.gw, server=name, pid=srv.pid, addr=srv.addr, port=srv.port,
-                            data=data, transport=transport, seconds=opts.seconds, qps=rate,
-                            clients=clients, core=opts.client_core, verbose=True,
-                            log=w.work / f"{transport}-{name}-{mode}-lat{i}.txt")
+                r = dnsperf(
+                    w.lab.gw,
+                    server=name,
+                    pid=srv.pid,
+                    addr=srv.addr,
+                    port=srv.port,
+                    data=data,
+                    transport=transport,
+                    seconds=opts.seconds,
+                    qps=rate,
+                    clients=clients,
+                    core=opts.client_core,
+                    verbose=True,
+                    log=w.work / f"{transport}-{name}-{mode}-lat{i}.txt",
+                )
                 runs[name][mode].append(r)
     for name in servers:
         entry: dict[str, Any] = {"max": best[name].as_dict()}
@@ -330,8 +415,10 @@ def _throughput(w: World, opts: Options, res: dict[str, Any], transport: str,
             ordered = sorted(runs[name][mode], key=lambda r: r.p99_ms or 0.0)
             entry[label] = ordered[len(ordered) // 2].as_dict()  # of two: the higher
             entry[label]["p99_ms_all_runs"] = [r.p99_ms for r in runs[name][mode]]
-        opts.log(f"{transport} {name}: p99 at max {entry['max_latency']['p99_ms_all_runs']} "
-                 f"ms, at {half:.0f} q/s {entry['half_load']['p99_ms_all_runs']} ms")
+        opts.log(
+            f"{transport} {name}: p99 at max {entry['max_latency']['p99_ms_all_runs']} "
+            f"ms, at {half:.0f} q/s {entry['half_load']['p99_ms_all_runs']} ms"
+        )
         out[name] = entry
     g, n = best["gateway"], best["nsd"]
     out["ratios"] = {
@@ -346,8 +433,9 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 3) if a and b else None
 
 
-def phase_throughput(w: World, opts: Options, res: dict[str, Any],
-                     transports: Sequence[str]) -> None:
+def phase_throughput(
+    w: World, opts: Options, res: dict[str, Any], transports: Sequence[str]
+) -> None:
     devs = workload.devices(VLANS, opts.services)
     zones = workload.zones(devs, w.domains)
     questions = workload.query_list(devs, w.domains, 10_000)
@@ -367,9 +455,19 @@ def phase_throughput(w: World, opts: Options, res: dict[str, Any],
         # one pass over every name: checks both serve the same names, and pre-renders answers
         checks = {}
         for name, srv in (("gateway", gw), ("nsd", nsd)):
-            chk = dnsperf(w.lab.gw, server=name, pid=srv.pid, addr=srv.addr, port=srv.port,
-                          data=every, seconds=60, clients=1, outstanding=10,
-                          core=opts.client_core, runs=1)
+            chk = dnsperf(
+                w.lab.gw,
+                server=name,
+                pid=srv.pid,
+                addr=srv.addr,
+                port=srv.port,
+                data=every,
+                seconds=60,
+                clients=1,
+                outstanding=10,
+                core=opts.client_core,
+                runs=1,
+            )
             checks[name] = chk.rcodes
         bad = {k: v for k, v in checks.items() if set(v) != {"NOERROR"}}
         if bad:
@@ -378,16 +476,22 @@ def phase_throughput(w: World, opts: Options, res: dict[str, Any],
         if mismatches:
             raise LabError("the gateway and NSD answer differently:\n" + "\n".join(mismatches))
         res["workload"] = {
-            "services": workload.service_count(devs), "devices": len(devs),
-            "kinds": _kinds(devs), "records_expected": expected, "records_held": held,
-            "questions_in_file": len(questions), "mix": dict(workload.MIX),
-            "names": sum(len(v) for v in pool.values()), "every_name_rcodes": checks,
+            "services": workload.service_count(devs),
+            "devices": len(devs),
+            "kinds": _kinds(devs),
+            "records_expected": expected,
+            "records_held": held,
+            "questions_in_file": len(questions),
+            "mix": dict(workload.MIX),
+            "names": sum(len(v) for v in pool.values()),
+            "every_name_rcodes": checks,
         }
         opts.log(f"workload: {res['workload']}")
         for transport in transports:
             _throughput(w, opts, res, transport, {"gateway": gw, "nsd": nsd}, data)
         res.setdefault("gateway_counters", {}).update(
-            {k: v for k, v in gw.metrics().items() if k.startswith("mdns_gateway_dns_")})
+            {k: v for k, v in gw.metrics().items() if k.startswith("mdns_gateway_dns_")}
+        )
         if "cold" in opts.phases:
             phase_cold(w, opts, res, gw)
     finally:
@@ -396,8 +500,9 @@ def phase_throughput(w: World, opts: Options, res: dict[str, Any],
         w.stop_publishers()
 
 
-def _compare(w: World, gw: Gateway, nsd: Nsd, pool: dict[str, list[str]],
-             per_type: int = 10) -> list[str]:
+def _compare(
+    w: World, gw: Gateway, nsd: Nsd, pool: dict[str, list[str]], per_type: int = 10
+) -> list[str]:
     """Both servers give the same answer RRsets for a sample of names (TTL aside; NSD
     lower-cases names inside rdata, so the comparison ignores case)."""
     rng = random.Random(workload.SEED)
@@ -407,8 +512,11 @@ def _compare(w: World, gw: Gateway, nsd: Nsd, pool: dict[str, list[str]],
             answers = []
             for srv in (gw, nsd):
                 _, reply = _query(w.lab.gw, srv.addr, srv.port, name, rtype)
-                answers.append(sorted(rd.to_text().lower() for rr in (reply.answer if reply else [])
-                                      for rd in rr))
+                answers.append(
+                    sorted(
+                        rd.to_text().lower() for rr in (reply.answer if reply else []) for rd in rr
+                    )
+                )
             if answers[0] != answers[1]:
                 out.append(f"{name} {rtype}: gateway {answers[0]} nsd {answers[1]}")
     return out
@@ -430,13 +538,17 @@ def phase_cold(w: World, opts: Options, res: dict[str, Any], gw: Gateway) -> Non
         recs: list[list[Any]] = []
         for i in range(n):
             host = f"cold-{vid}-{i}.local."
-            recs += [[host, "A", f"10.{vid}.200.{i % 250 + 1}", 120],
-                     [host, "AAAA", f"fd00:{vid}::c01d:{i:x}", 120]]
+            recs += [
+                [host, "A", f"10.{vid}.200.{i % 250 + 1}", 120],
+                [host, "AAAA", f"fd00:{vid}::c01d:{i:x}", 120],
+            ]
             inst = f"Cold Printer {vid}-{i}._ipp._tcp.local."
             srv_host = f"coldsrv-{vid}-{i}.local."
-            recs += [[inst.replace(" ", "\\032"), "SRV", f"0 0 631 {srv_host}", 120],
-                     [inst.replace(" ", "\\032"), "TXT", '"rp=ipp/print"', 4500],
-                     [srv_host, "A", f"10.{vid}.201.{i % 250 + 1}", 120]]
+            recs += [
+                [inst.replace(" ", "\\032"), "SRV", f"0 0 631 {srv_host}", 120],
+                [inst.replace(" ", "\\032"), "TXT", '"rp=ipp/print"', 4500],
+                [srv_host, "A", f"10.{vid}.201.{i % 250 + 1}", 120],
+            ]
             stype = f"_cold{vid}x{i}._tcp.local."
             for k in range(2):
                 recs.append([stype, "PTR", f"Cold\\032Device\\032{k}.{stype}", 4500])
@@ -457,15 +569,22 @@ def phase_cold(w: World, opts: Options, res: dict[str, Any], gw: Gateway) -> Non
                 # alternate .local (the * view asks every VLAN) and the VLAN's wide-area domain
                 qname = name if j % 2 == 0 else name.replace(".local.", "." + w.domains[vlan])
                 took, reply = _query(w.lab.gw, gw.addr, gw.port, qname, kind)
-                if took is None or reply is None or reply.rcode() != dns.rcode.NOERROR \
-                        or not reply.answer:
+                if (
+                    took is None
+                    or reply is None
+                    or reply.rcode() != dns.rcode.NOERROR
+                    or not reply.answer
+                ):
                     failures += 1
                     continue
                 times.append(took * 1000)
             times.sort()
             out[kind] = {
-                "lookups": count, "answered": len(times), "failed": failures,
-                "p50_ms": _pct(times, 0.50), "p95_ms": _pct(times, 0.95),
+                "lookups": count,
+                "answered": len(times),
+                "failed": failures,
+                "p50_ms": _pct(times, 0.50),
+                "p95_ms": _pct(times, 0.95),
                 "max_ms": round(times[-1], 1) if times else None,
             }
             opts.log(f"cold {kind}: {out[kind]}")
@@ -474,8 +593,10 @@ def phase_cold(w: World, opts: Options, res: dict[str, Any], gw: Gateway) -> Non
             with contextlib.suppress(Exception):
                 proc.terminate()
                 proc.wait(5.0)
-    out["what"] = ("first query for a name only a quiet device holds (it answers mDNS queries "
-                   "as RFC 6762 says but never announces): query sent -> DNS answer received")
+    out["what"] = (
+        "first query for a name only a quiet device holds (it answers mDNS queries "
+        "as RFC 6762 says but never announces): query sent -> DNS answer received"
+    )
     res["cold"] = out
 
 
@@ -490,8 +611,11 @@ def phase_idle(w: World, opts: Options, res: dict[str, Any]) -> None:
     """mDNS packets the router-side process sends on a quiet network, per VLAN per hour."""
     devs = workload.devices(VLANS, opts.idle_services)
     w.start_publishers(devs)
-    out: dict[str, Any] = {"services": workload.service_count(devs),
-                           "warmup_s": opts.idle_warmup, "window_s": opts.idle_window}
+    out: dict[str, Any] = {
+        "services": workload.service_count(devs),
+        "warmup_s": opts.idle_warmup,
+        "window_s": opts.idle_window,
+    }
     try:
         time.sleep(2.0)  # publishers' own announcements are over
         for name in ("gateway", "avahi"):
@@ -510,20 +634,25 @@ def phase_idle(w: World, opts: Options, res: dict[str, Any]) -> None:
                     extra["services_resolved"] = srv.resolved()
             finally:
                 srv.stop()
-            per_hour = {v: round(c["packets"] * 3600 / opts.idle_window) for v, c in
-                        counts.items()}
-            out[name] = {"per_vlan": counts, "packets_per_vlan_hour": per_hour,
-                         "mean_packets_per_vlan_hour": round(statistics.mean(per_hour.values())),
-                         **extra}
+            per_hour = {v: round(c["packets"] * 3600 / opts.idle_window) for v, c in counts.items()}
+            out[name] = {
+                "per_vlan": counts,
+                "packets_per_vlan_hour": per_hour,
+                "mean_packets_per_vlan_hour": round(statistics.mean(per_hour.values())),
+                **extra,
+            }
             opts.log(f"idle {name}: {out[name]}")
     finally:
         w.stop_publishers()
-    out["ratio_gateway_over_avahi"] = _ratio(out["gateway"]["mean_packets_per_vlan_hour"],
-                                             out["avahi"]["mean_packets_per_vlan_hour"])
-    out["what"] = ("packets sent by the process itself (tcpdump -Q out on each VLAN bridge) "
-                   f"from {opts.idle_warmup:g} s to {opts.idle_warmup + opts.idle_window:g} s "
-                   "after its start, x 3600 / window; avahi: avahi-daemon 0.8 publishing "
-                   "nothing, with avahi-browse --all --resolve over a private D-Bus")
+    out["ratio_gateway_over_avahi"] = _ratio(
+        out["gateway"]["mean_packets_per_vlan_hour"], out["avahi"]["mean_packets_per_vlan_hour"]
+    )
+    out["what"] = (
+        "packets sent by the process itself (tcpdump -Q out on each VLAN bridge) "
+        f"from {opts.idle_warmup:g} s to {opts.idle_warmup + opts.idle_window:g} s "
+        "after its start, x 3600 / window; avahi: avahi-daemon 0.8 publishing "
+        "nothing, with avahi-browse --all --resolve over a private D-Bus"
+    )
     res["idle"] = out
 
 
@@ -543,8 +672,9 @@ def phase_reflector(opts: Options, res: dict[str, Any], out_dir: Path) -> None:
         return
     out = out_dir / "reflector_bench.json"
     duration = 0.5 if opts.quick else 2.0
-    code = mod.main(["--duration", str(duration), "--out", str(out),
-                     *(["--pure"] if opts.pure else [])])
+    code = mod.main(
+        ["--duration", str(duration), "--out", str(out), *(["--pure"] if opts.pure else [])]
+    )
     if code != 0 or not out.exists():
         res["reflector"] = {"status": f"{REFLECTOR_BENCH} exited {code}"}
         return
@@ -581,24 +711,36 @@ def machine() -> dict[str, Any]:
             if line.startswith("MemTotal:"):
                 mem = int(line.split()[1]) // 1024
     versions: dict[str, str] = {}
-    for tool, argv in (("nsd", ["nsd", "-v"]), ("dnsperf", ["dnsperf", "-h"]),
-                       ("avahi", ["avahi-daemon", "--version"])):
+    for tool, argv in (
+        ("nsd", ["nsd", "-v"]),
+        ("dnsperf", ["dnsperf", "-h"]),
+        ("avahi", ["avahi-daemon", "--version"]),
+    ):
         with contextlib.suppress(Exception):
             p = run(None, *argv, check=False, timeout=10)
             text = p.stdout + p.stderr
-            versions[tool] = next((ln.strip() for ln in text.splitlines()
-                                   if "ersion" in ln or "avahi" in ln), "?")
+            versions[tool] = next(
+                (ln.strip() for ln in text.splitlines() if "ersion" in ln or "avahi" in ln), "?"
+            )
     with contextlib.suppress(Exception):
         import zeroconf
 
         versions["zeroconf"] = zeroconf.__version__
-    commit = run(None, "git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD",
-                 check=False).stdout.strip()
-    dirty = run(None, "git", "-C", str(REPO_ROOT), "status", "--porcelain", "--", "bridge",
-                check=False).stdout.strip()
-    return {"cpu": procstat.cpu_model(), "cores": os.cpu_count(), "memory_mb": mem,
-            "kernel": platform.release(), "python": platform.python_version(),
-            "versions": versions, "commit": commit + ("+uncommitted bridge/" if dirty else "")}
+    commit = run(
+        None, "git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD", check=False
+    ).stdout.strip()
+    dirty = run(
+        None, "git", "-C", str(REPO_ROOT), "status", "--porcelain", "--", "bridge", check=False
+    ).stdout.strip()
+    return {
+        "cpu": procstat.cpu_model(),
+        "cores": os.cpu_count(),
+        "memory_mb": mem,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "versions": versions,
+        "commit": commit + ("+uncommitted bridge/" if dirty else ""),
+    }
 
 
 def run_all(opts: Options) -> tuple[dict[str, Any], Path]:
@@ -607,10 +749,15 @@ def run_all(opts: Options) -> tuple[dict[str, Any], Path]:
         raise LabError(f"the benchmark needs the namespace lab: {why}")
     started = time.monotonic()
     stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    res: dict[str, Any] = {"timestamp": stamp, "machine": machine(),
-                           "options": {k: (list(v) if isinstance(v, tuple) else v)
-                                       for k, v in vars(opts).items()
-                                       if k not in ("log", "out")}}
+    res: dict[str, Any] = {
+        "timestamp": stamp,
+        "machine": machine(),
+        "options": {
+            k: (list(v) if isinstance(v, tuple) else v)
+            for k, v in vars(opts).items()
+            if k not in ("log", "out")
+        },
+    }
     opts.out.mkdir(parents=True, exist_ok=True)
     path = opts.out / f"{stamp}.json"
 

@@ -27,8 +27,7 @@ GATEWAY_HTTP = ("127.0.0.1", 9353)
 NSD_PORT = 5399
 
 
-def first_answer(ns: str, addr: str, port: int, timeout: float = 30.0,
-                 alive: Any = None) -> float:
+def first_answer(ns: str, addr: str, port: int, timeout: float = 30.0, alive: Any = None) -> float:
     """Poll ``addr:port`` with ``. NS`` every 5 ms; returns when any reply arrives (monotonic)."""
     sock = netns_socket(ns, socket.AF_INET, socket.SOCK_DGRAM)
     deadline = time.monotonic() + timeout
@@ -53,8 +52,15 @@ class Nsd:
 
     name = "nsd"
 
-    def __init__(self, lab: Lab, zones: Mapping[str, str], *, core: int,
-                 addr: str = "127.0.0.1", port: int = NSD_PORT) -> None:
+    def __init__(
+        self,
+        lab: Lab,
+        zones: Mapping[str, str],
+        *,
+        core: int,
+        addr: str = "127.0.0.1",
+        port: int = NSD_PORT,
+    ) -> None:
         self.lab = lab
         self.addr, self.port, self.core = addr, port, core
         self.dir = lab.workdir / "nsd"
@@ -68,19 +74,29 @@ class Nsd:
         self.conf.write_text(
             "server:\n"
             f"  ip-address: {addr}@{port}\n"
-            "  server-count: 1\n  reuseport: no\n  username: \"\"\n  chroot: \"\"\n"
-            f"  zonesdir: \"{d}\"\n  database: \"\"\n  pidfile: \"{d}/nsd.pid\"\n"
-            f"  xfrdfile: \"{d}/xfrd.state\"\n  zonelistfile: \"{d}/zone.list\"\n"
-            f"  logfile: \"{d}/nsd.log\"\n  rrl-ratelimit: 0\n  verbosity: 1\n"
+            '  server-count: 1\n  reuseport: no\n  username: ""\n  chroot: ""\n'
+            f'  zonesdir: "{d}"\n  database: ""\n  pidfile: "{d}/nsd.pid"\n'
+            f'  xfrdfile: "{d}/xfrd.state"\n  zonelistfile: "{d}/zone.list"\n'
+            f'  logfile: "{d}/nsd.log"\n  rrl-ratelimit: 0\n  verbosity: 1\n'
             "  tcp-count: 512\n  tcp-query-count: 0\n  tcp-timeout: 120\n"
-            "remote-control:\n  control-enable: no\n" + "".join(zone_conf))
+            "remote-control:\n  control-enable: no\n" + "".join(zone_conf)
+        )
         self.proc: Any = None
         self.started_in: float | None = None
 
     def start(self) -> None:
         t0 = time.monotonic()
-        self.proc = self.lab.popen(self.lab.gw, "taskset", "-c", str(self.core), "nsd", "-d",
-                                   "-c", str(self.conf), name="nsd")
+        self.proc = self.lab.popen(
+            self.lab.gw,
+            "taskset",
+            "-c",
+            str(self.core),
+            "nsd",
+            "-d",
+            "-c",
+            str(self.conf),
+            name="nsd",
+        )
         t1 = first_answer(self.lab.gw, self.addr, self.port, alive=self.running)
         self.started_in = t1 - t0
 
@@ -111,12 +127,22 @@ class Gateway:
 
     name = "gateway"
 
-    def __init__(self, lab: Lab, *, core: int | None, overrides: Mapping[str, Any] | None = None,
-                 log_level: str = "info", env: Mapping[str, str] | None = None) -> None:
-        cfg = gateway_config(lab, dns={"default_view": "*"},
-                             cache={"max_records": 200_000},
-                             http={"listen": f"{GATEWAY_HTTP[0]}:{GATEWAY_HTTP[1]}"},
-                             **dict(overrides or {}))
+    def __init__(
+        self,
+        lab: Lab,
+        *,
+        core: int | None,
+        overrides: Mapping[str, Any] | None = None,
+        log_level: str = "info",
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        cfg = gateway_config(
+            lab,
+            dns={"default_view": "*"},
+            cache={"max_records": 200_000},
+            http={"listen": f"{GATEWAY_HTTP[0]}:{GATEWAY_HTTP[1]}"},
+            **dict(overrides or {}),
+        )
         argv, build_env = compiled.launch(log_level)
         if core is not None:
             argv = ["taskset", "-c", str(core), *argv]

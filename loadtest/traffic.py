@@ -51,10 +51,28 @@ class Capture:
         for vlan in self.lab.vlans.values():
             path = self.dir / f"{vlan.name}.pcap"
             self.procs[vlan.name] = self.lab.popen(
-                self.lab.gw, "tcpdump", "-i", vlan.bridge, "-Q", "out", "-nn", "-s", "128",
-                "-U", "-w", str(path), "udp", "port", "5353", name=f"tcpdump-{vlan.bridge}")
-        poll_until(lambda: all((self.dir / f"{v}.pcap").exists() for v in self.procs), 10.0,
-                   message="tcpdump to start")
+                self.lab.gw,
+                "tcpdump",
+                "-i",
+                vlan.bridge,
+                "-Q",
+                "out",
+                "-nn",
+                "-s",
+                "128",
+                "-U",
+                "-w",
+                str(path),
+                "udp",
+                "port",
+                "5353",
+                name=f"tcpdump-{vlan.bridge}",
+            )
+        poll_until(
+            lambda: all((self.dir / f"{v}.pcap").exists() for v in self.procs),
+            10.0,
+            message="tcpdump to start",
+        )
 
     def stop(self) -> dict[str, dict[str, int]]:
         for proc in self.procs.values():
@@ -121,22 +139,60 @@ class AvahiBrowser:
 
     def start(self) -> None:
         lab, d = self.lab, self.dir
-        self.procs.append(lab.popen(lab.gw, "dbus-daemon", "--nofork", "--nopidfile",
-                                    f"--config-file={d / 'dbus.conf'}", name="dbus-daemon"))
+        self.procs.append(
+            lab.popen(
+                lab.gw,
+                "dbus-daemon",
+                "--nofork",
+                "--nopidfile",
+                f"--config-file={d / 'dbus.conf'}",
+                name="dbus-daemon",
+            )
+        )
         poll_until(self.socket.exists, 10.0, message="dbus-daemon socket")
-        script = ("set -e; mount -t tmpfs -o mode=0755 tmpfs /run; mkdir -p /run/avahi-daemon; "
-                  'exec avahi-daemon -f "$1" --no-drop-root --no-chroot --no-rlimits')
+        script = (
+            "set -e; mount -t tmpfs -o mode=0755 tmpfs /run; mkdir -p /run/avahi-daemon; "
+            'exec avahi-daemon -f "$1" --no-drop-root --no-chroot --no-rlimits'
+        )
         with (d / "avahi.log").open("ab") as logf:
-            self.procs.append(lab.popen(
-                lab.gw, "unshare", "-m", "--propagation", "private", "sh", "-c", script,
-                "avahi-wrapper", str(d / "avahi-daemon.conf"), name="avahi-daemon@router",
-                env=self.env, stdout=logf, stderr=subprocess.STDOUT))
-        poll_until(lambda: "Server startup complete" in self.logs(), 15.0,
-                   message=lambda: f"avahi-daemon to start:\n{self.logs()[-2000:]}")
+            self.procs.append(
+                lab.popen(
+                    lab.gw,
+                    "unshare",
+                    "-m",
+                    "--propagation",
+                    "private",
+                    "sh",
+                    "-c",
+                    script,
+                    "avahi-wrapper",
+                    str(d / "avahi-daemon.conf"),
+                    name="avahi-daemon@router",
+                    env=self.env,
+                    stdout=logf,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+        poll_until(
+            lambda: "Server startup complete" in self.logs(),
+            15.0,
+            message=lambda: f"avahi-daemon to start:\n{self.logs()[-2000:]}",
+        )
         with self.browse_log.open("ab") as out:
-            self.procs.append(lab.popen(lab.gw, "avahi-browse", "--all", "--resolve",
-                                        "--parsable", "--no-db-lookup", name="avahi-browse",
-                                        env=self.env, stdout=out, stderr=subprocess.STDOUT))
+            self.procs.append(
+                lab.popen(
+                    lab.gw,
+                    "avahi-browse",
+                    "--all",
+                    "--resolve",
+                    "--parsable",
+                    "--no-db-lookup",
+                    name="avahi-browse",
+                    env=self.env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            )
 
     def logs(self) -> str:
         try:

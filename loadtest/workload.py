@@ -49,14 +49,60 @@ class Device:
 
 # --- devices -----------------------------------------------------------------------------
 
-_PRINTERS = ["HP LaserJet M404dn", "Brother HL-L2350DW", "EPSON ET-2850 Series",
-             "Canon MF743C", "Xerox B210", "HP OfficeJet Pro 9010"]
-_ROOMS = ["Living Room", "Kitchen", "Bedroom", "Office", "Den", "Garage", "Patio", "Hall",
-          "Studio", "Attic", "Basement", "Guest Room", "Nursery", "Gym", "Library", "Porch"]
-_HOMEKIT = ["Eve Energy", "Hue Bridge", "ecobee3", "Nanoleaf Shapes", "Aqara Hub",
-            "August Lock", "Eve Door & Window", "Meross Plug"]
-_PEOPLE = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan",
-           "judy", "mallory", "oscar", "peggy", "trent", "victor", "walter"]
+_PRINTERS = [
+    "HP LaserJet M404dn",
+    "Brother HL-L2350DW",
+    "EPSON ET-2850 Series",
+    "Canon MF743C",
+    "Xerox B210",
+    "HP OfficeJet Pro 9010",
+]
+_ROOMS = [
+    "Living Room",
+    "Kitchen",
+    "Bedroom",
+    "Office",
+    "Den",
+    "Garage",
+    "Patio",
+    "Hall",
+    "Studio",
+    "Attic",
+    "Basement",
+    "Guest Room",
+    "Nursery",
+    "Gym",
+    "Library",
+    "Porch",
+]
+_HOMEKIT = [
+    "Eve Energy",
+    "Hue Bridge",
+    "ecobee3",
+    "Nanoleaf Shapes",
+    "Aqara Hub",
+    "August Lock",
+    "Eve Door & Window",
+    "Meross Plug",
+]
+_PEOPLE = [
+    "alice",
+    "bob",
+    "carol",
+    "dave",
+    "erin",
+    "frank",
+    "grace",
+    "heidi",
+    "ivan",
+    "judy",
+    "mallory",
+    "oscar",
+    "peggy",
+    "trent",
+    "victor",
+    "walter",
+]
 
 # device patterns per VLAN position: trusted (1st), iot (2nd), guest (3rd and later)
 _PATTERNS = (
@@ -80,56 +126,128 @@ def _device(kind: str, vlan: str, vid: int, index: int, rng: random.Random) -> D
         model = _PRINTERS[index % len(_PRINTERS)]
         inst = f"{model} [{tag}]"
         host = f"{model.split()[0].lower()}-{tag.lower()}"
-        base = ("txtvers=1", f"ty={model}", f"product=({model})", f"note={room}",
-                "pdl=application/pdf,image/urf,image/pwg-raster,application/postscript",
-                f"UUID={_hex(rng, 8).lower()}-{_hex(rng, 4).lower()}-"
-                f"{_hex(rng, 4).lower()}-{_hex(rng, 12).lower()}",
-                "Color=T", "Duplex=T", "URF=W8,SRGB24,CP1,IS1-4,MT1-3,RS600", "qtotal=1",
-                "adminurl=http://" + host + ".local./")
-        services = (Service(inst, "_ipp._tcp", 631, (*base, "rp=ipp/print")),
-                    Service(inst, "_ipps._tcp", 631, (*base, "rp=ipp/print", "TLS=1.3")),
-                    Service(inst, "_pdl-datastream._tcp", 9100, base[:4]))
+        base = (
+            "txtvers=1",
+            f"ty={model}",
+            f"product=({model})",
+            f"note={room}",
+            "pdl=application/pdf,image/urf,image/pwg-raster,application/postscript",
+            f"UUID={_hex(rng, 8).lower()}-{_hex(rng, 4).lower()}-"
+            f"{_hex(rng, 4).lower()}-{_hex(rng, 12).lower()}",
+            "Color=T",
+            "Duplex=T",
+            "URF=W8,SRGB24,CP1,IS1-4,MT1-3,RS600",
+            "qtotal=1",
+            "adminurl=http://" + host + ".local./",
+        )
+        services = (
+            Service(inst, "_ipp._tcp", 631, (*base, "rp=ipp/print")),
+            Service(inst, "_ipps._tcp", 631, (*base, "rp=ipp/print", "TLS=1.3")),
+            Service(inst, "_pdl-datastream._tcp", 9100, base[:4]),
+        )
     elif kind == "chromecast":
         uuid = _hex(rng, 32).lower()
         inst = f"Chromecast-{uuid}"
         host = uuid[:8] + "-" + uuid[8:12] + "-" + uuid[12:16]
-        services = (Service(inst, "_googlecast._tcp", 8009, (
-            f"id={uuid}", f"cd={_hex(rng, 32)}", "rm=", "ve=05", "md=Chromecast",
-            "ic=/setup/icon.png", f"fn={room} TV", "ca=465413", "st=0", f"bs={_hex(rng, 12)}",
-            "nf=1", "rs=")),)
+        services = (
+            Service(
+                inst,
+                "_googlecast._tcp",
+                8009,
+                (
+                    f"id={uuid}",
+                    f"cd={_hex(rng, 32)}",
+                    "rm=",
+                    "ve=05",
+                    "md=Chromecast",
+                    "ic=/setup/icon.png",
+                    f"fn={room} TV",
+                    "ca=465413",
+                    "st=0",
+                    f"bs={_hex(rng, 12)}",
+                    "nf=1",
+                    "rs=",
+                ),
+            ),
+        )
     elif kind == "airplay":
         mac = ":".join(_hex(rng, 2) for _ in range(6))
         name = f"{room} Apple TV" + (f" ({vid})" if vid != 10 else "")
         host = f"{room} Apple TV".lower().replace(" ", "-")
-        txt = (f"deviceid={mac}", "features=0x4A7FDFD5,0x3C155FDE", "flags=0x18644",
-               "model=AppleTV11,1", f"pk={_hex(rng, 64).lower()}",
-               f"pi={_hex(rng, 8).lower()}-{_hex(rng, 4).lower()}", "srcvers=670.6.2",
-               "vv=2", "osvers=17.2", "protovers=1.1", "acl=0", "btaddr=00:00:00:00:00:00")
-        services = (Service(name, "_airplay._tcp", 7000, txt),
-                    Service(f"{mac.replace(':', '')}@{name}", "_raop._tcp", 7000, (
-                        "cn=0,1,2,3", "da=true", "et=0,3,5", "ft=0x4A7FDFD5,0x3C155FDE",
-                        "md=0,1,2", "am=AppleTV11,1", "sf=0x18644", "tp=UDP", "vn=65537",
-                        "vs=670.6.2", "ov=17.2", f"pk={_hex(rng, 64).lower()}")))
+        txt = (
+            f"deviceid={mac}",
+            "features=0x4A7FDFD5,0x3C155FDE",
+            "flags=0x18644",
+            "model=AppleTV11,1",
+            f"pk={_hex(rng, 64).lower()}",
+            f"pi={_hex(rng, 8).lower()}-{_hex(rng, 4).lower()}",
+            "srcvers=670.6.2",
+            "vv=2",
+            "osvers=17.2",
+            "protovers=1.1",
+            "acl=0",
+            "btaddr=00:00:00:00:00:00",
+        )
+        services = (
+            Service(name, "_airplay._tcp", 7000, txt),
+            Service(
+                f"{mac.replace(':', '')}@{name}",
+                "_raop._tcp",
+                7000,
+                (
+                    "cn=0,1,2,3",
+                    "da=true",
+                    "et=0,3,5",
+                    "ft=0x4A7FDFD5,0x3C155FDE",
+                    "md=0,1,2",
+                    "am=AppleTV11,1",
+                    "sf=0x18644",
+                    "tp=UDP",
+                    "vn=65537",
+                    "vs=670.6.2",
+                    "ov=17.2",
+                    f"pk={_hex(rng, 64).lower()}",
+                ),
+            ),
+        )
     elif kind == "homekit":
         model = _HOMEKIT[index % len(_HOMEKIT)]
         inst = f"{model} {tag[:4]}"
         host = model.lower().replace(" ", "-").replace("&", "and") + "-" + tag[:4].lower()
-        services = (Service(inst, "_hap._tcp", 80, (
-            f"c#={rng.randint(1, 40)}", "ff=0", f"id={':'.join(_hex(rng, 2) for _ in range(6))}",
-            f"md={model}", "pv=1.1", "s#=1", "sf=0", "ci=7", f"sh={_hex(rng, 6)}==")),)
+        services = (
+            Service(
+                inst,
+                "_hap._tcp",
+                80,
+                (
+                    f"c#={rng.randint(1, 40)}",
+                    "ff=0",
+                    f"id={':'.join(_hex(rng, 2) for _ in range(6))}",
+                    f"md={model}",
+                    "pv=1.1",
+                    "s#=1",
+                    "sf=0",
+                    "ci=7",
+                    f"sh={_hex(rng, 6)}==",
+                ),
+            ),
+        )
     else:
         person = _PEOPLE[index % len(_PEOPLE)]
         host = f"{person}-laptop-{index}-{vid}"
-        services = (Service(host, "_ssh._tcp", 22, ()),
-                    Service(host, "_smb._tcp", 445, ()),
-                    Service(host, "_device-info._tcp", 0, ("model=MacBookPro18,3", "osxvers=23")))
+        services = (
+            Service(host, "_ssh._tcp", 22, ()),
+            Service(host, "_smb._tcp", 445, ()),
+            Service(host, "_device-info._tcp", 0, ("model=MacBookPro18,3", "osxvers=23")),
+        )
     if kind != "host":
         host = f"{host}-{vid}-{index}"
     return Device(vlan, host, ipv4, ipv6, kind, services)
 
 
-def devices(vlans: Mapping[str, int], n_services: int, seed: int = SEED,
-            balanced: bool = False) -> list[Device]:
+def devices(
+    vlans: Mapping[str, int], n_services: int, seed: int = SEED, balanced: bool = False
+) -> list[Device]:
     """``n_services`` service instances (the last device trimmed to fit) over the VLANs: devices
     in turn, or with ``balanced`` each to the VLAN with the fewest services so far."""
     rng = random.Random(seed)
@@ -205,8 +323,10 @@ def records(devs: Iterable[Device], domain: str = LOCAL) -> list[Rec]:
             types.add(stype)
             out.append((stype, "PTR", inst))
             out.append((inst, "SRV", f"0 0 {s.port} {host}"))
-            txt = " ".join('"' + t.replace("\\", "\\\\").replace('"', '\\"') + '"'
-                           for t in s.txt) or '""'
+            txt = (
+                " ".join('"' + t.replace("\\", "\\\\").replace('"', '\\"') + '"' for t in s.txt)
+                or '""'
+            )
             out.append((inst, "TXT", txt))
     for stype in sorted(types):
         out.append((f"_services._dns-sd._udp.{domain}", "PTR", stype))
@@ -215,9 +335,13 @@ def records(devs: Iterable[Device], domain: str = LOCAL) -> list[Rec]:
 
 def zone_text(origin: str, recs: Iterable[Rec], ttl: int = TTL) -> str:
     """An NSD master file for ``origin`` (SOA and NS added) with ``recs``."""
-    lines = [f"$ORIGIN {origin}", f"$TTL {ttl}",
-             f"@ IN SOA ns.{origin} hostmaster.{origin} 1 3600 600 86400 {ttl}",
-             f"@ IN NS ns.{origin}", f"ns.{origin} IN A 127.0.0.1"]
+    lines = [
+        f"$ORIGIN {origin}",
+        f"$TTL {ttl}",
+        f"@ IN SOA ns.{origin} hostmaster.{origin} 1 3600 600 86400 {ttl}",
+        f"@ IN NS ns.{origin}",
+        f"ns.{origin} IN A 127.0.0.1",
+    ]
     lines += [f"{owner} IN {rtype} {rdata}" for owner, rtype, rdata in recs]
     return "\n".join(lines) + "\n"
 
@@ -233,8 +357,7 @@ def zones(devs: Sequence[Device], domains: Mapping[str, str]) -> dict[str, str]:
 # --- queries -----------------------------------------------------------------------------
 
 
-def question_pool(devs: Sequence[Device], domains: Mapping[str, str]
-                  ) -> dict[str, list[str]]:
+def question_pool(devs: Sequence[Device], domains: Mapping[str, str]) -> dict[str, list[str]]:
     """qtype -> names that have data of that type, over ``.local`` and the wide-area domains."""
     pool: dict[str, list[str]] = {t: [] for t in MIX}
     for vlan_domain in (None, *domains.items()):
@@ -249,8 +372,9 @@ def question_pool(devs: Sequence[Device], domains: Mapping[str, str]
     return {t: sorted(set(names)) for t, names in pool.items()}
 
 
-def query_list(devs: Sequence[Device], domains: Mapping[str, str], count: int,
-               seed: int = SEED) -> list[tuple[str, str]]:
+def query_list(
+    devs: Sequence[Device], domains: Mapping[str, str], count: int, seed: int = SEED
+) -> list[tuple[str, str]]:
     """``count`` (name, type) questions drawn with the MIX shares, half .local, half wide-area."""
     rng = random.Random(seed)
     pool = question_pool(devs, domains)
@@ -270,8 +394,9 @@ def dnsperf_binary(questions: Iterable[tuple[str, str]], edns_payload: int = 123
     """dnsperf ``-B`` input: length-prefixed wire queries (RD set, EDNS0 as stub resolvers send)."""
     out = bytearray()
     for name, rtype in questions:
-        q = dns.message.make_query(name, dns.rdatatype.from_text(rtype), use_edns=0,
-                                   payload=edns_payload, id=0)
+        q = dns.message.make_query(
+            name, dns.rdatatype.from_text(rtype), use_edns=0, payload=edns_payload, id=0
+        )
         wire = q.to_wire()
         out += struct.pack("!H", len(wire)) + wire
     return bytes(out)

@@ -26,8 +26,14 @@ def _info(svc: dict[str, Any]) -> ServiceInfo:
     for item in svc.get("txt", []):
         key, sep, value = item.partition("=")
         props[key] = value if sep else None
-    return ServiceInfo(stype, f"{svc['name']}.{stype}", port=int(svc["port"]), properties=props,
-                       server=svc["server"], parsed_addresses=list(svc["addresses"]))
+    return ServiceInfo(
+        stype,
+        f"{svc['name']}.{stype}",
+        port=int(svc["port"]),
+        properties=props,
+        server=svc["server"],
+        parsed_addresses=list(svc["addresses"]),
+    )
 
 
 async def main() -> int:

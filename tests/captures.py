@@ -8,8 +8,14 @@ from pathlib import Path
 import dpkt
 
 ROOT = Path(__file__).resolve().parents[1]
-TESTDATA = next((p for p in (ROOT.parent / "shared" / "testdata",
-                             ROOT / "tests" / "data" / "testdata") if p.is_dir()), None)
+TESTDATA = next(
+    (
+        p
+        for p in (ROOT.parent / "shared" / "testdata", ROOT / "tests" / "data" / "testdata")
+        if p.is_dir()
+    ),
+    None,
+)
 
 
 def _l3(datalink: int, buf: bytes) -> object:

@@ -48,8 +48,13 @@ from bridge.mdns.links import Link
 
 DATA = Path(__file__).parent / "data" / "chrony"
 N = dns.name.from_text
-A, AAAA, PTR, SRV, TXT = (dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.PTR,
-                          dns.rdatatype.SRV, dns.rdatatype.TXT)
+A, AAAA, PTR, SRV, TXT = (
+    dns.rdatatype.A,
+    dns.rdatatype.AAAA,
+    dns.rdatatype.PTR,
+    dns.rdatatype.SRV,
+    dns.rdatatype.TXT,
+)
 
 
 def capture(name: str) -> str:
@@ -91,13 +96,24 @@ def test_parse_not_synchronised_and_never_heard_sources() -> None:
 def test_parse_several_sources() -> None:
     _, sources = report("several_sources")
     assert [(s.address, s.state) for s in sources] == [
-        ("10.99.0.2", "?"), ("10.99.0.77", "?"), ("127.0.0.1", "?"), ("10.99.0.3", "*"),
-        ("10.99.0.4", "+")]
+        ("10.99.0.2", "?"),
+        ("10.99.0.77", "?"),
+        ("127.0.0.1", "?"),
+        ("10.99.0.3", "*"),
+        ("10.99.0.4", "+"),
+    ]
 
 
-@pytest.mark.parametrize("text", ["", "506 Cannot talk to daemon", "a,b,c",
-                                  "zz,,0,0,0,0,0,0,0,0,0,0,0,Normal",
-                                  "00000000,,x,0,0,0,0,0,0,0,0,0,0,Normal"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "506 Cannot talk to daemon",
+        "a,b,c",
+        "zz,,0,0,0,0,0,0,0,0,0,0,0,Normal",
+        "00000000,,x,0,0,0,0,0,0,0,0,0,0,Normal",
+    ],
+)
 def test_parse_errors_are_chrony_errors(text: str) -> None:
     with pytest.raises(ChronyError):
         parse_report(text)
@@ -189,8 +205,15 @@ def test_advertised_at_once_on_start_then_withdrawn_at_once_then_back_after_two(
 
 def test_ntp_spec_txt_srv_and_nts() -> None:
     t, _ = report("synced")
-    server = ChronyServer("router2", ("10.10.0.254", 323), {"trusted": ("10.10.0.254",)},
-                          "router2", priority=1, weight=5, nts=True)
+    server = ChronyServer(
+        "router2",
+        ("10.10.0.254", 323),
+        {"trusted": ("10.10.0.254",)},
+        "router2",
+        priority=1,
+        weight=5,
+        nts=True,
+    )
     spec = ntp_spec(server, t, ("10.10.0.254",))
     ntp, nts = spec.services
     assert (ntp.stype, ntp.port, ntp.priority, ntp.weight) == ("_ntp._udp", 123, 1, 5)
@@ -210,15 +233,16 @@ def test_ntp_spec_txt_srv_and_nts() -> None:
 def test_server_addresses_own_or_configured() -> None:
     own = {"trusted": ("10.10.0.1", "fd00:10::1", "fe80::1", "169.254.3.3")}
     assert server_addresses(SERVER, "trusted", lambda v: own.get(v, ())) == (
-        "10.10.0.1", "fd00:10::1")
+        "10.10.0.1",
+        "fd00:10::1",
+    )
     remote = ChronyServer("r2", ("10.10.0.254", 323), {"trusted": ("10.10.0.254",)})
     assert server_addresses(remote, "trusted", lambda v: own[v]) == ("10.10.0.254",)
     assert server_addresses(remote, "iot", lambda v: ()) == ()
 
 
 def test_chronyc_argv() -> None:
-    assert chronyc_argv(("127.0.0.1", 323))[:6] == ["chronyc", "-c", "-n", "-h", "127.0.0.1",
-                                                     "-p"]
+    assert chronyc_argv(("127.0.0.1", 323))[:6] == ["chronyc", "-c", "-n", "-h", "127.0.0.1", "-p"]
     argv = chronyc_argv("/run/chrony/chronyd.sock")
     assert argv[3:5] == ["-h", "/run/chrony/chronyd.sock"] and "-p" not in argv
     assert argv[-2:] == ["tracking", "sources"]
@@ -228,16 +252,31 @@ def test_chronyc_argv() -> None:
 
 
 def _config(chrony: dict[str, Any]) -> cfgmod.Config:
-    return cfgmod.from_dict({
-        "vlans": {"trusted": {"interface": "br10"}, "iot": {"interface": "br20"}},
-        "http": {"listen": None}, "chrony": chrony}, "test.yaml")
+    return cfgmod.from_dict(
+        {
+            "vlans": {"trusted": {"interface": "br10"}, "iot": {"interface": "br20"}},
+            "http": {"listen": None},
+            "chrony": chrony,
+        },
+        "test.yaml",
+    )
 
 
 def test_config_as_in_the_issue() -> None:
-    c = _config({"servers": [
-        {"name": "router", "control": "127.0.0.1:323"},
-        {"name": "router2", "control": "10.10.0.254:323", "addresses": {"trusted": "10.10.0.254"}}],
-        "max_offset_seconds": 0.010, "vlans": ["*"]}).chrony
+    c = _config(
+        {
+            "servers": [
+                {"name": "router", "control": "127.0.0.1:323"},
+                {
+                    "name": "router2",
+                    "control": "10.10.0.254:323",
+                    "addresses": {"trusted": "10.10.0.254"},
+                },
+            ],
+            "max_offset_seconds": 0.010,
+            "vlans": ["*"],
+        }
+    ).chrony
     assert c is not None
     assert [s.name for s in c.servers] == ["router", "router2"]
     assert [s.priority for s in c.servers] == [0, 1]
@@ -245,28 +284,44 @@ def test_config_as_in_the_issue() -> None:
     assert c.vlans == ("trusted", "iot") and c.max_offset_seconds == 0.010
 
 
-@pytest.mark.parametrize(("control", "want"), [
-    ("127.0.0.1", ("127.0.0.1", 323)), ("[::1]", ("::1", 323)), ("::1", ("::1", 323)),
-    ("[::1]:3230", ("::1", 3230)), ("/run/chrony/chronyd.sock", "/run/chrony/chronyd.sock")])
+@pytest.mark.parametrize(
+    ("control", "want"),
+    [
+        ("127.0.0.1", ("127.0.0.1", 323)),
+        ("[::1]", ("::1", 323)),
+        ("::1", ("::1", 323)),
+        ("[::1]:3230", ("::1", 3230)),
+        ("/run/chrony/chronyd.sock", "/run/chrony/chronyd.sock"),
+    ],
+)
 def test_config_control_forms(control: str, want: object) -> None:
     c = _config({"servers": [{"name": "router", "control": control}]}).chrony
     assert c is not None and c.servers[0].control == want
 
 
-@pytest.mark.parametrize(("chrony", "key"), [
-    ({"servers": []}, "chrony.servers"),
-    ({"servers": [{"name": "router"}]}, "chrony.servers[0].control"),
-    ({"servers": [{"name": "Router!", "control": "127.0.0.1"}]}, "chrony.servers[0].name"),
-    ({"servers": [{"name": "a", "control": "x.y"}]}, "chrony.servers[0].control"),
-    ({"servers": [{"name": "a", "control": "127.0.0.1", "adresses": {}}]},
-     "chrony.servers[0].adresses"),
-    ({"servers": [{"name": "a", "control": "127.0.0.1", "addresses": {"lab": "1.2.3.4"}}]},
-     "chrony.servers[0].addresses.lab"),
-    ({"servers": [{"name": "a", "control": "127.0.0.1"}], "vlans": ["nope"]}, "chrony.vlans"),
-    ({"servers": [{"name": "a", "control": "127.0.0.1"}], "max_offset_seconds": -1},
-     "chrony.max_offset_seconds"),
-    ({"servers": [{"name": "a", "control": "127.0.0.1"}], "extra": 1}, "chrony.extra"),
-])
+@pytest.mark.parametrize(
+    ("chrony", "key"),
+    [
+        ({"servers": []}, "chrony.servers"),
+        ({"servers": [{"name": "router"}]}, "chrony.servers[0].control"),
+        ({"servers": [{"name": "Router!", "control": "127.0.0.1"}]}, "chrony.servers[0].name"),
+        ({"servers": [{"name": "a", "control": "x.y"}]}, "chrony.servers[0].control"),
+        (
+            {"servers": [{"name": "a", "control": "127.0.0.1", "adresses": {}}]},
+            "chrony.servers[0].adresses",
+        ),
+        (
+            {"servers": [{"name": "a", "control": "127.0.0.1", "addresses": {"lab": "1.2.3.4"}}]},
+            "chrony.servers[0].addresses.lab",
+        ),
+        ({"servers": [{"name": "a", "control": "127.0.0.1"}], "vlans": ["nope"]}, "chrony.vlans"),
+        (
+            {"servers": [{"name": "a", "control": "127.0.0.1"}], "max_offset_seconds": -1},
+            "chrony.max_offset_seconds",
+        ),
+        ({"servers": [{"name": "a", "control": "127.0.0.1"}], "extra": 1}, "chrony.extra"),
+    ],
+)
 def test_config_errors_name_file_key_and_fix(chrony: dict[str, Any], key: str) -> None:
     with pytest.raises(cfgmod.ConfigError) as err:
         _config(chrony)
@@ -291,16 +346,32 @@ class Canned:
 
 
 def _link(vlan: str, n: int, index: int) -> Link:
-    return Link(vlan, f"br{n}", index, True,
-                (ipaddress.ip_network(f"10.{n}.0.0/24"), ipaddress.ip_network(f"fd00:{n}::/64")),
-                (f"10.{n}.0.1", f"fd00:{n}::1", "fe80::1"), True, True)
+    return Link(
+        vlan,
+        f"br{n}",
+        index,
+        True,
+        (ipaddress.ip_network(f"10.{n}.0.0/24"), ipaddress.ip_network(f"fd00:{n}::/64")),
+        (f"10.{n}.0.1", f"fd00:{n}::1", "fe80::1"),
+        True,
+        True,
+    )
 
 
 def _gateway() -> tuple[Gateway, ChronyService, Canned, list[tuple[bytes, int, int, object]]]:
-    c = _config({"servers": [
-        {"name": "router", "control": "127.0.0.1:323"},
-        {"name": "router2", "control": "10.10.0.254", "addresses": {"trusted": "10.10.0.254"},
-         "nts": True}]})
+    c = _config(
+        {
+            "servers": [
+                {"name": "router", "control": "127.0.0.1:323"},
+                {
+                    "name": "router2",
+                    "control": "10.10.0.254",
+                    "addresses": {"trusted": "10.10.0.254"},
+                    "nts": True,
+                },
+            ]
+        }
+    )
     gw = Gateway(c)
     gw.links.by_vlan = {"trusted": _link("trusted", 10, 7), "iot": _link("iot", 20, 8)}
     gw.links.by_index = {link.ifindex: link for link in gw.links.by_vlan.values()}
@@ -346,24 +417,29 @@ def test_service_publishes_withdraws_and_restores() -> None:
         assert svc.advertised_on("router2") == ["trusted"]
         # DNS: the service, the alias, the reverse PTR, in each VLAN's own domain
         assert _answer(gw, "trusted", "_ntp._udp.trusted.home.arpa.", PTR) == [
-            "router._ntp._udp.trusted.home.arpa.", "router2._ntp._udp.trusted.home.arpa."]
+            "router._ntp._udp.trusted.home.arpa.",
+            "router2._ntp._udp.trusted.home.arpa.",
+        ]
         assert _answer(gw, "trusted", "router._ntp._udp.trusted.home.arpa.", SRV) == [
-            "0 0 123 router.trusted.home.arpa."]
+            "0 0 123 router.trusted.home.arpa."
+        ]
         assert _answer(gw, "trusted", "router2._ntp._udp.trusted.home.arpa.", SRV) == [
-            "1 0 123 router2.trusted.home.arpa."]
+            "1 0 123 router2.trusted.home.arpa."
+        ]
         assert _answer(gw, "trusted", "router2._ntske._tcp.trusted.home.arpa.", SRV) == [
-            "1 0 4460 router2.trusted.home.arpa."]
+            "1 0 4460 router2.trusted.home.arpa."
+        ]
         txt = _answer(gw, "trusted", "router._ntp._udp.trusted.home.arpa.", TXT)
         assert txt == ['"txtvers=1" "stratum=9" "leap=normal"']
-        assert _answer(gw, "trusted", "ntp.trusted.home.arpa.", A) == ["10.10.0.1",
-                                                                       "10.10.0.254"]
+        assert _answer(gw, "trusted", "ntp.trusted.home.arpa.", A) == ["10.10.0.1", "10.10.0.254"]
         assert _answer(gw, "trusted", "ntp.trusted.home.arpa.", AAAA) == ["fd00:10::1"]
         assert _answer(gw, "iot", "ntp.iot.home.arpa.", A) == ["10.20.0.1"]
         assert _answer(gw, "iot", "router.iot.home.arpa.", A) == ["10.20.0.1"]
-        assert _answer(gw, "trusted", "1.0.10.10.in-addr.arpa.", PTR) == [
-            "ntp.trusted.home.arpa."]
+        assert _answer(gw, "trusted", "1.0.10.10.in-addr.arpa.", PTR) == ["ntp.trusted.home.arpa."]
         assert _answer(gw, "trusted", "_services._dns-sd._udp.trusted.home.arpa.", PTR) == [
-            "_ntp._udp.trusted.home.arpa.", "_ntske._tcp.trusted.home.arpa."]
+            "_ntp._udp.trusted.home.arpa.",
+            "_ntske._tcp.trusted.home.arpa.",
+        ]
         assert _answer(gw, "iot", "router2._ntp._udp.iot.home.arpa.", SRV) == []
         # mDNS: probing, then announcements on both VLANs and both families (the shell's
         # timer runs on this loop)
@@ -384,12 +460,15 @@ def test_service_publishes_withdraws_and_restores() -> None:
         assert ("router._ntp._udp.local.", SRV) in bye and ("router.local.", A) in bye
         assert ("_services._dns-sd._udp.local.", PTR) in bye  # iot had only router
         assert _answer(gw, "trusted", "_ntp._udp.trusted.home.arpa.", PTR) == [
-            "router2._ntp._udp.trusted.home.arpa."]
+            "router2._ntp._udp.trusted.home.arpa."
+        ]
         assert _answer(gw, "trusted", "ntp.trusted.home.arpa.", A) == ["10.10.0.254"]
         assert _answer(gw, "iot", "ntp.iot.home.arpa.", A) == []
         assert _answer(gw, "trusted", "1.0.10.10.in-addr.arpa.", PTR) == []
         assert _answer(gw, "trusted", "_services._dns-sd._udp.trusted.home.arpa.", PTR) == [
-            "_ntp._udp.trusted.home.arpa.", "_ntske._tcp.trusted.home.arpa."]
+            "_ntp._udp.trusted.home.arpa.",
+            "_ntske._tcp.trusted.home.arpa.",
+        ]
 
         # chronyd stops answering altogether: still withdrawn
         canned.answers[("127.0.0.1", 323)] = None
@@ -407,9 +486,11 @@ def test_service_publishes_withdraws_and_restores() -> None:
         registry = CollectorRegistry(auto_describe=False)
         for collector in gw.extra_collectors:
             registry.register(collector)
-        samples = {(x.name, tuple(sorted(x.labels.items()))): x.value
-                   for fam in text_string_to_metric_families(generate_latest(registry).decode())
-                   for x in fam.samples}
+        samples = {
+            (x.name, tuple(sorted(x.labels.items()))): x.value
+            for fam in text_string_to_metric_families(generate_latest(registry).decode())
+            for x in fam.samples
+        }
 
         def metric(name: str, **labels: str) -> float:
             return samples[(f"mdns_gateway_chrony_{name}", tuple(sorted(labels.items())))]
@@ -426,8 +507,9 @@ def test_service_publishes_withdraws_and_restores() -> None:
         assert metric("root_delay_seconds", server="router") == pytest.approx(8.457e-6)
         assert metric("root_dispersion_seconds", server="router") == pytest.approx(8.02e-7)
         assert metric("source_reachability_ratio", server="router", source="10.99.0.2") == 1.0
-        assert metric("source_offset_seconds", server="router", source="10.99.0.2") == \
-            pytest.approx(4.79e-7)
+        assert metric(
+            "source_offset_seconds", server="router", source="10.99.0.2"
+        ) == pytest.approx(4.79e-7)
         assert metric("source_selected", server="router", source="10.99.0.2") == 1.0
         assert metric("withdrawals_total") == 1.0
         assert metric("polls_total", server="router", outcome="failed") == 1.0
@@ -454,14 +536,15 @@ def test_service_follows_a_rename_on_conflict() -> None:
         # another host on trusted claims router.local while we probe
         import dns.rdtypes.IN.A
 
-        other = wire.Record(N("router.local."), A, 120,
-                            dns.rdtypes.IN.A.A(1, A, "10.10.0.77"), 1, True)
+        other = wire.Record(
+            N("router.local."), A, 120, dns.rdtypes.IN.A.A(1, A, "10.10.0.77"), 1, True
+        )
         pkt = wire.Packet(0, wire.FLAG_QR | wire.FLAG_AA, [], [other])
-        svc.shell.on_packet("trusted", pkt, wire.encode(pkt), "10.10.0.77", 5353,
-                            socket.AF_INET)
+        svc.shell.on_packet("trusted", pkt, wire.encode(pkt), "10.10.0.77", 5353, socket.AF_INET)
         assert svc.responder.labels("trusted", "ntp:router") == ("router-2", ["router"])
         assert _answer(gw, "trusted", "router._ntp._udp.trusted.home.arpa.", SRV) == [
-            "0 0 123 router-2.trusted.home.arpa."]
+            "0 0 123 router-2.trusted.home.arpa."
+        ]
         assert _answer(gw, "trusted", "router-2.trusted.home.arpa.", A) == ["10.10.0.1"]
         assert svc.responder.labels("iot", "ntp:router") == ("router", ["router"])
         await svc.stop()

@@ -48,16 +48,18 @@ def run_main(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, 
     return rc, out, err
 
 
-def run_module(*argv: str, cwd: Path | None = None, ns: str | None = None,
-               exe: list[str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_module(
+    *argv: str, cwd: Path | None = None, ns: str | None = None, exe: list[str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """``python -m bridge *argv`` (or ``exe *argv``) as a process, optionally in netns ``ns``."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     cmd = (exe or [sys.executable, "-m", "bridge"]) + list(argv)
     if ns is not None:
         cmd = ["ip", "netns", "exec", ns, *cmd]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=cwd or ROOT,
-                          env=env, check=False)
+    return subprocess.run(
+        cmd, capture_output=True, text=True, timeout=60, cwd=cwd or ROOT, env=env, check=False
+    )
 
 
 def write_config(directory: Path, name: str = "gateway.yaml", **extra: Any) -> Path:
@@ -114,17 +116,21 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert rc == 0 and out.strip() == f"mdns-gateway {__version__}"
 
 
-@pytest.mark.parametrize("argv,needle", [
-    ([], "the following arguments are required: COMMAND"),
-    (["check", "--bogus"], "unrecognized arguments: --bogus"),
-    (["reload"], "invalid choice: 'reload'"),
-    (["explain", "--view", "trusted", "_ipp._tcp"], "required: --vlan"),
-    (["explain", "--view", "trusted", "--vlan", "iot"], "required: service"),
-    (["check", "--log-level", "loud"], "invalid choice: 'loud'"),
-    (["dhcp-options", "--format", "isc"], "invalid choice: 'isc'"),
-])
-def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str],
-                             needle: str) -> None:
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        ([], "the following arguments are required: COMMAND"),
+        (["check", "--bogus"], "unrecognized arguments: --bogus"),
+        (["reload"], "invalid choice: 'reload'"),
+        (["explain", "--view", "trusted", "_ipp._tcp"], "required: --vlan"),
+        (["explain", "--view", "trusted", "--vlan", "iot"], "required: service"),
+        (["check", "--log-level", "loud"], "invalid choice: 'loud'"),
+        (["dhcp-options", "--format", "isc"], "invalid choice: 'isc'"),
+    ],
+)
+def test_usage_errors_exit_2(
+    capsys: pytest.CaptureFixture[str], argv: list[str], needle: str
+) -> None:
     rc, out, err = run_main(capsys, *argv)
     assert rc == cli.EXIT_USAGE == 2
     assert needle in err and err.startswith("usage: mdns-gateway") and out == ""
@@ -134,8 +140,7 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str]
 # check: good
 
 
-def test_check_config_with_example_policies(capsys: pytest.CaptureFixture[str],
-                                            home: Path) -> None:
+def test_check_config_with_example_policies(capsys: pytest.CaptureFixture[str], home: Path) -> None:
     n = documents(*(home.parent / "policies").iterdir())
     assert n == 5
     rc, out, err = run_main(capsys, "check", "--config", str(home))
@@ -159,8 +164,7 @@ def test_check_without_policies(capsys: pytest.CaptureFixture[str], tmp_path: Pa
     assert out == f"{cfg}: OK: 3 VLAN(s) (trusted, iot, guest), 0 policy resource(s)\n"
 
 
-def test_check_relative_policies_dir_is_relative_to_the_config(home: Path,
-                                                               tmp_path: Path) -> None:
+def test_check_relative_policies_dir_is_relative_to_the_config(home: Path, tmp_path: Path) -> None:
     elsewhere = tmp_path / "cwd"
     elsewhere.mkdir()
     res = run_module("check", "--config", str(home), cwd=elsewhere)
@@ -173,35 +177,67 @@ def test_check_relative_policies_dir_is_relative_to_the_config(home: Path,
 
 
 BAD_CONFIGS = [
-    ("unknown top-level key", "vlans: {trusted: {interface: br10}}\npolices: ./p\n",
-     "polices: unknown key", "fix: use one of cache, chrony, dns, http, policies"),
+    (
+        "unknown top-level key",
+        "vlans: {trusted: {interface: br10}}\npolices: ./p\n",
+        "polices: unknown key",
+        "fix: use one of cache, chrony, dns, http, policies",
+    ),
     ("no VLANs", "dns: {}\n", "vlans: missing or empty", "fix: add e.g. 'vlans:"),
-    ("VLAN without interface", "vlans: {trusted: {domain: t.home.arpa.}}\n",
-     "vlans.trusted.interface: missing or not an interface name", "fix: e.g. 'interface: br10'"),
-    ("interface twice", "vlans: {a: {interface: br10}, b: {interface: br10}}\n",
-     "vlans.b.interface: br10 is already VLAN a's interface",
-     "fix: give each VLAN its own interface"),
-    ("domain under local.", "vlans: {trusted: {interface: br10, domain: trusted.local.}}\n",
-     "vlans.trusted.domain: must not be under local.", "fix: use a home.arpa. name"),
-    ("listener twice",
-     "vlans: {trusted: {interface: br10}}\n"
-     "dns: {listen: ['127.0.0.1:5300'], view_listeners: {trusted: ['127.0.0.1:5300']}}\n",
-     "dns: 127.0.0.1:5300 is listed more than once", "fix: give each listener its own port"),
-    ("view of an unknown VLAN",
-     "vlans: {trusted: {interface: br10}}\ndns: {view_listeners: {trustd: ['127.0.0.1:5310']}}\n",
-     "dns.view_listeners.trustd: not a configured VLAN", "fix: use one of trusted or '*'"),
-    ("port out of range", "vlans: {trusted: {interface: br10}}\ndns: {listen: ['127.0.0.1:0x']}\n",
-     "dns.listen[0]:", "fix:"),
-    ("bad YAML", "vlans: {trusted: {interface: br10}\n", "line 2 column 1: not valid YAML",
-     "fix: correct the syntax"),
+    (
+        "VLAN without interface",
+        "vlans: {trusted: {domain: t.home.arpa.}}\n",
+        "vlans.trusted.interface: missing or not an interface name",
+        "fix: e.g. 'interface: br10'",
+    ),
+    (
+        "interface twice",
+        "vlans: {a: {interface: br10}, b: {interface: br10}}\n",
+        "vlans.b.interface: br10 is already VLAN a's interface",
+        "fix: give each VLAN its own interface",
+    ),
+    (
+        "domain under local.",
+        "vlans: {trusted: {interface: br10, domain: trusted.local.}}\n",
+        "vlans.trusted.domain: must not be under local.",
+        "fix: use a home.arpa. name",
+    ),
+    (
+        "listener twice",
+        "vlans: {trusted: {interface: br10}}\n"
+        "dns: {listen: ['127.0.0.1:5300'], view_listeners: {trusted: ['127.0.0.1:5300']}}\n",
+        "dns: 127.0.0.1:5300 is listed more than once",
+        "fix: give each listener its own port",
+    ),
+    (
+        "view of an unknown VLAN",
+        "vlans: {trusted: {interface: br10}}\n"
+        "dns: {view_listeners: {trustd: ['127.0.0.1:5310']}}\n",
+        "dns.view_listeners.trustd: not a configured VLAN",
+        "fix: use one of trusted or '*'",
+    ),
+    (
+        "port out of range",
+        "vlans: {trusted: {interface: br10}}\ndns: {listen: ['127.0.0.1:0x']}\n",
+        "dns.listen[0]:",
+        "fix:",
+    ),
+    (
+        "bad YAML",
+        "vlans: {trusted: {interface: br10}\n",
+        "line 2 column 1: not valid YAML",
+        "fix: correct the syntax",
+    ),
     ("not a mapping", "- vlans\n", "top level: expected a mapping", "fix: start with 'vlans:'"),
 ]
 
 
-@pytest.mark.parametrize("text,key,fix", [c[1:] for c in BAD_CONFIGS],
-                         ids=[c[0] for c in BAD_CONFIGS])
-def test_check_bad_config(capsys: pytest.CaptureFixture[str], tmp_path: Path, text: str,
-                          key: str, fix: str) -> None:
+@pytest.mark.parametrize(
+    "text,key,fix", [c[1:] for c in BAD_CONFIGS], ids=[c[0] for c in BAD_CONFIGS]
+)
+def test_check_bad_config(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, text: str, key: str, fix: str
+) -> None:
     cfg = tmp_path / "gateway.yaml"
     cfg.write_text(text)
     rc, out, err = run_main(capsys, "check", "--config", str(cfg))
@@ -212,11 +248,14 @@ def test_check_bad_config(capsys: pytest.CaptureFixture[str], tmp_path: Path, te
     assert line.startswith(f"{cfg}: ") and fix in line, line
 
 
-def test_check_reports_every_problem_at_once(capsys: pytest.CaptureFixture[str],
-                                             tmp_path: Path) -> None:
+def test_check_reports_every_problem_at_once(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     cfg = tmp_path / "gateway.yaml"
-    cfg.write_text("vlans: {trusted: {interface: br10, colour: blue}}\nfoo: 1\n"
-                   "dns: {listen: ['127.0.0.1:5300', '127.0.0.1:5300']}\n")
+    cfg.write_text(
+        "vlans: {trusted: {interface: br10, colour: blue}}\nfoo: 1\n"
+        "dns: {listen: ['127.0.0.1:5300', '127.0.0.1:5300']}\n"
+    )
     rc, _, err = run_main(capsys, "check", "--config", str(cfg))
     assert rc == 1
     problems = err.splitlines()[1:]
@@ -228,17 +267,17 @@ def test_check_missing_config_file(capsys: pytest.CaptureFixture[str], tmp_path:
     missing = tmp_path / "nope.yaml"
     rc, _, err = run_main(capsys, "check", "--config", str(missing))
     assert rc == 1
-    assert f"{missing}: cannot read: No such file or directory; fix: check the --config path" \
-        in err
+    assert f"{missing}: cannot read: No such file or directory; fix: check the --config path" in err
 
 
-def test_check_policies_not_a_directory(capsys: pytest.CaptureFixture[str],
-                                        tmp_path: Path) -> None:
+def test_check_policies_not_a_directory(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     cfg = write_config(tmp_path, policies="missing-dir")
     rc, out, err = run_main(capsys, "check", "--config", str(cfg))
     assert rc == 1 and out == ""
-    assert f"{cfg}: policies: {tmp_path / 'missing-dir'} is not a directory; fix: create it " \
+    assert (
+        f"{cfg}: policies: {tmp_path / 'missing-dir'} is not a directory; fix: create it "
         "or remove the key" in err
+    )
 
 
 def test_run_refuses_an_invalid_config(tmp_path: Path) -> None:
@@ -255,51 +294,91 @@ def test_run_refuses_an_invalid_config(tmp_path: Path) -> None:
 
 
 def policy(name: str, spec: str) -> str:
-    return (f"apiVersion: mdnsgateway.io/v1alpha1\nkind: ServicePolicy\n"
-            f"metadata: {{name: {name}}}\nspec: {spec}\n")
+    return (
+        f"apiVersion: mdnsgateway.io/v1alpha1\nkind: ServicePolicy\n"
+        f"metadata: {{name: {name}}}\nspec: {spec}\n"
+    )
 
 
 GOOD = policy("fine", "{from: [iot], to: [guest], services: [_hap._tcp]}")
 BAD_POLICIES = [
-    ("unknown VLAN", GOOD + "---\n" + policy("typo", "{from: [iot], to: [gust], services: ['*']}"),
-     "document 2 (typo): spec.to[0]: unknown VLAN 'gust'", "did you mean 'guest'"),
-    ("unknown field", policy("a", "{from: [iot], to: [guest], service: [_ipp._tcp]}"),
-     "document 1 (a): spec.service: unknown field 'service'", "fix: did you mean 'services'?"),
-    ("missing field", policy("a", "{from: [iot], to: [guest]}"),
-     "document 1 (a): spec.services: required field is missing", "fix: add a list of service"),
-    ("not a service type", policy("a", "{from: [iot], to: [guest], services: [ipp]}"),
-     "document 1 (a): spec.services[0]: 'ipp' is not a service type",
-     "fix: write a DNS-SD service type such as '_ipp._tcp'"),
-    ("bad action", policy("a", "{from: [iot], to: [guest], services: ['*'], action: block}"),
-     "document 1 (a): spec.action: string 'block' is not one of allow, deny",
-     "fix: write 'allow' or 'deny'"),
-    ("reflect on a deny",
-     policy("a", "{from: [iot], to: [guest], services: ['*'], action: deny, reflect: true}"),
-     "document 1 (a): spec.reflect:", "fix: remove 'reflect' or make the policy 'action: allow'"),
-    ("empty glob list",
-     policy("a", "{from: [iot], to: [guest], services: ['*'], instances: {allow: []}}"),
-     "document 1 (a): spec.instances.allow: is empty", "fix: e.g. [\"*\"]"),
-    ("name taken by another file",
-     policy("home-iot-never-sees-trusted", "{from: [iot], to: [guest], services: ['*']}"),
-     "document 1 (home-iot-never-sees-trusted): metadata.name: 'home-iot-never-sees-trusted' is "
-     "already used by home-iot-never-sees-trusted", "fix: give every policy a unique name"),
-    ("not a DNS-1123 name", policy("Bad_Name", "{from: [iot], to: [guest], services: ['*']}"),
-     "document 1 (Bad_Name): metadata.name: 'Bad_Name' is not a DNS-1123 name",
-     "fix: use lower-case letters"),
-    ("wrong apiVersion", GOOD.replace("v1alpha1", "v1"),
-     "document 1 (fine): apiVersion: unsupported string 'mdnsgateway.io/v1'",
-     "fix: use 'mdnsgateway.io/v1alpha1'"),
-    ("bare * (a YAML alias)",
-     "apiVersion: mdnsgateway.io/v1alpha1\nkind: ServicePolicy\nmetadata: {name: a}\n"
-     "spec:\n  from: [iot]\n  to: [guest]\n  services: [*]\n",
-     "document 1 (unnamed): line 7 column 15: invalid YAML", "fix: check indentation, quoting"),
+    (
+        "unknown VLAN",
+        GOOD + "---\n" + policy("typo", "{from: [iot], to: [gust], services: ['*']}"),
+        "document 2 (typo): spec.to[0]: unknown VLAN 'gust'",
+        "did you mean 'guest'",
+    ),
+    (
+        "unknown field",
+        policy("a", "{from: [iot], to: [guest], service: [_ipp._tcp]}"),
+        "document 1 (a): spec.service: unknown field 'service'",
+        "fix: did you mean 'services'?",
+    ),
+    (
+        "missing field",
+        policy("a", "{from: [iot], to: [guest]}"),
+        "document 1 (a): spec.services: required field is missing",
+        "fix: add a list of service",
+    ),
+    (
+        "not a service type",
+        policy("a", "{from: [iot], to: [guest], services: [ipp]}"),
+        "document 1 (a): spec.services[0]: 'ipp' is not a service type",
+        "fix: write a DNS-SD service type such as '_ipp._tcp'",
+    ),
+    (
+        "bad action",
+        policy("a", "{from: [iot], to: [guest], services: ['*'], action: block}"),
+        "document 1 (a): spec.action: string 'block' is not one of allow, deny",
+        "fix: write 'allow' or 'deny'",
+    ),
+    (
+        "reflect on a deny",
+        policy("a", "{from: [iot], to: [guest], services: ['*'], action: deny, reflect: true}"),
+        "document 1 (a): spec.reflect:",
+        "fix: remove 'reflect' or make the policy 'action: allow'",
+    ),
+    (
+        "empty glob list",
+        policy("a", "{from: [iot], to: [guest], services: ['*'], instances: {allow: []}}"),
+        "document 1 (a): spec.instances.allow: is empty",
+        'fix: e.g. ["*"]',
+    ),
+    (
+        "name taken by another file",
+        policy("home-iot-never-sees-trusted", "{from: [iot], to: [guest], services: ['*']}"),
+        "document 1 (home-iot-never-sees-trusted): metadata.name: 'home-iot-never-sees-trusted' is "
+        "already used by home-iot-never-sees-trusted",
+        "fix: give every policy a unique name",
+    ),
+    (
+        "not a DNS-1123 name",
+        policy("Bad_Name", "{from: [iot], to: [guest], services: ['*']}"),
+        "document 1 (Bad_Name): metadata.name: 'Bad_Name' is not a DNS-1123 name",
+        "fix: use lower-case letters",
+    ),
+    (
+        "wrong apiVersion",
+        GOOD.replace("v1alpha1", "v1"),
+        "document 1 (fine): apiVersion: unsupported string 'mdnsgateway.io/v1'",
+        "fix: use 'mdnsgateway.io/v1alpha1'",
+    ),
+    (
+        "bare * (a YAML alias)",
+        "apiVersion: mdnsgateway.io/v1alpha1\nkind: ServicePolicy\nmetadata: {name: a}\n"
+        "spec:\n  from: [iot]\n  to: [guest]\n  services: [*]\n",
+        "document 1 (unnamed): line 7 column 15: invalid YAML",
+        "fix: check indentation, quoting",
+    ),
 ]
 
 
-@pytest.mark.parametrize("text,where,fix", [c[1:] for c in BAD_POLICIES],
-                         ids=[c[0] for c in BAD_POLICIES])
-def test_check_bad_policies(capsys: pytest.CaptureFixture[str], home: Path, text: str,
-                            where: str, fix: str) -> None:
+@pytest.mark.parametrize(
+    "text,where,fix", [c[1:] for c in BAD_POLICIES], ids=[c[0] for c in BAD_POLICIES]
+)
+def test_check_bad_policies(
+    capsys: pytest.CaptureFixture[str], home: Path, text: str, where: str, fix: str
+) -> None:
     bad = home.parent / "policies" / "zz-local.yaml"
     bad.write_text(text)
     rc, out, err = run_main(capsys, "check", "--config", str(home))
@@ -309,8 +388,9 @@ def test_check_bad_policies(capsys: pytest.CaptureFixture[str], home: Path, text
     assert line is not None, err
     assert line.startswith(f"{bad}: {where}") and fix in line, line
     # explain refuses to explain with a policy set the gateway would reject
-    rc, out, err2 = run_main(capsys, "explain", "-c", str(home), "--view", "trusted", "--vlan",
-                             "iot", "_ipp._tcp")
+    rc, out, err2 = run_main(
+        capsys, "explain", "-c", str(home), "--view", "trusted", "--vlan", "iot", "_ipp._tcp"
+    )
     assert rc == 1 and out == "" and line in err2
 
 
@@ -320,51 +400,108 @@ def test_check_bad_policies(capsys: pytest.CaptureFixture[str], home: Path, text
 
 EXPLAIN = [
     # view, VLAN, service, verdict, lines that must appear (file names relative to policies/)
-    ("trusted", "iot", "guest-tv._googlecast._tcp", "no", [
-        "denied by policy hide-guest-devices-from-trusted (deny-examples.yaml, document 2)",
-        "a deny wins over every allow",
-        "would be allowed by policy home-media-and-printers-for-trusted (home-basic.yaml, "
-        "document 1)",
-    ]),
-    ("trusted", "iot", "Guest Printer._ipp._tcp", "yes", [
-        "allowed by policy home-media-and-printers-for-trusted (home-basic.yaml, document 1)",
-        "policy hide-guest-devices-from-trusted (deny-examples.yaml, document 2) does not apply:"
-        " instance 'Guest Printer' matches instances.deny glob '*Guest Printer*'",
-    ]),
-    ("guest", "iot", "_ipp._tcp", "yes", [
-        "allowed by policy home-guest-printer-for-guests (home-basic.yaml, document 2)",
-        "instances.allow ['Guest Printer*'] (only the instances these select)",
-    ]),
-    ("guest", "iot", "IoT Printer._ipp._tcp", "no", [
-        "not allowed: no allow policy applies",
-        "policy home-guest-printer-for-guests (home-basic.yaml, document 2) does not apply: "
-        "instance 'IoT Printer' matches no glob of instances.allow ['Guest Printer*']",
-    ]),
-    ("iot", "trusted", "_ipp._tcp", "no", [
-        "denied by policy home-iot-never-sees-trusted (home-basic.yaml, document 3)",
-    ]),
-    ("guest", "trusted", "Office._smb._tcp", "no", [
-        "denied by policy guest-never-sees-trusted (deny-examples.yaml, document 1)",
-    ]),
+    (
+        "trusted",
+        "iot",
+        "guest-tv._googlecast._tcp",
+        "no",
+        [
+            "denied by policy hide-guest-devices-from-trusted (deny-examples.yaml, document 2)",
+            "a deny wins over every allow",
+            "would be allowed by policy home-media-and-printers-for-trusted (home-basic.yaml, "
+            "document 1)",
+        ],
+    ),
+    (
+        "trusted",
+        "iot",
+        "Guest Printer._ipp._tcp",
+        "yes",
+        [
+            "allowed by policy home-media-and-printers-for-trusted (home-basic.yaml, document 1)",
+            "policy hide-guest-devices-from-trusted (deny-examples.yaml, document 2)"
+            " does not apply:"
+            " instance 'Guest Printer' matches instances.deny glob '*Guest Printer*'",
+        ],
+    ),
+    (
+        "guest",
+        "iot",
+        "_ipp._tcp",
+        "yes",
+        [
+            "allowed by policy home-guest-printer-for-guests (home-basic.yaml, document 2)",
+            "instances.allow ['Guest Printer*'] (only the instances these select)",
+        ],
+    ),
+    (
+        "guest",
+        "iot",
+        "IoT Printer._ipp._tcp",
+        "no",
+        [
+            "not allowed: no allow policy applies",
+            "policy home-guest-printer-for-guests (home-basic.yaml, document 2) does not apply: "
+            "instance 'IoT Printer' matches no glob of instances.allow ['Guest Printer*']",
+        ],
+    ),
+    (
+        "iot",
+        "trusted",
+        "_ipp._tcp",
+        "no",
+        [
+            "denied by policy home-iot-never-sees-trusted (home-basic.yaml, document 3)",
+        ],
+    ),
+    (
+        "guest",
+        "trusted",
+        "Office._smb._tcp",
+        "no",
+        [
+            "denied by policy guest-never-sees-trusted (deny-examples.yaml, document 1)",
+        ],
+    ),
     ("iot", "iot", "_hap._tcp", "yes", ["own VLAN: a VLAN sees its own services by default"]),
-    ("guest", "iot", "_hap._tcp", "no", [
-        "policy home-guest-printer-for-guests (home-basic.yaml, document 2) does not apply: "
-        "services [_ipp._tcp, _ipps._tcp] do not include _hap._tcp",
-    ]),
-    ("iot", "guest", "_airplay._tcp", "no", [
-        "no policy has guest (or *) in from and iot (or *) in to",
-    ]),
+    (
+        "guest",
+        "iot",
+        "_hap._tcp",
+        "no",
+        [
+            "policy home-guest-printer-for-guests (home-basic.yaml, document 2) does not apply: "
+            "services [_ipp._tcp, _ipps._tcp] do not include _hap._tcp",
+        ],
+    ),
+    (
+        "iot",
+        "guest",
+        "_airplay._tcp",
+        "no",
+        [
+            "no policy has guest (or *) in from and iot (or *) in to",
+        ],
+    ),
     ("*", "iot", "_hap._tcp", "yes", ["the router's own view (*) sees every VLAN"]),
 ]
 
 
-@pytest.mark.parametrize("view,vlan,service,verdict,lines", EXPLAIN,
-                         ids=[f"{e[0]}<-{e[1]}:{e[2]}" for e in EXPLAIN])
-def test_explain_names_the_deciding_policy(capsys: pytest.CaptureFixture[str], home: Path,
-                                           view: str, vlan: str, service: str, verdict: str,
-                                           lines: list[str]) -> None:
-    rc, out, err = run_main(capsys, "explain", "--config", str(home), "--view", view,
-                            "--vlan", vlan, service)
+@pytest.mark.parametrize(
+    "view,vlan,service,verdict,lines", EXPLAIN, ids=[f"{e[0]}<-{e[1]}:{e[2]}" for e in EXPLAIN]
+)
+def test_explain_names_the_deciding_policy(
+    capsys: pytest.CaptureFixture[str],
+    home: Path,
+    view: str,
+    vlan: str,
+    service: str,
+    verdict: str,
+    lines: list[str],
+) -> None:
+    rc, out, err = run_main(
+        capsys, "explain", "--config", str(home), "--view", view, "--vlan", vlan, service
+    )
     assert (rc, err) == (0, "")
     policies = home.parent / "policies"
     m = re.fullmatch(r"(.+)\.(_[^.]+\._(?:tcp|udp))", service)
@@ -376,40 +513,63 @@ def test_explain_names_the_deciding_policy(capsys: pytest.CaptureFixture[str], h
     assert "reflected into" in out and "published wide-area:" in out
 
 
-def test_explain_reflect_names_the_policy(capsys: pytest.CaptureFixture[str],
-                                          tmp_path: Path) -> None:
+def test_explain_reflect_names_the_policy(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     (tmp_path / "policies").mkdir()
     shutil.copy(EXAMPLES / "airplay-chromecast-into-trusted.yaml", tmp_path / "policies")
     cfg = write_config(tmp_path, policies="policies")
-    rc, out, _ = run_main(capsys, "explain", "-c", str(cfg), "--view", "trusted", "--vlan", "iot",
-                          "Living Room._airplay._tcp")
+    rc, out, _ = run_main(
+        capsys,
+        "explain",
+        "-c",
+        str(cfg),
+        "--view",
+        "trusted",
+        "--vlan",
+        "iot",
+        "Living Room._airplay._tcp",
+    )
     assert rc == 0
     assert "reflected into trusted: yes" in out
     assert "by policy airplay-into-trusted (" in out and "(reflect: true)" in out
-    rc, out, _ = run_main(capsys, "explain", "-c", str(cfg), "--view", "iot", "--vlan", "iot",
-                          "_airplay._tcp")
+    rc, out, _ = run_main(
+        capsys, "explain", "-c", str(cfg), "--view", "iot", "--vlan", "iot", "_airplay._tcp"
+    )
     assert "a VLAN's own services are never reflected back into it" in out
 
 
-def test_explain_without_policies_says_nothing_crosses(capsys: pytest.CaptureFixture[str],
-                                                       tmp_path: Path) -> None:
+def test_explain_without_policies_says_nothing_crosses(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     cfg = write_config(tmp_path)
-    rc, out, _ = run_main(capsys, "explain", "-c", str(cfg), "--view", "trusted", "--vlan", "iot",
-                          "_ipp._tcp")
+    rc, out, _ = run_main(
+        capsys, "explain", "-c", str(cfg), "--view", "trusted", "--vlan", "iot", "_ipp._tcp"
+    )
     assert rc == 0 and out.startswith("view trusted sees _ipp._tcp from VLAN iot: no\n")
     assert "nothing crosses VLANs unless an allow policy matches" in out
 
 
-@pytest.mark.parametrize("argv,needle", [
-    (["--view", "gust", "--vlan", "iot", "_ipp._tcp"],
-     "--view gust: not a configured VLAN; use one of trusted, iot, guest"),
-    (["--view", "trusted", "--vlan", "lan", "_ipp._tcp"],
-     "--vlan lan: not a configured VLAN; use one of trusted, iot, guest"),
-    (["--view", "trusted", "--vlan", "iot", "ipp"],
-     "ipp: 'ipp' is neither a service type like '_ipp._tcp' nor an instance"),
-])
-def test_explain_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str], home: Path,
-                                      argv: list[str], needle: str) -> None:
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (
+            ["--view", "gust", "--vlan", "iot", "_ipp._tcp"],
+            "--view gust: not a configured VLAN; use one of trusted, iot, guest",
+        ),
+        (
+            ["--view", "trusted", "--vlan", "lan", "_ipp._tcp"],
+            "--vlan lan: not a configured VLAN; use one of trusted, iot, guest",
+        ),
+        (
+            ["--view", "trusted", "--vlan", "iot", "ipp"],
+            "ipp: 'ipp' is neither a service type like '_ipp._tcp' nor an instance",
+        ),
+    ],
+)
+def test_explain_bad_arguments_exit_2(
+    capsys: pytest.CaptureFixture[str], home: Path, argv: list[str], needle: str
+) -> None:
     rc, out, err = run_main(capsys, "explain", "-c", str(home), *argv)
     assert rc == 2 and out == ""
     assert needle in err
@@ -434,8 +594,9 @@ def test_check_with_the_embedded_default() -> None:
     VLAN) is valid wherever it runs."""
     res = run_module("check")
     assert res.returncode == 0, res.stderr
-    m = re.fullmatch(r"<embedded default>: OK: (\d+) VLAN\(s\) \((.*)\), 0 policy resource\(s\)\n",
-                     res.stdout)
+    m = re.fullmatch(
+        r"<embedded default>: OK: (\d+) VLAN\(s\) \((.*)\), 0 policy resource\(s\)\n", res.stdout
+    )
     assert m is not None, res.stdout
     names = [] if m.group(2) == "-" else m.group(2).split(", ")
     assert int(m.group(1)) == len(names)
@@ -456,8 +617,9 @@ def test_check_with_the_embedded_default_sees_the_namespace_interfaces() -> None
         run(lab.gw, "ip", "addr", "add", "10.99.0.1/24", "dev", "down0")
         res = run_module("check", ns=lab.gw)
         assert res.returncode == 0, res.stderr
-        m = re.fullmatch(r"<embedded default>: OK: 2 VLAN\(s\) \((.*)\), 0 policy resource\(s\)\n",
-                         res.stdout)
+        m = re.fullmatch(
+            r"<embedded default>: OK: 2 VLAN\(s\) \((.*)\), 0 policy resource\(s\)\n", res.stdout
+        )
         assert m is not None, res.stdout
         assert sorted(m.group(1).split(", ")) == ["br10", "br20"]
         run(lab.gw, "ip", "link", "set", "down0", "up")

@@ -13,23 +13,36 @@ import pytest
 from bridge import cli, config, dhcpopts
 
 IFACES = {
-    "br10": [ipaddress.ip_interface("10.10.0.1/24"), ipaddress.ip_interface("fd00:10::1/64"),
-             ipaddress.ip_interface("fe80::1/64")],
+    "br10": [
+        ipaddress.ip_interface("10.10.0.1/24"),
+        ipaddress.ip_interface("fd00:10::1/64"),
+        ipaddress.ip_interface("fe80::1/64"),
+    ],
     "br20": [ipaddress.ip_interface("10.20.0.1/24")],
 }
 
 
 def _cfg(chrony: bool = True) -> config.Config:
-    data: dict[str, object] = {"vlans": {
-        "trusted": {"interface": "br10", "domain": "trusted.home.arpa."},
-        "iot": {"interface": "br20"},
-        "guest": {"interface": "br30"}}}
+    data: dict[str, object] = {
+        "vlans": {
+            "trusted": {"interface": "br10", "domain": "trusted.home.arpa."},
+            "iot": {"interface": "br20"},
+            "guest": {"interface": "br30"},
+        }
+    }
     if chrony:
-        data["chrony"] = {"servers": [
-            {"name": "router2", "control": "10.10.0.254", "priority": 5,
-             "addresses": {"trusted": ["10.10.0.254", "fd00:10::fe"]}},
-            {"name": "router", "control": "127.0.0.1:323", "priority": 0}],
-            "vlans": ["trusted", "iot"]}
+        data["chrony"] = {
+            "servers": [
+                {
+                    "name": "router2",
+                    "control": "10.10.0.254",
+                    "priority": 5,
+                    "addresses": {"trusted": ["10.10.0.254", "fd00:10::fe"]},
+                },
+                {"name": "router", "control": "127.0.0.1:323", "priority": 0},
+            ],
+            "vlans": ["trusted", "iot"],
+        }
     return config.from_dict(data, "gw.yaml")
 
 
@@ -80,8 +93,13 @@ def test_without_chrony_only_domain_search() -> None:
 def test_dnsmasq_accepts_the_output(tmp_path: Path) -> None:
     conf = tmp_path / "dnsmasq.conf"
     conf.write_text(dhcpopts.render(dhcpopts.plan(_cfg(), IFACES), "dnsmasq", "gw.yaml"))
-    res = subprocess.run(["dnsmasq", "--test", "-C", str(conf)], capture_output=True,
-                         text=True, timeout=10, check=False)
+    res = subprocess.run(
+        ["dnsmasq", "--test", "-C", str(conf)],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
     assert res.returncode == 0, res.stderr
 
 
@@ -91,7 +109,7 @@ def test_kea_accepts_the_output(tmp_path: Path, family: str) -> None:
     if binary is None:
         pytest.skip(f"kea-dhcp{family} not installed")
     doc = json.loads(dhcpopts.render(dhcpopts.plan(_cfg(), IFACES), "kea", "gw.yaml"))
-    key, subnets = (("Dhcp4", "subnet4") if family == "4" else ("Dhcp6", "subnet6"))
+    key, subnets = ("Dhcp4", "subnet4") if family == "4" else ("Dhcp6", "subnet6")
     entries = []
     for i, s in enumerate(doc[key][subnets], 1):
         s = dict(s, id=i)
@@ -99,16 +117,19 @@ def test_kea_accepts_the_output(tmp_path: Path, family: str) -> None:
         entries.append(s)
     conf = tmp_path / "kea.json"
     conf.write_text(json.dumps({key: {subnets: entries}}))
-    res = subprocess.run([binary, "-t", str(conf)], capture_output=True, text=True,
-                         timeout=20, check=False)
+    res = subprocess.run(
+        [binary, "-t", str(conf)], capture_output=True, text=True, timeout=20, check=False
+    )
     assert res.returncode == 0, res.stdout + res.stderr
 
 
 def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "gw.yaml"
-    path.write_text("vlans:\n  trusted: {interface: nosuchif0}\nchrony:\n  servers:\n"
-                    "    - {name: router2, control: 10.10.0.254,"
-                    " addresses: {trusted: 10.10.0.254}}\n")
+    path.write_text(
+        "vlans:\n  trusted: {interface: nosuchif0}\nchrony:\n  servers:\n"
+        "    - {name: router2, control: 10.10.0.254,"
+        " addresses: {trusted: 10.10.0.254}}\n"
+    )
     assert cli.main(["dhcp-options", "--config", str(path)]) == cli.EXIT_OK
     out = capsys.readouterr().out
     assert "dhcp-option=tag:nosuchif0,option:ntp-server,10.10.0.254" in out

@@ -50,8 +50,9 @@ def test_pages(surface_port: object) -> None:
             assert status == 503 and json.loads(body) == {"ready": False}
             status, _, body = await get(port, b"GET /api/records?vlan=x HTTP/1.1\r\n\r\n")
             assert status == 200 and json.loads(body) == {"records": [], "total": 0}
-            status, _, body = await get(port, b"GET /api/explain?view=a&vlan=b&service=_ipp._tcp"
-                                              b" HTTP/1.1\r\n\r\n")
+            status, _, body = await get(
+                port, b"GET /api/explain?view=a&vlan=b&service=_ipp._tcp HTTP/1.1\r\n\r\n"
+            )
             assert status == 400 and "error" in json.loads(body)
             assert (await get(port, b"GET /nope HTTP/1.1\r\n\r\n"))[0] == 404
             assert (await get(port, b"POST /metrics HTTP/1.1\r\n\r\n"))[0] == 405

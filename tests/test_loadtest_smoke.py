@@ -25,7 +25,8 @@ def test_runner_produces_wellformed_results(tmp_path: Path) -> None:
     data = json.loads(path.read_text())
     assert data == json.loads(json.dumps(res, default=str))
     assert data["workload"]["every_name_rcodes"]["gateway"] == {
-        "NOERROR": data["workload"]["names"]}
+        "NOERROR": data["workload"]["names"]
+    }
     for transport in ("udp", "tcp"):
         section = data[transport]
         for server in ("gateway", "nsd"):
@@ -43,8 +44,12 @@ def test_runner_produces_wellformed_results(tmp_path: Path) -> None:
     assert data["startup"]["gateway_median_s"] > 0
     for name in ("gateway", "avahi"):
         assert set(data["idle"][name]["per_vlan"]) == {"trusted", "iot", "guest"}
-    assert set(data["targets"]) >= {"udp_qps_ratio", "udp_cpu_per_query_ratio",
-                                    "udp_p99_half_load_ms", "cold_A_p95_ms"}
+    assert set(data["targets"]) >= {
+        "udp_qps_ratio",
+        "udp_cpu_per_query_ratio",
+        "udp_p99_half_load_ms",
+        "cold_A_p95_ms",
+    }
     table = path.with_suffix(".md").read_text()
     assert table.startswith("# mdns-gateway load test")
     assert "UDP cached answers" in table and "TCP cached answers" in table

@@ -27,7 +27,8 @@ def collector_state() -> Iterator[None]:
 
 
 def test_a_tick_freezes_what_is_alive_and_leaves_the_collector_thresholds(
-        collector_state: None) -> None:
+    collector_state: None,
+) -> None:
     keeper = MemoryKeeper(lambda: 0)
     keeper.manage_collector(100.0)
     assert gc.get_threshold() == const.GC_THRESHOLDS

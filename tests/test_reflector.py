@@ -61,16 +61,33 @@ def rec(name: str, rdtype: str, text: str, ttl: int = 120, flush: bool = False) 
     elif rdtype == "SRV":
         head, _, target = text.rpartition(" ")
         text = f"{head} {target.replace(' ', '')}"
-    return Record(n(name), dns.rdatatype.from_text(rdtype), ttl, rd(rdtype, text),
-                  cache_flush=flush)
+    return Record(
+        n(name), dns.rdatatype.from_text(rdtype), ttl, rd(rdtype, text), cache_flush=flush
+    )
 
 
-def policy(name: str, frm: Iterable[str], to: Iterable[str], services: Iterable[str],
-           *, reflect: bool = True, action: str = "allow",
-           allow: Sequence[str] = ("*",)) -> ServicePolicy:
-    return ServicePolicy(name, ("test.yaml", 1), frozenset(frm), frozenset(to),
-                         frozenset(services), tuple(allow), (), False, action,  # type: ignore[arg-type]
-                         reflect)
+def policy(
+    name: str,
+    frm: Iterable[str],
+    to: Iterable[str],
+    services: Iterable[str],
+    *,
+    reflect: bool = True,
+    action: str = "allow",
+    allow: Sequence[str] = ("*",),
+) -> ServicePolicy:
+    return ServicePolicy(
+        name,
+        ("test.yaml", 1),
+        frozenset(frm),
+        frozenset(to),
+        frozenset(services),
+        tuple(allow),
+        (),
+        False,
+        action,  # type: ignore[arg-type]
+        reflect,
+    )
 
 
 # iot printers and cast devices into trusted (reflected); guest sees iot printers named Guest*;
@@ -86,15 +103,27 @@ def links(*, v6: bool = True, down: Sequence[str] = ()) -> dict[str, Link]:
     out = {}
     for i, vlan in enumerate(VLANS):
         vid = IDX[vlan]
-        out[vlan] = Link(vlan, f"br{vid}", i + 1, vlan not in down,
-                         (ipaddress.ip_network(f"10.{vid}.0.0/24"),
-                          ipaddress.ip_network(f"fd00:{vid}::/64")),
-                         (f"10.{vid}.0.1", f"fd00:{vid}::1"), True, v6)
+        out[vlan] = Link(
+            vlan,
+            f"br{vid}",
+            i + 1,
+            vlan not in down,
+            (ipaddress.ip_network(f"10.{vid}.0.0/24"), ipaddress.ip_network(f"fd00:{vid}::/64")),
+            (f"10.{vid}.0.1", f"fd00:{vid}::1"),
+            True,
+            v6,
+        )
     return out
 
 
-def make(policies: Sequence[ServicePolicy] = POLICIES, *, rate: float = 1e6, burst: int = 10**6,
-         mtus: dict[str, int] | None = None, **kw: object) -> Reflector:
+def make(
+    policies: Sequence[ServicePolicy] = POLICIES,
+    *,
+    rate: float = 1e6,
+    burst: int = 10**6,
+    mtus: dict[str, int] | None = None,
+    **kw: object,
+) -> Reflector:
     r = Reflector(VLANS, ReflectorConfig(True, rate, burst), PolicyEngine(policies, VLANS))
     r.set_links(links(**kw), mtus)  # type: ignore[arg-type]
     return r
@@ -104,8 +133,9 @@ def response(*answers: Record, additionals: Sequence[Record] = ()) -> Packet:
     return Packet(0, FLAG_QR | FLAG_AA, [], list(answers), [], list(additionals))
 
 
-def query(*questions: Question, known: Sequence[Record] = (), authorities: Sequence[Record] = ()
-          ) -> Packet:
+def query(
+    *questions: Question, known: Sequence[Record] = (), authorities: Sequence[Record] = ()
+) -> Packet:
     return Packet(0, 0, list(questions), list(known), list(authorities), [])
 
 
@@ -120,8 +150,16 @@ class Run:
         self.r = reflector
         self.now = 1000.0
 
-    def send(self, vlan: str, packet: Packet | bytes, *, src: str | None = None,
-             port: int = 5353, family: int = V4, dt: float = 0.0) -> list[Output]:
+    def send(
+        self,
+        vlan: str,
+        packet: Packet | bytes,
+        *,
+        src: str | None = None,
+        port: int = 5353,
+        family: int = V4,
+        dt: float = 0.0,
+    ) -> list[Output]:
         self.now += dt
         raw = packet if isinstance(packet, bytes) else wire.encode(packet)
         parsed = wire.parse(raw)
@@ -138,8 +176,10 @@ def by_vlan(outputs: Sequence[Output]) -> dict[str, list[Packet]]:
 
 
 def texts(packet: Packet) -> set[str]:
-    return {f"{r.name} {dns.rdatatype.to_text(dns.rdatatype.RdataType(r.rdtype))} {r.rdata}"
-            for r in packet.records()}
+    return {
+        f"{r.name} {dns.rdatatype.to_text(dns.rdatatype.RdataType(r.rdtype))} {r.rdata}"
+        for r in packet.records()
+    }
 
 
 # a printer on iot, as avahi announces it (link-local AAAA included)
@@ -179,12 +219,11 @@ def test_query_goes_only_where_the_asker_may_see_the_type() -> None:
 
 def test_query_for_a_subtype_instance_and_the_enumeration() -> None:
     run = Run(make())
-    assert set(by_vlan(run.send("trusted", query(q("_printer._sub._ipp._tcp.local."))))) == \
-        {"iot"}
-    assert set(by_vlan(run.send("trusted", query(q("Office._ipp._tcp.local.", "SRV"))))) == \
-        {"iot"}
-    assert set(by_vlan(run.send("guest", query(q("Guest Room._ipp._tcp.local.", "SRV")),
-                                dt=1))) == {"iot"}
+    assert set(by_vlan(run.send("trusted", query(q("_printer._sub._ipp._tcp.local."))))) == {"iot"}
+    assert set(by_vlan(run.send("trusted", query(q("Office._ipp._tcp.local.", "SRV"))))) == {"iot"}
+    assert set(
+        by_vlan(run.send("guest", query(q("Guest Room._ipp._tcp.local.", "SRV")), dt=1))
+    ) == {"iot"}
     assert run.send("guest", query(q("Office._ipp._tcp.local.", "SRV"))) == []
     services = q("_services._dns-sd._udp.local.")
     assert set(by_vlan(run.send("trusted", query(services)))) == {"iot"}
@@ -196,10 +235,11 @@ def test_query_for_a_subtype_instance_and_the_enumeration() -> None:
 def test_questions_are_filtered_per_destination() -> None:
     pols = [*POLICIES, policy("guest-cast", ["guest"], ["trusted"], ["_googlecast._tcp"])]
     run = Run(make(pols))
-    out = by_vlan(run.send("trusted", query(q("_ipp._tcp.local."),
-                                            q("_googlecast._tcp.local."))))
-    assert {str(x.name) for x in out["iot"][0].questions} == \
-        {"_ipp._tcp.local.", "_googlecast._tcp.local."}
+    out = by_vlan(run.send("trusted", query(q("_ipp._tcp.local."), q("_googlecast._tcp.local."))))
+    assert {str(x.name) for x in out["iot"][0].questions} == {
+        "_ipp._tcp.local.",
+        "_googlecast._tcp.local.",
+    }
     assert {str(x.name) for x in out["guest"][0].questions} == {"_googlecast._tcp.local."}
 
 
@@ -233,7 +273,8 @@ def test_records_a_destination_may_not_see_are_removed_and_addresses_follow_srv(
             rec("box._ssh._tcp.local.", "SRV", "0 0 22 box.local."),
             rec("box.local.", "A", "10.20.0.6"),
             rec("box.local.", "AAAA", "fd00:20::6"),
-        ])
+        ],
+    )
     out = by_vlan(run.send("iot", packet))
     assert set(out) == {"trusted", "guest"}
     for vlan in ("trusted", "guest"):
@@ -257,8 +298,18 @@ def test_never_back_into_the_source_vlan() -> None:
 
 
 def test_reflect_false_and_deny_win() -> None:
-    deny = ServicePolicy("deny", ("t", 1), frozenset({"iot"}), frozenset({"trusted"}),
-                         frozenset({"_ipp._tcp"}), ("Office",), (), False, "deny", False)
+    deny = ServicePolicy(
+        "deny",
+        ("t", 1),
+        frozenset({"iot"}),
+        frozenset({"trusted"}),
+        frozenset({"_ipp._tcp"}),
+        ("Office",),
+        (),
+        False,
+        "deny",
+        False,
+    )
     run = Run(make([*POLICIES, deny]))
     out = by_vlan(run.send("iot", response(*OFFICE, additionals=OFFICE_EXTRA)))
     assert out == {}
@@ -345,8 +396,10 @@ def test_address_records_follow_srv_targets_seen_before() -> None:
 def test_goodbyes_cross_even_right_after_an_announcement() -> None:
     run = Run(make())
     assert run.send("iot", response(*OFFICE, additionals=OFFICE_EXTRA))
-    bye = [Record(r.name, r.rdtype, 0, r.rdata, cache_flush=r.cache_flush)
-           for r in OFFICE + OFFICE_EXTRA[:2]]
+    bye = [
+        Record(r.name, r.rdtype, 0, r.rdata, cache_flush=r.cache_flush)
+        for r in OFFICE + OFFICE_EXTRA[:2]
+    ]
     out = by_vlan(run.send("iot", response(*bye), dt=0.1))
     assert {r.ttl for r in out["trusted"][0].records()} == {0}
     # ... and a re-announcement right after the goodbye crosses too
@@ -381,8 +434,10 @@ def test_opt_record_stays_with_a_rebuilt_packet() -> None:
 
 def test_duplicates_are_per_family() -> None:
     run = Run(make())
-    bye = [Record(r.name, r.rdtype, 0, r.rdata, cache_flush=r.cache_flush)
-           for r in OFFICE + OFFICE_EXTRA[:2]]
+    bye = [
+        Record(r.name, r.rdtype, 0, r.rdata, cache_flush=r.cache_flush)
+        for r in OFFICE + OFFICE_EXTRA[:2]
+    ]
     v6 = by_vlan(run.send("iot", response(*bye), family=V6))
     v4 = by_vlan(run.send("iot", response(*bye), dt=0.01))  # avahi sends both, moments apart
     assert texts(v4["trusted"][0]) == texts(v6["trusted"][0]) == texts(response(*bye))
@@ -426,8 +481,9 @@ def test_two_reflectors_converge() -> None:
     """Two of us on the same VLANs: bounded copies, never a storm."""
     pols = [policy("all", ["*"], ["*"], ["*"])]
     a, b = Run(make(pols)), Run(make(pols))
-    wires: list[tuple[str, bytes, str]] = [("iot", wire.encode(
-        response(*OFFICE, additionals=OFFICE_EXTRA[:4])), SRC["iot"])]
+    wires: list[tuple[str, bytes, str]] = [
+        ("iot", wire.encode(response(*OFFICE, additionals=OFFICE_EXTRA[:4])), SRC["iot"])
+    ]
     sent = 0
     for _ in range(50):  # bounded rounds: each packet reaches both reflectors
         if not wires:
@@ -437,9 +493,14 @@ def test_two_reflectors_converge() -> None:
             for me, run in (("a", a), ("b", b)):
                 if src == me:
                     continue  # our own packets never come back to us
-                for out in run.send(vlan, raw, src=SRC[vlan] if src not in "ab" else
-                                    f"10.{IDX[vlan]}.0.{250 if src == 'a' else 251}",
-                                    dt=0.001):
+                for out in run.send(
+                    vlan,
+                    raw,
+                    src=SRC[vlan]
+                    if src not in "ab"
+                    else f"10.{IDX[vlan]}.0.{250 if src == 'a' else 251}",
+                    dt=0.001,
+                ):
                     nxt.append((out.vlan, out.data, me))
         sent += len(nxt)
         wires = nxt
@@ -485,10 +546,12 @@ def test_output_bucket_is_shared_by_all_sources_into_a_vlan() -> None:
 
 
 def big_response(count: int) -> Packet:
-    answers = [rec("_ipp._tcp.local.", "PTR", f"Printer {i:03d}._ipp._tcp.local.")
-               for i in range(count)]
-    extra = [rec(f"Printer {i:03d}._ipp._tcp.local.", "TXT", '"' + "x" * 200 + '"')
-             for i in range(count)]
+    answers = [
+        rec("_ipp._tcp.local.", "PTR", f"Printer {i:03d}._ipp._tcp.local.") for i in range(count)
+    ]
+    extra = [
+        rec(f"Printer {i:03d}._ipp._tcp.local.", "TXT", '"' + "x" * 200 + '"') for i in range(count)
+    ]
     return response(*answers, additionals=extra)
 
 
@@ -506,8 +569,7 @@ def test_response_larger_than_the_destination_mtu_is_split() -> None:
 
 def test_query_split_sets_tc_on_all_but_the_last() -> None:
     run = Run(make(mtus={"trusted": 9000, "iot": 400, "guest": 1500}))
-    known = [rec("_ipp._tcp.local.", "PTR", f"Printer {i:03d}._ipp._tcp.local.")
-             for i in range(30)]
+    known = [rec("_ipp._tcp.local.", "PTR", f"Printer {i:03d}._ipp._tcp.local.") for i in range(30)]
     run.send("iot", response(*known))  # they live on iot: known answers go back there
     outs = run.send("trusted", query(q("_ipp._tcp.local."), known=known))
     assert len(outs) > 1 and all(len(o.data) <= 400 - 28 for o in outs)
@@ -518,8 +580,10 @@ def test_query_split_sets_tc_on_all_but_the_last() -> None:
 
 def test_record_too_big_for_any_packet_is_dropped_not_sent() -> None:
     run = Run(make(mtus={"trusted": 300, "iot": 9000, "guest": 1500}))
-    packet = response(rec("_ipp._tcp.local.", "PTR", "Big._ipp._tcp.local."),
-                      additionals=[rec("Big._ipp._tcp.local.", "TXT", '"' + "y" * 250 + '"')])
+    packet = response(
+        rec("_ipp._tcp.local.", "PTR", "Big._ipp._tcp.local."),
+        additionals=[rec("Big._ipp._tcp.local.", "TXT", '"' + "y" * 250 + '"')],
+    )
     outs = run.send("iot", packet)
     assert len(outs) == 1 and len(wire.parse(outs[0].data).records()) == 1
     assert run.r.records[("iot", "trusted", "too_big")] == 1
@@ -531,8 +595,7 @@ def test_rebuild_matches_a_dnspython_encoding() -> None:
     where = layout(raw)
     [data], dropped = rebuild(raw, where, [], [0, 2, 3, 4], 1500)
     assert not dropped
-    expected = response(OFFICE[0], additionals=[OFFICE_EXTRA[1], OFFICE_EXTRA[2],
-                                                 OFFICE_EXTRA[3]])
+    expected = response(OFFICE[0], additionals=[OFFICE_EXTRA[1], OFFICE_EXTRA[2], OFFICE_EXTRA[3]])
     assert texts(wire.parse(data)) == texts(expected)
     assert len(data) <= len(raw)
 
@@ -554,8 +617,13 @@ def test_glue_counts_send_errors_and_keeps_going() -> None:
         attempts.append(ifindex)
         return ifindex != 1  # trusted's interface fails
 
-    glue = ReflectorGlue(reflector, _Links(), send, lambda: 5.0,  # type: ignore[arg-type]
-                         mtu=lambda name: 1500)
+    glue = ReflectorGlue(
+        reflector,
+        _Links(),
+        send,
+        lambda: 5.0,  # type: ignore[arg-type]
+        mtu=lambda name: 1500,
+    )
     glue.refresh_links()
     raw = wire.encode(response(*OFFICE, additionals=OFFICE_EXTRA))
     glue.on_packet("iot", wire.parse(raw), raw, SRC["iot"], 5353, V4)
@@ -605,11 +673,13 @@ def records_st(draw: st.DrawFn) -> list[Record]:
         elif kind == "TXT":
             out.append(rec(full.replace(" ", "\\032"), "TXT", '"k=v"', ttl))
         elif kind == "A":
-            out.append(rec(f"{host}.local.", "A",
-                           draw(st.sampled_from(["10.20.0.9", "169.254.1.1"])), ttl))
+            out.append(
+                rec(f"{host}.local.", "A", draw(st.sampled_from(["10.20.0.9", "169.254.1.1"])), ttl)
+            )
         elif kind == "AAAA":
-            out.append(rec(f"{host}.local.", "AAAA",
-                           draw(st.sampled_from(["fd00:20::9", "fe80::9"])), ttl))
+            out.append(
+                rec(f"{host}.local.", "AAAA", draw(st.sampled_from(["fd00:20::9", "fe80::9"])), ttl)
+            )
         else:
             out.append(rec("_services._dns-sd._udp.local.", "PTR", f"{t}.local.", ttl))
     return out
@@ -617,8 +687,9 @@ def records_st(draw: st.DrawFn) -> list[Record]:
 
 @settings(max_examples=300, deadline=None)
 @given(records_st(), st.integers(0, 3), st.data())
-def test_property_rebuild_keeps_exactly_the_chosen_items(records: list[Record], nq: int,
-                                                         data: st.DataObject) -> None:
+def test_property_rebuild_keeps_exactly_the_chosen_items(
+    records: list[Record], nq: int, data: st.DataObject
+) -> None:
     """Any subset, whatever it keeps verbatim at the front and re-points after: the packet
     decodes to exactly the chosen questions (QU cleared) and records, in order."""
     questions = [Question(r.name, r.rdtype, unicast=True) for r in records[:nq]]
@@ -629,22 +700,35 @@ def test_property_rebuild_keeps_exactly_the_chosen_items(records: list[Record], 
     [out], dropped = rebuild(raw, where, qs, rs, 9000)
     sent = wire.parse(out)
     assert not dropped
-    assert [(x.name, x.rdtype, x.unicast) for x in sent.questions] == \
-        [(questions[i].name, questions[i].rdtype, False) for i in qs]
-    assert [(x.name, x.rdtype, x.rdata) for x in sent.records()] == \
-        [(records[i].name, records[i].rdtype, records[i].rdata) for i in rs]
+    assert [(x.name, x.rdtype, x.unicast) for x in sent.questions] == [
+        (questions[i].name, questions[i].rdtype, False) for i in qs
+    ]
+    assert [(x.name, x.rdtype, x.rdata) for x in sent.records()] == [
+        (records[i].name, records[i].rdtype, records[i].rdata) for i in rs
+    ]
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(policies_st, st.sampled_from(VLANS), records_st(), st.integers(0, 3),
-       st.booleans(), st.booleans())
+@given(
+    policies_st,
+    st.sampled_from(VLANS),
+    records_st(),
+    st.integers(0, 3),
+    st.booleans(),
+    st.booleans(),
+)
 def test_property_destinations_see_only_what_their_view_allows(
-        pols: list[ServicePolicy], source: str, records: list[Record], split: int,
-        is_query: bool, v6: bool) -> None:
+    pols: list[ServicePolicy],
+    source: str,
+    records: list[Record],
+    split: int,
+    is_query: bool,
+    v6: bool,
+) -> None:
     engine = PolicyEngine(pols, VLANS)
     r = Reflector(VLANS, ReflectorConfig(True, 1e6, 10**6), engine)
     r.set_links(links(), {"trusted": 1500, "iot": 9000, "guest": 300})
-    answers, extra = records[:split or 1], records[split or 1:]
+    answers, extra = records[: split or 1], records[split or 1 :]
     if is_query:
         packet = query(*(Question(r.name, r.rdtype) for r in records[:3]), known=records)
     else:
@@ -684,9 +768,13 @@ def test_property_destinations_see_only_what_their_view_allows(
         if is_query:
             for question in sent.questions:
                 if str(question.name) == "_services._dns-sd._udp.local.":
-                    assert any(p.action == "allow" and p.reflect
-                               and ({"*", out.vlan} & p.from_vlans)
-                               and ({"*", source} & p.to_vlans) for p in pols)
+                    assert any(
+                        p.action == "allow"
+                        and p.reflect
+                        and ({"*", out.vlan} & p.from_vlans)
+                        and ({"*", source} & p.to_vlans)
+                        for p in pols
+                    )
                     continue
                 parts = service_parts(question.name)
                 assert parts is not None
@@ -703,26 +791,36 @@ def test_print_microbenchmark(capsys: pytest.CaptureFixture[str]) -> None:
 
     def announcement(i: int) -> bytes:  # a new printer each time: every memo misses
         inst = f"Printer {i}._ipp._tcp.local."
-        return wire.encode(response(
-            rec("_ipp._tcp.local.", "PTR", inst, 4500),
-            additionals=[rec(inst, "SRV", f"0 0 631 p{i}.local.", flush=True),
-                         rec(inst, "TXT", '"rp=x"', 4500, True),
-                         rec(f"p{i}.local.", "A", "10.20.0.2", flush=True),
-                         rec(f"p{i}.local.", "AAAA", "fd00:20::2", flush=True),
-                         rec(f"p{i}.local.", "AAAA", "fe80::2", flush=True)]))
+        return wire.encode(
+            response(
+                rec("_ipp._tcp.local.", "PTR", inst, 4500),
+                additionals=[
+                    rec(inst, "SRV", f"0 0 631 p{i}.local.", flush=True),
+                    rec(inst, "TXT", '"rp=x"', 4500, True),
+                    rec(f"p{i}.local.", "A", "10.20.0.2", flush=True),
+                    rec(f"p{i}.local.", "AAAA", "fd00:20::2", flush=True),
+                    rec(f"p{i}.local.", "AAAA", "fe80::2", flush=True),
+                ],
+            )
+        )
 
     cases = {
         "query (1 question)": ("trusted", [wire.encode(query(q("_ipp._tcp.local.")))] * count),
-        "response, unchanged": ("iot", [wire.encode(response(
-            OFFICE[0], additionals=OFFICE_EXTRA[:4]))] * count),
-        "response, rebuilt": ("iot", [wire.encode(response(
-            *OFFICE, additionals=OFFICE_EXTRA))] * count),
+        "response, unchanged": (
+            "iot",
+            [wire.encode(response(OFFICE[0], additionals=OFFICE_EXTRA[:4]))] * count,
+        ),
+        "response, rebuilt": (
+            "iot",
+            [wire.encode(response(*OFFICE, additionals=OFFICE_EXTRA))] * count,
+        ),
         "new service, rebuilt": ("iot", [announcement(i) for i in range(count)]),
     }
     lines = []
     for label, (vlan, raws) in cases.items():
-        r = Reflector(VLANS, ReflectorConfig(True, 1e9, 10**9), PolicyEngine(pols, VLANS),
-                      window=0.0)
+        r = Reflector(
+            VLANS, ReflectorConfig(True, 1e9, 10**9), PolicyEngine(pols, VLANS), window=0.0
+        )
         r.set_links(links())
         packets = [wire.parse(raw) for raw in raws]
         now = 0.0
@@ -732,8 +830,10 @@ def test_print_microbenchmark(capsys: pytest.CaptureFixture[str]) -> None:
             now += 1.0
             outs += len(r.handle(vlan, packet, raw, SRC[vlan], 5353, V4, now))
         elapsed = time.perf_counter() - start
-        lines.append(f"reflector micro: {label:22s} {elapsed / count * 1e6:6.1f} us/packet "
-                     f"({outs / count:.0f} copies each; parse and send not included)")
+        lines.append(
+            f"reflector micro: {label:22s} {elapsed / count * 1e6:6.1f} us/packet "
+            f"({outs / count:.0f} copies each; parse and send not included)"
+        )
     with capsys.disabled():
         print("\n" + "\n".join(lines))
 
@@ -763,14 +863,19 @@ def test_gateway_wires_the_reflector_and_exports_its_counters() -> None:
     outs = reflector.handle("iot", wire.parse(raw), raw, SRC["iot"], 5353, V4, 1.0)
     assert [o.vlan for o in outs] == ["trusted"]
     text = generate_latest(registry_for(gw)).decode()
-    assert 'mdns_gateway_reflector_packets_total{from_vlan="iot",outcome="reflected",' \
+    assert (
+        'mdns_gateway_reflector_packets_total{from_vlan="iot",outcome="reflected",'
         'to_vlan="trusted"} 1.0' in text
-    assert 'mdns_gateway_reflector_records_removed_total{from_vlan="iot",reason="link_local",' \
+    )
+    assert (
+        'mdns_gateway_reflector_records_removed_total{from_vlan="iot",reason="link_local",'
         'to_vlan="trusted"} 2.0' in text
+    )
 
 
-def test_reflection_goes_on_while_the_cache_refuses_a_flood(monkeypatch: pytest.MonkeyPatch
-                                                            ) -> None:
+def test_reflection_goes_on_while_the_cache_refuses_a_flood(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A flood of new services fills its VLAN's share of the cache; the cache then refuses that
     VLAN's new records (counted per VLAN) and the reflector still carries every announcement."""
     from prometheus_client import generate_latest
@@ -783,30 +888,54 @@ def test_reflection_goes_on_while_the_cache_refuses_a_flood(monkeypatch: pytest.
 
     sent: list[int] = []
 
-    def send(self: MdnsTransport, data: bytes, ifindex: int, family: int,
-             dest: tuple[str, int] | None = None) -> bool:
+    def send(
+        self: MdnsTransport,
+        data: bytes,
+        ifindex: int,
+        family: int,
+        dest: tuple[str, int] | None = None,
+    ) -> bool:
         sent.append(ifindex)
         return True
 
     monkeypatch.setattr(MdnsTransport, "send", send)
     vlans = {v: {"interface": f"br{IDX[v]}"} for v in VLANS}
-    gw = Gateway(from_dict({"vlans": vlans, "cache": {"max_records": 100},
-                            "reflector": {"enabled": True, "rate": 1e6, "burst": 10**6}}, "test"))
+    gw = Gateway(
+        from_dict(
+            {
+                "vlans": vlans,
+                "cache": {"max_records": 100},
+                "reflector": {"enabled": True, "rate": 1e6, "burst": 10**6},
+            },
+            "test",
+        )
+    )
     ifindex = {v: i + 1 for i, v in enumerate(VLANS)}
     gw.links._scan = lambda: [  # type: ignore[method-assign]
-        Interface(f"br{IDX[v]}", ifindex[v], IFF_UP | IFF_MULTICAST,
-                  (ipaddress.ip_interface(f"10.{IDX[v]}.0.1/24"),)) for v in VLANS]
+        Interface(
+            f"br{IDX[v]}",
+            ifindex[v],
+            IFF_UP | IFF_MULTICAST,
+            (ipaddress.ip_interface(f"10.{IDX[v]}.0.1/24"),),
+        )
+        for v in VLANS
+    ]
     gw.links.refresh()
     gw.apply_engine(PolicyEngine([policy("all", ["iot"], ["trusted"], ["*"])], VLANS))
     gw.reflector.mtu = lambda interface: 1500
     gw.reflector.refresh_links()
     for i in range(60):  # 4 new records each: the 100-record cache is full after 25
         inst = f"s{i}._x{i}._tcp.local."
-        raw = wire.encode(response(
-            rec(f"_x{i}._tcp.local.", "PTR", inst),
-            additionals=[rec(inst, "SRV", f"0 0 80 h{i}.local.", flush=True),
-                         rec(inst, "TXT", '"v=1"', flush=True),
-                         rec(f"h{i}.local.", "A", f"10.20.0.{i + 2}", flush=True)]))
+        raw = wire.encode(
+            response(
+                rec(f"_x{i}._tcp.local.", "PTR", inst),
+                additionals=[
+                    rec(inst, "SRV", f"0 0 80 h{i}.local.", flush=True),
+                    rec(inst, "TXT", '"v=1"', flush=True),
+                    rec(f"h{i}.local.", "A", f"10.20.0.{i + 2}", flush=True),
+                ],
+            )
+        )
         gw.ingest.handle(raw, SRC["iot"], 5353, ifindex["iot"], V4, 1.0 + i / 100)
     assert sent == [ifindex["trusted"]] * 60
     assert len(gw.store) == 100 and gw.store.refused == {"iot": 140} and gw.store.evicted == 0

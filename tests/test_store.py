@@ -230,9 +230,14 @@ def test_browse_lists_hold_hundreds_of_instances_but_stay_bounded() -> None:
     s = Store(max_records=10_000)
     ptr = dns.rdatatype.PTR
     for i in range(const.STORE_MAX_PTR_RRSET + 10):
-        s.add("t", n("_airplay._tcp.local."), ptr,
-              dns.rdata.from_text("IN", "PTR", f"Speaker\\ {i}._airplay._tcp.local."), 4500,
-              now=float(i) / 1000)
+        s.add(
+            "t",
+            n("_airplay._tcp.local."),
+            ptr,
+            dns.rdata.from_text("IN", "PTR", f"Speaker\\ {i}._airplay._tcp.local."),
+            4500,
+            now=float(i) / 1000,
+        )
     held = s.get("t", n("_airplay._tcp.local."), ptr, 10.0)
     assert len(held) == const.STORE_MAX_PTR_RRSET
     texts = {c.rdata.to_text() for c in held}

@@ -50,19 +50,24 @@ def query_key(data: bytes) -> tuple[QueryKey, int] | None:
         return None
     if edns:
         # a bare OPT: root name, type 41, class = UDP size, TTL = ext-rcode/version/flags
-        if n < qend + 11 or data[qend] != 0 or data[qend + 1:qend + 3] != b"\x00\x29":
+        if n < qend + 11 or data[qend] != 0 or data[qend + 1 : qend + 3] != b"\x00\x29":
             return None
         rdlen = (data[qend + 9] << 8) | data[qend + 10]
         if qend + 11 + rdlen != n:
             return None
-        opt = data[qend:qend + 9] + _NO_OPTIONS  # options do not change our answer
+        opt = data[qend : qend + 9] + _NO_OPTIONS  # options do not change our answer
     else:
         if qend != n:
             return None
         opt = b""
     # only the name is lower-cased: type and class bytes are numbers (0x41 is not 0x61)
-    key = (bytes((data[2] & 0x79, data[3] & 0x10)) + counts + data[12:i + 1].lower()
-           + data[i + 1:qend] + opt)
+    key = (
+        bytes((data[2] & 0x79, data[3] & 0x10))
+        + counts
+        + data[12 : i + 1].lower()
+        + data[i + 1 : qend]
+        + opt
+    )
     return key, qend
 
 
@@ -86,7 +91,7 @@ class ResponseCache:
         """Keep ``wire`` (the reply to a query with this key) with the canonical question."""
         if len(self.entries) >= const.DNS_RESPONSE_CACHE_MAX:
             self.clear()
-        self.entries[key] = (wire[2:12] + key[10:qend - 2] + wire[qend:], valid_until)
+        self.entries[key] = (wire[2:12] + key[10 : qend - 2] + wire[qend:], valid_until)
 
     def add_variant(self, query: bytes, reply: bytes, valid_until: float) -> None:
         """Key ``reply`` (to ``query``, already spliced) by the query's own bytes."""
@@ -102,4 +107,4 @@ class ResponseCache:
 def splice(query: bytes, qend: int, entry: Entry) -> bytes:
     """The stored reply with the client's own ID and question bytes."""
     tail = entry[0]
-    return query[:2] + tail[:10] + query[12:qend] + tail[qend - 2:]
+    return query[:2] + tail[:10] + query[12:qend] + tail[qend - 2 :]

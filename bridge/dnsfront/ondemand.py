@@ -22,9 +22,13 @@ Key = tuple[str, dns.name.Name, int]  # (vlan, .local name, type)
 
 
 class OnDemand:
-    def __init__(self, store: Store, ask: Callable[[str, dns.name.Name, int, bool], None],
-                 timeout: float = const.DNS_ONDEMAND_TIMEOUT,
-                 gather: float = const.DNS_BROWSE_GATHER) -> None:
+    def __init__(
+        self,
+        store: Store,
+        ask: Callable[[str, dns.name.Name, int, bool], None],
+        timeout: float = const.DNS_ONDEMAND_TIMEOUT,
+        gather: float = const.DNS_BROWSE_GATHER,
+    ) -> None:
         self.ask = ask
         self.timeout = timeout
         self.gather = gather

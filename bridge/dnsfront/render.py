@@ -23,8 +23,9 @@ def udp_limit(query: dns.message.Message) -> int:
     return max(const.DNS_PLAIN_UDP_LIMIT, min(query.payload, const.DNS_MAX_UDP_PAYLOAD))
 
 
-def skeleton(query: dns.message.Message, rcode: int = dns.rcode.NOERROR,
-             authoritative: bool = False) -> dns.message.Message:
+def skeleton(
+    query: dns.message.Message, rcode: int = dns.rcode.NOERROR, authoritative: bool = False
+) -> dns.message.Message:
     reply = dns.message.Message(id=query.id)
     reply.flags = dns.flags.QR | (query.flags & (dns.flags.RD | dns.flags.CD))
     if authoritative:

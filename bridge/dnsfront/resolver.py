@@ -36,9 +36,15 @@ _ARPA = dns.name.from_text("arpa.")
 _LL4 = ipaddress.IPv4Network("169.254.0.0/16")
 _LL6 = ipaddress.IPv6Network("fe80::/10")
 IN = dns.rdataclass.IN
-A, AAAA, PTR, SRV, TXT, SOA, ANY = (dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.PTR,
-                                    dns.rdatatype.SRV, dns.rdatatype.TXT, dns.rdatatype.SOA,
-                                    dns.rdatatype.ANY)
+A, AAAA, PTR, SRV, TXT, SOA, ANY = (
+    dns.rdatatype.A,
+    dns.rdatatype.AAAA,
+    dns.rdatatype.PTR,
+    dns.rdatatype.SRV,
+    dns.rdatatype.TXT,
+    dns.rdatatype.SOA,
+    dns.rdatatype.ANY,
+)
 ONDEMAND_TYPES = frozenset({A, AAAA, PTR, SRV, TXT, ANY})
 _MAX_ADDITIONAL = 64  # records; the renderer drops additionals first when space is short
 
@@ -49,8 +55,9 @@ class ViewPolicyLike(Protocol):
     name: str
     vlans: frozenset[str]
 
-    def service_visible(self, vlan: str, service_type: str,
-                        instance: str | None = None) -> bool: ...
+    def service_visible(
+        self, vlan: str, service_type: str, instance: str | None = None
+    ) -> bool: ...
 
     def hosts_visible(self, vlan: str) -> bool: ...
 
@@ -84,8 +91,12 @@ class _Zone:
 class Zones:
     """The served zones, longest match first; rebuilt when VLAN subnets change."""
 
-    def __init__(self, domains: Mapping[str, dns.name.Name], browse: dns.name.Name,
-                 subnets: Mapping[str, Iterable[IPNetwork]]) -> None:
+    def __init__(
+        self,
+        domains: Mapping[str, dns.name.Name],
+        browse: dns.name.Name,
+        subnets: Mapping[str, Iterable[IPNetwork]],
+    ) -> None:
         zones = [_Zone(LOCAL, "local"), _Zone(browse, "browse")]
         zones += [_Zone(d, "vlan", v) for v, d in domains.items()]
         for vlan, nets in subnets.items():
@@ -179,9 +190,9 @@ class Resolver:
         # a service type or instance the view may not see on a VLAN does not exist there for it:
         # no NOERROR from the names below it, and no mDNS question asked there (no query leak)
         vlans = [v for v in vlans if _may_see(view, v, local_name)]
-        exists = any(
-            self._collect(view, [v], local_name, None, now, None) for v in vlans
-        ) or any(self.store.has_below(v, local_name) for v in vlans)
+        exists = any(self._collect(view, [v], local_name, None, now, None) for v in vlans) or any(
+            self.store.has_below(v, local_name) for v in vlans
+        )
         ans.rcode = dns.rcode.NOERROR if exists else dns.rcode.NXDOMAIN
         ans.authority = [self._soa(zone)]
         if qtype in ONDEMAND_TYPES and _plausible(local_name, qtype):
@@ -190,11 +201,18 @@ class Resolver:
 
     # --- pieces ----------------------------------------------------------------------
 
-    def _collect(self, view: View, vlans: Iterable[str], name: dns.name.Name,
-                 types: Iterable[int] | None, now: float, _: Answer | None) -> list[Cached]:
+    def _collect(
+        self,
+        view: View,
+        vlans: Iterable[str],
+        name: dns.name.Name,
+        types: Iterable[int] | None,
+        now: float,
+        _: Answer | None,
+    ) -> list[Cached]:
         out: list[Cached] = []
         for vlan in vlans:
-            for rdtype in (types if types is not None else self.store.types_at(vlan, name)):
+            for rdtype in types if types is not None else self.store.types_at(vlan, name):
                 for c in self.store.get(vlan, name, rdtype, now):
                     if self._visible(view, c):
                         out.append(c)
@@ -232,8 +250,9 @@ class Resolver:
                 return True
         return False
 
-    def _rrsets(self, owner: dns.name.Name | None, found: list[Cached],
-                domain: dns.name.Name | None) -> list[dns.rrset.RRset]:
+    def _rrsets(
+        self, owner: dns.name.Name | None, found: list[Cached], domain: dns.name.Name | None
+    ) -> list[dns.rrset.RRset]:
         sets: dict[tuple[dns.name.Name, int], dns.rrset.RRset] = {}
         for c in found:
             name = owner if owner is not None else _rewrite(c.name, domain)
@@ -241,14 +260,16 @@ class Resolver:
             rrset = sets.get(key)
             if rrset is None:
                 rrset = sets[key] = dns.rrset.RRset(
-                    name, IN, dns.rdatatype.RdataType.make(c.rdtype))
+                    name, IN, dns.rdatatype.RdataType.make(c.rdtype)
+                )
             rdata = _rewrite_rdata(c.rdata, domain) if domain is not None else c.rdata
             ttl = max(0, min(int(min(c.remaining, c.ttl)), self.max_ttl))  # pinned: inf
             rrset.add(rdata, ttl)
         return list(sets.values())
 
-    def _additional(self, view: View, found: list[Cached], domain: dns.name.Name | None,
-                    now: float, ans: Answer) -> None:
+    def _additional(
+        self, view: View, found: list[Cached], domain: dns.name.Name | None, now: float, ans: Answer
+    ) -> None:
         """RFC 6763 §12: SRV+TXT for PTR answers, addresses for SRV targets."""
         extra: list[Cached] = []
         instances: list[tuple[str, dns.name.Name]] = []
@@ -287,13 +308,22 @@ class Resolver:
     def _soa(self, zone: _Zone) -> dns.rrset.RRset:
         rrset = dns.rrset.RRset(zone.apex, IN, SOA)
         rdata = dns.rdtypes.ANY.SOA.SOA(
-            IN, SOA, zone.apex, dns.name.Name((b"hostmaster", *zone.apex.labels)),
-            1, 3600, 600, 86400, self.negative_ttl)
+            IN,
+            SOA,
+            zone.apex,
+            dns.name.Name((b"hostmaster", *zone.apex.labels)),
+            1,
+            3600,
+            600,
+            86400,
+            self.negative_ttl,
+        )
         rrset.add(rdata, self.negative_ttl)
         return rrset
 
-    def _browse_zone(self, view: View, zone: _Zone, qname: dns.name.Name,
-                     qtype: int, now: float) -> Answer:
+    def _browse_zone(
+        self, view: View, zone: _Zone, qname: dns.name.Name, qtype: int, now: float
+    ) -> Answer:
         if qname == zone.apex:
             return self._apex(zone, qtype)
         rel = qname.relativize(zone.apex).labels
@@ -324,8 +354,9 @@ class Resolver:
                 return ans
             if qtype in (PTR, ANY):
                 ans.ondemand = [(zone.vlan, qname, PTR)]
-            if self._collect(view, [zone.vlan], qname, None, now, None) or \
-                    self.store.has_below(zone.vlan, qname):
+            if self._collect(view, [zone.vlan], qname, None, now, None) or self.store.has_below(
+                zone.vlan, qname
+            ):
                 ans.authority = [self._soa(zone)]
                 return ans
         ans.rcode = dns.rcode.NXDOMAIN

@@ -52,8 +52,17 @@ class Listener:
 class Stats:
     """Plain integers on the hot path; exported at scrape time (bridge.metrics)."""
 
-    __slots__ = ("cache_hits", "dropped", "malformed", "ondemand", "queries", "rcodes",
-                 "slow", "tcp_connections", "truncated")
+    __slots__ = (
+        "cache_hits",
+        "dropped",
+        "malformed",
+        "ondemand",
+        "queries",
+        "rcodes",
+        "slow",
+        "tcp_connections",
+        "truncated",
+    )
 
     def __init__(self) -> None:
         self.queries: Counter[str] = Counter()  # transport -> queries
@@ -68,8 +77,9 @@ class Stats:
 
 
 class DnsServer:
-    def __init__(self, resolver: Resolver, ondemand: OnDemand,
-                 view_of_address: Callable[[str], str | None]) -> None:
+    def __init__(
+        self, resolver: Resolver, ondemand: OnDemand, view_of_address: Callable[[str], str | None]
+    ) -> None:
         self.resolver = resolver
         self.ondemand = ondemand
         self.view_of_address = view_of_address
@@ -157,10 +167,19 @@ class DnsServer:
             loop.add_reader(sock.fileno(), self._udp_ready, sock, lst.view)
             server = await asyncio.start_server(
                 lambda r, w, v=lst.view: self._tcp_client(r, w, v),  # type: ignore[misc]
-                host, port, family=family, reuse_address=True, backlog=256)
+                host,
+                port,
+                family=family,
+                reuse_address=True,
+                backlog=256,
+            )
             self._tcp_servers.append(server)
-            log.info("DNS listening on %s port %d (UDP, TCP), view %s", host, port,
-                     lst.view or "by client address")
+            log.info(
+                "DNS listening on %s port %d (UDP, TCP), view %s",
+                host,
+                port,
+                lst.view or "by client address",
+            )
 
     async def close(self) -> None:
         loop = self._loop
@@ -231,8 +250,15 @@ class DnsServer:
             stats.queries["udp"] += received
             stats.cache_hits += hits
 
-    def _udp_other(self, sock: socket.socket, data: bytes, addr: tuple[str, int], view: str,
-                   entries: dict[QueryKey, Entry] | None, now: float) -> None:
+    def _udp_other(
+        self,
+        sock: socket.socket,
+        data: bytes,
+        addr: tuple[str, int],
+        view: str,
+        entries: dict[QueryKey, Entry] | None,
+        now: float,
+    ) -> None:
         """Not a cached key as sent: its canonical key may be cached, else the slow path."""
         parsed = query_key(data)
         if parsed is not None and entries is not None:
@@ -261,15 +287,17 @@ class DnsServer:
         except OSError as exc:
             self._send_failed(addr, exc)
 
-    async def _finish_udp(self, sock: socket.socket, addr: tuple[str, int],
-                          pending: _Pending) -> None:
+    async def _finish_udp(
+        self, sock: socket.socket, addr: tuple[str, int], pending: _Pending
+    ) -> None:
         reply = await self._wait(pending)
         self._sendto(sock, reply, addr)
 
     # --- TCP -----------------------------------------------------------------------------
 
-    async def _tcp_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                          fixed_view: str | None) -> None:
+    async def _tcp_client(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, fixed_view: str | None
+    ) -> None:
         task = asyncio.current_task()
         if len(self._tcp_clients) >= const.DNS_TCP_MAX_CONNECTIONS or task is None:
             writer.close()
@@ -323,8 +351,14 @@ class DnsServer:
 
     # --- the slow path ---------------------------------------------------------------------
 
-    def _slow(self, data: bytes, view_name: str, tcp: bool, now: float,
-              parsed: tuple[QueryKey, int] | None) -> bytes | _Pending | None:
+    def _slow(
+        self,
+        data: bytes,
+        view_name: str,
+        tcp: bool,
+        now: float,
+        parsed: tuple[QueryKey, int] | None,
+    ) -> bytes | _Pending | None:
         self.stats.slow += 1
         try:
             query = dns.message.from_wire(data, ignore_trailing=False)
@@ -346,10 +380,14 @@ class DnsServer:
         if query.edns > 0:
             return self._done(error(query, dns.rcode.BADVERS), "BADVERS")
         q = query.question[0]
-        if q.rdclass != dns.rdataclass.IN or q.rdtype in (
-                dns.rdatatype.AXFR, dns.rdatatype.IXFR) or view_name == _NO_VIEW:
-            return self._cacheable(error(query, dns.rcode.REFUSED), "REFUSED", view_name, tcp,
-                                   parsed, now + 3600)
+        if (
+            q.rdclass != dns.rdataclass.IN
+            or q.rdtype in (dns.rdatatype.AXFR, dns.rdatatype.IXFR)
+            or view_name == _NO_VIEW
+        ):
+            return self._cacheable(
+                error(query, dns.rcode.REFUSED), "REFUSED", view_name, tcp, parsed, now + 3600
+            )
         view = self.views.get(view_name)
         if view is None:
             return self._done(error(query, dns.rcode.REFUSED), "REFUSED")
@@ -361,8 +399,16 @@ class DnsServer:
                 return _Pending(query, view, q.name, q.rdtype, answer, limit, tcp, parsed, miss)
         return self._finish(query, view, answer, limit, tcp, parsed, now)
 
-    def _finish(self, query: dns.message.Message, view: View, answer: Answer, limit: int,
-                tcp: bool, parsed: tuple[QueryKey, int] | None, now: float) -> bytes:
+    def _finish(
+        self,
+        query: dns.message.Message,
+        view: View,
+        answer: Answer,
+        limit: int,
+        tcp: bool,
+        parsed: tuple[QueryKey, int] | None,
+        now: float,
+    ) -> bytes:
         wire = render(query, answer, limit)
         if wire[2] & 0x02:
             self.stats.truncated += 1
@@ -373,8 +419,15 @@ class DnsServer:
         rcode = dns.rcode.to_text(dns.rcode.Rcode.make(answer.rcode))
         return self._cacheable(wire, rcode, view.name, tcp, parsed, valid)
 
-    def _cacheable(self, wire: bytes, rcode: str, view: str, tcp: bool,
-                   parsed: tuple[QueryKey, int] | None, valid: float) -> bytes:
+    def _cacheable(
+        self,
+        wire: bytes,
+        rcode: str,
+        view: str,
+        tcp: bool,
+        parsed: tuple[QueryKey, int] | None,
+        valid: float,
+    ) -> bytes:
         self.stats.rcodes[rcode] += 1
         if parsed is not None:
             key, qend = parsed
@@ -416,9 +469,10 @@ class _Pending:
     miss: tuple[str, dns.name.Name, int]
 
 
-def view_by_address(subnet_view: Callable[[ipaddress.IPv4Address | ipaddress.IPv6Address],
-                                          str | None],
-                    default_view: str | None) -> Callable[[str], str | None]:
+def view_by_address(
+    subnet_view: Callable[[ipaddress.IPv4Address | ipaddress.IPv6Address], str | None],
+    default_view: str | None,
+) -> Callable[[str], str | None]:
     """Client address -> view: the VLAN whose subnet holds it, else the default view."""
 
     def pick(host: str) -> str | None:

@@ -88,8 +88,9 @@ class Browser:
             del self._asked[k]
         self.wake()
 
-    def _on_record(self, vlan: str, name: dns.name.Name, rdtype: int,
-                   rdata: dns.rdata.Rdata, added: bool) -> None:
+    def _on_record(
+        self, vlan: str, name: dns.name.Name, rdtype: int, rdata: dns.rdata.Rdata, added: bool
+    ) -> None:
         """React to the one record that appeared: O(1), whatever the size of its RRset."""
         if not added or (rdtype != _PTR and rdtype != _SRV):
             return
@@ -141,9 +142,12 @@ class Browser:
             # follow-ups queued when a PTR arrived are often answered by the same packet's
             # additional records by now: ask only for what is still missing
             per_vlan.setdefault(vlan, set()).update(
-                q for q in qs if q[1] == dns.rdatatype.PTR
+                q
+                for q in qs
+                if q[1] == dns.rdatatype.PTR
                 or not self.store.types_at(vlan, q[0]) & {q[1]}
-                or (vlan, q[0], q[1]) in self._urgent)
+                or (vlan, q[0], q[1]) in self._urgent
+            )
         self._pending.clear()
         for vlan, questions in per_vlan.items():
             link = self.links.by_vlan.get(vlan)
@@ -200,5 +204,9 @@ def _is_service_type(name: dns.name.Name) -> bool:
     labels = name.labels
     if len(labels) == 6 and labels[1].lower() == b"_sub":
         labels = labels[2:]
-    return (len(labels) == 4 and labels[2].lower() == b"local"
-            and labels[1].lower() in (b"_tcp", b"_udp") and labels[0].startswith(b"_"))
+    return (
+        len(labels) == 4
+        and labels[2].lower() == b"local"
+        and labels[1].lower() in (b"_tcp", b"_udp")
+        and labels[0].startswith(b"_")
+    )

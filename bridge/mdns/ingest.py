@@ -37,8 +37,9 @@ class Ingest:
         # Other consumers of parsed packets (the reflector): (vlan, packet, raw, src, port, fam)
         self.listeners: list[PacketListener] = []
 
-    def handle(self, data: bytes, src: str, port: int, ifindex: int, family: int,
-               now: float) -> wire.Packet | None:
+    def handle(
+        self, data: bytes, src: str, port: int, ifindex: int, family: int, now: float
+    ) -> wire.Packet | None:
         link = self.links.by_index.get(ifindex)
         if link is None:
             self.dropped[("", "unknown_interface")] += 1
@@ -49,15 +50,26 @@ class Ingest:
             return None
         if len(data) > const.MDNS_MAX_PACKET:
             self.dropped[(vlan, "oversized")] += 1
-            _limited.warning(("oversized", vlan), "VLAN %s: dropped %d-byte mDNS packet from %s",
-                             vlan, len(data), src)
+            _limited.warning(
+                ("oversized", vlan),
+                "VLAN %s: dropped %d-byte mDNS packet from %s",
+                vlan,
+                len(data),
+                src,
+            )
             return None
         try:
             packet = wire.parse(data)
         except wire.WireError as exc:
             self.dropped[(vlan, "malformed")] += 1
-            _limited.warning(("malformed", vlan, src),
-                             "VLAN %s: malformed mDNS packet from %s:%d (%s)", vlan, src, port, exc)
+            _limited.warning(
+                ("malformed", vlan, src),
+                "VLAN %s: malformed mDNS packet from %s:%d (%s)",
+                vlan,
+                src,
+                port,
+                exc,
+            )
             return None
         if packet.opcode != 0 or packet.flags & 0x000F:
             self.dropped[(vlan, "bad_opcode_or_rcode")] += 1
@@ -66,13 +78,22 @@ class Ingest:
             if port != const.MDNS_PORT:
                 # RFC 6762 §6: responses must come from port 5353 (or they are not mDNS)
                 self.dropped[(vlan, "bad_source_port")] += 1
-                _limited.info(("port", vlan, src), "VLAN %s: ignored response from %s port %d",
-                              vlan, src, port)
+                _limited.info(
+                    ("port", vlan, src),
+                    "VLAN %s: ignored response from %s port %d",
+                    vlan,
+                    src,
+                    port,
+                )
                 return None
             if not link.on_link(src):
                 self.dropped[(vlan, "off_subnet")] += 1
-                _limited.info(("offlink", vlan, src),
-                              "VLAN %s: ignored response from off-subnet %s", vlan, src)
+                _limited.info(
+                    ("offlink", vlan, src),
+                    "VLAN %s: ignored response from off-subnet %s",
+                    vlan,
+                    src,
+                )
                 return None
             self.received[(vlan, "response")] += 1
             self._apply(vlan, packet, now)
@@ -88,7 +109,15 @@ class Ingest:
         for rec in packet.answers + packet.additionals + packet.authorities:
             if rec.rdtype in _SKIP_TYPES or rec.rdclass != 1:
                 continue
-            store.add(vlan, rec.name, rec.rdtype, rec.rdata, rec.ttl, now, rec.cache_flush,
-                      digest=rec.digest)
+            store.add(
+                vlan,
+                rec.name,
+                rec.rdtype,
+                rec.rdata,
+                rec.ttl,
+                now,
+                rec.cache_flush,
+                digest=rec.digest,
+            )
             count += 1
         self.records[vlan] += count

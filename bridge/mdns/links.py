@@ -57,8 +57,9 @@ class Link:
 
 
 class Links:
-    def __init__(self, vlans: Mapping[str, VlanConfig],
-                 scan: Callable[[], list[Interface]] = list_interfaces) -> None:
+    def __init__(
+        self, vlans: Mapping[str, VlanConfig], scan: Callable[[], list[Interface]] = list_interfaces
+    ) -> None:
         self.vlans = vlans
         self._scan = scan
         self.by_vlan: dict[str, Link] = {}
@@ -73,8 +74,9 @@ class Links:
             iface = current.get(vlan.interface)
             if iface is None:
                 continue
-            prefixes = tuple(a.network for a in iface.addresses
-                             if not (a.version == 6 and a.ip in _LINK_LOCAL6))
+            prefixes = tuple(
+                a.network for a in iface.addresses if not (a.version == 6 and a.ip in _LINK_LOCAL6)
+            )
             new_by_vlan[vlan.name] = Link(
                 vlan=vlan.name,
                 interface=iface.name,
@@ -89,28 +91,43 @@ class Links:
         gone: list[Link] = []
         for name, link in new_by_vlan.items():
             old = self.by_vlan.get(name)
-            if old is None or old.ifindex != link.ifindex or (link.up and not old.up) \
-                    or (link.has_v4, link.has_v6) != (old.has_v4, old.has_v6):
+            if (
+                old is None
+                or old.ifindex != link.ifindex
+                or (link.up and not old.up)
+                or (link.has_v4, link.has_v6) != (old.has_v4, old.has_v6)
+            ):
                 if old is not None and old.ifindex != link.ifindex:
                     gone.append(old)
                 joins.append(link)
-                log.info("VLAN %s on %s (ifindex %d, %s)", name, link.interface, link.ifindex,
-                         "up" if link.up else "down")
+                log.info(
+                    "VLAN %s on %s (ifindex %d, %s)",
+                    name,
+                    link.interface,
+                    link.ifindex,
+                    "up" if link.up else "down",
+                )
         for name, old in self.by_vlan.items():
             if name not in new_by_vlan:
                 gone.append(old)
-                log.warning("VLAN %s: interface %s is gone; waiting for it to return",
-                            name, old.interface)
+                log.warning(
+                    "VLAN %s: interface %s is gone; waiting for it to return", name, old.interface
+                )
         for vlan in self.vlans.values():
-            if vlan.name not in new_by_vlan and vlan.name not in self.by_vlan \
-                    and not getattr(self, "_warned_" + vlan.name, False):
-                log.warning("VLAN %s: interface %s not found; waiting for it", vlan.name,
-                            vlan.interface)
+            if (
+                vlan.name not in new_by_vlan
+                and vlan.name not in self.by_vlan
+                and not getattr(self, "_warned_" + vlan.name, False)
+            ):
+                log.warning(
+                    "VLAN %s: interface %s not found; waiting for it", vlan.name, vlan.interface
+                )
                 setattr(self, "_warned_" + vlan.name, True)
         self.by_vlan = new_by_vlan
         self.by_index = {link.ifindex: link for link in new_by_vlan.values()}
         self.own_addresses = frozenset(
-            a for i in current.values() for a in (str(x.ip) for x in i.addresses))
+            a for i in current.values() for a in (str(x.ip) for x in i.addresses)
+        )
         return joins, gone
 
     def vlan_of_address(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:

@@ -54,8 +54,14 @@ log = logging.getLogger(__name__)
 
 IN = dns.rdataclass.IN
 A, AAAA, PTR, SRV, TXT, NSEC, ANY = (
-    dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.PTR, dns.rdatatype.SRV,
-    dns.rdatatype.TXT, dns.rdatatype.NSEC, dns.rdatatype.ANY)
+    dns.rdatatype.A,
+    dns.rdatatype.AAAA,
+    dns.rdatatype.PTR,
+    dns.rdatatype.SRV,
+    dns.rdatatype.TXT,
+    dns.rdatatype.NSEC,
+    dns.rdatatype.ANY,
+)
 LOCAL = dns.name.from_text("local.")
 SERVICES = dns.name.from_text("_services._dns-sd._udp.local.")
 _RESPONSE_FLAGS = wire.FLAG_QR | wire.FLAG_AA
@@ -119,7 +125,7 @@ def next_instance_label(label: str) -> str:
 
 
 def next_host_label(label: str) -> str:
-    """"router" -> "router-2" -> "router-3" (host names stay DNS labels)."""
+    """ "router" -> "router-2" -> "router-3" (host names stay DNS labels)."""
     m = re.fullmatch(r"(.*)-(\d+)", label)
     if m:
         return f"{m.group(1)}-{int(m.group(2)) + 1}"
@@ -133,8 +139,9 @@ def build_records(spec: Spec, host_label: str, instance_labels: list[str]) -> li
     out: list[wire.Record] = []
     for addr in spec.addresses:
         if ":" in addr:
-            out.append(wire.Record(host, AAAA, ttl, dns.rdtypes.IN.AAAA.AAAA(IN, AAAA, addr),
-                                   IN, True))
+            out.append(
+                wire.Record(host, AAAA, ttl, dns.rdtypes.IN.AAAA.AAAA(IN, AAAA, addr), IN, True)
+            )
         else:
             out.append(wire.Record(host, A, ttl, dns.rdtypes.IN.A.A(IN, A, addr), IN, True))
     for svc, label in zip(spec.services, instance_labels, strict=True):
@@ -142,10 +149,21 @@ def build_records(spec: Spec, host_label: str, instance_labels: list[str]) -> li
         inst = instance_name(label, svc.stype)
         out.append(wire.Record(stype, PTR, ttl, dns.rdtypes.ANY.PTR.PTR(IN, PTR, inst)))
         out.append(wire.Record(SERVICES, PTR, ttl, dns.rdtypes.ANY.PTR.PTR(IN, PTR, stype)))
-        out.append(wire.Record(inst, SRV, ttl, dns.rdtypes.IN.SRV.SRV(
-            IN, SRV, svc.priority, svc.weight, svc.port, host), IN, True))
-        out.append(wire.Record(inst, TXT, ttl, dns.rdtypes.ANY.TXT.TXT(
-            IN, TXT, list(svc.txt) or [b""]), IN, True))
+        out.append(
+            wire.Record(
+                inst,
+                SRV,
+                ttl,
+                dns.rdtypes.IN.SRV.SRV(IN, SRV, svc.priority, svc.weight, svc.port, host),
+                IN,
+                True,
+            )
+        )
+        out.append(
+            wire.Record(
+                inst, TXT, ttl, dns.rdtypes.ANY.TXT.TXT(IN, TXT, list(svc.txt) or [b""]), IN, True
+            )
+        )
     return out
 
 
@@ -158,8 +176,20 @@ def _canonical(rdata: dns.rdata.Rdata) -> bytes:
 
 
 class _Registration:
-    __slots__ = ("announced_once", "announces", "conflicts", "host_label", "instance_labels",
-                 "key", "next_at", "probes", "records", "spec", "state", "vlan")
+    __slots__ = (
+        "announced_once",
+        "announces",
+        "conflicts",
+        "host_label",
+        "instance_labels",
+        "key",
+        "next_at",
+        "probes",
+        "records",
+        "spec",
+        "state",
+        "vlan",
+    )
 
     def __init__(self, vlan: str, key: str, spec: Spec, now: float, start: float) -> None:
         self.vlan = vlan
@@ -215,8 +245,11 @@ class Responder:
         reg = self._regs.get((vlan, key))
         if reg is not None and reg.spec == spec:
             return []
-        wanted_same = reg is not None and reg.spec.host == spec.host and [
-            s.instance for s in reg.spec.services] == [s.instance for s in spec.services]
+        wanted_same = (
+            reg is not None
+            and reg.spec.host == spec.host
+            and [s.instance for s in reg.spec.services] == [s.instance for s in spec.services]
+        )
         if reg is None or not wanted_same:
             fresh = self.withdraw(vlan, key, now) if reg is not None else []
             start = self.rng.uniform(0.0, const.MDNS_PROBE_INTERVAL)
@@ -228,8 +261,9 @@ class Responder:
         reg.rebuild()
         out: list[Outgoing] = []
         if reg.announced_once:
-            gone = self._unshared(vlan, [r for r in old if _key(r) not in
-                                         {_key(n) for n in reg.records}], reg)
+            gone = self._unshared(
+                vlan, [r for r in old if _key(r) not in {_key(n) for n in reg.records}], reg
+            )
             out += self._goodbye(vlan, gone)
         if reg.live:
             reg.state, reg.announces, reg.next_at = ANNOUNCING, 0, now
@@ -289,8 +323,12 @@ class Responder:
                     reg.next_at = now + const.MDNS_PROBE_INTERVAL
                     continue
                 reg.state, reg.announces = ANNOUNCING, 0
-                log.info("VLAN %s: %s established (%s)", reg.vlan, reg.key,
-                         ", ".join(str(n) for n in sorted(reg.unique_names)))
+                log.info(
+                    "VLAN %s: %s established (%s)",
+                    reg.vlan,
+                    reg.key,
+                    ", ".join(str(n) for n in sorted(reg.unique_names)),
+                )
                 self._notify(reg)
             if reg.state == ANNOUNCING:
                 out.append(self._announce(reg, now))
@@ -299,21 +337,35 @@ class Responder:
                     reg.state, reg.next_at = ANNOUNCED, float("inf")
                 else:
                     reg.next_at = now + const.MDNS_ANNOUNCE_FIRST_INTERVAL * 2 ** (
-                        reg.announces - 1)
+                        reg.announces - 1
+                    )
         while self._pending and self._pending[0][0] <= now:
             _, _, vlan, answers, additional = heapq.heappop(self._pending)
             answers, additional = (
-                [r for r in recs if self._still_live(vlan, r) and self._may_multicast(
-                    vlan, r, now, const.MDNS_MULTICAST_MIN_INTERVAL)]
-                for recs in (answers, additional))
+                [
+                    r
+                    for r in recs
+                    if self._still_live(vlan, r)
+                    and self._may_multicast(vlan, r, now, const.MDNS_MULTICAST_MIN_INTERVAL)
+                ]
+                for recs in (answers, additional)
+            )
             if answers:
                 out.append(self._multicast_answer(vlan, answers, additional, now))
         return out
 
     # --- received packets ----------------------------------------------------------------
 
-    def handle(self, vlan: str, packet: wire.Packet, src: str, port: int, family: int,
-               on_link: bool, now: float) -> list[Outgoing]:
+    def handle(
+        self,
+        vlan: str,
+        packet: wire.Packet,
+        src: str,
+        port: int,
+        family: int,
+        on_link: bool,
+        now: float,
+    ) -> list[Outgoing]:
         regs = [r for (v, _), r in self._regs.items() if v == vlan]
         if not regs:
             return []
@@ -323,8 +375,9 @@ class Responder:
             self._tie_break(regs, packet, now)
         return self._answer(vlan, regs, packet, src, port, family, on_link, now)
 
-    def _check_response(self, regs: list[_Registration], packet: wire.Packet,
-                        now: float) -> list[Outgoing]:
+    def _check_response(
+        self, regs: list[_Registration], packet: wire.Packet, now: float
+    ) -> list[Outgoing]:
         out: list[Outgoing] = []
         for rec in packet.answers + packet.additionals:
             if rec.rdtype == NSEC:
@@ -337,11 +390,17 @@ class Responder:
                     continue
                 if reg.state == PROBING:
                     out += self._conflict(reg, rec.name, now)
-                elif rec.ttl > 0 and any(r.name == rec.name and r.rdtype == rec.rdtype
-                                         and r.cache_flush for r in reg.records):
+                elif rec.ttl > 0 and any(
+                    r.name == rec.name and r.rdtype == rec.rdtype and r.cache_flush
+                    for r in reg.records
+                ):
                     # §9: someone else claims our unique record: probe again to find out
-                    log.warning("VLAN %s: %s %s announced by another host; probing again",
-                                reg.vlan, rec.name, _tname(rec.rdtype))
+                    log.warning(
+                        "VLAN %s: %s %s announced by another host; probing again",
+                        reg.vlan,
+                        rec.name,
+                        _tname(rec.rdtype),
+                    )
                     reg.state, reg.probes = PROBING, 0
                     reg.next_at = now + self.rng.uniform(0.0, const.MDNS_PROBE_INTERVAL)
         return out
@@ -352,21 +411,27 @@ class Responder:
             if reg.state != PROBING:
                 continue
             for name in reg.unique_names:
-                theirs = sorted((int(r.rdclass), r.rdtype, _canonical(r.rdata))
-                                for r in packet.authorities if r.name == name)
+                theirs = sorted(
+                    (int(r.rdclass), r.rdtype, _canonical(r.rdata))
+                    for r in packet.authorities
+                    if r.name == name
+                )
                 if not theirs:
                     continue
-                ours = sorted((int(IN), r.rdtype, _canonical(r.rdata))
-                              for r in reg.records if r.name == name)
+                ours = sorted(
+                    (int(IN), r.rdtype, _canonical(r.rdata)) for r in reg.records if r.name == name
+                )
                 if ours < theirs:
-                    log.info("VLAN %s: lost a probe tie-break for %s; probing again in 1 s",
-                             reg.vlan, name)
+                    log.info(
+                        "VLAN %s: lost a probe tie-break for %s; probing again in 1 s",
+                        reg.vlan,
+                        name,
+                    )
                     reg.probes = 0
                     reg.next_at = now + const.MDNS_PROBE_DEFER
                     break
 
-    def _conflict(self, reg: _Registration, name: dns.name.Name, now: float
-                  ) -> list[Outgoing]:
+    def _conflict(self, reg: _Registration, name: dns.name.Name, now: float) -> list[Outgoing]:
         """Rename the conflicting name; what we had announced under the old one says goodbye
         (only our own data: the other host's records under that name stay in caches)."""
         self.conflicts += 1
@@ -386,20 +451,36 @@ class Responder:
         old_records = reg.records
         reg.rebuild()
         reg.probes = 0
-        busy = len(reg.conflicts) >= const.MDNS_CONFLICT_LIMIT and \
-            now - reg.conflicts[0] < const.MDNS_CONFLICT_WINDOW
-        reg.next_at = now + (const.MDNS_CONFLICT_BACKOFF if busy else
-                             self.rng.uniform(0.0, const.MDNS_PROBE_INTERVAL))
+        busy = (
+            len(reg.conflicts) >= const.MDNS_CONFLICT_LIMIT
+            and now - reg.conflicts[0] < const.MDNS_CONFLICT_WINDOW
+        )
+        reg.next_at = now + (
+            const.MDNS_CONFLICT_BACKOFF
+            if busy
+            else self.rng.uniform(0.0, const.MDNS_PROBE_INTERVAL)
+        )
         log.warning("VLAN %s: name conflict for %s; renamed to %r", reg.vlan, old, new)
         self._notify(reg)
         if not reg.announced_once:
             return []
         fresh = {_key(r) for r in reg.records}
-        return self._goodbye(reg.vlan, self._unshared(
-            reg.vlan, [r for r in old_records if _key(r) not in fresh], reg))
+        return self._goodbye(
+            reg.vlan,
+            self._unshared(reg.vlan, [r for r in old_records if _key(r) not in fresh], reg),
+        )
 
-    def _answer(self, vlan: str, regs: list[_Registration], packet: wire.Packet, src: str,
-                port: int, family: int, on_link: bool, now: float) -> list[Outgoing]:
+    def _answer(
+        self,
+        vlan: str,
+        regs: list[_Registration],
+        packet: wire.Packet,
+        src: str,
+        port: int,
+        family: int,
+        on_link: bool,
+        now: float,
+    ) -> list[Outgoing]:
         live = [r for r in regs if r.live]
         if not live or not packet.questions:
             return []
@@ -425,21 +506,29 @@ class Responder:
         if not answers and not negative:
             return []
         additional = self._additional(live, answers, mine) + negative
-        if legacy or (unicast_wanted and all(
-                now - self._last_multicast.get((vlan, _key(r)), -1e9) < r.ttl / 4
-                for r in answers)):
+        if legacy or (
+            unicast_wanted
+            and all(
+                now - self._last_multicast.get((vlan, _key(r)), -1e9) < r.ttl / 4 for r in answers
+            )
+        ):
             if not on_link:
                 return []
             self.sent["answer_unicast"] += 1
-            reply = wire.Packet(packet.id if legacy else 0, _RESPONSE_FLAGS,
-                                list(packet.questions) if legacy else [],
-                                _legacy(answers) if legacy else answers,
-                                [], _legacy(additional) if legacy else additional)
+            reply = wire.Packet(
+                packet.id if legacy else 0,
+                _RESPONSE_FLAGS,
+                list(packet.questions) if legacy else [],
+                _legacy(answers) if legacy else answers,
+                [],
+                _legacy(additional) if legacy else additional,
+            )
             return [Outgoing(vlan, wire.encode(reply), (src, port), family)]
         shared = any(not r.cache_flush for r in answers)
         if probe or not shared:
-            limit = const.MDNS_PROBE_DEFENSE_INTERVAL if probe else \
-                const.MDNS_MULTICAST_MIN_INTERVAL
+            limit = (
+                const.MDNS_PROBE_DEFENSE_INTERVAL if probe else const.MDNS_MULTICAST_MIN_INTERVAL
+            )
             answers = [r for r in answers if self._may_multicast(vlan, r, now, limit)]
             if not answers and not negative:
                 return []
@@ -449,12 +538,14 @@ class Responder:
             self.dropped_answers += 1
             return []
         self._seq += 1
-        heapq.heappush(self._pending, (now + self.rng.uniform(lo, hi), self._seq, vlan,
-                                       answers, additional))
+        heapq.heappush(
+            self._pending, (now + self.rng.uniform(lo, hi), self._seq, vlan, answers, additional)
+        )
         return []
 
-    def _negative(self, live: list[_Registration], packet: wire.Packet,
-                  mine: dict[RecordKey, wire.Record]) -> list[wire.Record]:
+    def _negative(
+        self, live: list[_Registration], packet: wire.Packet, mine: dict[RecordKey, wire.Record]
+    ) -> list[wire.Record]:
         """§6.1: a question for a unique name of ours, of a type we lack: NSEC says so."""
         out: list[wire.Record] = []
         for q in packet.questions:
@@ -470,13 +561,15 @@ class Responder:
     def _nsec(name: dns.name.Name, mine: dict[RecordKey, wire.Record]) -> wire.Record:
         types = sorted({k[1] for k in mine if k[0] == name})
         ttl = next((r.ttl for k, r in mine.items() if k[0] == name), const.OWN_RECORD_TTL)
-        rdata = dns.rdata.from_text(IN, NSEC, " ".join(
-            [name.to_text()] + [_tname(t) for t in types]))
+        rdata = dns.rdata.from_text(
+            IN, NSEC, " ".join([name.to_text()] + [_tname(t) for t in types])
+        )
         return wire.Record(name, NSEC, ttl, rdata, IN, True)
 
     @staticmethod
-    def _additional(live: list[_Registration], answers: list[wire.Record],
-                    mine: dict[RecordKey, wire.Record]) -> list[wire.Record]:
+    def _additional(
+        live: list[_Registration], answers: list[wire.Record], mine: dict[RecordKey, wire.Record]
+    ) -> list[wire.Record]:
         """RFC 6763 §12: SRV/TXT/addresses after a PTR; addresses after an SRV; §6.2 A+AAAA."""
         wanted: list[tuple[dns.name.Name, tuple[int, ...]]] = []
         for rec in answers:
@@ -505,8 +598,11 @@ class Responder:
     def _probe(self, reg: _Registration) -> Outgoing:
         self.sent["probe"] += 1
         questions = [wire.Question(n, ANY, IN, True) for n in sorted(reg.unique_names)]
-        authority = [wire.Record(r.name, r.rdtype, r.ttl, r.rdata, IN, False)
-                     for r in reg.records if r.cache_flush]
+        authority = [
+            wire.Record(r.name, r.rdtype, r.ttl, r.rdata, IN, False)
+            for r in reg.records
+            if r.cache_flush
+        ]
         return Outgoing(reg.vlan, wire.encode(wire.Packet(0, 0, questions, [], authority, [])))
 
     def _announce(self, reg: _Registration, now: float) -> Outgoing:
@@ -514,16 +610,19 @@ class Responder:
         reg.announced_once = True
         for rec in reg.records:
             self._last_multicast[(reg.vlan, _key(rec))] = now
-        return Outgoing(reg.vlan, wire.encode(wire.Packet(0, _RESPONSE_FLAGS, [],
-                                                          list(reg.records))))
+        return Outgoing(
+            reg.vlan, wire.encode(wire.Packet(0, _RESPONSE_FLAGS, [], list(reg.records)))
+        )
 
-    def _multicast_answer(self, vlan: str, answers: list[wire.Record],
-                          additional: list[wire.Record], now: float) -> Outgoing:
+    def _multicast_answer(
+        self, vlan: str, answers: list[wire.Record], additional: list[wire.Record], now: float
+    ) -> Outgoing:
         self.sent["answer"] += 1
         for rec in answers:
             self._last_multicast[(vlan, _key(rec))] = now
-        return Outgoing(vlan, wire.encode(wire.Packet(0, _RESPONSE_FLAGS, [], answers, [],
-                                                      additional)))
+        return Outgoing(
+            vlan, wire.encode(wire.Packet(0, _RESPONSE_FLAGS, [], answers, [], additional))
+        )
 
     def _goodbye(self, vlan: str, records: Iterable[wire.Record]) -> list[Outgoing]:
         recs = [wire.Record(r.name, r.rdtype, 0, r.rdata, IN, r.cache_flush) for r in records]
@@ -548,11 +647,16 @@ class Responder:
                 return True
         return False
 
-    def _unshared(self, vlan: str, records: Iterable[wire.Record],
-                  keep: _Registration | None) -> list[wire.Record]:
+    def _unshared(
+        self, vlan: str, records: Iterable[wire.Record], keep: _Registration | None
+    ) -> list[wire.Record]:
         """Records no other announced registration on the VLAN still publishes."""
-        others = {_key(r) for (v, _), reg in self._regs.items()
-                  if v == vlan and reg is not keep and reg.announced_once for r in reg.records}
+        others = {
+            _key(r)
+            for (v, _), reg in self._regs.items()
+            if v == vlan and reg is not keep and reg.announced_once
+            for r in reg.records
+        }
         if keep is not None:
             others |= {_key(r) for r in keep.records}
         return [r for r in records if _key(r) not in others]
@@ -571,8 +675,10 @@ def _tname(rdtype: int) -> str:
 
 def _legacy(records: list[wire.Record]) -> list[wire.Record]:
     """§6.7: legacy unicast replies: no cache-flush bits, TTLs of at most ten seconds."""
-    return [wire.Record(r.name, r.rdtype, min(r.ttl, const.MDNS_LEGACY_TTL), r.rdata, r.rdclass)
-            for r in records]
+    return [
+        wire.Record(r.name, r.rdtype, min(r.ttl, const.MDNS_LEGACY_TTL), r.rdata, r.rdclass)
+        for r in records
+    ]
 
 
 # --- asyncio glue --------------------------------------------------------------------------
@@ -597,8 +703,9 @@ class ResponderShell:
         assert self._loop is not None
         return self._loop.time()
 
-    def on_packet(self, vlan: str, packet: wire.Packet, raw: bytes, src: str, port: int,
-                  family: int) -> None:
+    def on_packet(
+        self, vlan: str, packet: wire.Packet, raw: bytes, src: str, port: int, family: int
+    ) -> None:
         """An ``Ingest.listeners`` entry."""
         if self._loop is None:
             return

@@ -111,12 +111,19 @@ class MdnsTransport:
                     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq6)
             except OSError as exc:
                 if exc.errno != errno.EADDRINUSE:
-                    log.warning("cannot join mDNS group on ifindex %d (%s): %s",
-                                ifindex, "IPv4" if family == socket.AF_INET else "IPv6", exc)
+                    log.warning(
+                        "cannot join mDNS group on ifindex %d (%s): %s",
+                        ifindex,
+                        "IPv4" if family == socket.AF_INET else "IPv6",
+                        exc,
+                    )
                     continue
             self.joined.add((family, ifindex))
-            log.info("joined mDNS %s group on ifindex %d",
-                     "IPv4" if family == socket.AF_INET else "IPv6", ifindex)
+            log.info(
+                "joined mDNS %s group on ifindex %d",
+                "IPv4" if family == socket.AF_INET else "IPv6",
+                ifindex,
+            )
 
     def forget(self, ifindex: int) -> None:
         """The interface went away: its memberships went with it."""
@@ -136,8 +143,9 @@ class MdnsTransport:
                 except OSError:
                     pass
 
-    def send(self, data: bytes, ifindex: int, family: int,
-             dest: tuple[str, int] | None = None) -> bool:
+    def send(
+        self, data: bytes, ifindex: int, family: int, dest: tuple[str, int] | None = None
+    ) -> bool:
         """Send on one interface; a failure is counted and logged, never raised."""
         sock = self.socks.get(family)
         if sock is None:
@@ -146,8 +154,13 @@ class MdnsTransport:
             if family == socket.AF_INET:
                 anc = self._pktinfo.get(ifindex)
                 if anc is None:
-                    anc = self._pktinfo[ifindex] = [(socket.IPPROTO_IP, IP_PKTINFO, struct.pack(
-                        "=i4s4s", ifindex, b"\0\0\0\0", b"\0\0\0\0"))]
+                    anc = self._pktinfo[ifindex] = [
+                        (
+                            socket.IPPROTO_IP,
+                            IP_PKTINFO,
+                            struct.pack("=i4s4s", ifindex, b"\0\0\0\0", b"\0\0\0\0"),
+                        )
+                    ]
                 sock.sendmsg([data], anc, 0, dest or _GROUP4_DEST)
             else:
                 host, port = dest or (const.MDNS_GROUP_V6, const.MDNS_PORT)

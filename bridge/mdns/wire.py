@@ -82,9 +82,16 @@ class Record:
 
     __slots__ = ("cache_flush", "digest", "name", "rdata", "rdclass", "rdtype", "ttl")
 
-    def __init__(self, name: dns.name.Name, rdtype: int, ttl: int, rdata: dns.rdata.Rdata,
-                 rdclass: int = dns.rdataclass.IN, cache_flush: bool = False,
-                 digest: bytes | None = None) -> None:
+    def __init__(
+        self,
+        name: dns.name.Name,
+        rdtype: int,
+        ttl: int,
+        rdata: dns.rdata.Rdata,
+        rdclass: int = dns.rdataclass.IN,
+        cache_flush: bool = False,
+        digest: bytes | None = None,
+    ) -> None:
         self.name = name
         self.rdtype = rdtype
         self.ttl = ttl
@@ -105,9 +112,11 @@ class Record:
         return hash(self._key())
 
     def __repr__(self) -> str:
-        return (f"Record(name={self.name!r}, rdtype={self.rdtype!r}, ttl={self.ttl!r}, "
-                f"rdata={self.rdata!r}, rdclass={self.rdclass!r}, "
-                f"cache_flush={self.cache_flush!r})")
+        return (
+            f"Record(name={self.name!r}, rdtype={self.rdtype!r}, ttl={self.ttl!r}, "
+            f"rdata={self.rdata!r}, rdclass={self.rdclass!r}, "
+            f"cache_flush={self.cache_flush!r})"
+        )
 
 
 @dataclass(slots=True)
@@ -151,16 +160,18 @@ def parse(data: bytes) -> Packet:
             packet.questions.append(
                 Question(qname, qtype, qclass & CLASS_MASK, bool(qclass & TOP_BIT))
             )
-        for section, count in ((packet.answers, an), (packet.authorities, ns),
-                               (packet.additionals, ar)):
+        for section, count in (
+            (packet.answers, an),
+            (packet.authorities, ns),
+            (packet.additionals, ar),
+        ):
             for _ in range(count):
                 record, pos = _read_record(data, pos, names)
                 if record is not None:
                     section.append(record)
     except WireError:
         raise
-    except (dns.exception.DNSException, ValueError, struct.error, UnicodeError,
-            IndexError) as exc:
+    except (dns.exception.DNSException, ValueError, struct.error, UnicodeError, IndexError) as exc:
         raise WireError(type(exc).__name__.lower(), str(exc)) from None
     return packet
 
@@ -224,7 +235,7 @@ class _Name(dns.name.Name):
 # sys.hash_info.modulus). The same value built label by label, each label's part memoised,
 # costs a few integer operations instead of a Python loop over every octet. It must equal
 # dnspython's: names parsed here and names made by dnspython meet as keys of the same dicts.
-_POW9 = [9 ** n for n in range(64)]
+_POW9 = [9**n for n in range(64)]
 # per label length n, the weights 9**(n-1) ... 9**0 of its octets
 _WEIGHTS = [tuple(reversed(_POW9[:n])) for n in range(64)]
 _LENGTH_OCTETS = [bytes((n,)) for n in range(64)]
@@ -266,8 +277,7 @@ def intern(labels: tuple[bytes, ...]) -> dns.name.Name:
     return name
 
 
-def _read_name(data: bytes, pos: int, names: _Seen
-               ) -> tuple[dns.name.Name, int]:
+def _read_name(data: bytes, pos: int, names: _Seen) -> tuple[dns.name.Name, int]:
     """Read a possibly compressed name at ``pos``: (Name, offset after it in the record).
 
     Pointers must point strictly backwards and a name is at most 255 octets, so hostile
@@ -309,7 +319,7 @@ def _read_name(data: bytes, pos: int, names: _Seen
         if length > 63:
             raise WireError("bad_label_type", f"label type {length:#x} at {pos}")
         starts.append(pos)
-        label = data[pos + 1:pos + 1 + length]
+        label = data[pos + 1 : pos + 1 + length]
         if len(label) != length:
             raise WireError("truncated", f"label at {pos}")
         labels.append(label)
@@ -331,8 +341,9 @@ _AAAA = dns.rdatatype.AAAA
 _IN = dns.rdataclass.IN
 
 
-def _rdata(cls: type[dns.rdata.Rdata], rdtype: dns.rdatatype.RdataType, field: str,
-           value: object) -> dns.rdata.Rdata:
+def _rdata(
+    cls: type[dns.rdata.Rdata], rdtype: dns.rdatatype.RdataType, field: str, value: object
+) -> dns.rdata.Rdata:
     """An IN-class rdata of the common types, built the way dnspython's own ``__setstate__``
     (unpickling) builds one: dnspython's immutable ``__init__`` costs 4-8 µs per rdata (a
     context variable set and reset, enum and value re-validation) and was half of parsing a
@@ -344,6 +355,7 @@ def _rdata(cls: type[dns.rdata.Rdata], rdtype: dns.rdatatype.RdataType, field: s
     _set(rdata, "rdcomment", None)
     _set(rdata, field, value)
     return rdata
+
 
 _PTR = dns.rdatatype.PTR
 _SRV = dns.rdatatype.SRV
@@ -358,8 +370,7 @@ _SRV_CLS = dns.rdtypes.IN.SRV.SRV
 _TXT_CLS = dns.rdtypes.ANY.TXT.TXT
 
 
-def _read_record(data: bytes, pos: int, names: _Seen
-                 ) -> tuple[Record | None, int]:
+def _read_record(data: bytes, pos: int, names: _Seen) -> tuple[Record | None, int]:
     name, pos = _read_name(data, pos, names)
     rdtype, rdclass, ttl, rdlen = _RR_FIXED.unpack_from(data, pos)
     pos += 10
@@ -382,8 +393,11 @@ def _read_record(data: bytes, pos: int, names: _Seen
         target, after = _read_name(data, pos, names)
         if after != end:
             raise WireError("bad_rdata", f"PTR of {name}")
-        rdata = _rdata(_PTR_CLS, _PTR, "target", target) if klass == 1 else \
-            dns.rdtypes.ANY.PTR.PTR(klass, rdtype, target)
+        rdata = (
+            _rdata(_PTR_CLS, _PTR, "target", target)
+            if klass == 1
+            else dns.rdtypes.ANY.PTR.PTR(klass, rdtype, target)
+        )
         digest = target.canonical  # type: ignore[attr-defined]
     elif klass == 1 and rdtype == _SRV and rdlen >= 7:
         priority, weight, port = _SRV_FIXED.unpack_from(data, pos)
@@ -394,7 +408,7 @@ def _read_record(data: bytes, pos: int, names: _Seen
         _set(rdata, "priority", priority)
         _set(rdata, "weight", weight)
         _set(rdata, "port", port)
-        digest = data[pos:pos + 6] + target.canonical  # type: ignore[attr-defined]
+        digest = data[pos : pos + 6] + target.canonical  # type: ignore[attr-defined]
     elif rdtype == _TXT:
         if rdlen == 0:
             # RFC 6763 §6.1 asks for one empty string; python-zeroconf sends none at all, and
@@ -407,10 +421,13 @@ def _read_record(data: bytes, pos: int, names: _Seen
                 n = data[i]
                 if i + 1 + n > end:
                     raise WireError("bad_rdata", f"TXT of {name}")
-                strings.append(data[i + 1:i + 1 + n])
+                strings.append(data[i + 1 : i + 1 + n])
                 i += 1 + n
-            rdata = _rdata(_TXT_CLS, _TXT, "strings", tuple(strings)) if klass == 1 else \
-                dns.rdtypes.ANY.TXT.TXT(klass, rdtype, strings)
+            rdata = (
+                _rdata(_TXT_CLS, _TXT, "strings", tuple(strings))
+                if klass == 1
+                else dns.rdtypes.ANY.TXT.TXT(klass, rdtype, strings)
+            )
             digest = data[pos:end]
     elif rdtype == _NSEC:
         # mDNS compresses the next-domain name (RFC 6762 §18.14): read it ourselves
@@ -419,7 +436,7 @@ def _read_record(data: bytes, pos: int, names: _Seen
         while i < end:
             if i + 2 > end or not 1 <= data[i + 1] <= 32 or i + 2 + data[i + 1] > end:
                 raise WireError("bad_rdata", f"NSEC of {name}")
-            windows.append((data[i], data[i + 2:i + 2 + data[i + 1]]))
+            windows.append((data[i], data[i + 2 : i + 2 + data[i + 1]]))
             i += 2 + data[i + 1]
         rdata = dns.rdtypes.ANY.NSEC.NSEC(klass, rdtype, nxt, windows)
     else:

@@ -11,8 +11,9 @@ import dns.rrset
 from bridge.dnsfront.fastpath import ResponseCache, query_key, splice
 
 
-def wire(name: str, rdtype: str | int = "A", flags: int = dns.flags.RD, qid: int = 7,
-         **kw: object) -> bytes:
+def wire(
+    name: str, rdtype: str | int = "A", flags: int = dns.flags.RD, qid: int = 7, **kw: object
+) -> bytes:
     q = dns.message.make_query(name, rdtype, id=qid, **kw)  # type: ignore[arg-type]
     q.flags = flags
     return q.to_wire()
@@ -51,18 +52,20 @@ def test_case_and_echoed_flags_share_an_entry_and_echo_the_question() -> None:
     assert parsed is not None
     out = splice(q, parsed[1], cache.entries[parsed[0]])
     msg = dns.message.from_wire(out)
-    assert msg.id == 99 and out[12:parsed[1]] == q[12:parsed[1]]  # exact case echoed
+    assert msg.id == 99 and out[12 : parsed[1]] == q[12 : parsed[1]]  # exact case echoed
     assert [rr.to_text() for rr in msg.answer] == ["OFFice.LOCAL. 10 IN A 10.0.0.1"]
 
 
 def test_what_changes_the_answer_changes_the_key() -> None:
     base = query_key(wire("x.local.", use_edns=0, payload=1232))
     assert base is not None
-    for other in (wire("x.local.", "AAAA", use_edns=0, payload=1232),
-                  wire("x.local.", use_edns=0, payload=512),
-                  wire("x.local.", use_edns=0, payload=1232, want_dnssec=True),
-                  wire("x.local.", flags=dns.flags.RD | dns.flags.CD, use_edns=0, payload=1232),
-                  wire("x.local.")):
+    for other in (
+        wire("x.local.", "AAAA", use_edns=0, payload=1232),
+        wire("x.local.", use_edns=0, payload=512),
+        wire("x.local.", use_edns=0, payload=1232, want_dnssec=True),
+        wire("x.local.", flags=dns.flags.RD | dns.flags.CD, use_edns=0, payload=1232),
+        wire("x.local."),
+    ):
         parsed = query_key(other)
         assert parsed is not None and parsed[0] != base[0]
 

@@ -17,38 +17,73 @@ from bridge.store import Store
 ROOT = Path(__file__).resolve().parents[2]
 VLANS = ["trusted", "iot", "guest"]
 DOMAINS = {v: dns.name.from_text(f"{v}.home.arpa.") for v in VLANS}
-SUBNETS = {"trusted": ["10.10.0.0/24", "fd00:10::/64"], "iot": ["10.20.0.0/24"],
-           "guest": ["10.30.0.0/24"]}
-PTR, SRV, TXT, A, AAAA, SOA = (dns.rdatatype.PTR, dns.rdatatype.SRV, dns.rdatatype.TXT,
-                               dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.SOA)
+SUBNETS = {
+    "trusted": ["10.10.0.0/24", "fd00:10::/64"],
+    "iot": ["10.20.0.0/24"],
+    "guest": ["10.30.0.0/24"],
+}
+PTR, SRV, TXT, A, AAAA, SOA = (
+    dns.rdatatype.PTR,
+    dns.rdatatype.SRV,
+    dns.rdatatype.TXT,
+    dns.rdatatype.A,
+    dns.rdatatype.AAAA,
+    dns.rdatatype.SOA,
+)
 
 
 def n(text: str) -> dns.name.Name:
     return dns.name.from_text(text)
 
 
-def publish(store: Store, vlan: str, instance: bytes, stype: str, host: str,
-            addrs: list[str], now: float = 0.0) -> None:
+def publish(
+    store: Store,
+    vlan: str,
+    instance: bytes,
+    stype: str,
+    host: str,
+    addrs: list[str],
+    now: float = 0.0,
+) -> None:
     """What an avahi publisher puts on the wire, as the store receives it."""
     tname = n(f"{stype}.local.")
     iname = dns.name.Name((instance, *tname.labels))
-    store.add(vlan, n("_services._dns-sd._udp.local."), PTR,
-              dns.rdata.from_text("IN", "PTR", tname.to_text()), 4500, now)
+    store.add(
+        vlan,
+        n("_services._dns-sd._udp.local."),
+        PTR,
+        dns.rdata.from_text("IN", "PTR", tname.to_text()),
+        4500,
+        now,
+    )
     store.add(vlan, tname, PTR, dns.rdtypes.ANY.PTR.PTR(1, PTR, iname), 4500, now)
-    store.add(vlan, iname, SRV, dns.rdata.from_text("IN", "SRV", f"0 0 631 {host}.local."),
-              120, now)
+    store.add(
+        vlan, iname, SRV, dns.rdata.from_text("IN", "SRV", f"0 0 631 {host}.local."), 120, now
+    )
     store.add(vlan, iname, TXT, dns.rdata.from_text("IN", "TXT", '"rp=printer"'), 4500, now)
     for addr in addrs:
         rdtype = AAAA if ":" in addr else A
-        store.add(vlan, n(f"{host}.local."), rdtype,
-                  dns.rdata.from_text("IN", dns.rdatatype.to_text(rdtype), addr), 120, now)
+        store.add(
+            vlan,
+            n(f"{host}.local."),
+            rdtype,
+            dns.rdata.from_text("IN", dns.rdatatype.to_text(rdtype), addr),
+            120,
+            now,
+        )
 
 
 @pytest.fixture
 def store() -> Store:
     s = Store()
-    publish(s, "trusted", b"Office Printer", "_ipp._tcp", "office", ["10.10.0.5", "fd00:10::5",
-                                                                     "fe80::5"])
+    publish(
+        s,
+        "trusted",
+        b"Office Printer",
+        "_ipp._tcp",
+        "office",
+        ["10.10.0.5", "fd00:10::5", "fe80::5"],
+    )
     publish(s, "iot", b"Living Room TV", "_googlecast._tcp", "tv", ["10.20.0.7", "169.254.3.3"])
     publish(s, "iot", b"Guest Printer", "_ipp._tcp", "gprinter", ["10.20.0.9"])
     publish(s, "iot", b"Back Office", "_ipp._tcp", "bprinter", ["10.20.0.10"])
@@ -62,8 +97,12 @@ def home_basic() -> PolicyEngine:
 
 def make(store: Store, engine: PolicyEngine) -> tuple[Resolver, dict[str, View]]:
     import ipaddress
-    zones = Zones(DOMAINS, n("home.arpa."),
-                  {v: [ipaddress.ip_network(x) for x in nets] for v, nets in SUBNETS.items()})
+
+    zones = Zones(
+        DOMAINS,
+        n("home.arpa."),
+        {v: [ipaddress.ip_network(x) for x in nets] for v, nets in SUBNETS.items()},
+    )
     views = {v: View(v, v, engine.view(v)) for v in VLANS}
     views["*"] = View("*", None, engine.view("*"))
     return Resolver(store, zones, max_ttl=10, negative_ttl=7), views
@@ -86,10 +125,13 @@ def test_wide_area_rewrites_names_both_ways_with_additionals(store: Store) -> No
     r, views = make(store, default_engine(VLANS))
     ans = r.resolve(views["trusted"], n("_ipp._tcp.trusted.home.arpa."), PTR, 1.0)
     assert texts(ans.answer) == {
-        "_ipp._tcp.trusted.home.arpa. PTR Office\\032Printer._ipp._tcp.trusted.home.arpa."}
+        "_ipp._tcp.trusted.home.arpa. PTR Office\\032Printer._ipp._tcp.trusted.home.arpa."
+    }
     extra = texts(ans.additional)
-    assert "Office\\032Printer._ipp._tcp.trusted.home.arpa. SRV 0 0 631 office.trusted.home.arpa." \
+    assert (
+        "Office\\032Printer._ipp._tcp.trusted.home.arpa. SRV 0 0 631 office.trusted.home.arpa."
         in extra
+    )
     assert "office.trusted.home.arpa. A 10.10.0.5" in extra
     assert "office.trusted.home.arpa. AAAA fd00:10::5" in extra
     assert ans.aa if hasattr(ans, "aa") else ans.authoritative
@@ -97,7 +139,8 @@ def test_wide_area_rewrites_names_both_ways_with_additionals(store: Store) -> No
     inst = dns.name.Name((b"Office Printer", b"_ipp", b"_tcp", *DOMAINS["trusted"].labels))
     srv = r.resolve(views["trusted"], inst, SRV, 1.0)
     assert texts(srv.answer) == {
-        "Office\\032Printer._ipp._tcp.trusted.home.arpa. SRV 0 0 631 office.trusted.home.arpa."}
+        "Office\\032Printer._ipp._tcp.trusted.home.arpa. SRV 0 0 631 office.trusted.home.arpa."
+    }
 
 
 def test_utf8_and_dotted_instance_names_round_trip() -> None:
@@ -128,7 +171,8 @@ def test_policies_directional_and_instance_globs(store: Store) -> None:
     assert len(list(trusted.answer[0])) == 3  # own printer and both IoT printers
     guest = r.resolve(views["guest"], n("_ipp._tcp.iot.home.arpa."), PTR, 1.0)
     assert texts(guest.answer) == {
-        "_ipp._tcp.iot.home.arpa. PTR Guest\\032Printer._ipp._tcp.iot.home.arpa."}
+        "_ipp._tcp.iot.home.arpa. PTR Guest\\032Printer._ipp._tcp.iot.home.arpa."
+    }
     # iot may not see anything from trusted, neither names nor the domain
     iot = r.resolve(views["iot"], n("_ipp._tcp.trusted.home.arpa."), PTR, 1.0)
     assert iot.answer == [] and iot.rcode == dns.rcode.NXDOMAIN
@@ -172,8 +216,10 @@ def test_browse_domains(store: Store) -> None:
     engine = home_basic()
     r, views = make(store, engine)
     b = texts(r.resolve(views["trusted"], n("b._dns-sd._udp.home.arpa."), PTR, 1.0).answer)
-    assert b == {"b._dns-sd._udp.home.arpa. PTR trusted.home.arpa.",
-                 "b._dns-sd._udp.home.arpa. PTR iot.home.arpa."}
+    assert b == {
+        "b._dns-sd._udp.home.arpa. PTR trusted.home.arpa.",
+        "b._dns-sd._udp.home.arpa. PTR iot.home.arpa.",
+    }
     iot = texts(r.resolve(views["iot"], n("b._dns-sd._udp.home.arpa."), PTR, 1.0).answer)
     assert iot == {"b._dns-sd._udp.home.arpa. PTR iot.home.arpa."}
     rev = r.resolve(views["trusted"], n("lb._dns-sd._udp.0.10.10.in-addr.arpa."), PTR, 1.0)
@@ -217,7 +263,9 @@ def test_ondemand_only_for_plausible_names(store: Store) -> None:
 
 def test_reverse_zone_names() -> None:
     import ipaddress
+
     assert reverse_zone(ipaddress.ip_network("10.10.0.0/24")) == n("0.10.10.in-addr.arpa.")
     assert reverse_zone(ipaddress.ip_network("10.10.0.0/16")) == n("10.10.in-addr.arpa.")
-    assert reverse_zone(ipaddress.ip_network("fd00:10::/64")) == \
-        n("0.0.0.0.0.0.0.0.0.1.0.0.0.0.d.f.ip6.arpa.")
+    assert reverse_zone(ipaddress.ip_network("fd00:10::/64")) == n(
+        "0.0.0.0.0.0.0.0.0.1.0.0.0.0.d.f.ip6.arpa."
+    )

@@ -41,7 +41,7 @@ def question_bytes(wire: bytes) -> bytes:
     i = 12
     while wire[i]:
         i += wire[i] + 1
-    return wire[12:i + 5]
+    return wire[12 : i + 5]
 
 
 def test_health_check_answered(front: Front) -> None:
@@ -53,11 +53,14 @@ def test_health_check_answered(front: Front) -> None:
         assert reply.rcode() == dns.rcode.REFUSED and reply.question
 
 
-@pytest.mark.parametrize("name,rcode", [
-    ("oFFice.LOCAL.", dns.rcode.NOERROR),
-    ("NotHere.Trusted.Home.Arpa.", dns.rcode.NXDOMAIN),
-    ("WWW.Example.COM.", dns.rcode.REFUSED),
-])
+@pytest.mark.parametrize(
+    "name,rcode",
+    [
+        ("oFFice.LOCAL.", dns.rcode.NOERROR),
+        ("NotHere.Trusted.Home.Arpa.", dns.rcode.NXDOMAIN),
+        ("WWW.Example.COM.", dns.rcode.REFUSED),
+    ],
+)
 def test_question_echoed_exactly_fresh_and_cached(front: Front, name: str, rcode: int) -> None:
     wire = q(name, "A").to_wire()
     for _ in range(3):  # first from the slow path, then pre-rendered
@@ -111,8 +114,10 @@ def test_other_classes_opcodes_and_counts(front: Front) -> None:
     assert reply.rcode() == dns.rcode.REFUSED and reply.question
     notify = q("local.", "SOA")
     notify.set_opcode(dns.opcode.NOTIFY)
-    assert dns.message.from_wire(udp_raw(front.port_view, notify.to_wire())).rcode() == \
-        dns.rcode.NOTIMP
+    assert (
+        dns.message.from_wire(udp_raw(front.port_view, notify.to_wire())).rcode()
+        == dns.rcode.NOTIMP
+    )
     empty = struct.pack("!HHHHHH", 4242, 0x0100, 0, 0, 0, 0)
     reply = dns.message.from_wire(udp_raw(front.port_view, empty))
     assert reply.id == 4242 and reply.rcode() == dns.rcode.FORMERR
@@ -122,16 +127,24 @@ def test_truncation_without_edns_and_full_answer_over_tcp(front: Front) -> None:
     def many() -> None:
         now = front.loop.time()
         for i in range(60):
-            front.store.add("trusted", dns.name.from_text("big.local."), A,
-                            dns.rdata.from_text("IN", "A", f"10.10.0.{i + 10}"), 120, now)
+            front.store.add(
+                "trusted",
+                dns.name.from_text("big.local."),
+                A,
+                dns.rdata.from_text("IN", "A", f"10.10.0.{i + 10}"),
+                120,
+                now,
+            )
+
     front.call(many)
     client = ForwardClient("127.0.0.1", front.port_view)
     udp = udp_raw(front.port_view, q("big.local.").to_wire())
     assert len(udp) <= 512 and udp[2] & 0x02
     tcp = client.exchange(q("big.local."), tcp=True)
     assert not tcp.flags & dns.flags.TC and len(tcp.answer[0]) == 60
-    edns = dns.message.from_wire(udp_raw(front.port_view,
-                                         q("big.local.", use_edns=0, payload=4096).to_wire()))
+    edns = dns.message.from_wire(
+        udp_raw(front.port_view, q("big.local.", use_edns=0, payload=4096).to_wire())
+    )
     assert not edns.flags & dns.flags.TC and len(edns.answer[0]) == 60
 
 
@@ -161,8 +174,14 @@ def test_ipv6_listener_replies_from_the_address_queried(front: Front) -> None:
 def office_says_goodbye(front: Front) -> None:
     """The office printer's A record goes (goodbye, then the sweep after its last second)."""
     now = front.loop.time()
-    front.store.add("trusted", dns.name.from_text("office.local."), A,
-                    dns.rdata.from_text("IN", "A", "10.10.0.5"), 0, now)
+    front.store.add(
+        "trusted",
+        dns.name.from_text("office.local."),
+        A,
+        dns.rdata.from_text("IN", "A", "10.10.0.5"),
+        0,
+        now,
+    )
     front.store.sweep(now + 1.5)
 
 
@@ -177,6 +196,7 @@ def test_store_change_invalidates_cached_answer(front: Front) -> None:
 
 def test_store_change_invalidates_cached_answer_over_tcp(front: Front) -> None:
     with socket.create_connection(("127.0.0.1", front.port_view), timeout=3) as s:
+
         def ask() -> dns.message.Message:
             dns.query.send_tcp(s, q("office.local.", "A"), None)
             return dns.query.receive_tcp(s, time.time() + 3)[0]
@@ -194,12 +214,21 @@ def test_cache_miss_waits_for_mdns_and_answers(front: Front) -> None:
         deadline = time.monotonic() + 2
         while time.monotonic() < deadline:
             if any(k[1] == name for k in front.asked):
-                front.call(lambda: front.store.add(
-                    "trusted", name, A, dns.rdata.from_text("IN", "A", "10.10.0.99"), 120,
-                    front.loop.time()))
+                front.call(
+                    lambda: front.store.add(
+                        "trusted",
+                        name,
+                        A,
+                        dns.rdata.from_text("IN", "A", "10.10.0.99"),
+                        120,
+                        front.loop.time(),
+                    )
+                )
                 return
             time.sleep(0.01)
+
     import threading
+
     t = threading.Thread(target=answer_when_asked)
     t.start()
     start = time.monotonic()
@@ -246,17 +275,23 @@ def test_policy_reload_during_an_ondemand_wait_answers_with_the_new_policy(front
     from tests.dnsfront.test_resolver import VLANS, publish
 
     now = front.now()
-    front.call(lambda: publish(front.store, "iot", b"TV", "_googlecast._tcp", "tv",
-                               ["10.20.0.7"], now=now))
+    front.call(
+        lambda: publish(front.store, "iot", b"TV", "_googlecast._tcp", "tv", ["10.20.0.7"], now=now)
+    )
     allow = parse_policy_text(
         "apiVersion: mdnsgateway.io/v1alpha1\nkind: ServicePolicy\nmetadata: {name: cast}\n"
-        "spec: {from: [iot], to: [trusted], services: [_googlecast._tcp]}\n", "p.yaml", VLANS)
+        "spec: {from: [iot], to: [trusted], services: [_googlecast._tcp]}\n",
+        "p.yaml",
+        VLANS,
+    )
     engine = PolicyEngine(allow, VLANS)
     client = ForwardClient("127.0.0.1", front.port_view)
     result: list[dns.message.Message] = []
     import threading
-    t = threading.Thread(target=lambda: result.append(client.exchange(q("_googlecast._tcp.local.",
-                                                                        "PTR"))))
+
+    t = threading.Thread(
+        target=lambda: result.append(client.exchange(q("_googlecast._tcp.local.", "PTR")))
+    )
     t.start()
     deadline = time.monotonic() + 2
     while not any(k[1] == dns.name.from_text("_googlecast._tcp.local.") for k in front.asked):

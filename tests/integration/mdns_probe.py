@@ -38,8 +38,7 @@ def ifindex(ns: str, ifname: str) -> int:
 
 
 def link_local(ns: str, ifname: str) -> str | None:
-    data = json.loads(run(None, "ip", "-n", ns, "-j", "-6", "addr", "show", "dev", ifname
-                          ).stdout)
+    data = json.loads(run(None, "ip", "-n", ns, "-j", "-6", "addr", "show", "dev", ifname).stdout)
     for link in data:
         for a in link.get("addr_info", []):
             if a.get("scope") == "link" and a.get("local"):
@@ -84,8 +83,7 @@ class Sniffer:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq6)
         sock.setblocking(False)
         self.sock = sock
-        self._thread = threading.Thread(target=self._loop, name=f"sniff-{host.name}",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=f"sniff-{host.name}", daemon=True)
         self._thread.start()
 
     def _loop(self) -> None:
@@ -102,24 +100,36 @@ class Sniffer:
                     return
                 hops = -1
                 for level, kind, value in anc:
-                    if (level, kind) in ((socket.IPPROTO_IP, IP_TTL),
-                                         (socket.IPPROTO_IPV6, IPV6_HOPLIMIT)):
+                    if (level, kind) in (
+                        (socket.IPPROTO_IP, IP_TTL),
+                        (socket.IPPROTO_IPV6, IPV6_HOPLIMIT),
+                    ):
                         hops = struct.unpack("=i", value[:4])[0]
                 src = str(addr[0]).split("%", 1)[0]
                 with self._lock:
                     if len(self.packets) < self.max_packets:
                         self.packets.append(Datagram(time.monotonic(), src, hops, data))
 
-    def since(self, t0: float = 0.0, src: Iterable[str] | None = None,
-              contains: bytes | None = None) -> list[Datagram]:
+    def since(
+        self, t0: float = 0.0, src: Iterable[str] | None = None, contains: bytes | None = None
+    ) -> list[Datagram]:
         allowed = None if src is None else set(src)
         with self._lock:
-            return [p for p in self.packets if p.t >= t0
-                    and (allowed is None or p.src in allowed)
-                    and (contains is None or contains in p.data)]
+            return [
+                p
+                for p in self.packets
+                if p.t >= t0
+                and (allowed is None or p.src in allowed)
+                and (contains is None or contains in p.data)
+            ]
 
-    def wait(self, predicate: Callable[[Datagram], bool], timeout: float, t0: float = 0.0,
-             what: str = "a datagram") -> Datagram:
+    def wait(
+        self,
+        predicate: Callable[[Datagram], bool],
+        timeout: float,
+        t0: float = 0.0,
+        what: str = "a datagram",
+    ) -> Datagram:
         def found() -> Datagram | None:
             for p in self.since(t0):
                 if predicate(p):
@@ -148,8 +158,7 @@ class Sender:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
         if family == socket.AF_INET:
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 255)
-            sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF,
-                            socket.inet_aton(host.ipv4))
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(host.ipv4))
             sock.bind((host.ipv4, MDNS_PORT))
             self.target: tuple[object, ...] = (GROUP4, MDNS_PORT)
         else:
@@ -250,7 +259,7 @@ def metric_samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
     for line in text.splitlines():
         if not line.startswith(name):
             continue
-        rest = line[len(name):]
+        rest = line[len(name) :]
         labels: dict[str, str] = {}
         if rest.startswith("{"):
             inner, _, rest = rest[1:].partition("}")

@@ -60,12 +60,17 @@ class Chronyd:
         self.dir.mkdir(mode=0o700)
         self.conf = self.dir / "chrony.conf"
         self.log = self.dir / "chronyd.log"
-        self.conf.write_text("\n".join([
-            *directives,
-            f"pidfile {self.dir}/chronyd.pid",
-            f"driftfile {self.dir}/drift",
-            "bindcmdaddress /",  # no unix socket: nothing under /run/chrony of the host
-        ]) + "\n")
+        self.conf.write_text(
+            "\n".join(
+                [
+                    *directives,
+                    f"pidfile {self.dir}/chronyd.pid",
+                    f"driftfile {self.dir}/drift",
+                    "bindcmdaddress /",  # no unix socket: nothing under /run/chrony of the host
+                ]
+            )
+            + "\n"
+        )
         self.name = name
         self.proc: subprocess.Popen[Any] | None = None
 
@@ -75,8 +80,18 @@ class Chronyd:
         # them; Lab.close() kills whatever is left in its namespaces anyway.
         logf = self.log.open("ab")
         try:
-            self.proc = popen(self.ns, "chronyd", "-x", "-d", "-u", "root", "-f",
-                              str(self.conf), stdout=logf, stderr=subprocess.STDOUT)
+            self.proc = popen(
+                self.ns,
+                "chronyd",
+                "-x",
+                "-d",
+                "-u",
+                "root",
+                "-f",
+                str(self.conf),
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+            )
         finally:
             logf.close()
 
@@ -93,24 +108,51 @@ class Chronyd:
             line = self.tracking()
             return line.strip().endswith(",Normal")
 
-        poll_until(synced, timeout, interval=0.1, message=lambda: f"chronyd {self.name} to "
-                   f"synchronise:\n{self.report()}\n{self.log.read_text(errors='replace')[-2000:]}")
+        poll_until(
+            synced,
+            timeout,
+            interval=0.1,
+            message=lambda: (
+                f"chronyd {self.name} to "
+                f"synchronise:\n{self.report()}\n{self.log.read_text(errors='replace')[-2000:]}"
+            ),
+        )
 
     def report(self) -> str:
-        return run(self.ns, "chronyc", "-n", "-h", "127.0.0.1", "-m", "tracking", "sources",
-                   "ntpdata", check=False).stdout
+        return run(
+            self.ns,
+            "chronyc",
+            "-n",
+            "-h",
+            "127.0.0.1",
+            "-m",
+            "tracking",
+            "sources",
+            "ntpdata",
+            check=False,
+        ).stdout
 
 
 def dig(lab: Lab, host: Host, *args: str) -> list[str]:
     """``dig +short`` from a VLAN host against the gateway's DNS on its VLAN address."""
-    return parse_dig_short(lab.dig(host.ns, f"@{host.router_ipv4}", "-p", "5300", "+short",
-                                   *args))
+    return parse_dig_short(lab.dig(host.ns, f"@{host.router_ipv4}", "-p", "5300", "+short", *args))
 
 
 def ntp_query(lab: Lab, host: Host, address: str, port: int) -> str:
     """A real NTP exchange: chronyd -Q asks once and prints the offset; never sets the clock."""
-    res = run(host.ns, "chronyd", "-Q", "-x", "-t", "5", "-f", "/dev/null",
-              f"server {address} port {port} iburst maxsamples 1", check=False, timeout=15)
+    res = run(
+        host.ns,
+        "chronyd",
+        "-Q",
+        "-x",
+        "-t",
+        "5",
+        "-f",
+        "/dev/null",
+        f"server {address} port {port} iburst maxsamples 1",
+        check=False,
+        timeout=15,
+    )
     out = res.stdout + res.stderr
     assert res.returncode == 0, f"NTP query to {address}:{port} failed:\n{out}"
     return out
@@ -136,8 +178,10 @@ def legacy_mdns_query(lab: Lab, host: Host, qname: str, qtype: str) -> dns.messa
 
 
 def metrics(lab: Lab) -> str:
-    code = ("import urllib.request as u;"
-            "print(u.urlopen('http://127.0.0.1:9353/metrics', timeout=5).read().decode())")
+    code = (
+        "import urllib.request as u;"
+        "print(u.urlopen('http://127.0.0.1:9353/metrics', timeout=5).read().decode())"
+    )
     return run(lab.gw, sys.executable, "-c", code).stdout
 
 
@@ -145,28 +189,56 @@ def metrics(lab: Lab) -> str:
 def world(lab: Lab) -> Iterator[dict[str, Any]]:
     upstream_host = lab.add_host("guest", name="ntpup")
     lab.wait_ipv6_ready()
-    upstream = Chronyd(lab, upstream_host.ns, "upstream", [
-        "local stratum 8", "allow 10.0.0.0/8", "cmdport 323", "bindcmdaddress 127.0.0.1"])
-    router = Chronyd(lab, lab.gw, "router", [
-        f"server {upstream_host.ipv4} iburst minpoll -4 maxpoll -4",
-        "allow 10.0.0.0/8", "allow fd00::/8", "cmdport 323", "bindcmdaddress 127.0.0.1"])
+    upstream = Chronyd(
+        lab,
+        upstream_host.ns,
+        "upstream",
+        ["local stratum 8", "allow 10.0.0.0/8", "cmdport 323", "bindcmdaddress 127.0.0.1"],
+    )
+    router = Chronyd(
+        lab,
+        lab.gw,
+        "router",
+        [
+            f"server {upstream_host.ipv4} iburst minpoll -4 maxpoll -4",
+            "allow 10.0.0.0/8",
+            "allow fd00::/8",
+            "cmdport 323",
+            "bindcmdaddress 127.0.0.1",
+        ],
+    )
     second = lab.hosts["trusted2"]
-    router2 = Chronyd(lab, second.ns, "router2", [
-        "local stratum 9", "allow 10.0.0.0/8", "cmdport 323",
-        f"bindcmdaddress {second.ipv4}", f"cmdallow {second.router_ipv4}"])
+    router2 = Chronyd(
+        lab,
+        second.ns,
+        "router2",
+        [
+            "local stratum 9",
+            "allow 10.0.0.0/8",
+            "cmdport 323",
+            f"bindcmdaddress {second.ipv4}",
+            f"cmdallow {second.router_ipv4}",
+        ],
+    )
     upstream.start()
     router.start()
     router2.start()
     router.wait_synchronised()
-    cfg = gateway_config(lab, chrony={
-        "servers": [
-            {"name": "router", "control": "127.0.0.1:323"},
-            {"name": "router2", "control": f"{second.ipv4}:323",
-             "addresses": {"trusted": second.ipv4}},
-        ],
-        "max_offset_seconds": 0.010,
-        "vlans": ["*"],
-    })
+    cfg = gateway_config(
+        lab,
+        chrony={
+            "servers": [
+                {"name": "router", "control": "127.0.0.1:323"},
+                {
+                    "name": "router2",
+                    "control": f"{second.ipv4}:323",
+                    "addresses": {"trusted": second.ipv4},
+                },
+            ],
+            "max_offset_seconds": 0.010,
+            "vlans": ["*"],
+        },
+    )
     gw = GatewayProcess(lab, cfg)
     gw.start()
     gw.wait_ready()
@@ -174,8 +246,15 @@ def world(lab: Lab) -> Iterator[dict[str, Any]]:
     iot_browser = ZeroconfBrowser(lab, lab.hosts["iot1"], ["_ntp._udp"])
     trusted_browser.wait_started()
     iot_browser.wait_started()
-    yield {"gw": gw, "upstream": upstream, "router": router, "router2": router2,
-           "trusted": trusted_browser, "iot": iot_browser, "second": second}
+    yield {
+        "gw": gw,
+        "upstream": upstream,
+        "router": router,
+        "router2": router2,
+        "trusted": trusted_browser,
+        "iot": iot_browser,
+        "second": second,
+    }
     trusted_browser.stop()
     iot_browser.stop()
     gw.stop()
@@ -184,8 +263,7 @@ def world(lab: Lab) -> Iterator[dict[str, Any]]:
     upstream.stop()
 
 
-def test_clients_find_the_time_service_and_it_serves_time(lab: Lab, world: dict[str, Any]
-                                                          ) -> None:
+def test_clients_find_the_time_service_and_it_serves_time(lab: Lab, world: dict[str, Any]) -> None:
     trusted1, iot1 = lab.hosts["trusted1"], lab.hosts["iot1"]
     second: Host = world["second"]
     # mDNS (python-zeroconf): SRV to the router's host name, port 123, TXT stratum and leap
@@ -202,22 +280,26 @@ def test_clients_find_the_time_service_and_it_serves_time(lab: Lab, world: dict[
 
     # wide-area DNS: the same service in each VLAN's domain, ntp.<domain>, reverse PTR
     assert sorted(dig(lab, trusted1, "_ntp._udp.trusted.home.arpa.", "PTR")) == [
-        "router._ntp._udp.trusted.home.arpa.", "router2._ntp._udp.trusted.home.arpa."]
+        "router._ntp._udp.trusted.home.arpa.",
+        "router2._ntp._udp.trusted.home.arpa.",
+    ]
     srv = dig(lab, trusted1, "router._ntp._udp.trusted.home.arpa.", "SRV")
     assert srv == ["0 0 123 router.trusted.home.arpa."]
     assert dig(lab, trusted1, "router2._ntp._udp.trusted.home.arpa.", "SRV") == [
-        "1 0 123 router2.trusted.home.arpa."]
+        "1 0 123 router2.trusted.home.arpa."
+    ]
     assert sorted(dig(lab, trusted1, "ntp.trusted.home.arpa.", "A")) == sorted(
-        [trusted1.router_ipv4, second.ipv4])
+        [trusted1.router_ipv4, second.ipv4]
+    )
     assert dig(lab, trusted1, "ntp.trusted.home.arpa.", "AAAA") == [trusted1.router_ipv6]
     assert dig(lab, trusted1, "router.trusted.home.arpa.", "A") == [trusted1.router_ipv4]
     assert dig(lab, trusted1, "-x", trusted1.router_ipv4) == ["ntp.trusted.home.arpa."]
     assert dig(lab, trusted1, "-x", second.ipv4) == ["ntp.trusted.home.arpa."]
     assert dig(lab, iot1, "ntp.iot.home.arpa.", "A") == [iot1.router_ipv4]
-    assert dig(lab, iot1, "_ntp._udp.iot.home.arpa.", "PTR") == [
-        "router._ntp._udp.iot.home.arpa."]
+    assert dig(lab, iot1, "_ntp._udp.iot.home.arpa.", "PTR") == ["router._ntp._udp.iot.home.arpa."]
     assert "_ntp._udp.trusted.home.arpa." in dig(
-        lab, trusted1, "_services._dns-sd._udp.trusted.home.arpa.", "PTR")
+        lab, trusted1, "_services._dns-sd._udp.trusted.home.arpa.", "PTR"
+    )
 
     # what is advertised serves time: the SRV's target address and port, over IPv4 and IPv6
     target, port = srv[0].split()[3], int(srv[0].split()[2])
@@ -235,16 +317,21 @@ def test_clients_find_the_time_service_and_it_serves_time(lab: Lab, world: dict[
     assert [r.to_text() for r in aaaa.answer[0]] == [trusted1.router_ipv6]
 
     text = metrics(lab)
-    for line in ('mdns_gateway_chrony_advertised{server="router"} 1.0',
-                 'mdns_gateway_chrony_advertised{server="router2"} 1.0',
-                 'mdns_gateway_chrony_synchronised{server="router"} 1.0',
-                 'mdns_gateway_chrony_stratum{server="router"} 9.0',
-                 'mdns_gateway_chrony_up{server="router2"} 1.0'):
+    for line in (
+        'mdns_gateway_chrony_advertised{server="router"} 1.0',
+        'mdns_gateway_chrony_advertised{server="router2"} 1.0',
+        'mdns_gateway_chrony_synchronised{server="router"} 1.0',
+        'mdns_gateway_chrony_stratum{server="router"} 9.0',
+        'mdns_gateway_chrony_up{server="router2"} 1.0',
+    ):
         assert line in text, line
     # the upstream answers (the ratio is chronyd's 8-poll reach register: a poll lost on a busy
     # machine makes it 0.875, which is still reachable)
-    reach = re.search(r'mdns_gateway_chrony_source_reachability_ratio\{server="router",'
-                      r'source="10\.30\.0\.\d+"\} ([0-9.]+)', text)
+    reach = re.search(
+        r'mdns_gateway_chrony_source_reachability_ratio\{server="router",'
+        r'source="10\.30\.0\.\d+"\} ([0-9.]+)',
+        text,
+    )
     assert reach is not None and float(reach.group(1)) >= 0.5, reach
 
 
@@ -260,25 +347,34 @@ def test_upstream_lost_withdraws_and_restored_returns(lab: Lab, world: dict[str,
 
     def router_srv_gone() -> bool:
         asked.append(time.monotonic())  # when the query went out (a miss waits for mDNS)
-        return dig(lab, trusted1, "router._ntp._udp.trusted.home.arpa.", "SRV") == [] and \
-            dig(lab, iot1, "ntp.iot.home.arpa.", "A") == []
+        return (
+            dig(lab, trusted1, "router._ntp._udp.trusted.home.arpa.", "SRV") == []
+            and dig(lab, iot1, "ntp.iot.home.arpa.", "A") == []
+        )
 
     world["upstream"].stop()
     stopped = time.monotonic()
-    poll_until(router_srv_gone, WITHDRAW_BUDGET, interval=0.2,
-               message=lambda: "router's records to leave DNS:\n" + world["gw"].logs()[-3000:])
+    poll_until(
+        router_srv_gone,
+        WITHDRAW_BUDGET,
+        interval=0.2,
+        message=lambda: "router's records to leave DNS:\n" + world["gw"].logs()[-3000:],
+    )
     dns_gone = asked[-1] - stopped
     # goodbye packets: zeroconf drops the service one second after a TTL-0 record
     removed = tb.wait_removed("router", timeout=WITHDRAW_BUDGET + 2, start=mark_t)
     ib.wait_removed("router", timeout=WITHDRAW_BUDGET + 2, start=mark_i)
-    print(f"upstream stopped: DNS answers gone after {dns_gone:.1f} s, the browser dropped "
-          f"the service after {removed['t'] - stopped:.1f} s")
+    print(
+        f"upstream stopped: DNS answers gone after {dns_gone:.1f} s, the browser dropped "
+        f"the service after {removed['t'] - stopped:.1f} s"
+    )
     assert removed["t"] - stopped <= WITHDRAW_BUDGET + 1.5
     assert dns_gone <= WITHDRAW_BUDGET
     # the second server stays advertised, in DNS and on mDNS
     second: Host = world["second"]
     assert dig(lab, trusted1, "_ntp._udp.trusted.home.arpa.", "PTR") == [
-        "router2._ntp._udp.trusted.home.arpa."]
+        "router2._ntp._udp.trusted.home.arpa."
+    ]
     assert dig(lab, trusted1, "ntp.trusted.home.arpa.", "A") == [second.ipv4]
     assert dig(lab, trusted1, "-x", trusted1.router_ipv4) == []
     assert not any(ZeroconfBrowser._match(e, "removed", "router2") for e in tb.events)
@@ -290,25 +386,38 @@ def test_upstream_lost_withdraws_and_restored_returns(lab: Lab, world: dict[str,
     restarted = time.monotonic()
     tb.wait_added("router", timeout=RETURN_BUDGET, start=mark_t)
     ib.wait_added("router", timeout=RETURN_BUDGET, start=mark_i)
-    poll_until(lambda: dig(lab, trusted1, "router._ntp._udp.trusted.home.arpa.", "SRV"),
-               RETURN_BUDGET, interval=0.2, message="router's SRV to return")
+    poll_until(
+        lambda: dig(lab, trusted1, "router._ntp._udp.trusted.home.arpa.", "SRV"),
+        RETURN_BUDGET,
+        interval=0.2,
+        message="router's SRV to return",
+    )
     print(f"upstream restarted: advertised again after {time.monotonic() - restarted:.1f} s")
     assert time.monotonic() - restarted <= RETURN_BUDGET
     assert sorted(dig(lab, trusted1, "ntp.trusted.home.arpa.", "A")) == sorted(
-        [trusted1.router_ipv4, second.ipv4])
+        [trusted1.router_ipv4, second.ipv4]
+    )
     assert not any(ZeroconfBrowser._match(e, "removed", "router2") for e in tb.events)
 
 
 def test_chronyd_stopped_withdraws_router_only(lab: Lab, world: dict[str, Any]) -> None:
     trusted1 = lab.hosts["trusted1"]
     tb: ZeroconfBrowser = world["trusted"]
-    poll_until(lambda: dig(lab, trusted1, "router._ntp._udp.trusted.home.arpa.", "SRV"),
-               RETURN_BUDGET, interval=0.2, message="router's SRV")
+    poll_until(
+        lambda: dig(lab, trusted1, "router._ntp._udp.trusted.home.arpa.", "SRV"),
+        RETURN_BUDGET,
+        interval=0.2,
+        message="router's SRV",
+    )
     mark = len(tb.events)
     world["router"].stop()
     stopped = time.monotonic()
-    poll_until(lambda: not dig(lab, trusted1, "router._ntp._udp.trusted.home.arpa.", "SRV"),
-               WITHDRAW_BUDGET, interval=0.2, message="router's SRV to leave DNS")
+    poll_until(
+        lambda: not dig(lab, trusted1, "router._ntp._udp.trusted.home.arpa.", "SRV"),
+        WITHDRAW_BUDGET,
+        interval=0.2,
+        message="router's SRV to leave DNS",
+    )
     assert time.monotonic() - stopped <= WITHDRAW_BUDGET
     tb.wait_removed("router", timeout=WITHDRAW_BUDGET + 2, start=mark)
     assert dig(lab, trusted1, "router2._ntp._udp.trusted.home.arpa.", "SRV")
@@ -323,28 +432,56 @@ def test_host_name_conflict_renames_on_that_vlan_only(lab: Lab, world: dict[str,
     defends its name, the gateway renames its host on trusted (router-2) and nowhere else."""
     trusted1, iot1 = lab.hosts["trusted1"], lab.hosts["iot1"]
     tb: ZeroconfBrowser = world["trusted"]
-    poll_until(lambda: dig(lab, trusted1, "router._ntp._udp.trusted.home.arpa.", "SRV"),
-               RETURN_BUDGET, interval=0.2, message="router's SRV")
+    poll_until(
+        lambda: dig(lab, trusted1, "router._ntp._udp.trusted.home.arpa.", "SRV"),
+        RETURN_BUDGET,
+        interval=0.2,
+        message="router's SRV",
+    )
     mark = len(tb.events)
-    impostor = ZeroconfPublisher(lab, trusted1, [{
-        "name": "Impostor", "type": "_http._tcp", "port": 80, "server": "router.local.",
-        "addresses": [trusted1.ipv4]}], ip_version="v4")
+    impostor = ZeroconfPublisher(
+        lab,
+        trusted1,
+        [
+            {
+                "name": "Impostor",
+                "type": "_http._tcp",
+                "port": 80,
+                "server": "router.local.",
+                "addresses": [trusted1.ipv4],
+            }
+        ],
+        ip_version="v4",
+    )
     impostor.wait_ready()
-    poll_until(lambda: dig(lab, trusted1, "router._ntp._udp.trusted.home.arpa.", "SRV") == [
-        "0 0 123 router-2.trusted.home.arpa."], WITHDRAW_BUDGET, interval=0.2,
-        message=lambda: "the gateway to rename its host on trusted:\n"
-        + world["gw"].logs()[-3000:])
+    poll_until(
+        lambda: (
+            dig(lab, trusted1, "router._ntp._udp.trusted.home.arpa.", "SRV")
+            == ["0 0 123 router-2.trusted.home.arpa."]
+        ),
+        WITHDRAW_BUDGET,
+        interval=0.2,
+        message=lambda: "the gateway to rename its host on trusted:\n" + world["gw"].logs()[-3000:],
+    )
     assert dig(lab, trusted1, "router-2.trusted.home.arpa.", "A") == [trusted1.router_ipv4]
     assert dig(lab, iot1, "router._ntp._udp.iot.home.arpa.", "SRV") == [
-        "0 0 123 router.iot.home.arpa."]
+        "0 0 123 router.iot.home.arpa."
+    ]
     # browsers follow the new SRV target (cache-flush) and still resolve our address
-    updated = tb.wait_event(lambda e: e.get("event") == "resolved" and str(
-        e.get("name", "")).startswith("router.") and e.get("server") == "router-2.local.",
-        timeout=WITHDRAW_BUDGET, start=mark)
+    updated = tb.wait_event(
+        lambda e: (
+            e.get("event") == "resolved"
+            and str(e.get("name", "")).startswith("router.")
+            and e.get("server") == "router-2.local."
+        ),
+        timeout=WITHDRAW_BUDGET,
+        start=mark,
+    )
     assert trusted1.router_ipv4 in updated["addresses"]
-    assert "System clock wrong by" in ntp_query(lab, trusted1, updated["addresses"][0],
-                                                updated["port"])
-    assert 'mdns_gateway_chrony_mdns_conflicts_total 1.0' in metrics(lab)
+    assert "System clock wrong by" in ntp_query(
+        lab, trusted1, updated["addresses"][0], updated["port"]
+    )
+    assert "mdns_gateway_chrony_mdns_conflicts_total 1.0" in metrics(lab)
     impostor.stop()
 
 

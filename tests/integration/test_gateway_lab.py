@@ -52,8 +52,9 @@ def world(lab: Lab) -> Iterator[dict[str, object]]:
     quiet.start()
     quiet_started = time.monotonic()
     trusted = AvahiPublisher(lab, lab.hosts["trusted1"], host_name="office")
-    trusted.add_service(PRINTER, "_ipp._tcp", 631, ["rp=printers/office", "ty=Laser"],
-                        subtypes=["_universal"])
+    trusted.add_service(
+        PRINTER, "_ipp._tcp", 631, ["rp=printers/office", "ty=Laser"], subtypes=["_universal"]
+    )
     trusted.start()
     iot = AvahiPublisher(lab, lab.hosts["iot1"], host_name="tv")
     iot.add_service(TV, "_googlecast._tcp", 8009, ["fn=Living Room"])
@@ -77,8 +78,9 @@ def dig_view(lab: Lab, port: int, *args: str) -> list[str]:
     return parse_dig_short(lab.dig(lab.gw, "@127.0.0.1", "-p", str(port), "+short", *args))
 
 
-def wait_answer(lab: Lab, port: int, *args: str, present: bool = True,
-                timeout: float = 10.0) -> list[str]:
+def wait_answer(
+    lab: Lab, port: int, *args: str, present: bool = True, timeout: float = 10.0
+) -> list[str]:
     result: list[str] = []
 
     def check() -> bool:
@@ -98,8 +100,9 @@ def test_wide_area_ptr_srv_txt_a_aaaa_from_avahi(lab: Lab, world: dict[str, obje
     assert sorted(dig_view(lab, 5310, inst, "TXT")) == ['"rp=printers/office" "ty=Laser"']
     assert dig_view(lab, 5310, "office.trusted.home.arpa", "A") == ["10.10.0.2"]
     assert "fd00:10::2" in dig_view(lab, 5310, "office.trusted.home.arpa", "AAAA")
-    full = parse_dig(lab.dig(lab.gw, "@127.0.0.1", "-p", "5310", "_ipp._tcp.trusted.home.arpa",
-                             "PTR"))
+    full = parse_dig(
+        lab.dig(lab.gw, "@127.0.0.1", "-p", "5310", "_ipp._tcp.trusted.home.arpa", "PTR")
+    )
     assert full.status == "NOERROR" and "aa" in full.flags
     extra = {(r.name, r.rdtype) for r in full.additional}
     assert (inst, "SRV") in extra and ("office.trusted.home.arpa.", "A") in extra
@@ -117,13 +120,15 @@ def test_no_leak_across_vlans(lab: Lab, world: dict[str, object]) -> None:
     wait_answer(lab, 5320, "_ipp._tcp.local", "PTR")
     wait_answer(lab, 5310, "_ipp._tcp.local", "PTR")
     assert dig_view(lab, 5310, "_ipp._tcp.local", "PTR") == [
-        "Office\\032Printer\\.2nd\\032floor._ipp._tcp.local."]
+        "Office\\032Printer\\.2nd\\032floor._ipp._tcp.local."
+    ]
     assert dig_view(lab, 5320, "_ipp._tcp.local", "PTR") == ["IoT\\032Printer._ipp._tcp.local."]
     assert dig_view(lab, 5310, "_googlecast._tcp.local", "PTR") == []
     assert dig_view(lab, 5310, "tv.local", "A") == []
     assert dig_view(lab, 5330, "_services._dns-sd._udp.local", "PTR") == []
-    nx = parse_dig(lab.dig(lab.gw, "@127.0.0.1", "-p", "5320", "_ipp._tcp.trusted.home.arpa",
-                           "PTR"))
+    nx = parse_dig(
+        lab.dig(lab.gw, "@127.0.0.1", "-p", "5320", "_ipp._tcp.trusted.home.arpa", "PTR")
+    )
     assert nx.status == "NXDOMAIN" and not nx.answer
     assert nx.authority[0].rdtype == "SOA"
 
@@ -133,12 +138,16 @@ def test_view_by_client_address_ipv4_and_ipv6(lab: Lab, world: dict[str, object]
     t = lab.hosts["trusted2"]
     i = lab.hosts["iot2"]
     for server in (t.router_ipv4, t.router_ipv6):
-        out = parse_dig_short(lab.dig(t.ns, f"@{server}", "-p", "5300", "+short",
-                                      "_ipp._tcp.trusted.home.arpa", "PTR"))
+        out = parse_dig_short(
+            lab.dig(
+                t.ns, f"@{server}", "-p", "5300", "+short", "_ipp._tcp.trusted.home.arpa", "PTR"
+            )
+        )
         assert out == ["Office\\032Printer\\.2nd\\032floor._ipp._tcp.trusted.home.arpa."]
     for server in (i.router_ipv4, i.router_ipv6):
-        out = parse_dig_short(lab.dig(i.ns, f"@{server}", "-p", "5300", "+short",
-                                      "_ipp._tcp.local", "PTR"))
+        out = parse_dig_short(
+            lab.dig(i.ns, f"@{server}", "-p", "5300", "+short", "_ipp._tcp.local", "PTR")
+        )
         assert out == ["IoT\\032Printer._ipp._tcp.local."]
     # a client in no VLAN subnet and no default view: REFUSED, question echoed (the cold-lookup
     # gateway below runs without default_view; its 127.0.0.1:5400 is such a listener)
@@ -154,23 +163,29 @@ def test_the_issue_done_when_dig(lab: Lab, world: dict[str, object]) -> None:
     assert dig_view(lab, 5300, "office.trusted.home.arpa", "A") == ["10.10.0.2"]
     assert "fd00:10::2" in dig_view(lab, 5300, "office.trusted.home.arpa", "AAAA")
     # the router's view sees every VLAN, but never another VLAN's link-local addresses
-    assert all(not a.startswith("fe80") for a in
-               dig_view(lab, 5300, "office.trusted.home.arpa", "AAAA"))
+    assert all(
+        not a.startswith("fe80") for a in dig_view(lab, 5300, "office.trusted.home.arpa", "AAAA")
+    )
 
 
 def test_browse_domains_for_the_asking_vlan(lab: Lab, world: dict[str, object]) -> None:
     t = lab.hosts["trusted2"]
-    for name in ("b._dns-sd._udp.home.arpa", "lb._dns-sd._udp.0.10.10.in-addr.arpa",
-                 "db._dns-sd._udp.home.arpa"):
-        out = parse_dig_short(lab.dig(t.ns, f"@{t.router_ipv4}", "-p", "5300", "+short", name,
-                                      "PTR"))
+    for name in (
+        "b._dns-sd._udp.home.arpa",
+        "lb._dns-sd._udp.0.10.10.in-addr.arpa",
+        "db._dns-sd._udp.home.arpa",
+    ):
+        out = parse_dig_short(
+            lab.dig(t.ns, f"@{t.router_ipv4}", "-p", "5300", "+short", name, "PTR")
+        )
         assert out == ["trusted.home.arpa."], name
 
 
 def test_reverse_lookup_of_an_announced_host(lab: Lab, world: dict[str, object]) -> None:
     t = lab.hosts["trusted2"]
-    out = parse_dig_short(lab.dig(t.ns, f"@{t.router_ipv4}", "-p", "5300", "+short", "-x",
-                                  lab.hosts["trusted1"].ipv4))
+    out = parse_dig_short(
+        lab.dig(t.ns, f"@{t.router_ipv4}", "-p", "5300", "+short", "-x", lab.hosts["trusted1"].ipv4)
+    )
     assert out == ["office.trusted.home.arpa."]
 
 
@@ -206,11 +221,18 @@ def test_cold_lookup_answers_within_a_second(lab: Lab, world: dict[str, object])
     started = world["quiet_started"]
     assert isinstance(started, float)
     time.sleep(max(0.0, started + ANNOUNCE_SETTLE - time.monotonic()))  # protocol timer
-    cfg = gateway_config(lab, dns={"listen": ["127.0.0.1:5400"],
-                                   "view_listeners": {"guest": ["127.0.0.1:5430"],
-                                                      "trusted": ["127.0.0.1:5410"],
-                                                      "iot": ["127.0.0.1:5420"]}},
-                         http={"listen": None})
+    cfg = gateway_config(
+        lab,
+        dns={
+            "listen": ["127.0.0.1:5400"],
+            "view_listeners": {
+                "guest": ["127.0.0.1:5430"],
+                "trusted": ["127.0.0.1:5410"],
+                "iot": ["127.0.0.1:5420"],
+            },
+        },
+        http={"listen": None},
+    )
     gw = GatewayProcess(lab, cfg)
     gw.start()
     gw.wait_ready(port=5400)
@@ -226,14 +248,17 @@ def test_cold_lookup_answers_within_a_second(lab: Lab, world: dict[str, object])
 
 
 def _metrics(lab: Lab) -> str:
-    code = ("import urllib.request;"
-            "print(urllib.request.urlopen('http://127.0.0.1:9353/metrics').read().decode())")
+    code = (
+        "import urllib.request;"
+        "print(urllib.request.urlopen('http://127.0.0.1:9353/metrics').read().decode())"
+    )
     return str(run(lab.gw, sys.executable, "-c", code).stdout)
 
 
 def _metric(text: str, prefix: str) -> float:
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(prefix))
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix)
+    )
 
 
 def test_bad_mdns_input_is_counted_never_fatal(lab: Lab, world: dict[str, object]) -> None:
@@ -259,10 +284,13 @@ def test_bad_mdns_input_is_counted_never_fatal(lab: Lab, world: dict[str, object
 
     def counted() -> bool:
         after = _metrics(lab)
-        return (_metric(after, 'mdns_gateway_mdns_packets_dropped_total{reason="malformed"')
-                > _metric(before, 'mdns_gateway_mdns_packets_dropped_total{reason="malformed"')
-                and _metric(after, 'mdns_gateway_mdns_packets_dropped_total{reason="bad_source')
-                > _metric(before, 'mdns_gateway_mdns_packets_dropped_total{reason="bad_source'))
+        return _metric(
+            after, 'mdns_gateway_mdns_packets_dropped_total{reason="malformed"'
+        ) > _metric(
+            before, 'mdns_gateway_mdns_packets_dropped_total{reason="malformed"'
+        ) and _metric(
+            after, 'mdns_gateway_mdns_packets_dropped_total{reason="bad_source'
+        ) > _metric(before, 'mdns_gateway_mdns_packets_dropped_total{reason="bad_source')
 
     poll_until(counted, timeout=5, interval=0.1, message="drop counters")
     assert dig_view(lab, 5310, "_smb._tcp.local", "PTR") == []  # the spoofed record never landed
@@ -290,16 +318,42 @@ def test_knot_kdig_tcp_keepopen_and_edns_options(lab: Lab, world: dict[str, obje
     """A second real client (Knot's kdig): several queries on one kept-open TCP connection,
     and EDNS options (NSID, COOKIE, padding, an unknown one) that must not be echoed."""
     wait_answer(lab, 5310, "_ipp._tcp.local", "PTR")
-    out = run(lab.gw, "kdig", "@127.0.0.1", "-p", "5310", "+tcp", "+keepopen", "+time=2",
-              "office.trusted.home.arpa", "A", "_ipp._tcp.trusted.home.arpa", "PTR",
-              "nothere.trusted.home.arpa", "A").stdout
+    out = run(
+        lab.gw,
+        "kdig",
+        "@127.0.0.1",
+        "-p",
+        "5310",
+        "+tcp",
+        "+keepopen",
+        "+time=2",
+        "office.trusted.home.arpa",
+        "A",
+        "_ipp._tcp.trusted.home.arpa",
+        "PTR",
+        "nothere.trusted.home.arpa",
+        "A",
+    ).stdout
     assert out.count("status: NOERROR") == 2 and out.count("status: NXDOMAIN") == 1
     assert "TCP" in out
-    out = run(lab.gw, "kdig", "@127.0.0.1", "-p", "5310", "+time=2", "+nsid", "+cookie",
-              "+padding=128", "+ednsopt=65001:abcd", "+bufsize=1232", "+dnssec",
-              "office.trusted.home.arpa", "A").stdout
+    out = run(
+        lab.gw,
+        "kdig",
+        "@127.0.0.1",
+        "-p",
+        "5310",
+        "+time=2",
+        "+nsid",
+        "+cookie",
+        "+padding=128",
+        "+ednsopt=65001:abcd",
+        "+bufsize=1232",
+        "+dnssec",
+        "office.trusted.home.arpa",
+        "A",
+    ).stdout
     assert "status: NOERROR" in out and "10.10.0.2" in out
-    edns = out[out.index("EDNS PSEUDOSECTION"):out.index("QUESTION SECTION")]
+    edns = out[out.index("EDNS PSEUDOSECTION") : out.index("QUESTION SECTION")]
     assert "1232 B" in edns and "flags: do" in edns
     for option in ("NSID", "COOKIE", "PADDING", "65001"):
         assert option not in edns, edns
@@ -311,10 +365,21 @@ def test_python_zeroconf_publisher_ipv6_only(lab: Lab, world: dict[str, object])
 
     h = lab.hosts["guest1"]
     # (python-zeroconf cannot publish a dot inside an instance label; avahi's test does that)
-    pub = ZeroconfPublisher(lab, h, [{"name": "Lamp ✓ kitchen", "type": "_hap._tcp",
-                                      "port": 8080, "txt": {"md": "Lamp", "ci": "5"},
-                                      "addresses": [h.ipv6]}],
-                            ip_version="v6", host_name="lamp")
+    pub = ZeroconfPublisher(
+        lab,
+        h,
+        [
+            {
+                "name": "Lamp ✓ kitchen",
+                "type": "_hap._tcp",
+                "port": 8080,
+                "txt": {"md": "Lamp", "ci": "5"},
+                "addresses": [h.ipv6],
+            }
+        ],
+        ip_version="v6",
+        host_name="lamp",
+    )
     pub.wait_ready()
     try:
         ptr = wait_answer(lab, 5330, "_hap._tcp.guest.home.arpa", "PTR")

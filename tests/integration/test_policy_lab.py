@@ -60,8 +60,7 @@ VLANS = ("trusted", "iot", "guest")
 VIEW_PORT = {"trusted": 5310, "iot": 5320, "guest": 5330}
 ROUTER_PORT = 5390  # the router's own view "*": sees every VLAN, used to know the cache is warm
 HTTP_PORT = 9353
-TYPES = ("_ipp._tcp", "_googlecast._tcp", "_airplay._tcp", "_raop._tcp", "_hap._tcp",
-         "_smb._tcp")
+TYPES = ("_ipp._tcp", "_googlecast._tcp", "_airplay._tcp", "_raop._tcp", "_hap._tcp", "_smb._tcp")
 DIG_WORKERS = 8  # dig processes at once; negative answers may wait ~1 s for an mDNS lookup
 
 # The lab-only policy: a broad allow that the example denies must beat.
@@ -90,35 +89,53 @@ class Svc:
 
 
 PUBLISHED: dict[str, tuple[str, tuple[Svc, ...]]] = {
-    "trusted1": ("laptop", (
-        Svc("Laptop Share", "_smb._tcp", 445),
-        Svc("Laptop", "_airplay._tcp", 7000),
-        Svc("A1B2C3D4E5F6@Laptop", "_raop._tcp", 7000),
-    )),
-    "trusted2": ("office", (
-        Svc("Office Printer", "_ipp._tcp", 631, ("_universal",)),
-        Svc("Study Speaker", "_googlecast._tcp", 8009),
-        Svc("Thermostat", "_hap._tcp", 8080),
-    )),
-    "iot1": ("tv", (
-        Svc("Living Room TV", "_googlecast._tcp", 8009),
-        Svc("Living Room Apple TV", "_airplay._tcp", 7000),  # one name per publisher
-        Svc("0A1B2C3D4E5F@Living Room Apple TV", "_raop._tcp", 7000),
-        Svc("IoT Printer", "_ipp._tcp", 631, ("_universal",)),
-    )),
-    "iot2": ("guestbox", (
-        Svc("Guest Printer", "_ipp._tcp", 631, ("_universal",)),
-        Svc("guest-tv", "_googlecast._tcp", 8009),  # matches "*Guest*" (globs ignore case)
-        Svc("Media Share", "_smb._tcp", 445),
-    )),
-    "iot3": ("hub", (
-        Svc("Hue Bridge", "_hap._tcp", 8080),  # no type of this host crosses by default
-    )),
-    "guest1": ("visitor", (
-        Svc("Visitor Phone", "_airplay._tcp", 7000),
-        Svc("Visitor Tablet", "_googlecast._tcp", 8009),
-        Svc("Visitor Share", "_smb._tcp", 445),
-    )),
+    "trusted1": (
+        "laptop",
+        (
+            Svc("Laptop Share", "_smb._tcp", 445),
+            Svc("Laptop", "_airplay._tcp", 7000),
+            Svc("A1B2C3D4E5F6@Laptop", "_raop._tcp", 7000),
+        ),
+    ),
+    "trusted2": (
+        "office",
+        (
+            Svc("Office Printer", "_ipp._tcp", 631, ("_universal",)),
+            Svc("Study Speaker", "_googlecast._tcp", 8009),
+            Svc("Thermostat", "_hap._tcp", 8080),
+        ),
+    ),
+    "iot1": (
+        "tv",
+        (
+            Svc("Living Room TV", "_googlecast._tcp", 8009),
+            Svc("Living Room Apple TV", "_airplay._tcp", 7000),  # one name per publisher
+            Svc("0A1B2C3D4E5F@Living Room Apple TV", "_raop._tcp", 7000),
+            Svc("IoT Printer", "_ipp._tcp", 631, ("_universal",)),
+        ),
+    ),
+    "iot2": (
+        "guestbox",
+        (
+            Svc("Guest Printer", "_ipp._tcp", 631, ("_universal",)),
+            Svc("guest-tv", "_googlecast._tcp", 8009),  # matches "*Guest*" (globs ignore case)
+            Svc("Media Share", "_smb._tcp", 445),
+        ),
+    ),
+    "iot3": (
+        "hub",
+        (
+            Svc("Hue Bridge", "_hap._tcp", 8080),  # no type of this host crosses by default
+        ),
+    ),
+    "guest1": (
+        "visitor",
+        (
+            Svc("Visitor Phone", "_airplay._tcp", 7000),
+            Svc("Visitor Tablet", "_googlecast._tcp", 8009),
+            Svc("Visitor Share", "_smb._tcp", 445),
+        ),
+    ),
 }
 
 
@@ -146,23 +163,46 @@ class Rule:
 
 
 HOME_BASIC = (
-    Rule("home-media-and-printers-for-trusted", "allow", ("iot",), ("trusted",),
-         ("_googlecast._tcp", "_airplay._tcp", "_raop._tcp", "_ipp._tcp", "_ipps._tcp")),
-    Rule("home-guest-printer-for-guests", "allow", ("iot",), ("guest",),
-         ("_ipp._tcp", "_ipps._tcp"), allow=("Guest Printer*",)),
+    Rule(
+        "home-media-and-printers-for-trusted",
+        "allow",
+        ("iot",),
+        ("trusted",),
+        ("_googlecast._tcp", "_airplay._tcp", "_raop._tcp", "_ipp._tcp", "_ipps._tcp"),
+    ),
+    Rule(
+        "home-guest-printer-for-guests",
+        "allow",
+        ("iot",),
+        ("guest",),
+        ("_ipp._tcp", "_ipps._tcp"),
+        allow=("Guest Printer*",),
+    ),
     Rule("home-iot-never-sees-trusted", "deny", ("trusted",), ("iot",), ("*",), hosts=True),
 )
 DENY_EXAMPLES = (
     Rule("guest-never-sees-trusted", "deny", ("trusted",), ("guest",), ("*",), hosts=True),
-    Rule("hide-guest-devices-from-trusted", "deny", ("iot",), ("trusted",), ("*",),
-         allow=("*Guest*",), deny=("*Guest Printer*",)),
+    Rule(
+        "hide-guest-devices-from-trusted",
+        "deny",
+        ("iot",),
+        ("trusted",),
+        ("*",),
+        allow=("*Guest*",),
+        deny=("*Guest Printer*",),
+    ),
 )
 LAB_EXTRA = (Rule("lab-smb-everywhere", "allow", ("*",), ("*",), ("_smb._tcp",)),)
 AIRPLAY_CHROMECAST = (
-    Rule("airplay-into-trusted", "allow", ("iot",), ("trusted",),
-         ("_airplay._tcp", "_raop._tcp")),
-    Rule("chromecast-into-trusted", "allow", ("iot",), ("trusted",),
-         ("_googlecast._tcp", "_googlezone._tcp"), hosts=True),
+    Rule("airplay-into-trusted", "allow", ("iot",), ("trusted",), ("_airplay._tcp", "_raop._tcp")),
+    Rule(
+        "chromecast-into-trusted",
+        "allow",
+        ("iot",),
+        ("trusted",),
+        ("_googlecast._tcp", "_googlezone._tcp"),
+        hosts=True,
+    ),
 )
 RULES = HOME_BASIC + DENY_EXAMPLES + LAB_EXTRA
 
@@ -183,9 +223,13 @@ class Model:
         self.published = tuple(published)
 
     def _rules(self, view: str, vlan: str, stype: str | None) -> list[Rule]:
-        return [r for r in self.rules
-                if _names(r.frm, vlan) and _names(r.to, view)
-                and (stype is None or _names(r.services, stype))]
+        return [
+            r
+            for r in self.rules
+            if _names(r.frm, vlan)
+            and _names(r.to, view)
+            and (stype is None or _names(r.services, stype))
+        ]
 
     def sees(self, view: str, p: Published) -> bool:
         """Rules 1-4: own VLAN or an allow selects the instance, and no deny selects it."""
@@ -199,13 +243,19 @@ class Model:
         return p.vlan == view or any(r.action == "allow" and selects(r) for r in rules)
 
     def instances(self, view: str, stype: str, vlan: str | None = None) -> set[str]:
-        return {p.svc.instance for p in self.published
-                if p.svc.type == stype and (vlan is None or p.vlan == vlan) and self.sees(view, p)}
+        return {
+            p.svc.instance
+            for p in self.published
+            if p.svc.type == stype and (vlan is None or p.vlan == vlan) and self.sees(view, p)
+        }
 
     def types(self, view: str, vlan: str | None = None) -> set[str]:
         """Enumeration lists a type when the view sees an instance of it."""
-        return {p.svc.type for p in self.published
-                if (vlan is None or p.vlan == vlan) and self.sees(view, p)}
+        return {
+            p.svc.type
+            for p in self.published
+            if (vlan is None or p.vlan == vlan) and self.sees(view, p)
+        }
 
     def host_visible(self, view: str, vlan: str, host: str) -> bool:
         """Rule 6: the target of a visible SRV, or own VLAN / hosts: true, unless denied."""
@@ -219,9 +269,15 @@ class Model:
     def vlans_seen(self, view: str) -> list[str]:
         """Browse domain ``b``: the own VLAN first, then the others it sees anything of."""
         hosts = {(p.vlan, p.host) for p in self.published}
-        others = sorted(v for v in VLANS if v != view and (
-            self.types(view, v) or any(self.host_visible(view, v, h) for vv, h in hosts if vv == v)
-        ))
+        others = sorted(
+            v
+            for v in VLANS
+            if v != view
+            and (
+                self.types(view, v)
+                or any(self.host_visible(view, v, h) for vv, h in hosts if vv == v)
+            )
+        )
         return [view, *others]
 
 
@@ -325,22 +381,32 @@ def _missing_in_router_view(lab: Lab) -> list[str]:
     missing = []
     for vlan in VLANS:
         for stype in TYPES:
-            want = {p.svc.instance for p in published()
-                    if p.vlan == vlan and p.svc.type == stype}
+            want = {p.svc.instance for p in published() if p.vlan == vlan and p.svc.type == stype}
             r = query(lab.gw, "127.0.0.1", ROUTER_PORT, f"{stype}.{vlan}.home.arpa.", "PTR")
             got = {rr.target.labels[0].decode() for rrset in r.answer for rr in rrset}
             missing += [f"PTR {stype} {i}@{vlan}" for i in sorted(want - got)]
         subs = {p.svc.instance for p in published() if p.vlan == vlan and p.svc.subtypes}
         if subs:
-            r = query(lab.gw, "127.0.0.1", ROUTER_PORT,
-                      f"_universal._sub._ipp._tcp.{vlan}.home.arpa.", "PTR")
+            r = query(
+                lab.gw,
+                "127.0.0.1",
+                ROUTER_PORT,
+                f"_universal._sub._ipp._tcp.{vlan}.home.arpa.",
+                "PTR",
+            )
             got = {rr.target.labels[0].decode() for rrset in r.answer for rr in rrset}
             missing += [f"subtype PTR {i}@{vlan}" for i in sorted(subs - got)]
-    names = [(f"{_label(p.svc.instance)}.{p.svc.type}.{p.vlan}.home.arpa.", t)
-             for p in published() for t in ("SRV", "TXT")]
+    names = [
+        (f"{_label(p.svc.instance)}.{p.svc.type}.{p.vlan}.home.arpa.", t)
+        for p in published()
+        for t in ("SRV", "TXT")
+    ]
     for lab_host, vlan, hn in hosts_published():
-        names += [(f"{hn}.{vlan}.home.arpa.", "A"), (f"{hn}.{vlan}.home.arpa.", "AAAA"),
-                  (reverse_v4(lab.hosts[lab_host].ipv4), "PTR")]
+        names += [
+            (f"{hn}.{vlan}.home.arpa.", "A"),
+            (f"{hn}.{vlan}.home.arpa.", "AAAA"),
+            (reverse_v4(lab.hosts[lab_host].ipv4), "PTR"),
+        ]
     for name, rtype in names:
         if not query(lab.gw, "127.0.0.1", ROUTER_PORT, name, rtype).answer:
             missing.append(f"{rtype} {name}")
@@ -374,8 +440,9 @@ def world(lab: Lab) -> Iterator[World]:
     for lab_host, (host_name, svcs) in PUBLISHED.items():
         pub = AvahiPublisher(lab, lab.hosts[lab_host], host_name=host_name)
         for s in svcs:
-            pub.add_service(s.instance, s.type, s.port, [f"name={s.instance}"],
-                            subtypes=list(s.subtypes))
+            pub.add_service(
+                s.instance, s.type, s.port, [f"name={s.instance}"], subtypes=list(s.subtypes)
+            )
         pub.start()
         pubs.append(pub)
     for pub in pubs:
@@ -383,9 +450,12 @@ def world(lab: Lab) -> Iterator[World]:
         assert pub.requested_host_name in pub.logs(), pub.logs()[-2000:]  # no rename
     policies = lab.workdir / "policies"
     originals = write_policies(policies)
-    cfg = gateway_config(lab, policies=str(policies),
-                         dns={"view_listeners": {"*": [f"127.0.0.1:{ROUTER_PORT}"]}},
-                         http={"listen": f"127.0.0.1:{HTTP_PORT}"})
+    cfg = gateway_config(
+        lab,
+        policies=str(policies),
+        dns={"view_listeners": {"*": [f"127.0.0.1:{ROUTER_PORT}"]}},
+        http={"listen": f"127.0.0.1:{HTTP_PORT}"},
+    )
     gw = GatewayProcess(lab, cfg)
     gw.start()
     gw.wait_ready()
@@ -395,8 +465,12 @@ def world(lab: Lab) -> Iterator[World]:
         missing[:] = _missing_in_router_view(lab)
         return not missing
 
-    poll_until(complete, timeout=20, interval=0.2,
-               message=lambda: f"the router view to see every published record: {missing}")
+    poll_until(
+        complete,
+        timeout=20,
+        interval=0.2,
+        message=lambda: f"the router view to see every published record: {missing}",
+    )
     yield World(gw, policies, Model(RULES, published()), originals)
     gw.stop()
     for pub in pubs:
@@ -414,10 +488,15 @@ def restore(lab: Lab, world: World) -> Iterator[World]:
         (world.policies / name).write_bytes(content)
     world.gw.signal(signal.SIGHUP)
     # the baseline is back: guests see only the guest printer, policy valid
-    poll_until(lambda: ptr_instances(dig_view(lab, "guest", "_ipp._tcp.local", "PTR"),
-                                     "_ipp._tcp.local") == {"Guest Printer"}
-               and metric(lab, "mdns_gateway_policy_valid") == 1.0,
-               timeout=5, message="the original policies to be back in force")
+    poll_until(
+        lambda: (
+            ptr_instances(dig_view(lab, "guest", "_ipp._tcp.local", "PTR"), "_ipp._tcp.local")
+            == {"Guest Printer"}
+            and metric(lab, "mdns_gateway_policy_valid") == 1.0
+        ),
+        timeout=5,
+        message="the original policies to be back in force",
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -429,18 +508,27 @@ def _yaml_rules(path: Path) -> list[Rule]:
     for doc in yaml.safe_load_all(path.read_text()):
         spec = doc["spec"]
         inst = spec.get("instances") or {}
-        out.append(Rule(doc["metadata"]["name"], spec.get("action", "allow"),
-                        tuple(spec["from"]), tuple(spec["to"]), tuple(spec["services"]),
-                        tuple(inst.get("allow", ["*"])), tuple(inst.get("deny", [])),
-                        bool(spec.get("hosts", False))))
+        out.append(
+            Rule(
+                doc["metadata"]["name"],
+                spec.get("action", "allow"),
+                tuple(spec["from"]),
+                tuple(spec["to"]),
+                tuple(spec["services"]),
+                tuple(inst.get("allow", ["*"])),
+                tuple(inst.get("deny", [])),
+                bool(spec.get("hosts", False)),
+            )
+        )
     return out
 
 
 def test_rules_table_restates_the_yaml() -> None:
     assert _yaml_rules(EXAMPLES / "home-basic.yaml") == list(HOME_BASIC)
     assert _yaml_rules(EXAMPLES / "deny-examples.yaml") == list(DENY_EXAMPLES)
-    assert _yaml_rules(EXAMPLES / "airplay-chromecast-into-trusted.yaml") == \
-        list(AIRPLAY_CHROMECAST)
+    assert _yaml_rules(EXAMPLES / "airplay-chromecast-into-trusted.yaml") == list(
+        AIRPLAY_CHROMECAST
+    )
     assert yaml.safe_load(SMB_EVERYWHERE)["metadata"]["name"] == LAB_EXTRA[0].name
 
 
@@ -477,8 +565,9 @@ def test_local_answers_every_view_and_type(lab: Lab, world: World) -> None:
 
     def one(case: tuple[str, str]) -> tuple[str, str, set[str], set[str]]:
         view, stype = case
-        got = ptr_instances(dig_client(lab, client[view], f"{stype}.local", "PTR"),
-                            f"{stype}.local")
+        got = ptr_instances(
+            dig_client(lab, client[view], f"{stype}.local", "PTR"), f"{stype}.local"
+        )
         return view, stype, got, world.model.instances(view, stype)
 
     results = run_parallel(one, cases)
@@ -490,8 +579,9 @@ def test_local_answers_every_view_and_type(lab: Lab, world: World) -> None:
 def test_local_answers_over_ipv6_client_address(lab: Lab, world: World) -> None:
     for view, client in (("trusted", "trusted1"), ("guest", "guest1")):
         for stype in ("_googlecast._tcp", "_ipp._tcp"):
-            got = ptr_instances(dig_client(lab, client, f"{stype}.local", "PTR", v6=True),
-                                f"{stype}.local")
+            got = ptr_instances(
+                dig_client(lab, client, f"{stype}.local", "PTR", v6=True), f"{stype}.local"
+            )
             assert got == world.model.instances(view, stype), (view, stype)
 
 
@@ -506,8 +596,11 @@ def test_wide_area_answers_every_pair_and_type(lab: Lab, world: World) -> None:
         suffix = f"{stype}.{vlan}.home.arpa"
         res = dig_view(lab, view, suffix, "PTR")
         want = world.model.instances(view, stype, vlan)
-        return case, (ptr_instances(res, suffix), res.status), \
-            (want, "NOERROR" if want else "NXDOMAIN")
+        return (
+            case,
+            (ptr_instances(res, suffix), res.status),
+            (want, "NOERROR" if want else "NXDOMAIN"),
+        )
 
     wrong = [r for r in run_parallel(one, cases) if r[1] != r[2]]
     assert not wrong, wrong
@@ -537,26 +630,34 @@ def test_subtypes_follow_their_parent_type(lab: Lab, world: World) -> None:
         suffix = f"_universal._sub._ipp._tcp.{vlan}.home.arpa"
         res = dig_view(lab, view, suffix, "PTR")
         got = {dns.name.from_text(t).labels[0].decode() for t in rdatas(res, "PTR")}
-        want = {p.svc.instance for p in world.model.published
-                if p.vlan == vlan and p.svc.subtypes and world.model.sees(view, p)}
+        want = {
+            p.svc.instance
+            for p in world.model.published
+            if p.vlan == vlan and p.svc.subtypes and world.model.sees(view, p)
+        }
         assert got == want, (view, vlan)
     # the glob decides per instance: guests get the guest printer, not the IoT printer
     res = dig_view(lab, "guest", "_universal._sub._ipp._tcp.local", "PTR")
-    assert {dns.name.from_text(t).labels[0].decode() for t in rdatas(res, "PTR")} == \
-        {"Guest Printer"}
+    assert {dns.name.from_text(t).labels[0].decode() for t in rdatas(res, "PTR")} == {
+        "Guest Printer"
+    }
 
 
 def test_service_enumeration_every_pair(lab: Lab, world: World) -> None:
     for view in VLANS:
         res = dig_view(lab, view, "_services._dns-sd._udp.local", "PTR")
-        got = {dns.name.from_text(t).relativize(dns.name.from_text("local.")).to_text()
-               for t in rdatas(res, "PTR")}
+        got = {
+            dns.name.from_text(t).relativize(dns.name.from_text("local.")).to_text()
+            for t in rdatas(res, "PTR")
+        }
         assert got == world.model.types(view), view
         for vlan in VLANS:
             domain = f"{vlan}.home.arpa"
             res = dig_view(lab, view, f"_services._dns-sd._udp.{domain}", "PTR")
-            got = {dns.name.from_text(t).relativize(dns.name.from_text(domain)).to_text()
-                   for t in rdatas(res, "PTR")}
+            got = {
+                dns.name.from_text(t).relativize(dns.name.from_text(domain)).to_text()
+                for t in rdatas(res, "PTR")
+            }
             assert got == world.model.types(view, vlan), (view, vlan)
 
 
@@ -609,28 +710,37 @@ def test_deny_beats_allow_and_instance_globs(lab: Lab, world: World) -> None:
     """The broad smb allow loses to both trusted denies; "*Guest*" (any case) hides guest-tv
     from trusted although home-basic allows _googlecast._tcp, "*Guest Printer*" excepts the
     printer; the guest printer glob lets exactly one IoT printer through to guests."""
-    smb = {view: ptr_instances(dig_view(lab, view, "_smb._tcp.local", "PTR"), "_smb._tcp.local")
-           for view in VLANS}
+    smb = {
+        view: ptr_instances(dig_view(lab, view, "_smb._tcp.local", "PTR"), "_smb._tcp.local")
+        for view in VLANS
+    }
     assert smb == {
         "trusted": {"Laptop Share", "Media Share", "Visitor Share"},
         "iot": {"Media Share", "Visitor Share"},
         "guest": {"Media Share", "Visitor Share"},
     }
-    cast = ptr_instances(dig_view(lab, "trusted", "_googlecast._tcp.iot.home.arpa", "PTR"),
-                         "_googlecast._tcp.iot.home.arpa")
+    cast = ptr_instances(
+        dig_view(lab, "trusted", "_googlecast._tcp.iot.home.arpa", "PTR"),
+        "_googlecast._tcp.iot.home.arpa",
+    )
     assert cast == {"Living Room TV"}
-    iot_cast = ptr_instances(dig_view(lab, "iot", "_googlecast._tcp.iot.home.arpa", "PTR"),
-                             "_googlecast._tcp.iot.home.arpa")
+    iot_cast = ptr_instances(
+        dig_view(lab, "iot", "_googlecast._tcp.iot.home.arpa", "PTR"),
+        "_googlecast._tcp.iot.home.arpa",
+    )
     assert iot_cast == {"Living Room TV", "guest-tv"}  # the deny is for trusted only
-    ipp = ptr_instances(dig_view(lab, "trusted", "_ipp._tcp.iot.home.arpa", "PTR"),
-                        "_ipp._tcp.iot.home.arpa")
+    ipp = ptr_instances(
+        dig_view(lab, "trusted", "_ipp._tcp.iot.home.arpa", "PTR"), "_ipp._tcp.iot.home.arpa"
+    )
     assert ipp == {"IoT Printer", "Guest Printer"}
-    assert ptr_instances(dig_view(lab, "guest", "_ipp._tcp.local", "PTR"),
-                         "_ipp._tcp.local") == {"Guest Printer"}
+    assert ptr_instances(dig_view(lab, "guest", "_ipp._tcp.local", "PTR"), "_ipp._tcp.local") == {
+        "Guest Printer"
+    }
 
 
 def test_questions_are_not_asked_where_the_view_may_not_see_the_answer(
-        lab: Lab, world: World) -> None:
+    lab: Lab, world: World
+) -> None:
     """A cache miss becomes an mDNS question only on VLANs where the asking view may see the
     answer: a guest's question for a type or instance it may not see never reaches the IoT
     VLAN (the query leak of avahi's filters, avahi#764)."""
@@ -638,15 +748,23 @@ def test_questions_are_not_asked_where_the_view_may_not_see_the_answer(
     sniffer = Sniffer(lab.hosts["iot2"])
     try:
         t0 = time.monotonic()
-        hidden = [("guest", "_ssh._tcp.local", "PTR"),  # no policy lets guests see IoT ssh
-                  ("guest", "Secret Printer._ipp._tcp.iot.home.arpa", "SRV")]  # glob says no
-        shown = [("trusted", "_ipps._tcp.local", "PTR"),  # home-basic: iot -> trusted
-                 ("guest", "Guest Printer 2._ipp._tcp.iot.home.arpa", "SRV")]  # glob says yes
+        hidden = [
+            ("guest", "_ssh._tcp.local", "PTR"),  # no policy lets guests see IoT ssh
+            ("guest", "Secret Printer._ipp._tcp.iot.home.arpa", "SRV"),
+        ]  # glob says no
+        shown = [
+            ("trusted", "_ipps._tcp.local", "PTR"),  # home-basic: iot -> trusted
+            ("guest", "Guest Printer 2._ipp._tcp.iot.home.arpa", "SRV"),
+        ]  # glob says yes
         for view, name, rtype in hidden + shown:
             assert rdatas(dig_view(lab, view, name, rtype), rtype) == []
         for label in (b"_ipps", b"Guest Printer 2"):
-            sniffer.wait(lambda d, label=label: d.src == gw_addr and label in d.data, timeout=3,
-                         t0=t0, what=f"the gateway's question for {label!r} on iot")
+            sniffer.wait(
+                lambda d, label=label: d.src == gw_addr and label in d.data,
+                timeout=3,
+                t0=t0,
+                what=f"the gateway's question for {label!r} on iot",
+            )
         for label in (b"_ssh", b"Secret Printer"):
             assert sniffer.since(t0, src=[gw_addr], contains=label) == [], label
     finally:
@@ -663,8 +781,9 @@ def test_additional_records_stay_inside_the_view(lab: Lab, world: World) -> None
 
 
 def test_explain_over_http_names_the_deciding_policy(lab: Lab, world: World) -> None:
-    status, body = http_get(lab, "/api/explain?view=trusted&vlan=iot&service="
-                                 "guest-tv._googlecast._tcp")
+    status, body = http_get(
+        lab, "/api/explain?view=trusted&vlan=iot&service=guest-tv._googlecast._tcp"
+    )
     assert status == 200, body
     data = json.loads(body)
     assert data["visible"] is False
@@ -690,9 +809,14 @@ class QueryLoad:
     reply: ``stable`` queries (UDP) must always get exactly their answer, ``moving`` ones (UDP and
     a pooled TCP connection in turn) one of two."""
 
-    def __init__(self, lab: Lab, stable: tuple[str, str, set[str]],
-                 moving: tuple[str, str, set[str], set[str]], max_queries: int = 4000,
-                 max_seconds: float = 60.0) -> None:
+    def __init__(
+        self,
+        lab: Lab,
+        stable: tuple[str, str, set[str]],
+        moving: tuple[str, str, set[str], set[str]],
+        max_queries: int = 4000,
+        max_seconds: float = 60.0,
+    ) -> None:
         self.stable = stable
         self.moving = moving
         self.max_queries = max_queries
@@ -704,8 +828,9 @@ class QueryLoad:
         self.first_new: float | None = None
         self.thread = threading.Thread(target=self._run, name="query-load", daemon=True)
 
-    def _check(self, fc: ForwardClient, view: str, qname: str,
-               tcp: bool = False) -> set[str] | None:
+    def _check(
+        self, fc: ForwardClient, view: str, qname: str, tcp: bool = False
+    ) -> set[str] | None:
         reply = fc.exchange(dns.message.make_query(qname, "PTR"), tcp=tcp)
         if reply.rcode() != dns.rcode.NOERROR:
             self.errors.append(f"{view} {qname}: {dns.rcode.to_text(reply.rcode())}")
@@ -715,8 +840,10 @@ class QueryLoad:
     def _run(self) -> None:
         view_s, qname_s, want_s = self.stable
         view_m, qname_m, old, new = self.moving
-        clients = {v: ForwardClient("127.0.0.1", VIEW_PORT[v], socket_factory=self.factory)
-                   for v in {view_s, view_m}}
+        clients = {
+            v: ForwardClient("127.0.0.1", VIEW_PORT[v], socket_factory=self.factory)
+            for v in {view_s, view_m}
+        }
         end = time.monotonic() + self.max_seconds
         try:
             for i in range(self.max_queries // 2):
@@ -774,10 +901,14 @@ def test_hot_reload_under_query_load_loses_no_answers(lab: Lab, restore: World) 
         with home.open("w") as f:
             f.write(new[: len(new) // 2])
             f.flush()
-            f.write(new[len(new) // 2:])
+            f.write(new[len(new) // 2 :])
         written = time.monotonic()
-        poll_until(lambda: _guest_ipp(lab) == {"Guest Printer", "IoT Printer"}, timeout=2.0,
-                   interval=0.05, message="the new policy to show within 2 s")
+        poll_until(
+            lambda: _guest_ipp(lab) == {"Guest Printer", "IoT Printer"},
+            timeout=2.0,
+            interval=0.05,
+            message="the new policy to show within 2 s",
+        )
         poll_until(lambda: load.counts["new"] >= 20, timeout=10, message="load after reload")
     assert not load.errors, load.errors[:20]
     assert load.servfail == 0 and load.formerr == 0 and load.failed_attempts == 0
@@ -785,10 +916,13 @@ def test_hot_reload_under_query_load_loses_no_answers(lab: Lab, restore: World) 
     assert load.counts["stable"] >= 40
     assert world.gw.running and "Traceback" not in world.gw.logs()
     # and the other views did not move: trusted still sees both IoT printers, iot none of trusted
-    assert ptr_instances(dig_view(lab, "trusted", "_ipp._tcp.iot.home.arpa", "PTR"),
-                         "_ipp._tcp.iot.home.arpa") == {"IoT Printer", "Guest Printer"}
-    assert ptr_instances(dig_view(lab, "iot", "_ipp._tcp.local", "PTR"),
-                         "_ipp._tcp.local") == {"IoT Printer", "Guest Printer"}
+    assert ptr_instances(
+        dig_view(lab, "trusted", "_ipp._tcp.iot.home.arpa", "PTR"), "_ipp._tcp.iot.home.arpa"
+    ) == {"IoT Printer", "Guest Printer"}
+    assert ptr_instances(dig_view(lab, "iot", "_ipp._tcp.local", "PTR"), "_ipp._tcp.local") == {
+        "IoT Printer",
+        "Guest Printer",
+    }
 
 
 def test_hot_reload_new_file_hosts_true(lab: Lab, restore: World) -> None:
@@ -798,8 +932,11 @@ def test_hot_reload_new_file_hosts_true(lab: Lab, restore: World) -> None:
     assert rdatas(dig_view(lab, "trusted", "hub.iot.home.arpa", "A"), "A") == []
     shutil.copy(EXAMPLES / "airplay-chromecast-into-trusted.yaml", world.policies)
     hub = lab.hosts["iot3"].ipv4
-    poll_until(lambda: rdatas(dig_view(lab, "trusted", "hub.iot.home.arpa", "A"), "A") == [hub],
-               timeout=2.0, message="hosts: true to show the hub within 2 s")
+    poll_until(
+        lambda: rdatas(dig_view(lab, "trusted", "hub.iot.home.arpa", "A"), "A") == [hub],
+        timeout=2.0,
+        message="hosts: true to show the hub within 2 s",
+    )
     model = Model(RULES + AIRPLAY_CHROMECAST, published())
     assert model.host_visible("trusted", "iot", "hub")
     assert not model.host_visible("guest", "iot", "hub")
@@ -807,8 +944,11 @@ def test_hot_reload_new_file_hosts_true(lab: Lab, restore: World) -> None:
     # hosts: true shows host names, not services: the hub's HomeKit service stays hidden
     assert rdatas(dig_view(lab, "trusted", "_hap._tcp.iot.home.arpa", "PTR"), "PTR") == []
     (world.policies / "airplay-chromecast-into-trusted.yaml").unlink()
-    poll_until(lambda: rdatas(dig_view(lab, "trusted", "hub.iot.home.arpa", "A"), "A") == [],
-               timeout=2.0, message="the hub to be hidden again within 2 s")
+    poll_until(
+        lambda: rdatas(dig_view(lab, "trusted", "hub.iot.home.arpa", "A"), "A") == [],
+        timeout=2.0,
+        message="the hub to be hidden again within 2 s",
+    )
 
 
 def test_deny_beats_own_vlan_default_after_reload(lab: Lab, restore: World) -> None:
@@ -817,9 +957,13 @@ def test_deny_beats_own_vlan_default_after_reload(lab: Lab, restore: World) -> N
     (world.policies / "zz-guest-shares.yaml").write_text(
         "apiVersion: mdnsgateway.io/v1alpha1\nkind: ServicePolicy\n"
         "metadata: {name: no-shares-for-guests}\n"
-        "spec: {from: [guest], to: [guest], services: [_smb._tcp], action: deny}\n")
-    poll_until(lambda: _smb(lab, "guest") == {"Media Share"}, timeout=2.0,
-               message="the deny to hide the guests' own share within 2 s")
+        "spec: {from: [guest], to: [guest], services: [_smb._tcp], action: deny}\n"
+    )
+    poll_until(
+        lambda: _smb(lab, "guest") == {"Media Share"},
+        timeout=2.0,
+        message="the deny to hide the guests' own share within 2 s",
+    )
     assert "Visitor Share" in _smb(lab, "trusted")  # other views unaffected
 
 
@@ -855,8 +999,11 @@ def test_invalid_file_leaves_the_old_policy_working(lab: Lab, restore: World) ->
     (world.policies / "zz-broken.yaml").write_text(BROKEN)
     poll_until(lambda: _rejections(gw) > before, timeout=3.0, message="the rejection log")
     logs = gw.logs()
-    assert re.search(r"zz-broken\.yaml: document 2 \(typo\): spec\.to\[0\]: unknown VLAN "
-                     r"'gust'; fix: .*did you mean 'guest'", logs), logs[-3000:]
+    assert re.search(
+        r"zz-broken\.yaml: document 2 \(typo\): spec\.to\[0\]: unknown VLAN "
+        r"'gust'; fix: .*did you mean 'guest'",
+        logs,
+    ), logs[-3000:]
     assert metric(lab, "mdns_gateway_policy_valid") == 0.0
     assert metric(lab, "mdns_gateway_policy_resources") == len(RULES)
     data = json.loads(http_get(lab, "/api/policies")[1])
@@ -867,10 +1014,14 @@ def test_invalid_file_leaves_the_old_policy_working(lab: Lab, restore: World) ->
     assert world.gw.running
     # fixing the file applies the whole set
     (world.policies / "zz-broken.yaml").write_text(BROKEN.replace("[gust]", "[guest]"))
-    poll_until(lambda: _guest_ipp(lab) == {"Guest Printer", "IoT Printer"}, timeout=2.0,
-               message="the fixed set to apply within 2 s")
-    assert ptr_instances(dig_view(lab, "guest", "_hap._tcp.iot.home.arpa", "PTR"),
-                         "_hap._tcp.iot.home.arpa") == {"Hue Bridge"}
+    poll_until(
+        lambda: _guest_ipp(lab) == {"Guest Printer", "IoT Printer"},
+        timeout=2.0,
+        message="the fixed set to apply within 2 s",
+    )
+    assert ptr_instances(
+        dig_view(lab, "guest", "_hap._tcp.iot.home.arpa", "PTR"), "_hap._tcp.iot.home.arpa"
+    ) == {"Hue Bridge"}
     assert metric(lab, "mdns_gateway_policy_valid") == 1.0
 
 
@@ -882,8 +1033,11 @@ def test_removing_the_invalid_file_makes_the_set_valid_again(lab: Lab, restore: 
     poll_until(lambda: _rejections(world.gw) > before, timeout=3.0, message="the rejection")
     assert metric(lab, "mdns_gateway_policy_valid") == 0.0
     (world.policies / "zz-broken.yaml").unlink()
-    poll_until(lambda: metric(lab, "mdns_gateway_policy_valid") == 1.0, timeout=2.0,
-               message="policy_valid 1 once the bad file is gone")
+    poll_until(
+        lambda: metric(lab, "mdns_gateway_policy_valid") == 1.0,
+        timeout=2.0,
+        message="policy_valid 1 once the bad file is gone",
+    )
     assert json.loads(http_get(lab, "/api/policies")[1])["error"] is None
     assert _guest_ipp(lab) == {"Guest Printer"}
 
@@ -898,8 +1052,9 @@ spec: {{from: [iot], to: [{to}], services: [_hap._tcp]}}
 
 
 def _hap_iot(lab: Lab, view: str) -> set[str]:
-    return ptr_instances(dig_view(lab, view, "_hap._tcp.iot.home.arpa", "PTR"),
-                         "_hap._tcp.iot.home.arpa")
+    return ptr_instances(
+        dig_view(lab, view, "_hap._tcp.iot.home.arpa", "PTR"), "_hap._tcp.iot.home.arpa"
+    )
 
 
 def test_sighup_reloads_at_once(lab: Lab, restore: World) -> None:
@@ -912,8 +1067,11 @@ def test_sighup_reloads_at_once(lab: Lab, restore: World) -> None:
     old = time.time() - 3600  # outside the poller's 2 s "racy" window: it trusts stat
     os.utime(extra, (old, old))
     st = extra.stat()
-    poll_until(lambda: _hap_iot(lab, "guest") == {"Hue Bridge"}, timeout=2.0,
-               message=lambda: f"the new file to apply by polling {gw.logs()[-3000:]}")
+    poll_until(
+        lambda: _hap_iot(lab, "guest") == {"Hue Bridge"},
+        timeout=2.0,
+        message=lambda: f"the new file to apply by polling {gw.logs()[-3000:]}",
+    )
     b = SIGHUP_A.format(pad="-" * (8 - len("trusted") + len("guest")), to="trusted")
     assert len(b) == st.st_size
     with extra.open("r+") as f:
@@ -924,11 +1082,15 @@ def test_sighup_reloads_at_once(lab: Lab, restore: World) -> None:
     # bounded look proves the reload below is SIGHUP's
     deadline = time.monotonic() + 1.5
     while time.monotonic() < deadline:
-        assert _hap_iot(lab, "guest") == {"Hue Bridge"}, \
+        assert _hap_iot(lab, "guest") == {"Hue Bridge"}, (
             "polling saw a same-size rewrite with the old mtime: rewrite this test's premise"
+        )
     gw.signal(signal.SIGHUP)
-    poll_until(lambda: _hap_iot(lab, "trusted") == {"Hue Bridge"}, timeout=1.0,
-               message="SIGHUP to apply the rewrite at once")
+    poll_until(
+        lambda: _hap_iot(lab, "trusted") == {"Hue Bridge"},
+        timeout=1.0,
+        message="SIGHUP to apply the rewrite at once",
+    )
     assert _hap_iot(lab, "guest") == set()
     # a standing error is reported once by polling, and again on every SIGHUP
     before = _rejections(gw)

@@ -74,8 +74,12 @@ def reflector_config(lab: Lab, **over: Any) -> dict[str, Any]:
     policies = Path(lab.workdir) / "reflector-policies"
     policies.mkdir(exist_ok=True)
     (policies / "reflect.yaml").write_text(POLICIES)
-    return gateway_config(lab, policies=str(policies),
-                          reflector={"enabled": True, "rate": RATE, "burst": BURST}, **over)
+    return gateway_config(
+        lab,
+        policies=str(policies),
+        reflector={"enabled": True, "rate": RATE, "burst": BURST},
+        **over,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -125,21 +129,45 @@ def name(text: str) -> dns.name.Name:
 
 
 def srv_query(instance: str, stype: str = "_ipp._tcp", unicast: bool = False) -> bytes:
-    return wire.query([wire.Question(name(f"{instance}.{stype}.local."),
-                                     dns.rdatatype.SRV, 1, unicast)])
+    return wire.query(
+        [wire.Question(name(f"{instance}.{stype}.local."), dns.rdatatype.SRV, 1, unicast)]
+    )
 
 
-def announce(instance: str, host: str, addresses: list[str], stype: str = "_ipp._tcp",
-             ttl: int = 120) -> bytes:
+def announce(
+    instance: str, host: str, addresses: list[str], stype: str = "_ipp._tcp", ttl: int = 120
+) -> bytes:
     full = name(f"{instance}.{stype}.local.")
-    records = [wire.Record(name(f"{stype}.local."), dns.rdatatype.PTR, ttl,
-                           dns.rdata.from_text("IN", "PTR", full.to_text()))]
-    extra = [wire.Record(full, dns.rdatatype.SRV, ttl,
-                         dns.rdata.from_text("IN", "SRV", f"0 0 631 {host}.local."), 1, True)]
+    records = [
+        wire.Record(
+            name(f"{stype}.local."),
+            dns.rdatatype.PTR,
+            ttl,
+            dns.rdata.from_text("IN", "PTR", full.to_text()),
+        )
+    ]
+    extra = [
+        wire.Record(
+            full,
+            dns.rdatatype.SRV,
+            ttl,
+            dns.rdata.from_text("IN", "SRV", f"0 0 631 {host}.local."),
+            1,
+            True,
+        )
+    ]
     for a in addresses:
         rdtype = "AAAA" if ":" in a else "A"
-        extra.append(wire.Record(name(f"{host}.local."), dns.rdatatype.from_text(rdtype), ttl,
-                                 dns.rdata.from_text("IN", rdtype, a), 1, True))
+        extra.append(
+            wire.Record(
+                name(f"{host}.local."),
+                dns.rdatatype.from_text(rdtype),
+                ttl,
+                dns.rdata.from_text("IN", rdtype, a),
+                1,
+                True,
+            )
+        )
     return wire.encode(wire.Packet(0, wire.FLAG_QR | wire.FLAG_AA, [], records, [], extra))
 
 
@@ -152,9 +180,11 @@ def host_sources(host: Host) -> set[str]:
 
 @pytest.mark.parametrize("ip_version", ["v4", "v6"])
 def test_browser_sees_reflected_service_only_where_policy_allows(
-        lab: Lab, world: dict[str, Any], ip_version: str) -> None:
-    trusted_browser = ZeroconfBrowser(lab, lab.hosts["trusted2"], ["_ipp._tcp", "_rtsp._tcp"],
-                                      ip_version=ip_version)
+    lab: Lab, world: dict[str, Any], ip_version: str
+) -> None:
+    trusted_browser = ZeroconfBrowser(
+        lab, lab.hosts["trusted2"], ["_ipp._tcp", "_rtsp._tcp"], ip_version=ip_version
+    )
     iot_browser = ZeroconfBrowser(lab, lab.hosts["iot2"], ["_ipp._tcp"], ip_version=ip_version)
     trusted_browser.wait_started()
     iot_browser.wait_started()
@@ -168,9 +198,20 @@ def test_browser_sees_reflected_service_only_where_policy_allows(
     # iot sees its own printer natively, never trusted's; trusted never sees iot's camera
     iot_browser.wait_resolved(LAB_PRINTER, timeout=20)
     trusted_browser.wait_resolved(TRUSTED_PRINTER, timeout=20)  # its own VLAN
-    poll_until(lambda: counter(lab.gw, "reflector_records_removed", from_vlan="iot",
-                               to_vlan="trusted", reason="filtered") > 0, 10,
-               message="the camera's records to be filtered")
+    poll_until(
+        lambda: (
+            counter(
+                lab.gw,
+                "reflector_records_removed",
+                from_vlan="iot",
+                to_vlan="trusted",
+                reason="filtered",
+            )
+            > 0
+        ),
+        10,
+        message="the camera's records to be filtered",
+    )
     assert not trusted_browser.seen(SECRET_CAM)
     assert not iot_browser.seen(TRUSTED_PRINTER)
     trusted_browser.stop()
@@ -195,8 +236,9 @@ def test_goodbye_crosses_and_the_service_disappears(lab: Lab, world: dict[str, A
 
 
 @pytest.mark.parametrize("family", [socket.AF_INET, socket.AF_INET6])
-def test_qu_cleared_ttl_255_never_back_into_source(lab: Lab, world: dict[str, Any],
-                                                   family: int) -> None:
+def test_qu_cleared_ttl_255_never_back_into_source(
+    lab: Lab, world: dict[str, Any], family: int
+) -> None:
     probes: dict[str, Host] = world["probes"]
     sender = Sender(lab.hosts["trusted2"], family)
     into_iot = Sniffer(probes["iot"], family)
@@ -234,8 +276,12 @@ def test_link_local_addresses_stay_home(lab: Lab, world: dict[str, Any], family:
     sniffer = Sniffer(probes["trusted"], family)
     try:
         host = f"llbox{family}"
-        addresses = [iot_probe.ipv4, iot_probe.ipv6, "169.254.3.4",
-                     iot_probe.link_local or "fe80::1"]
+        addresses = [
+            iot_probe.ipv4,
+            iot_probe.ipv6,
+            "169.254.3.4",
+            iot_probe.link_local or "fe80::1",
+        ]
         routers = router_sources(lab, "trusted")
         t0 = time.monotonic()
 
@@ -245,8 +291,11 @@ def test_link_local_addresses_stay_home(lab: Lab, world: dict[str, Any], family:
             return got[0] if got else None
 
         got = poll_until(reflected, 10, interval=0.5, message="the announcement in trusted")
-        addrs = {str(r.rdata.address) for r in wire.parse(got.data).records()  # type: ignore[attr-defined]
-                 if r.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA)}
+        addrs = {
+            str(r.rdata.address)
+            for r in wire.parse(got.data).records()  # type: ignore[attr-defined]
+            if r.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA)
+        }
         assert addrs == {iot_probe.ipv4, iot_probe.ipv6}
         assert got.hops == 255
     finally:
@@ -264,13 +313,26 @@ def second_router(lab: Lab) -> tuple[Host, dict[str, str]]:
     for vlan in ("iot", "guest"):
         v = lab.vlans[vlan]
         peer, inner = f"r2v{v.id}", f"eth{v.id}"
-        run(None, "ip", "-n", lab.gw, "link", "add", peer, "type", "veth", "peer", "name", inner,
-            "netns", r2.ns)
+        run(
+            None,
+            "ip",
+            "-n",
+            lab.gw,
+            "link",
+            "add",
+            peer,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            inner,
+            "netns",
+            r2.ns,
+        )
         run(None, "ip", "-n", lab.gw, "link", "set", peer, "master", v.bridge)
         run(None, "ip", "-n", lab.gw, "link", "set", peer, "up")
         run(None, "ip", "-n", r2.ns, "addr", "add", f"10.{v.id}.0.250/24", "dev", inner)
-        run(None, "ip", "-n", r2.ns, "addr", "add", f"fd00:{v.id}::250/64", "dev", inner,
-            "nodad")
+        run(None, "ip", "-n", r2.ns, "addr", "add", f"fd00:{v.id}::250/64", "dev", inner, "nodad")
         run(None, "ip", "-n", r2.ns, "link", "set", inner, "up")
         ifaces[vlan] = inner
     lab.wait_ipv6_ready()
@@ -285,14 +347,20 @@ def count_traffic(lab: Lab, seconds: float, senders: dict[str, Sender]) -> int:
         i = 0
         while time.monotonic() < deadline:  # bounded: one round a second
             round_start = time.monotonic()
-            senders["iot"].send(announce("Loop Box", "loopbox", [lab.hosts["iot2"].ipv4],
-                                         stype="_loop._tcp"))
-            senders["trusted"].send(wire.query([wire.Question(name("_loop._tcp.local."),
-                                                              dns.rdatatype.PTR)]))
+            senders["iot"].send(
+                announce("Loop Box", "loopbox", [lab.hosts["iot2"].ipv4], stype="_loop._tcp")
+            )
+            senders["trusted"].send(
+                wire.query([wire.Question(name("_loop._tcp.local."), dns.rdatatype.PTR)])
+            )
             senders["guest"].send(srv_query(f"Guest Loop {i}", "_loop._tcp"))
             i += 1
-            poll_until(lambda: time.monotonic() - round_start >= 1.0, 2.0,  # noqa: B023
-                       interval=0.05, message="the next round")
+            poll_until(
+                lambda: time.monotonic() - round_start >= 1.0,  # noqa: B023
+                2.0,
+                interval=0.05,
+                message="the next round",
+            )
         return counter.total()
     finally:
         counter.close()
@@ -307,8 +375,7 @@ def test_two_gateways_do_not_storm(lab: Lab, world: dict[str, Any]) -> None:
         first_alone = counter(lab.gw, "reflector_packets", outcome="reflected") - base
         r2, ifaces = second_router(lab)
         cfg = reflector_config(lab)
-        cfg["vlans"] = {v: {"interface": ifaces[v], "domain": f"{v}.home.arpa."}
-                        for v in lab.vlans}
+        cfg["vlans"] = {v: {"interface": ifaces[v], "domain": f"{v}.home.arpa."} for v in lab.vlans}
         cfg["dns"] = {"listen": ["127.0.0.1:5300"], "browse_domain": "home.arpa."}
         second = GatewayProcess(lab, cfg, ns=r2.ns)
         second.start()
@@ -316,12 +383,15 @@ def test_two_gateways_do_not_storm(lab: Lab, world: dict[str, Any]) -> None:
         base = counter(lab.gw, "reflector_packets", outcome="reflected")
         two = count_traffic(lab, seconds, senders)
         first_paired = counter(lab.gw, "reflector_packets", outcome="reflected") - base
-        loops = counter(lab.gw, "reflector_loops_detected") + \
-            counter(r2.ns, "reflector_loops_detected")
-        print(f"\nmDNS frames on the bridges in {seconds:.0f} s: one gateway {one}, "
-              f"two gateways {two} ({two / max(one, 1):.2f}x); the first gateway reflected "
-              f"{first_alone:.0f} packets alone, {first_paired:.0f} beside the second; "
-              f"loops detected {loops:.0f}")
+        loops = counter(lab.gw, "reflector_loops_detected") + counter(
+            r2.ns, "reflector_loops_detected"
+        )
+        print(
+            f"\nmDNS frames on the bridges in {seconds:.0f} s: one gateway {one}, "
+            f"two gateways {two} ({two / max(one, 1):.2f}x); the first gateway reflected "
+            f"{first_alone:.0f} packets alone, {first_paired:.0f} beside the second; "
+            f"loops detected {loops:.0f}"
+        )
         # Each reflector copies each original once: twice the copies, never a storm (a storm
         # grows without bound). The first gateway's extra work is the second one's own browse
         # queries, which it reflects like any host's, not copies of copies.
@@ -352,19 +422,29 @@ def test_flood_stays_within_the_rate_limit(lab: Lab, world: dict[str, Any]) -> N
             if i % 50 == 49:
                 time.sleep(0.01)
         elapsed = time.monotonic() - t0
-        poll_until(lambda: counter(lab.gw, "reflector_packets", from_vlan="trusted")
-                   >= before + count * 0.9, 15, interval=0.2,
-                   message="the gateway to account for the flood")
-        reflected = counter(lab.gw, "reflector_packets", from_vlan="trusted", to_vlan="iot",
-                            outcome="reflected")
-        limited = counter(lab.gw, "reflector_packets", from_vlan="trusted",
-                          outcome="rate_limited")
+        poll_until(
+            lambda: (
+                counter(lab.gw, "reflector_packets", from_vlan="trusted") >= before + count * 0.9
+            ),
+            15,
+            interval=0.2,
+            message="the gateway to account for the flood",
+        )
+        reflected = counter(
+            lab.gw, "reflector_packets", from_vlan="trusted", to_vlan="iot", outcome="reflected"
+        )
+        limited = counter(lab.gw, "reflector_packets", from_vlan="trusted", outcome="rate_limited")
         bound = BURST + RATE * (time.monotonic() - t0) + 5
-        poll_until(lambda: len(sniffer.since(t0, src=routers, contains=b"Flood")) >= 1, 5,
-                   message="some of the flood in iot")
+        poll_until(
+            lambda: len(sniffer.since(t0, src=routers, contains=b"Flood")) >= 1,
+            5,
+            message="some of the flood in iot",
+        )
         seen = len(sniffer.since(t0, src=routers, contains=b"Flood"))
-        print(f"\nflood: {count} queries in {elapsed:.2f} s; {seen} reached iot "
-              f"(bound {bound:.0f}); {limited:.0f} rate-limited")
+        print(
+            f"\nflood: {count} queries in {elapsed:.2f} s; {seen} reached iot "
+            f"(bound {bound:.0f}); {limited:.0f} rate-limited"
+        )
         assert seen <= bound
         assert limited >= count - bound - 100
         assert reflected >= BURST
@@ -384,8 +464,14 @@ def test_flood_stays_within_the_rate_limit(lab: Lab, world: dict[str, Any]) -> N
 # --- interfaces coming and going (destructive: last) ---------------------------------------------
 
 
-def reflects_within(lab: Lab, probes: dict[str, Host], frm: str, to: str, timeout: float,
-                    family: int = socket.AF_INET) -> float:
+def reflects_within(
+    lab: Lab,
+    probes: dict[str, Host],
+    frm: str,
+    to: str,
+    timeout: float,
+    family: int = socket.AF_INET,
+) -> float:
     """Seconds until a fresh query from ``frm`` shows up in ``to``, sent every 100 ms."""
     sender = Sender(lab.hosts[f"{frm}2"], family)
     sniffer = Sniffer(probes[to], family)
@@ -395,8 +481,7 @@ def reflects_within(lab: Lab, probes: dict[str, Host], frm: str, to: str, timeou
 
         def arrived() -> bool:
             sender.send(srv_query(f"{marker} {time.monotonic_ns()}"))
-            return bool(sniffer.since(t0, src=router_sources(lab, to),
-                                      contains=marker.encode()))
+            return bool(sniffer.since(t0, src=router_sources(lab, to), contains=marker.encode()))
 
         poll_until(arrived, timeout, interval=0.1, message=f"a query from {frm} in {to}")
         return time.monotonic() - t0
@@ -410,12 +495,14 @@ def test_link_flap_rejoins_within_5s(lab: Lab, world: dict[str, Any]) -> None:
     for bridge_vlan in ("iot", "trusted"):  # the sending and the receiving side
         v = lab.vlans[bridge_vlan]
         run(None, "ip", "-n", lab.gw, "link", "set", v.bridge, "down")
-        poll_until(lambda: vlan_up(lab, bridge_vlan) == 0.0, 5,  # noqa: B023
-                   message="the gateway to see the link down")
+        poll_until(
+            lambda: vlan_up(lab, bridge_vlan) == 0.0,  # noqa: B023
+            5,
+            message="the gateway to see the link down",
+        )
         run(None, "ip", "-n", lab.gw, "link", "set", v.bridge, "up")
         # IPv6 addresses of a downed link are gone (keep_addr_on_down=0): put ours back
-        run(None, "ip", "-n", lab.gw, "addr", "replace", f"{v.ipv6}/64", "dev", v.bridge,
-            "nodad")
+        run(None, "ip", "-n", lab.gw, "addr", "replace", f"{v.ipv6}/64", "dev", v.bridge, "nodad")
         took = reflects_within(lab, probes, "trusted", "iot", 5.0)
         print(f"\n{v.bridge} flapped: reflecting again after {took:.2f} s")
     assert world["gw"].running  # send errors while down are counted, never fatal
@@ -439,8 +526,10 @@ def test_vlan_interface_deleted_and_readded(lab: Lab, world: dict[str, Any]) -> 
     poll_until(lambda: link_local(gw, v.bridge), 5, message="the new bridge's link-local")
     into = reflects_within(lab, probes, "trusted", "iot", 5.0)
     six = reflects_within(lab, probes, "trusted", "iot", 5.0, socket.AF_INET6)
-    print(f"\n{v.bridge} re-created: reflecting into it after {into:.2f} s (IPv4), "
-          f"then {six:.2f} s more for IPv6")
+    print(
+        f"\n{v.bridge} re-created: reflecting into it after {into:.2f} s (IPv4), "
+        f"then {six:.2f} s more for IPv6"
+    )
     # and out of it: an iot announcement reaches trusted again (the group is joined anew)
     sender = Sender(probes["iot"])
     sniffer = Sniffer(probes["trusted"])
@@ -448,10 +537,8 @@ def test_vlan_interface_deleted_and_readded(lab: Lab, world: dict[str, Any]) -> 
         t0 = time.monotonic()
 
         def announced() -> bool:
-            sender.send(announce(f"Readd {time.monotonic_ns()}", "readdbox",
-                                 [probes["iot"].ipv4]))
-            return bool(sniffer.since(t0, src=router_sources(lab, "trusted"),
-                                      contains=b"readdbox"))
+            sender.send(announce(f"Readd {time.monotonic_ns()}", "readdbox", [probes["iot"].ipv4]))
+            return bool(sniffer.since(t0, src=router_sources(lab, "trusted"), contains=b"readdbox"))
 
         poll_until(announced, 5, interval=0.2, message="an iot announcement in trusted")
     finally:

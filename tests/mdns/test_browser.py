@@ -31,10 +31,15 @@ def make() -> tuple[Store, Browser, list[tuple[wire.Packet, int, int]]]:
     return store, Browser(store, links, send), sent
 
 
-def questions(sent: list[tuple[wire.Packet, int, int]], family: int = socket.AF_INET
-              ) -> set[tuple[str, int, bool]]:
-    return {(q.name.to_text(), q.rdtype, q.unicast) for p, _, fam in sent if fam == family
-            for q in p.questions}
+def questions(
+    sent: list[tuple[wire.Packet, int, int]], family: int = socket.AF_INET
+) -> set[tuple[str, int, bool]]:
+    return {
+        (q.name.to_text(), q.rdtype, q.unicast)
+        for p, _, fam in sent
+        if fam == family
+        for q in p.questions
+    }
 
 
 def test_enumerates_then_browses_discovered_types_on_both_families() -> None:
@@ -45,8 +50,9 @@ def test_enumerates_then_browses_discovered_types_on_both_families() -> None:
     assert questions(sent, socket.AF_INET6) == questions(sent)
     assert {ifindex for _, ifindex, _ in sent} == {7}  # trusted's interface only
     sent.clear()
-    store.add("trusted", SERVICES, PTR, dns.rdata.from_text("IN", "PTR", "_ipp._tcp.local."),
-              4500, 0.1)
+    store.add(
+        "trusted", SERVICES, PTR, dns.rdata.from_text("IN", "PTR", "_ipp._tcp.local."), 4500, 0.1
+    )
     browser.tick(0.2)
     assert ("_ipp._tcp.local.", PTR, False) in questions(sent)
     assert ("_services._dns-sd._udp.local.", PTR, False) not in questions(sent)  # < 1 s
@@ -83,8 +89,14 @@ def test_on_demand_questions_are_qu_and_respect_the_one_second_rule() -> None:
 def test_known_answers_listed_while_more_than_half_ttl_remains() -> None:
     store, browser, sent = make()
     for i in range(3):
-        store.add("trusted", n("_ipp._tcp.local."), PTR,
-                  dns.rdata.from_text("IN", "PTR", f"P{i}._ipp._tcp.local."), 100, 0.0)
+        store.add(
+            "trusted",
+            n("_ipp._tcp.local."),
+            PTR,
+            dns.rdata.from_text("IN", "PTR", f"P{i}._ipp._tcp.local."),
+            100,
+            0.0,
+        )
     browser.ask("trusted", n("_ipp._tcp.local."), PTR)
     browser.tick(10.0)
     packet = next(p for p, _, fam in sent if fam == socket.AF_INET)
@@ -110,8 +122,14 @@ def test_a_large_rrset_costs_no_more_per_new_record() -> None:
     asked: list[object] = []
     browser.ask = lambda *a, **k: asked.append(a)  # type: ignore[method-assign]
     for i in range(2000):
-        store.add("trusted", n("_ipp._tcp.local."), PTR,
-                  dns.rdata.from_text("IN", "PTR", f"P{i}._ipp._tcp.local."), 4500, 0.0)
+        store.add(
+            "trusted",
+            n("_ipp._tcp.local."),
+            PTR,
+            dns.rdata.from_text("IN", "PTR", f"P{i}._ipp._tcp.local."),
+            4500,
+            0.0,
+        )
     assert asked == []  # checked at the next tick, when the rest of their packets is in
     browser.tick(0.0)
     assert len(asked) == 2 * 2000  # SRV and TXT for each new instance, once

@@ -29,16 +29,22 @@ def setup() -> tuple[Store, Ingest, Links]:
         "trusted": VlanConfig("trusted", "br10", dns.name.from_text("trusted.home.arpa.")),
         "iot": VlanConfig("iot", "br20", dns.name.from_text("iot.home.arpa.")),
     }
-    links = Links(vlans, scan=lambda: [iface("br10", 7, "10.10.0.1/24", "fd00:10::1/64"),
-                                       iface("br20", 9, "10.20.0.1/24")])
+    links = Links(
+        vlans,
+        scan=lambda: [
+            iface("br10", 7, "10.10.0.1/24", "fd00:10::1/64"),
+            iface("br20", 9, "10.20.0.1/24"),
+        ],
+    )
     links.refresh()
     store = Store()
     return store, Ingest(store, links), links
 
 
 def announcement(name: str = "printer.local.", addr: str = "10.20.0.5") -> bytes:
-    rec = wire.Record(dns.name.from_text(name), A, 120, dns.rdata.from_text("IN", "A", addr),
-                      cache_flush=True)
+    rec = wire.Record(
+        dns.name.from_text(name), A, 120, dns.rdata.from_text("IN", "A", addr), cache_flush=True
+    )
     return wire.encode(wire.Packet(0, wire.FLAG_QR | wire.FLAG_AA, [], [rec]))
 
 

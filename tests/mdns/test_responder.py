@@ -34,8 +34,14 @@ from bridge.mdns.responder import (
 N = dns.name.from_text
 IN = dns.rdataclass.IN
 A, AAAA, PTR, SRV, TXT, NSEC, ANY = (
-    dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.PTR, dns.rdatatype.SRV,
-    dns.rdatatype.TXT, dns.rdatatype.NSEC, dns.rdatatype.ANY)
+    dns.rdatatype.A,
+    dns.rdatatype.AAAA,
+    dns.rdatatype.PTR,
+    dns.rdatatype.SRV,
+    dns.rdatatype.TXT,
+    dns.rdatatype.NSEC,
+    dns.rdatatype.ANY,
+)
 
 NTP = ServiceSpec("router", "_ntp._udp", 123, (b"txtvers=1", b"stratum=3", b"leap=normal"))
 SPEC = Spec("router", ("10.10.0.1", "fd00:10::1"), (NTP,))
@@ -50,8 +56,9 @@ def names(records: list[wire.Record]) -> set[tuple[str, int]]:
     return {(r.name.to_text(), r.rdtype) for r in records}
 
 
-def run_until(r: Responder, start: float, end: float, step: float = 0.01
-              ) -> list[tuple[float, wire.Packet]]:
+def run_until(
+    r: Responder, start: float, end: float, step: float = 0.01
+) -> list[tuple[float, wire.Packet]]:
     """Advance the clock in small steps, collecting what goes out (and when)."""
     sent: list[tuple[float, wire.Packet]] = []
     t = start
@@ -62,8 +69,13 @@ def run_until(r: Responder, start: float, end: float, step: float = 0.01
     return sent
 
 
-def established(now: float = 0.0, spec: Spec = SPEC, vlan: str = "trusted",
-                key: str = "ntp:router", r: Responder | None = None) -> Responder:
+def established(
+    now: float = 0.0,
+    spec: Spec = SPEC,
+    vlan: str = "trusted",
+    key: str = "ntp:router",
+    r: Responder | None = None,
+) -> Responder:
     r = r or Responder(random.Random(1))
     r.publish(vlan, key, spec, now)
     run_until(r, now, now + 4.0)
@@ -71,10 +83,15 @@ def established(now: float = 0.0, spec: Spec = SPEC, vlan: str = "trusted",
     return r
 
 
-def query(*questions: tuple[str, int], unicast: bool = False,
-          known: list[wire.Record] | None = None, pid: int = 0) -> wire.Packet:
-    return wire.Packet(pid, 0, [wire.Question(N(n), t, IN, unicast) for n, t in questions],
-                       list(known or []))
+def query(
+    *questions: tuple[str, int],
+    unicast: bool = False,
+    known: list[wire.Record] | None = None,
+    pid: int = 0,
+) -> wire.Packet:
+    return wire.Packet(
+        pid, 0, [wire.Question(N(n), t, IN, unicast) for n, t in questions], list(known or [])
+    )
 
 
 def srv(target: str, port: int = 123) -> dns.rdtypes.IN.SRV.SRV:
@@ -98,10 +115,15 @@ def test_three_probes_250ms_apart_then_announcements() -> None:
     # the probe: QU questions of type ANY for our unique names, proposed records in authority
     p = probes[0][1]
     assert {(q.name.to_text(), q.rdtype, q.unicast) for q in p.questions} == {
-        ("router._ntp._udp.local.", ANY, True), ("router.local.", ANY, True)}
-    assert names(p.authorities) == {("router._ntp._udp.local.", SRV),
-                                    ("router._ntp._udp.local.", TXT),
-                                    ("router.local.", A), ("router.local.", AAAA)}
+        ("router._ntp._udp.local.", ANY, True),
+        ("router.local.", ANY, True),
+    }
+    assert names(p.authorities) == {
+        ("router._ntp._udp.local.", SRV),
+        ("router._ntp._udp.local.", TXT),
+        ("router.local.", A),
+        ("router.local.", AAAA),
+    }
     # announcements: first 250 ms after the last probe, then 1 s, then 2 s more
     assert len(announcements) == const.MDNS_ANNOUNCE_COUNT >= 2
     a0 = announcements[0][0]
@@ -118,7 +140,10 @@ def test_three_probes_250ms_apart_then_announcements() -> None:
     assert not by[("_services._dns-sd._udp.local.", PTR)].cache_flush
     assert by[("_services._dns-sd._udp.local.", PTR)].rdata.target == N("_ntp._udp.local.")
     assert set(by[("router._ntp._udp.local.", TXT)].rdata.strings) == {
-        b"txtvers=1", b"stratum=3", b"leap=normal"}
+        b"txtvers=1",
+        b"stratum=3",
+        b"leap=normal",
+    }
     assert r.state("trusted", "ntp:router") == ANNOUNCED
     assert r.next_deadline() is None
 
@@ -143,8 +168,18 @@ def test_conflicting_response_while_probing_renames_instance() -> None:
     r.publish("trusted", "k", SPEC, 0.0)
     run_until(r, 0.0, 0.3)  # a probe or two went out
     other = wire.Record(N("router._ntp._udp.local."), SRV, 120, srv("printer.local."), IN, True)
-    assert r.handle("trusted", wire.Packet(0, wire.FLAG_QR | wire.FLAG_AA, [], [other]),
-                    SRC, 5353, socket.AF_INET, True, 0.31) == []
+    assert (
+        r.handle(
+            "trusted",
+            wire.Packet(0, wire.FLAG_QR | wire.FLAG_AA, [], [other]),
+            SRC,
+            5353,
+            socket.AF_INET,
+            True,
+            0.31,
+        )
+        == []
+    )
     assert r.labels("trusted", "k") == ("router", ["router (2)"])
     assert heard == ["k"]
     assert r.conflicts == 1
@@ -154,8 +189,9 @@ def test_conflicting_response_while_probing_renames_instance() -> None:
     assert N("router (2)._ntp._udp.local.") in {q.name for q in probes[0].questions}
     ann = next(p for _, p in sent if p.is_response)
     assert (N("router (2)._ntp._udp.local.").to_text(), SRV) in names(ann.answers)
-    ptr = next(rec for rec in ann.answers if rec.rdtype == PTR and
-               rec.name == N("_ntp._udp.local."))
+    ptr = next(
+        rec for rec in ann.answers if rec.rdtype == PTR and rec.name == N("_ntp._udp.local.")
+    )
     assert ptr.rdata.target.labels[0] == b"router (2)"
 
 
@@ -163,10 +199,18 @@ def test_host_name_conflict_renames_host_and_srv_target() -> None:
     r = Responder(random.Random(3))
     r.publish("trusted", "k", SPEC, 0.0)
     run_until(r, 0.0, 0.3)
-    other = wire.Record(N("router.local."), A, 120, dns.rdtypes.IN.A.A(IN, A, "10.10.0.9"),
-                        IN, True)
-    r.handle("trusted", wire.Packet(0, wire.FLAG_QR, [], [], [], [other]), SRC, 5353,
-             socket.AF_INET, True, 0.31)
+    other = wire.Record(
+        N("router.local."), A, 120, dns.rdtypes.IN.A.A(IN, A, "10.10.0.9"), IN, True
+    )
+    r.handle(
+        "trusted",
+        wire.Packet(0, wire.FLAG_QR, [], [], [], [other]),
+        SRC,
+        5353,
+        socket.AF_INET,
+        True,
+        0.31,
+    )
     assert r.labels("trusted", "k") == ("router-2", ["router"])
     run_until(r, 0.31, 5.0)
     srv_rec = next(x for x in r.records("trusted", "k") if x.rdtype == SRV)
@@ -178,8 +222,9 @@ def test_identical_records_from_elsewhere_are_no_conflict() -> None:
     r.publish("trusted", "k", SPEC, 0.0)
     run_until(r, 0.0, 0.3)
     same = [x for x in r.records("trusted", "k") if x.rdtype == A]
-    r.handle("trusted", wire.Packet(0, wire.FLAG_QR, [], same), SRC, 5353, socket.AF_INET,
-             True, 0.31)
+    r.handle(
+        "trusted", wire.Packet(0, wire.FLAG_QR, [], same), SRC, 5353, socket.AF_INET, True, 0.31
+    )
     assert r.labels("trusted", "k") == ("router", ["router"])
 
 
@@ -200,8 +245,9 @@ def test_fifteen_conflicts_in_ten_seconds_slow_probing_down() -> None:
         assert labels is not None
         name = N(f"{labels[0]}.local.")
         other = wire.Record(name, A, 120, dns.rdtypes.IN.A.A(IN, A, "10.10.0.9"), IN, True)
-        r.handle("trusted", wire.Packet(0, wire.FLAG_QR, [], [other]), SRC, 5353,
-                 socket.AF_INET, True, t)
+        r.handle(
+            "trusted", wire.Packet(0, wire.FLAG_QR, [], [other]), SRC, 5353, socket.AF_INET, True, t
+        )
     deadline = r.next_deadline()
     assert deadline is not None and deadline >= t + const.MDNS_CONFLICT_BACKOFF - 1e-9
 
@@ -230,21 +276,26 @@ def test_simultaneous_probe_tie_break() -> None:
 
 def test_conflicting_announcement_after_establishment_reprobes() -> None:
     r = established()
-    other = wire.Record(N("router.local."), A, 120, dns.rdtypes.IN.A.A(IN, A, "10.10.0.9"),
-                        IN, True)
-    r.handle("trusted", wire.Packet(0, wire.FLAG_QR, [], [other]), SRC, 5353,
-             socket.AF_INET, True, 10.0)
+    other = wire.Record(
+        N("router.local."), A, 120, dns.rdtypes.IN.A.A(IN, A, "10.10.0.9"), IN, True
+    )
+    r.handle(
+        "trusted", wire.Packet(0, wire.FLAG_QR, [], [other]), SRC, 5353, socket.AF_INET, True, 10.0
+    )
     assert r.state("trusted", "ntp:router") == PROBING
     # the other host defends the name while we probe: now we rename, and what we had
     # announced under the old name says goodbye (our data only)
     run_until(r, 10.0, 10.3)
-    out = r.handle("trusted", wire.Packet(0, wire.FLAG_QR, [], [other]), SRC, 5353,
-                   socket.AF_INET, True, 10.31)
+    out = r.handle(
+        "trusted", wire.Packet(0, wire.FLAG_QR, [], [other]), SRC, 5353, socket.AF_INET, True, 10.31
+    )
     assert r.labels("trusted", "ntp:router") == ("router-2", ["router"])
     bye = [x for p in parsed(out) for x in p.answers]
     assert {(x.name.to_text(), x.rdtype, x.ttl) for x in bye} == {
-        ("router.local.", A, 0), ("router.local.", AAAA, 0),
-        ("router._ntp._udp.local.", SRV, 0)}  # the SRV pointed at the old host name
+        ("router.local.", A, 0),
+        ("router.local.", AAAA, 0),
+        ("router._ntp._udp.local.", SRV, 0),
+    }  # the SRV pointed at the old host name
     assert "10.10.0.9" not in {x.rdata.to_text() for x in bye}
 
 
@@ -264,14 +315,16 @@ def test_probe_defence_answers_at_once() -> None:
 def test_probing_registration_does_not_answer() -> None:
     r = Responder(random.Random(1))
     r.publish("trusted", "k", SPEC, 0.0)
-    assert r.handle("trusted", query(("router.local.", A)), SRC, 5353, socket.AF_INET, True,
-                    0.1) == []
+    assert (
+        r.handle("trusted", query(("router.local.", A)), SRC, 5353, socket.AF_INET, True, 0.1) == []
+    )
 
 
 def test_unique_answer_is_immediate_with_additional_and_nsec() -> None:
     r = established()
-    out = r.handle("trusted", query(("router._ntp._udp.local.", SRV)), SRC, 5353,
-                   socket.AF_INET, True, 20.0)
+    out = r.handle(
+        "trusted", query(("router._ntp._udp.local.", SRV)), SRC, 5353, socket.AF_INET, True, 20.0
+    )
     assert len(out) == 1 and out[0].dest is None
     reply = wire.parse(out[0].data)
     assert names(reply.answers) == {("router._ntp._udp.local.", SRV)}
@@ -282,37 +335,67 @@ def test_unique_answer_is_immediate_with_additional_and_nsec() -> None:
 
 def test_shared_answer_is_delayed_20_to_120ms() -> None:
     r = established()
-    assert r.handle("trusted", query(("_ntp._udp.local.", PTR)), SRC, 5353, socket.AF_INET,
-                    True, 20.0) == []
+    assert (
+        r.handle("trusted", query(("_ntp._udp.local.", PTR)), SRC, 5353, socket.AF_INET, True, 20.0)
+        == []
+    )
     deadline = r.next_deadline()
     assert deadline is not None and 20.02 <= deadline <= 20.12
     sent = run_until(r, 20.0, 20.2)
     assert len(sent) == 1
     reply = sent[0][1]
     assert names(reply.answers) == {("_ntp._udp.local.", PTR)}
-    assert {("router._ntp._udp.local.", SRV), ("router._ntp._udp.local.", TXT),
-            ("router.local.", A), ("router.local.", AAAA)} <= names(reply.additionals)
+    assert {
+        ("router._ntp._udp.local.", SRV),
+        ("router._ntp._udp.local.", TXT),
+        ("router.local.", A),
+        ("router.local.", AAAA),
+    } <= names(reply.additionals)
 
 
 def test_services_enumeration_is_answered() -> None:
     r = established()
-    r.handle("trusted", query(("_services._dns-sd._udp.local.", PTR)), SRC, 5353,
-             socket.AF_INET, True, 20.0)
+    r.handle(
+        "trusted",
+        query(("_services._dns-sd._udp.local.", PTR)),
+        SRC,
+        5353,
+        socket.AF_INET,
+        True,
+        20.0,
+    )
     sent = run_until(r, 20.0, 20.2)
     assert [x.rdata.target for x in sent[0][1].answers] == [N("_ntp._udp.local.")]
 
 
 def test_known_answer_suppression() -> None:
     r = established()
-    ptr = next(x for x in r.records("trusted", "ntp:router")
-               if x.rdtype == PTR and x.name == N("_ntp._udp.local."))
+    ptr = next(
+        x
+        for x in r.records("trusted", "ntp:router")
+        if x.rdtype == PTR and x.name == N("_ntp._udp.local.")
+    )
     fresh = wire.Record(ptr.name, PTR, ptr.ttl, ptr.rdata)
-    r.handle("trusted", query(("_ntp._udp.local.", PTR), known=[fresh]), SRC, 5353,
-             socket.AF_INET, True, 20.0)
+    r.handle(
+        "trusted",
+        query(("_ntp._udp.local.", PTR), known=[fresh]),
+        SRC,
+        5353,
+        socket.AF_INET,
+        True,
+        20.0,
+    )
     assert run_until(r, 20.0, 20.5) == []
     stale = wire.Record(ptr.name, PTR, ptr.ttl // 2 - 1, ptr.rdata)
-    r.handle("trusted", query(("_ntp._udp.local.", PTR), known=[stale]), SRC, 5353,
-             socket.AF_INET, True, 21.0)
+    r.handle(
+        "trusted",
+        query(("_ntp._udp.local.", PTR), known=[stale]),
+        SRC,
+        5353,
+        socket.AF_INET,
+        True,
+        21.0,
+    )
     assert len(run_until(r, 21.0, 21.5)) == 1
 
 
@@ -326,38 +409,58 @@ def test_multicast_at_most_once_a_second() -> None:
 
 def test_qu_question_gets_unicast_when_recently_multicast() -> None:
     r = established()  # announced at about t = 0.5..3.5: within a quarter of the TTL
-    out = r.handle("trusted", query(("router.local.", A), unicast=True), SRC, 5353,
-                   socket.AF_INET, True, 10.0)
+    out = r.handle(
+        "trusted", query(("router.local.", A), unicast=True), SRC, 5353, socket.AF_INET, True, 10.0
+    )
     assert len(out) == 1 and out[0].dest == (SRC, 5353) and out[0].family == socket.AF_INET
     # long after the last multicast, a QU question is answered by multicast (§5.4)
     later = 10.0 + const.OWN_RECORD_TTL / 4 + 1
-    out = r.handle("trusted", query(("router.local.", A), unicast=True), SRC, 5353,
-                   socket.AF_INET, True, later)
+    out = r.handle(
+        "trusted", query(("router.local.", A), unicast=True), SRC, 5353, socket.AF_INET, True, later
+    )
     assert len(out) == 1 and out[0].dest is None
 
 
 def test_legacy_unicast_query() -> None:
     r = established()
-    out = r.handle("trusted", query(("router._ntp._udp.local.", SRV), pid=4242), SRC, 40000,
-                   socket.AF_INET, True, 20.0)
+    out = r.handle(
+        "trusted",
+        query(("router._ntp._udp.local.", SRV), pid=4242),
+        SRC,
+        40000,
+        socket.AF_INET,
+        True,
+        20.0,
+    )
     assert len(out) == 1 and out[0].dest == (SRC, 40000)
     reply = wire.parse(out[0].data)
     assert reply.id == 4242
     assert [q.name for q in reply.questions] == [N("router._ntp._udp.local.")]
-    assert all(x.ttl <= const.MDNS_LEGACY_TTL and not x.cache_flush
-               for x in reply.answers + reply.additionals)
+    assert all(
+        x.ttl <= const.MDNS_LEGACY_TTL and not x.cache_flush
+        for x in reply.answers + reply.additionals
+    )
 
 
 def test_unicast_to_off_link_source_is_dropped() -> None:
     r = established()
-    assert r.handle("trusted", query(("router.local.", A), pid=7), "192.0.2.1", 40000,
-                    socket.AF_INET, False, 20.0) == []
+    assert (
+        r.handle(
+            "trusted",
+            query(("router.local.", A), pid=7),
+            "192.0.2.1",
+            40000,
+            socket.AF_INET,
+            False,
+            20.0,
+        )
+        == []
+    )
 
 
 def test_missing_type_gets_nsec() -> None:
     r = established(spec=Spec("router", ("10.10.0.1",), (NTP,)))
-    out = r.handle("trusted", query(("router.local.", AAAA)), SRC, 5353, socket.AF_INET, True,
-                   20.0)
+    out = r.handle("trusted", query(("router.local.", AAAA)), SRC, 5353, socket.AF_INET, True, 20.0)
     assert len(out) == 1
     reply = wire.parse(out[0].data)
     assert not reply.answers
@@ -368,8 +471,10 @@ def test_missing_type_gets_nsec() -> None:
 
 def test_other_vlan_is_not_answered() -> None:
     r = established()
-    assert r.handle("iot", query(("router.local.", A)), "10.20.0.2", 5353, socket.AF_INET,
-                    True, 20.0) == []
+    assert (
+        r.handle("iot", query(("router.local.", A)), "10.20.0.2", 5353, socket.AF_INET, True, 20.0)
+        == []
+    )
 
 
 # --- updates, withdrawal, goodbyes -----------------------------------------------------------
@@ -377,9 +482,11 @@ def test_other_vlan_is_not_answered() -> None:
 
 def test_txt_update_reannounces_without_probing() -> None:
     r = established()
-    new = Spec("router", SPEC.addresses, (ServiceSpec("router", "_ntp._udp", 123,
-                                                      (b"txtvers=1", b"stratum=4",
-                                                       b"leap=normal")),))
+    new = Spec(
+        "router",
+        SPEC.addresses,
+        (ServiceSpec("router", "_ntp._udp", 123, (b"txtvers=1", b"stratum=4", b"leap=normal")),),
+    )
     out = r.publish("trusted", "ntp:router", new, 20.0)
     packets = parsed(out)
     goodbye = [x for p in packets for x in p.answers if x.ttl == 0]
@@ -399,8 +506,10 @@ def test_withdraw_sends_goodbyes_with_ttl_zero() -> None:
     assert ("_ntp._udp.local.", PTR) in names(bye.answers)
     assert ("router.local.", A) in names(bye.answers)
     assert r.state("trusted", "ntp:router") is None
-    assert r.handle("trusted", query(("router.local.", A)), SRC, 5353, socket.AF_INET, True,
-                    21.0) == []
+    assert (
+        r.handle("trusted", query(("router.local.", A)), SRC, 5353, socket.AF_INET, True, 21.0)
+        == []
+    )
 
 
 def test_withdraw_keeps_records_another_registration_still_publishes() -> None:
@@ -435,4 +544,3 @@ def test_pending_answer_dropped_after_withdrawal() -> None:
     r.handle("trusted", query(("_ntp._udp.local.", PTR)), SRC, 5353, socket.AF_INET, True, 20.0)
     r.withdraw("trusted", "ntp:router", 20.001)
     assert run_until(r, 20.0, 20.3) == []
-

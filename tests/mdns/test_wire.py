@@ -44,8 +44,9 @@ def test_esp_idf_packets_parse_and_round_trip(path) -> None:  # type: ignore[no-
 def test_instance_names_keep_dots_spaces_and_utf8() -> None:
     name = dns.name.Name([b"Hristo\xe2\x80\x99s Mac.mini", b"_smb", b"_tcp", b"local", b""])
     rdata = dns.rdata.from_text("IN", "PTR", "x.local.")
-    data = wire.encode(wire.Packet(0, wire.FLAG_QR, [],
-                                   [wire.Record(name, dns.rdatatype.PTR, 120, rdata)]))
+    data = wire.encode(
+        wire.Packet(0, wire.FLAG_QR, [], [wire.Record(name, dns.rdatatype.PTR, 120, rdata)])
+    )
     back = wire.parse(data).answers[0].name
     assert back.labels[0] == b"Hristo\xe2\x80\x99s Mac.mini"
     assert len(back) == 5
@@ -104,8 +105,11 @@ def test_zero_length_txt_is_one_empty_string() -> None:
     import struct
 
     name = b"\x03foo\x05local\x00"
-    pkt = struct.pack("!HHHHHH", 0, 0x8400, 0, 1, 0, 0) + name + struct.pack(
-        "!HHIH", dns.rdatatype.TXT, 0x8001, 120, 0)
+    pkt = (
+        struct.pack("!HHHHHH", 0, 0x8400, 0, 1, 0, 0)
+        + name
+        + struct.pack("!HHIH", dns.rdatatype.TXT, 0x8001, 120, 0)
+    )
     (rec,) = wire.parse(pkt).answers
     assert rec.rdtype == dns.rdatatype.TXT and rec.rdata.strings == (b"",)  # type: ignore[attr-defined]
     assert rec.cache_flush and rec.ttl == 120
@@ -132,8 +136,9 @@ _label = st.binary(min_size=1, max_size=63)
 
 
 @settings(max_examples=500, deadline=None)
-@given(st.lists(_label, min_size=1, max_size=4).filter(
-    lambda ls: sum(len(x) + 1 for x in ls) < 255))
+@given(
+    st.lists(_label, min_size=1, max_size=4).filter(lambda ls: sum(len(x) + 1 for x in ls) < 255)
+)
 def test_interned_names_hash_and_compare_like_dnspython(labels: list[bytes]) -> None:
     """Parsed (interned) names and dnspython's names are keys of the same dicts."""
     ours = wire.intern(tuple(labels))
