@@ -1,4 +1,9 @@
-"""Real packets from ../shared/testdata (see its SOURCES.md): pcap payloads on UDP 5353/53."""
+"""Real packets: pcap payloads on UDP 5353/53.
+
+The permissively licensed captures are the project's own (tests/data/captures, attributed in its
+SOURCES.md), so the suite runs from a plain clone. The copyleft ones (pypacker, nfstream, nDPI)
+stay outside the project in ../shared/testdata; tests that use them skip, saying why, without it.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +11,28 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import dpkt
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-TESTDATA = next(
-    (
-        p
-        for p in (ROOT.parent / "shared" / "testdata", ROOT / "tests" / "data" / "testdata")
-        if p.is_dir()
-    ),
-    None,
+CAPTURES = ROOT / "tests" / "data" / "captures"
+
+
+def _shared_testdata() -> Path:
+    """../shared/testdata beside the checkout; for a git worktree, beside its main checkout."""
+    beside = ROOT.parent / "shared" / "testdata"
+    dot_git = ROOT / ".git"
+    if not beside.is_dir() and dot_git.is_file():  # a worktree: "gitdir: <main>/.git/worktrees/x"
+        gitdir = Path(dot_git.read_text().partition(":")[2].strip())
+        main = gitdir.parents[2] if gitdir.parent.name == "worktrees" else None
+        if main is not None and (main.parent / "shared" / "testdata").is_dir():
+            return main.parent / "shared" / "testdata"
+    return beside
+
+
+SHARED = _shared_testdata()
+SHARED_MISSING = (
+    f"copyleft captures (pypacker, nfstream, nDPI) are kept outside the project: {SHARED} "
+    "is absent (see tests/data/captures/SOURCES.md)"
 )
 
 
@@ -44,18 +62,33 @@ def udp_payloads(path: Path, ports: tuple[int, ...] = (5353,)) -> Iterator[bytes
 
 
 def mdns_pcaps() -> list[Path]:
-    assert TESTDATA is not None, "shared/testdata not found beside the checkout"
-    return sorted((TESTDATA / "mdns").glob("*.pcap"))
+    return sorted((CAPTURES / "mdns").glob("*.pcap"))
 
 
 def malformed_pcaps() -> list[Path]:
-    assert TESTDATA is not None
-    return sorted((TESTDATA / "dns-malformed").glob("*.pcap"))
+    return sorted((CAPTURES / "dns-malformed").glob("*.pcap"))
 
 
 def esp_idf_packets() -> list[Path]:
-    assert TESTDATA is not None
-    return sorted((TESTDATA / "mdns" / "esp-idf").glob("*.bin"))
+    return sorted((CAPTURES / "mdns" / "esp-idf").glob("*.bin"))
+
+
+def _copyleft(folder: str) -> list[Path]:
+    """The captures in ../shared/testdata/<folder> that the project does not carry."""
+    if not SHARED.is_dir():
+        pytest.skip(SHARED_MISSING)
+    ours = {p.name for p in (CAPTURES / folder).glob("*.pcap")}
+    return sorted(p for p in (SHARED / folder).glob("*.pcap") if p.name not in ours)
+
+
+def copyleft_mdns_pcaps() -> list[Path]:
+    """Skips the calling test when ../shared/testdata is absent."""
+    return _copyleft("mdns")
+
+
+def copyleft_malformed_pcaps() -> list[Path]:
+    """Skips the calling test when ../shared/testdata is absent."""
+    return _copyleft("dns-malformed")
 
 
 def raw_udp_payloads_from_ip(path: Path) -> Iterator[bytes]:
