@@ -1,42 +1,63 @@
 # The two commands a new user needs (as root on Debian/Ubuntu; see README):
-#   make run    install and run the gateway on its embedded default
+#   make run    install the gateway into .venv and run it on its embedded default
 #   make test   install everything the tests need (Debian packages included) and run them
+# Both use a project virtual environment (.venv, made by `$(PYTHON) -m venv`), never the system
+# interpreter: Debian's own python3 refuses pip installs (PEP 668), and a pyenv or conda python
+# first on PATH works the same way.
 PYTHON ?= python3
+VENV ?= .venv
+VPY = $(VENV)/bin/python
 DEBS = avahi-daemon avahi-utils chrony dnsutils knot knot-dnsutils dnsperf nsd tcpdump \
        iproute2 procps libcap2-bin dnsmasq-base kea-dhcp4-server kea-dhcp6-server \
        dbus-daemon util-linux
 PYTEST_ARGS ?=
+# the tests find the console script and the venv's tools on PATH
+VENV_PATH = PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 
-.PHONY: run test deps-run deps-test lint pytest test-compiled clean-compiled bench
+.PHONY: run test venv deps-run deps-test lint pytest test-compiled clean-compiled bench
 
-deps-run:
-	$(PYTHON) -m pip install -q -e .
+# Debian's python3 has venv only with python3-venv (ensurepip); installed here when missing
+venv: $(VPY)
+$(VPY):
+	@if ! $(PYTHON) -c 'import ensurepip, venv' 2>/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    sh scripts/install-debs python3-venv; \
+	  else echo "$(PYTHON) has no venv module: install python3-venv (as root: apt-get install python3-venv)"; exit 1; fi; \
+	fi
+	$(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+
+deps-run: $(VPY)
+	$(VPY) -m pip install -q -e .
 
 run: deps-run
-	$(PYTHON) -m bridge run
+	$(VPY) -m bridge run
 
-deps-test:
+deps-test: $(VPY)
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  export DEBIAN_FRONTEND=noninteractive; \
-	  apt-get update -q && apt-get install -y -q --no-install-recommends $(DEBS); \
+	  sh scripts/install-debs $(DEBS); \
 	else echo "not root or no apt-get: skipping Debian packages ($(DEBS))"; fi
-	$(PYTHON) -m pip install -q -e '.[test]'
+	$(VPY) -m pip install -q -e '.[test]'
+
+# lint, pytest and test-compiled use the venv's python when there is one (make test made it),
+# else $(PYTHON): `make lint` works in a checkout whose tools are installed another way
+TPY = "$$(if [ -x $(VPY) ]; then echo $(VPY); else echo $(PYTHON); fi)"
 
 lint:
-	$(PYTHON) -m ruff check bridge tests loadtest *.py
-	$(PYTHON) -m ruff format --check bridge tests loadtest *.py
-	$(PYTHON) -m mypy
+	$(TPY) -m ruff check bridge tests loadtest *.py
+	$(TPY) -m ruff format --check bridge tests loadtest *.py
+	$(TPY) -m mypy
 
 pytest:
-	$(PYTHON) -m pytest -q -rs $(PYTEST_ARGS)
+	$(VENV_PATH) $(TPY) -m pytest -q -rs $(PYTEST_ARGS)
 
 # the same unit tests against the compiled hot-path modules (build_ext.py), built in place
 # for the run and removed after it, so that the checkout never runs stale binaries
 test-compiled:
 	@trap '$(MAKE) -s clean-compiled' EXIT; \
-	  MDNS_GATEWAY_COMPILE=1 $(PYTHON) setup.py -q build_ext --inplace && \
-	  $(PYTHON) -c 'import bridge.mdns.wire as w; assert w.__file__.endswith(".so"), w.__file__' && \
-	  $(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) --ignore=tests/integration \
+	  MDNS_GATEWAY_COMPILE=1 $(TPY) setup.py -q build_ext --inplace && \
+	  $(TPY) -c 'import bridge.mdns.wire as w; assert w.__file__.endswith(".so"), w.__file__' && \
+	  $(VENV_PATH) $(TPY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) --ignore=tests/integration \
 	    --ignore=tests/test_loadtest_smoke.py
 
 clean-compiled:
@@ -47,5 +68,5 @@ test: deps-test lint pytest test-compiled
 # the side-by-side benchmark (README, "Performance"); BENCH_ARGS e.g. --only udp,tcp
 BENCH_ARGS ?=
 bench: deps-test
-	$(PYTHON) -m pip install -q -e '.[test,bench]'
-	$(PYTHON) -m loadtest $(BENCH_ARGS)
+	$(VPY) -m pip install -q -e '.[test,bench]'
+	$(VENV_PATH) $(VPY) -m loadtest $(BENCH_ARGS)
