@@ -39,7 +39,6 @@ Listener = Callable[[str, dns.name.Name, int], None]
 # (vlan, owner, rdtype, rdata, added): one record appeared (True) or went (False)
 RecordListener = Callable[[str, dns.name.Name, int, dns.rdata.Rdata, bool], None]
 
-_LOCAL = dns.name.from_text("local.")
 _PTR = dns.rdatatype.PTR
 _SRV = dns.rdatatype.SRV
 _MAX_TTL = const.STORE_MAX_TTL

@@ -11,7 +11,6 @@ Anything else is REFUSED: never an open resolver, never recursion.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -26,15 +25,17 @@ import dns.rdtypes.ANY.SOA
 import dns.rrset
 
 from ..config import ALL_VIEW, IPNetwork
+from ..dnssd import (
+    LOCAL,
+    browse_query,
+    is_dnssd_meta,
+    is_link_local_text,
+    is_services,
+    service_parts,
+)
 from ..store import Cached, Store
 
-LOCAL = dns.name.from_text("local.")
-SERVICES_LABELS = (b"_services", b"_dns-sd", b"_udp")
-_BROWSE_LABELS = {b"b": "all", b"db": "default", b"lb": "default"}
-_DNSSD_UDP = (b"_dns-sd", b"_udp")
 _ARPA = dns.name.from_text("arpa.")
-_LL4 = ipaddress.IPv4Network("169.254.0.0/16")
-_LL6 = ipaddress.IPv6Network("fe80::/10")
 IN = dns.rdataclass.IN
 A, AAAA, PTR, SRV, TXT, SOA, ANY = (
     dns.rdatatype.A,
@@ -131,28 +132,6 @@ def reverse_zone(net: IPNetwork) -> dns.name.Name:
     return dns.name.from_text(".".join(reversed(nibbles)) + ".ip6.arpa.")
 
 
-def is_services(name: dns.name.Name) -> bool:
-    """`_services._dns-sd._udp.local.`: the service-type enumeration name (RFC 6763 §9)."""
-    labels = name.labels
-    return len(labels) == 5 and tuple(x.lower() for x in labels[:3]) == SERVICES_LABELS
-
-
-def service_parts(name: dns.name.Name) -> tuple[str, str | None] | None:
-    """For a .local name: (service type, instance) of a type, subtype or instance name."""
-    labels = name.labels
-    n = len(labels)
-    if n < 4 or labels[-3].lower() not in (b"_tcp", b"_udp") or not labels[-4].startswith(b"_"):
-        return None
-    stype = (labels[-4] + b"." + labels[-3]).decode("ascii", "replace").lower()
-    if n == 4:
-        return stype, None
-    if n == 5:
-        return stype, labels[0].decode("utf-8", "replace")
-    if n == 6 and labels[1].lower() == b"_sub":
-        return stype, None
-    return None
-
-
 class Resolver:
     def __init__(self, store: Store, zones: Zones, max_ttl: int, negative_ttl: int) -> None:
         self.store = store
@@ -221,10 +200,10 @@ class Resolver:
     def _visible(self, view: View, c: Cached) -> bool:
         policy = view.policy
         vlan = c.vlan
-        if c.rdtype in (A, AAAA) and vlan != view.vlan:
-            addr = ipaddress.ip_address(c.rdata.address)  # type: ignore[attr-defined]
-            if addr in (_LL4 if addr.version == 4 else _LL6):
-                return False
+        if (
+            c.rdtype in (A, AAAA) and vlan != view.vlan and is_link_local_text(c.rdata.address)  # type: ignore[attr-defined]
+        ):
+            return False
         name = c.name
         if is_services(name):
             parts = service_parts(c.rdata.target) if c.rdtype == PTR else None  # type: ignore
@@ -328,9 +307,9 @@ class Resolver:
             return self._apex(zone, qtype)
         rel = qname.relativize(zone.apex).labels
         ans = Answer()
-        if len(rel) == 3 and rel[1:] == _DNSSD_UDP and rel[0].lower() in _BROWSE_LABELS:
+        which = browse_query(rel)
+        if which is not None:
             if qtype in (PTR, ANY):
-                which = _BROWSE_LABELS[rel[0].lower()]
                 domains = self._browse_domains(view, which)
                 if domains:
                     rrset = dns.rrset.RRset(qname, IN, PTR)
@@ -340,7 +319,7 @@ class Resolver:
                     return ans
             ans.authority = [self._soa(zone)]
             return ans
-        if rel in (_DNSSD_UDP, _DNSSD_UDP[1:]) or (len(rel) == 3 and rel[1:] == _DNSSD_UDP):
+        if is_dnssd_meta(rel):
             ans.authority = [self._soa(zone)]  # empty non-terminals and r/dr: NODATA
             return ans
         if zone.kind == "reverse" and zone.vlan in view.policy.vlans:

@@ -21,14 +21,13 @@ import dns.rdata
 import dns.rdatatype
 
 from .. import const
+from ..dnssd import SERVICES, is_browse_target
 from ..store import Store
 from . import wire
 from .links import Link, Links
 
 log = logging.getLogger(__name__)
 
-SERVICES = wire.intern((b"_services", b"_dns-sd", b"_udp", b"local"))  # compares by identity
-LOCAL = dns.name.from_text("local.")
 _MAX_QUERY_BYTES = 1400  # keep our queries inside one Ethernet frame
 _MAX_TRACKED = 20_000  # browse schedules and last-asked stamps kept; beyond, oldest dropped
 
@@ -99,7 +98,7 @@ class Browser:
             if (vlan, target) not in self._browse and len(self._browse) < _MAX_TRACKED:
                 self._browse[(vlan, target)] = _Schedule(0.0, const.MDNS_BROWSE_FIRST_INTERVAL)
                 self.wake()
-        elif rdtype == _PTR and _is_service_type(name):
+        elif rdtype == _PTR and is_browse_target(name):
             if not self._followups:
                 self.wake()
             self._followups.append((vlan, rdata.target, _INSTANCE))  # type: ignore[attr-defined]
@@ -197,16 +196,3 @@ class Browser:
             self.queries_sent += 1
         if link.has_v6 and self.send(data, link.ifindex, socket.AF_INET6):
             self.queries_sent += 1
-
-
-def _is_service_type(name: dns.name.Name) -> bool:
-    """`_type._tcp.local.` or `_sub._sub._type._udp.local.` (a browse target)."""
-    labels = name.labels
-    if len(labels) == 6 and labels[1].lower() == b"_sub":
-        labels = labels[2:]
-    return (
-        len(labels) == 4
-        and labels[2].lower() == b"local"
-        and labels[1].lower() in (b"_tcp", b"_udp")
-        and labels[0].startswith(b"_")
-    )

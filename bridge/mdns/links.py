@@ -13,11 +13,10 @@ from dataclasses import dataclass, field
 
 from .. import const
 from ..config import IPNetwork, VlanConfig
+from ..dnssd import is_link_local
 from ..interfaces import Interface, list_interfaces
 
 log = logging.getLogger(__name__)
-
-_LINK_LOCAL6 = ipaddress.IPv6Network("fe80::/10")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +50,7 @@ class Link:
             ip = ipaddress.ip_address(src)
         except ValueError:
             return False
-        if ip.version == 6 and ip in _LINK_LOCAL6:
+        if ip.version == 6 and is_link_local(ip.packed):
             return True
         return any(ip.version == n.version and ip in n for n in self.subnets)
 
@@ -74,8 +73,11 @@ class Links:
             iface = current.get(vlan.interface)
             if iface is None:
                 continue
+            # fe80::/10 is on every link already (``_check``); 169.254/16 is a subnet like any
             prefixes = tuple(
-                a.network for a in iface.addresses if not (a.version == 6 and a.ip in _LINK_LOCAL6)
+                a.network
+                for a in iface.addresses
+                if not (a.version == 6 and is_link_local(a.ip.packed))
             )
             new_by_vlan[vlan.name] = Link(
                 vlan=vlan.name,

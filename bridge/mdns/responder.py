@@ -47,6 +47,7 @@ import dns.rdtypes.IN.AAAA
 import dns.rdtypes.IN.SRV
 
 from .. import const
+from ..dnssd import SERVICES, host_name, instance_name, service_type_name
 from . import wire
 from .links import Links
 
@@ -62,8 +63,6 @@ A, AAAA, PTR, SRV, TXT, NSEC, ANY = (
     dns.rdatatype.NSEC,
     dns.rdatatype.ANY,
 )
-LOCAL = dns.name.from_text("local.")
-SERVICES = dns.name.from_text("_services._dns-sd._udp.local.")
 _RESPONSE_FLAGS = wire.FLAG_QR | wire.FLAG_AA
 
 PROBING, ANNOUNCING, ANNOUNCED = "probing", "announcing", "announced"
@@ -101,19 +100,6 @@ class Outgoing:
     data: bytes
     dest: tuple[str, int] | None = None
     family: int | None = None  # for unicast: the family of ``dest``
-
-
-def service_type_name(stype: str) -> dns.name.Name:
-    return dns.name.from_text(stype.rstrip(".") + ".local.")
-
-
-def instance_name(label: str, stype: str) -> dns.name.Name:
-    """``<label>.<stype>.local.`` keeping the label as is (spaces, dots, parentheses)."""
-    return dns.name.Name((label.encode(), *service_type_name(stype).labels))
-
-
-def host_name(label: str) -> dns.name.Name:
-    return dns.name.Name((label.encode(), *LOCAL.labels))
 
 
 def next_instance_label(label: str) -> str:
