@@ -129,8 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
             "--config",
             "-c",
             metavar="FILE",
-            help="YAML configuration (default: the embedded default: every up, "
-            "multicast interface is a VLAN; DNS on 127.0.0.1/::1 port 5300)",
+            help="YAML configuration (default: the embedded default: every LAN segment is "
+            "a VLAN, not the WAN, containers, tunnels or bridge ports; DNS on 127.0.0.1/::1 "
+            "port 5300)",
         )
         p.add_argument(
             "--log-level",

@@ -1,12 +1,13 @@
 """YAML configuration -> frozen, typed Config. Every error names the file, the key and the fix.
 
 Runtime code never reads files or the environment: it gets a Config. The embedded default
-(no --config) turns every up, multicast-capable, non-loopback interface into a VLAN.
+(no --config) turns every LAN segment (bridge/lan.py) into a VLAN.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,8 +17,10 @@ from typing import Any
 import dns.name
 import yaml
 
-from . import const
+from . import const, lan
 from .interfaces import list_interfaces
+
+log = logging.getLogger(__name__)
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = tuple[str, int]  # (host, port)
@@ -127,13 +130,14 @@ def load(path: str | Path) -> Config:
 
 
 def embedded_default() -> Config:
-    """Every up, multicast, non-loopback interface as a VLAN; DNS on loopback port 5300."""
+    """Every LAN segment (bridge.lan.choose: up, multicast, neither the WAN nor a container,
+    tunnel or bridge port) as a VLAN; DNS on loopback port 5300. Logs the choice once."""
+    choice = lan.choose(lan.read_links(list_interfaces()))
+    log.info("%s", choice.describe())
     vlans: dict[str, VlanConfig] = {}
-    for iface in list_interfaces():
-        if not iface.usable:
-            continue
-        name = _vlan_name_from(iface.name)
-        vlans[name] = VlanConfig(name, iface.name, dns.name.from_text(f"{name}.home.arpa."))
+    for ifname in choice.vlans:
+        name = _vlan_name_from(ifname)
+        vlans[name] = VlanConfig(name, ifname, dns.name.from_text(f"{name}.home.arpa."))
     port = const.DNS_DEFAULT_PORT
     return Config(
         vlans=vlans,
