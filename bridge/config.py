@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
+import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,8 +34,11 @@ class ConfigError(Exception):
     """The configuration is invalid; the message lists every problem with its key and fix."""
 
     def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
+        shown = problems[: const.CONFIG_MAX_PROBLEMS]
+        if len(problems) > len(shown):
+            shown.append(f"... and {len(problems) - len(shown)} more problems")
+        super().__init__("\n".join(shown))
+        self.problems = shown
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,23 +114,112 @@ class Config:
 def load(path: str | Path) -> Config:
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        with p.open("rb") as f:
+            raw = f.read(const.CONFIG_MAX_BYTES + 1)
     except OSError as exc:
         raise ConfigError(
             [f"{p}: cannot read: {exc.strerror}; fix: check the --config path"]
         ) from None
+    if len(raw) > const.CONFIG_MAX_BYTES:
+        raise ConfigError(
+            [
+                f"{p}: larger than {const.CONFIG_MAX_BYTES} bytes, not a configuration;"
+                " fix: check the --config path"
+            ]
+        )
     try:
-        data = yaml.safe_load(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            [f"{p}: byte {exc.start} is not UTF-8; fix: save the file as UTF-8"]
+        ) from None
+    return from_dict(_parse_yaml(text, p), str(p), base=p.parent)
+
+
+class _DuplicateKey(yaml.constructor.ConstructorError):
+    """A mapping names the same key twice (PyYAML would keep the last one silently)."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """safe_load that refuses duplicate keys and nesting deeper than CONFIG_MAX_DEPTH.
+
+    Aliases stay allowed: PyYAML builds an aliased node once, so an alias bomb costs memory
+    linear in the file; the messages about it are what must stay short (see _short).
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > const.CONFIG_MAX_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    f"nested deeper than {const.CONFIG_MAX_DEPTH} levels",
+                    self.peek_event().start_mark,
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # '<<: *base' then an own key is an override, not a duplicate
+                key = self.construct_object(key_node, deep=deep)
+                if isinstance(key, list | dict):
+                    continue  # unhashable: the base class says so with its mark
+                if key in seen:
+                    raise _DuplicateKey(
+                        None,
+                        None,
+                        f"duplicate key {_short(key)}",
+                        key_node.start_mark,
+                    )
+                seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def _parse_yaml(text: str, p: Path) -> Any:
+    """The document, or ConfigError for anything PyYAML (or int()) raises while reading it."""
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or exc
+        fix = "keep one of them" if isinstance(exc, _DuplicateKey) else "correct the syntax"
+        raise ConfigError([f"{p}:{where}: not valid YAML ({problem}); fix: {fix}"]) from None
+    except ValueError as exc:  # e.g. an integer of more digits than int() converts
         raise ConfigError(
-            [
-                f"{p}:{where}: not valid YAML ({getattr(exc, 'problem', exc)});"
-                " fix: correct the syntax"
-            ]
+            [f"{p}: a value cannot be read ({_clip(str(exc))}); fix: correct or shorten it"]
         ) from None
-    return from_dict(data if data is not None else {}, str(p), base=p.parent)
+    return data if data is not None else {}
+
+
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel = 2
+_SHORT.maxstring = _SHORT.maxother = _SHORT.maxlong = const.CONFIG_MESSAGE_VALUE_MAX
+_SHORT.maxlist = _SHORT.maxdict = _SHORT.maxset = 4
+
+
+def _short(x: Any) -> str:
+    """repr() bounded in length and depth: a value in a message costs little, whatever it is."""
+    try:
+        return _SHORT.repr(x)
+    except ValueError:  # an int too long for str()
+        return f"<{type(x).__name__} too long to show>"
+
+
+def _clip(text: str) -> str:
+    """A key or name from the file, cut to a readable length."""
+    limit = const.CONFIG_MESSAGE_VALUE_MAX
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def embedded_default() -> Config:
@@ -190,7 +283,7 @@ def from_dict(data: Any, source: str, base: Path | None = None) -> Config:
         raw_vlans = {}
     seen_if: dict[str, str] = {}
     for name, spec in raw_vlans.items():
-        key = f"vlans.{name}"
+        key = f"vlans.{_clip(str(name))}"
         if not isinstance(name, str) or not _VLAN_NAME.match(name):
             bad(key, "VLAN names are lower-case letters, digits and '-'", "rename the VLAN")
             continue
@@ -212,15 +305,10 @@ def from_dict(data: Any, source: str, base: Path | None = None) -> Config:
                 "give each VLAN its own interface",
             )
         seen_if[iface] = name
-        domain = _name(spec.get("domain", f"{name}.home.arpa."), f"{key}.domain", bad)
-        subnets: list[IPNetwork] = []
-        for i, s in enumerate(spec.get("subnets") or []):
-            try:
-                subnets.append(ipaddress.ip_network(str(s), strict=False))
-            except ValueError:
-                bad(f"{key}.subnets[{i}]", f"{s!r} is not a network", "e.g. 10.10.0.0/24")
+        domain = _zone(spec.get("domain", f"{name}.home.arpa."), f"{key}.domain", bad)
+        subnets = _subnets(spec.get("subnets"), f"{key}.subnets", bad)
         if domain is not None:
-            vlans[name] = VlanConfig(name, iface, domain, tuple(subnets))
+            vlans[name] = VlanConfig(name, iface, domain, subnets)
     domains = [v.domain for v in vlans.values()]
     for v in vlans.values():
         if domains.count(v.domain) > 1:
@@ -236,7 +324,8 @@ def from_dict(data: Any, source: str, base: Path | None = None) -> Config:
                 "use a home.arpa. name, e.g. trusted.home.arpa.",
             )
 
-    dns_cfg = _dns(data.get("dns") or {}, vlans, bad)
+    raw_dns = data.get("dns")
+    dns_cfg = _dns({} if raw_dns is None else raw_dns, vlans, bad)
     http = HttpConfig()
     raw_http = data.get("http")
     if raw_http is not None:
@@ -244,21 +333,11 @@ def from_dict(data: Any, source: str, base: Path | None = None) -> Config:
             bad(
                 "http", "expected a mapping with 'listen:'", "e.g. 'http: {listen: 127.0.0.1:9353}'"
             )
-        elif raw_http.get("listen") in (None, False, ""):
-            http = HttpConfig(None)
-        else:
-            addr = _address(raw_http["listen"], "http.listen", bad)
-            http = HttpConfig(addr)
-
-    policies: Path | None = None
-    raw_pol = data.get("policies")
-    if raw_pol is not None:
-        if not isinstance(raw_pol, str):
-            bad("policies", "expected a directory path", "e.g. 'policies: ./policies'")
-        else:
-            policies = Path(raw_pol)
-            if not policies.is_absolute() and base is not None:
-                policies = base / policies
+        elif "listen" in raw_http:
+            listen = raw_http["listen"]
+            off = listen is None or listen is False  # 0 == False, yet 0 is no way to say "off"
+            http = HttpConfig(None if off else _address(listen, "http.listen", bad))
+    policies = _policies(data.get("policies", None), "policies" in data, source, base, bad)
 
     max_records = const.STORE_MAX_RECORDS
     raw_cache = data.get("cache")
@@ -289,7 +368,7 @@ def _reflector(raw: Any, bad: Any) -> ReflectorConfig:
     _unknown_keys(raw, _REFLECTOR_KEYS, "reflector", bad)
     enabled = raw.get("enabled", False)
     if not isinstance(enabled, bool):
-        bad("reflector.enabled", f"{enabled!r} is not true or false", "write 'enabled: true'")
+        bad("reflector.enabled", f"{_short(enabled)} is not true or false", "write 'enabled: true'")
         enabled = False
     return ReflectorConfig(
         enabled=enabled,
@@ -303,13 +382,16 @@ def _dns(raw: Any, vlans: Mapping[str, VlanConfig], bad: Any) -> DnsConfig:
         bad("dns", "expected a mapping", "e.g. 'dns: {listen: [\"127.0.0.1:5300\"]}'")
         return DnsConfig()
     _unknown_keys(raw, _DNS_KEYS, "dns", bad)
+    raw_listen = _list(raw.get("listen", ["127.0.0.1:5300"]), "dns.listen", bad)
     listen = tuple(
         a
-        for i, x in enumerate(_list(raw.get("listen", ["127.0.0.1:5300"]), "dns.listen", bad))
+        for i, x in enumerate(raw_listen)
         if (a := _address(x, f"dns.listen[{i}]", bad)) is not None
     )
     views: dict[str, tuple[Address, ...]] = {}
-    raw_views = raw.get("view_listeners") or {}
+    raw_views = raw.get("view_listeners")
+    if raw_views is None:
+        raw_views = {}
     if not isinstance(raw_views, dict):
         bad(
             "dns.view_listeners",
@@ -320,7 +402,7 @@ def _dns(raw: Any, vlans: Mapping[str, VlanConfig], bad: Any) -> DnsConfig:
     for view, addrs in raw_views.items():
         if view not in vlans and view != ALL_VIEW:
             bad(
-                f"dns.view_listeners.{view}",
+                f"dns.view_listeners.{_clip(str(view))}",
                 "not a configured VLAN",
                 f"use one of {', '.join(sorted(vlans)) or '(no VLANs)'} or '*'",
             )
@@ -330,15 +412,24 @@ def _dns(raw: Any, vlans: Mapping[str, VlanConfig], bad: Any) -> DnsConfig:
             for i, x in enumerate(_list(addrs, f"dns.view_listeners.{view}", bad))
             if (a := _address(x, f"dns.view_listeners.{view}[{i}]", bad)) is not None
         )
+    if not raw_listen and not any(raw_views.values()):
+        bad(
+            "dns.listen",
+            "empty, and no view listener either: nothing would answer DNS",
+            "list at least one address, e.g. 'listen: [\"127.0.0.1:5300\"]'",
+        )
     every = list(listen) + [a for v in views.values() for a in v]
     for a in {a for a in every if every.count(a) > 1}:
         bad("dns", f"{a[0]}:{a[1]} is listed more than once", "give each listener its own port")
-    browse = _name(raw.get("browse_domain", "home.arpa."), "dns.browse_domain", bad)
+    browse = _zone(raw.get("browse_domain", "home.arpa."), "dns.browse_domain", bad)
     default_view = raw.get("default_view")
-    if default_view is not None and default_view not in vlans and default_view != ALL_VIEW:
+    if default_view is not None and (
+        not isinstance(default_view, str)
+        or (default_view not in vlans and default_view != ALL_VIEW)
+    ):
         bad(
             "dns.default_view",
-            f"{default_view!r} is not a configured VLAN",
+            f"{_short(default_view)} is not a configured VLAN",
             f"use one of {', '.join(sorted(vlans))}, '*' (sees every VLAN) or leave it out",
         )
         default_view = None
@@ -365,7 +456,7 @@ def _unknown_keys(raw: Mapping[Any, Any], allowed: set[str], prefix: str, bad: A
     """Typos are errors: every key the section does not know, with the keys it does."""
     for k in sorted(set(raw) - allowed, key=str):
         bad(
-            f"{prefix}.{k}" if prefix else str(k),
+            f"{prefix}.{_clip(str(k))}" if prefix else _clip(str(k)),
             "unknown key",
             f"use one of {', '.join(sorted(allowed))}",
         )
@@ -376,22 +467,33 @@ def _list(x: Any, key: str, bad: Any) -> list[Any]:
         return x
     if isinstance(x, str):
         return [x]
-    bad(key, "expected a list of addresses", 'e.g. ["127.0.0.1:5300"]')
+    bad(key, f"{_short(x)} is not a list of addresses", 'e.g. ["127.0.0.1:5300"]')
     return []
 
 
 def _address(x: Any, key: str, bad: Any) -> Address | None:
     """'127.0.0.1:5300', '[::1]:5300' or '::1' (default port) -> (host, port)."""
-    text = str(x).strip()
+    if not isinstance(x, str):
+        bad(
+            key,
+            f"{_short(x)} is not an address",
+            'write HOST:PORT in quotes, e.g. "127.0.0.1:5300" or "[::1]:5300"',
+        )
+        return None
+    text = x.strip()
     port = const.DNS_DEFAULT_PORT
     host = text
-    m = re.match(r"^\[(?P<h>[^\]]+)\](:(?P<p>\d+))?$", text)
+    m = re.match(r"^\[(?P<h>[^\]]+)\](:(?P<p>[0-9]{1,5}))?$", text)
     if m:
         host, port = m.group("h"), int(m.group("p") or port)
     elif text.count(":") == 1:
         host, _, p = text.partition(":")
-        if not p.isdigit():
-            bad(key, f"{text!r}: port is not a number", "write HOST:PORT, e.g. 127.0.0.1:5300")
+        if not re.fullmatch(r"[0-9]{1,5}", p):
+            bad(
+                key,
+                f"{_short(text)}: port is not a number",
+                "write HOST:PORT, e.g. 127.0.0.1:5300",
+            )
             return None
         port = int(p)
     try:
@@ -399,14 +501,15 @@ def _address(x: Any, key: str, bad: Any) -> Address | None:
     except ValueError:
         bad(
             key,
-            f"{text!r} is not an IP address",
+            f"{_short(text)} is not an IP address",
             "write HOST:PORT, e.g. 127.0.0.1:5300 or [::1]:5300",
         )
         return None
     if ip.is_unspecified:
         bad(
             key,
-            f"{text!r} is a wildcard address; replies must come from the exact address queried",
+            f"{_short(text)} is a wildcard address;"
+            " replies must come from the exact address queried",
             "list each address to listen on",
         )
         return None
@@ -416,28 +519,108 @@ def _address(x: Any, key: str, bad: Any) -> Address | None:
     return (str(ip), port)
 
 
-def _name(x: Any, key: str, bad: Any) -> dns.name.Name | None:
-    try:
-        name = dns.name.from_text(str(x))
-    except Exception as exc:  # dnspython raises several types for bad names
-        bad(key, f"{x!r} is not a domain name ({exc})", "e.g. trusted.home.arpa.")
+_ARPA = dns.name.from_text("arpa.")
+_HOME_ARPA = dns.name.from_text("home.arpa.")
+
+
+def _zone(x: Any, key: str, bad: Any) -> dns.name.Name | None:
+    """A domain the gateway answers for: two labels at least, and no public arpa. zone.
+
+    A top-level domain (com.) or a reverse tree (in-addr.arpa.) would make the gateway claim
+    names that belong to the Internet; home.arpa. (RFC 8375) is the one arpa. zone for homes.
+    """
+    example = "e.g. trusted.home.arpa."
+    if not isinstance(x, str) or not x:
+        bad(key, f"{_short(x)} is not a domain name", example)
         return None
-    if name == dns.name.root:
-        bad(key, "the root is not a domain we can serve", "e.g. trusted.home.arpa.")
+    try:
+        name = dns.name.from_text(x)
+    except Exception as exc:  # dnspython raises several types for bad names
+        bad(key, f"{_short(x)} is not a domain name ({_clip(str(exc))})", example)
+        return None
+    if len(name) < 3:
+        what = "the root" if name == dns.name.root else f"{_clip(str(name))} is a top-level domain"
+        bad(key, f"{what}: the gateway would answer for names that are not its own", example)
+        return None
+    if name.is_subdomain(_ARPA) and not name.is_subdomain(_HOME_ARPA):
+        bad(
+            key,
+            f"{_clip(str(name))} is under arpa. (reverse or infrastructure names)",
+            f"use a home.arpa. name, {example}",
+        )
         return None
     return name
 
 
+def _subnets(x: Any, key: str, bad: Any) -> tuple[IPNetwork, ...]:
+    """A VLAN's subnets: a list of networks (or one), each narrow enough to be a link's."""
+    example = "e.g. 'subnets: [10.10.0.0/24, fd00:10::/64]'"
+    if x is None:
+        return ()
+    items = [x] if isinstance(x, str) else x
+    if not isinstance(items, list):
+        bad(key, f"{_short(x)} is not a list of networks", example)
+        return ()
+    subnets: list[IPNetwork] = []
+    for i, s in enumerate(items):
+        if not isinstance(s, str):
+            bad(f"{key}[{i}]", f"{_short(s)} is not a network", example)
+            continue
+        try:
+            net = ipaddress.ip_network(s, strict=False)
+        except ValueError:
+            bad(f"{key}[{i}]", f"{_short(s)} is not a network", example)
+            continue
+        least = (
+            const.VLAN_SUBNET_MIN_PREFIX_V4 if net.version == 4 else const.VLAN_SUBNET_MIN_PREFIX_V6
+        )
+        if net.prefixlen < least:
+            bad(
+                f"{key}[{i}]",
+                f"{net} is wider than /{least}: every client would be in this VLAN's view and"
+                " every address plausible on it",
+                f"give the VLAN's own prefix, {example}",
+            )
+            continue
+        subnets.append(net)
+    return tuple(subnets)
+
+
+def _policies(x: Any, given: bool, source: str, base: Path | None, bad: Any) -> Path | None:
+    """The policy directory, relative to the config file; never the config's own directory."""
+    example = "e.g. 'policies: ./policies', or leave the key out"
+    if x is None:
+        return None
+    if not isinstance(x, str) or not x.strip():
+        bad("policies", f"{_short(x)} is not a directory path", example)
+        return None
+    path = Path(x)
+    if not path.is_absolute() and base is not None:
+        path = base / path
+    if base is not None and path.resolve() == Path(source).resolve().parent:
+        bad(
+            "policies",
+            f"{_short(x)} is the directory of this config file, which would be read as a policy",
+            f"keep the policies in a directory of their own, {example}",
+        )
+        return None
+    return path
+
+
 def _int(x: Any, key: str, lo: int, hi: int, bad: Any) -> int:
     if isinstance(x, bool) or not isinstance(x, int) or not lo <= x <= hi:
-        bad(key, f"{x!r} is not a whole number from {lo} to {hi}", f"set a value in {lo}..{hi}")
+        bad(
+            key,
+            f"{_short(x)} is not a whole number from {lo} to {hi}",
+            f"set a value in {lo}..{hi}",
+        )
         return lo
     return x
 
 
 def _float(x: Any, key: str, lo: float, hi: float, bad: Any) -> float:
     if isinstance(x, bool) or not isinstance(x, int | float) or not lo <= x <= hi:
-        bad(key, f"{x!r} is not a number from {lo} to {hi}", f"set a value in {lo}..{hi}")
+        bad(key, f"{_short(x)} is not a number from {lo} to {hi}", f"set a value in {lo}..{hi}")
         return lo
     return float(x)
 
@@ -470,7 +653,7 @@ def _chrony(raw: Any, vlans: Mapping[str, VlanConfig], bad: Any) -> ChronyConfig
         if not isinstance(name, str) or not _LABEL.match(name):
             bad(
                 f"{key}.name",
-                f"{name!r} is not a DNS label (lower-case letters, digits, '-')",
+                f"{_short(name)} is not a DNS label (lower-case letters, digits, '-')",
                 "e.g. 'name: router'",
             )
             continue
@@ -479,7 +662,7 @@ def _chrony(raw: Any, vlans: Mapping[str, VlanConfig], bad: Any) -> ChronyConfig
         names.add(name)
         host = spec.get("host", name)
         if not isinstance(host, str) or not _LABEL.match(host):
-            bad(f"{key}.host", f"{host!r} is not a DNS label", "e.g. 'host: router'")
+            bad(f"{key}.host", f"{_short(host)} is not a DNS label", "e.g. 'host: router'")
             host = name
         if host in hosts:
             bad(
@@ -499,7 +682,7 @@ def _chrony(raw: Any, vlans: Mapping[str, VlanConfig], bad: Any) -> ChronyConfig
             )
             raw_addrs = {}
         for vlan, addrs in raw_addrs.items():
-            akey = f"{key}.addresses.{vlan}"
+            akey = f"{key}.addresses.{_clip(str(vlan))}"
             if vlan not in vlans:
                 bad(akey, "not a configured VLAN", f"use one of {', '.join(sorted(vlans))}")
                 continue
@@ -507,16 +690,26 @@ def _chrony(raw: Any, vlans: Mapping[str, VlanConfig], bad: Any) -> ChronyConfig
             good: list[str] = []
             for a in items:
                 try:
-                    good.append(str(ipaddress.ip_address(str(a))))
+                    if not isinstance(a, str):
+                        raise ValueError(a)
+                    good.append(str(ipaddress.ip_address(a)))
                 except ValueError:
-                    bad(akey, f"{a!r} is not an IP address", "e.g. 10.10.0.254 or fd00:10::254")
+                    bad(
+                        akey,
+                        f"{_short(a)} is not an IP address",
+                        "e.g. 10.10.0.254 or fd00:10::254",
+                    )
             if good:
                 addresses[vlan] = tuple(good)
         priority = _int(spec.get("priority", i), f"{key}.priority", 0, 65535, bad)
         weight = _int(spec.get("weight", 0), f"{key}.weight", 0, 65535, bad)
         nts = spec.get("nts", False)
         if not isinstance(nts, bool):
-            bad(f"{key}.nts", f"{nts!r} is not true or false", "write 'nts: true' or leave it out")
+            bad(
+                f"{key}.nts",
+                f"{_short(nts)} is not true or false",
+                "write 'nts: true' or leave it out",
+            )
             nts = False
         if ctl is not None:
             servers.append(ChronyServer(name, ctl, addresses, host, priority, weight, nts))
@@ -535,7 +728,9 @@ def _chrony(raw: Any, vlans: Mapping[str, VlanConfig], bad: Any) -> ChronyConfig
         raw_vlans = ["*"]
     chosen: list[str] = []
     for v in raw_vlans:
-        if v == ALL_VIEW:
+        if not isinstance(v, str):
+            bad("chrony.vlans", f"{_short(v)} is not a VLAN name", "e.g. '[\"*\"]' (every VLAN)")
+        elif v == ALL_VIEW:
             chosen.extend(n for n in vlans if n not in chosen)
         elif v in vlans:
             if v not in chosen:
@@ -543,7 +738,7 @@ def _chrony(raw: Any, vlans: Mapping[str, VlanConfig], bad: Any) -> ChronyConfig
         else:
             bad(
                 "chrony.vlans",
-                f"{v!r} is not a configured VLAN",
+                f"{_short(v)} is not a configured VLAN",
                 f"use '*' or some of {', '.join(sorted(vlans))}",
             )
     return ChronyConfig(tuple(servers), max_offset, tuple(chosen))
@@ -559,7 +754,10 @@ def _control(x: Any, key: str, bad: Any) -> Address | str | None:
             "its unix socket, e.g. 'control: /run/chrony/chronyd.sock'",
         )
         return None
-    text = str(x).strip()
+    if not isinstance(x, str):
+        bad(key, f"{_short(x)} is not an address or a socket path", 'e.g. "127.0.0.1:323"')
+        return None
+    text = x.strip()
     if text.startswith("/"):
         return text
     port = const.CHRONY_COMMAND_PORT

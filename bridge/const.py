@@ -98,6 +98,16 @@ REFLECT_DEFAULT_MTU = 1500  # bytes; used when an interface's MTU cannot be read
 # --- interfaces ----------------------------------------------------------------------------
 IFACE_RESCAN_INTERVAL = 2.0  # s; interface changes (link flap, re-added VLAN) seen within this
 
+# --- configuration -------------------------------------------------------------------------
+CONFIG_MAX_BYTES = 1_048_576  # bytes read of --config at most; a config is a few KB, a wrong path
+#   (a device, a log) must not be read whole
+CONFIG_MAX_DEPTH = 32  # YAML nesting levels; the reference config uses 4, PyYAML recurses per level
+CONFIG_MAX_PROBLEMS = 50  # problem lines in one error; the rest are counted ("... and N more")
+CONFIG_MESSAGE_VALUE_MAX = 60  # characters of a value quoted in a message (an alias bomb once
+#   built a 226 MB message)
+VLAN_SUBNET_MIN_PREFIX_V4 = 8  # bits; a shorter VLAN subnet (0.0.0.0/0) would put every client in
+VLAN_SUBNET_MIN_PREFIX_V6 = 16  # the VLAN's view and make every address plausible on it
+
 # --- logging -------------------------------------------------------------------------------
 LOG_RATE_LIMIT_INTERVAL = 10.0  # s; a repeated warning (same key) is logged at most this often
 
