@@ -14,10 +14,14 @@ COMPILED = [
     "bridge/mdns/transport.py",
     "bridge/mdns/links.py",
     "bridge/mdns/wire.py",
+    "bridge/mdns/rewrite.py",
     "bridge/mdns/ingest.py",
     "bridge/mdns/browser.py",
     "bridge/store.py",
-    "bridge/reflector.py",
+    "bridge/reflector/plan.py",
+    "bridge/reflector/suppress.py",
+    "bridge/reflector/decide.py",
+    "bridge/reflector/shell.py",
 ]
 ENV = "MDNS_GATEWAY_COMPILE"  # 1: compile them (Cython and a C compiler needed)
 
@@ -40,3 +44,17 @@ def extensions() -> list[Any]:
     return list(
         cythonize(COMPILED, compiler_directives=DIRECTIVES, build_dir="build/cython", quiet=True)
     )
+
+
+def not_compiled() -> list[str]:
+    """The listed modules that import from their Python source instead of a built extension
+    (``make test-compiled`` checks there are none before it runs the tests)."""
+    import importlib
+    from importlib.machinery import EXTENSION_SUFFIXES
+
+    found = []
+    for path in COMPILED:
+        module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+        if not str(module.__file__).endswith(tuple(EXTENSION_SUFFIXES)):
+            found.append(str(module.__file__))
+    return found

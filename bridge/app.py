@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -57,9 +58,20 @@ class Gateway:
             self.chrony = ChronyService(self, config.chrony)
         self.reflector: Any = None  # multicast reflection between VLANs (issue 4)
         if config.reflector.enabled:
-            from .reflector import ReflectorGlue
+            from .reflector import Reflector, ReflectorCollector, ReflectorGlue
 
-            self.reflector = ReflectorGlue.attach(self)
+            reflector = Reflector(list(config.vlans), config.reflector, self.engine)
+            self.reflector = ReflectorGlue(
+                reflector, self.links, self.transport.send, time.monotonic
+            )
+            self.ingest.listeners.append(self.reflector.on_packet)
+            self.engine_hooks.append(self.reflector.set_policy)
+            self.extra_collectors.append(ReflectorCollector(reflector))
+            log.info(
+                "reflector enabled: %.0f packets/s per VLAN and direction, burst %d",
+                config.reflector.rate,
+                config.reflector.burst,
+            )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._tick_handle: asyncio.TimerHandle | None = None

@@ -15,7 +15,6 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 if TYPE_CHECKING:
     from .app import Gateway
-    from .reflector import Reflector
 
 NS = "mdns_gateway"
 
@@ -133,55 +132,6 @@ class GatewayCollector(Collector):
         yield g
         for extra in gw.extra_collectors:
             yield from extra.collect()
-
-
-class ReflectorCollector(Collector):
-    """The reflector's counters (issue 4), registered through ``gateway.extra_collectors``."""
-
-    def __init__(self, reflector: Reflector) -> None:
-        self.reflector = reflector
-
-    def collect(self) -> Iterator[Metric]:
-        r = self.reflector
-        c = CounterMetricFamily(
-            f"{NS}_reflector_packets",
-            "mDNS packets by direction and outcome (to_vlan empty: "
-            "decided for every destination at once): reflected, filtered, duplicate, "
-            "rate_limited, spoofed, probe, legacy_unicast, too_big, send_error, error",
-            labels=["from_vlan", "to_vlan", "outcome"],
-        )
-        for (src, dst, outcome), n in sorted(r.packets.items()):
-            c.add_metric([src, dst, outcome], n)
-        yield c
-        c = CounterMetricFamily(
-            f"{NS}_reflector_records_removed",
-            "Records removed from reflected packets by "
-            "direction and reason (filtered, link_local, duplicate, too_big)",
-            labels=["from_vlan", "to_vlan", "reason"],
-        )
-        for (src, dst, reason), n in sorted(r.records.items()):
-            c.add_metric([src, dst, reason], n)
-        yield c
-        c = CounterMetricFamily(
-            f"{NS}_reflector_loops_detected",
-            "Responses showing another reflector on the VLAN "
-            "(echo: records we sent came back; cross_vlan: seen on another VLAN just before)",
-            labels=["vlan", "kind"],
-        )
-        for (vlan, kind), n in sorted(r.loops.items()):
-            c.add_metric([vlan, kind], n)
-        yield c
-        c = CounterMetricFamily(
-            f"{NS}_reflector_sent_bytes", "Bytes reflected into each VLAN", labels=["vlan"]
-        )
-        for vlan, n in sorted(r.bytes_sent.items()):
-            c.add_metric([vlan], n)
-        yield c
-        g = GaugeMetricFamily(
-            f"{NS}_reflector_marks", "Recent packet/record marks kept for duplicate suppression"
-        )
-        g.add_metric([], len(r.marks))
-        yield g
 
 
 def registry_for(gateway: Gateway) -> CollectorRegistry:

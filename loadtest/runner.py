@@ -657,7 +657,7 @@ def phase_idle(w: World, opts: Options, res: dict[str, Any]) -> None:
 
 
 # The reflector has its own benchmark, loadtest/reflector_bench.py (owned with
-# bridge/reflector.py: its own two-VLAN lab, rising offered rates, ours vs avahi-daemon).
+# bridge/reflector/: its own two-VLAN lab, rising offered rates, ours vs avahi-daemon).
 # This hook runs it through its command line and files a summary of its JSON.
 REFLECTOR_BENCH = "loadtest.reflector_bench"
 

@@ -1,4 +1,5 @@
-"""Pure tests of the reflector's decisions (bridge/reflector.py): no sockets, time passed in."""
+"""Pure tests of the reflector's decisions (bridge/reflector/) and the packet rewrite it uses
+(bridge/mdns/rewrite.py): no sockets, time passed in."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from bridge.config import ReflectorConfig
 from bridge.dnsfront.resolver import service_parts
 from bridge.mdns import wire
 from bridge.mdns.links import Link
+from bridge.mdns.rewrite import clear_qu, layout, rebuild
 from bridge.mdns.wire import FLAG_AA, FLAG_QR, FLAG_TC, Packet, Question, Record
 from bridge.policy import PolicyEngine, ServicePolicy
 from bridge.reflector import (
@@ -34,9 +36,6 @@ from bridge.reflector import (
     Reflector,
     ReflectorGlue,
     TokenBucket,
-    clear_qu,
-    layout,
-    rebuild,
 )
 
 V4 = socket.AF_INET

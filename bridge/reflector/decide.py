@@ -1,35 +1,9 @@
-"""Directional, policy-filtered mDNS reflection between VLANs, IPv4 and IPv6, that cannot storm.
+"""The reflection decision: one accepted mDNS datagram in, the datagrams to send out.
 
-:class:`Reflector` is pure: ``handle(vlan, packet, raw, src, port, family, now)`` takes one
-accepted mDNS datagram (already parsed by ingest) and returns the datagrams to send, one
-:class:`Output` per destination VLAN (more only when a smaller MTU forces a split), counting
-what it did and why. :class:`ReflectorGlue` is the thin shell: ingest listener in, transport
-send out, link and policy changes in.
-
-What crosses (``reflect: true`` ServicePolicies, via ``ViewPolicy.reflect_visible``):
-
-* a question from VLAN A goes to VLAN D only when A may see D's services of that type (or that
-  instance); ``_services._dns-sd._udp`` questions go to every VLAN A may see anything of; host
-  name questions go where the host is the SRV target of a service A may see; others go nowhere;
-* a record from VLAN S goes to VLAN D only when D may see it: PTR/SRV/TXT/NSEC by the service
-  they name, ``_services._dns-sd._udp`` PTRs by type, address records (and other host records)
-  only with an SRV that targets the host, in the same packet or seen before;
-  link-local A/AAAA (169.254/16, fe80::/10) never cross;
-* records a destination may not see are removed from its copy; a query is sent only with a
-  question left, a response only with an answer left;
-* never back into the source VLAN, never a packet off the source's link, no probes (their
-  authority section claims a name on their own link), no legacy unicast queries; QU bits are
-  cleared so answers come back by multicast (TTL 255 is the transport's business).
-
-Storms and loops: each packet, question and record is sent into a VLAN at most once per
-``const.REFLECT_DUP_WINDOW`` (also when it arrived there first); token buckets per VLAN and
-direction; a response whose every record we just sent into its VLAN, or just saw on another
-VLAN, is evidence of another reflector (counted and logged). One input gives at most one copy per
-destination (split only to fit a smaller MTU); we never originate traffic.
-
-Cost: the policy is folded into per-VLAN bitmasks when it changes and memoised per (VLAN, type,
-instance); an unchanged packet is sent as received; a changed one is rebuilt from the received
-bytes (records copied, names re-pointed), not re-encoded through dnspython.
+:class:`Reflector` is pure: ``handle(vlan, packet, raw, src, port, family, now)`` takes a
+packet ingest has parsed and returns one :class:`Output` per destination VLAN (more only when a
+smaller MTU forces a split), counting what it did and why. What crosses, and how storms are
+prevented, is described in the package docstring (``bridge/reflector/__init__.py``).
 """
 
 from __future__ import annotations
@@ -37,27 +11,24 @@ from __future__ import annotations
 import itertools
 import logging
 import socket
-import struct
-import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import dns.name
 import dns.rdatatype
 
-from . import const
-from .config import ReflectorConfig
-from .dnsfront.resolver import service_parts
-from .logutil import RateLimitedLog
-from .mdns import wire
-from .mdns.links import Link, Links
-from .policy import ANY, PolicyEngine, ViewPolicy
-
-if TYPE_CHECKING:
-    from .app import Gateway
+from .. import const
+from ..config import ReflectorConfig
+from ..dnsfront.resolver import service_parts
+from ..logutil import RateLimitedLog
+from ..mdns import wire
+from ..mdns.links import Link
+from ..mdns.rewrite import Layout, Unsupported, clear_qu, layout, rebuild
+from ..policy import PolicyEngine
+from .plan import Plan, bits, sources_where
+from .suppress import GOODBYE, OURS, Marks, TokenBucket, question_key, record_key
 
 log = logging.getLogger(__name__)
 _limited = RateLimitedLog(log)
@@ -67,21 +38,6 @@ _SRV = dns.rdatatype.SRV
 _A = dns.rdatatype.A
 _AAAA = dns.rdatatype.AAAA
 _OPT = dns.rdatatype.OPT
-_NSEC = dns.rdatatype.NSEC
-_TXT = dns.rdatatype.TXT
-
-
-def _sources_where(sources: int, keep: Callable[[int], bool]) -> int:
-    """The bits ``d`` of the VLAN mask ``sources`` for which ``keep(d)`` holds."""
-    mask = 0
-    d = 0
-    while sources:
-        if sources & 1 and keep(d):
-            mask |= 1 << d
-        sources >>= 1
-        d += 1
-    return mask
-
 
 _IP4_OVERHEAD = 28  # bytes of IPv4 + UDP header
 _IP6_OVERHEAD = 48  # bytes of IPv6 + UDP header
@@ -107,72 +63,6 @@ class Output:
     ifindex: int
     family: int
     data: bytes
-
-
-class TokenBucket:
-    """``rate`` tokens a second up to ``burst``; ``take(now)`` spends one if there is one."""
-
-    __slots__ = ("burst", "rate", "stamp", "tokens")
-
-    def __init__(self, rate: float, burst: float) -> None:
-        self.rate = rate
-        self.burst = float(burst)
-        self.tokens = float(burst)
-        self.stamp: float | None = None
-
-    def take(self, now: float) -> bool:
-        if self.stamp is not None and now > self.stamp:
-            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now if self.stamp is None else max(self.stamp, now)
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return True
-        return False
-
-
-class _Marks:
-    """Recent (key -> value) marks in two generations: O(1), bounded, self-expiring.
-
-    An entry lives at least ``window`` seconds unless ``cap`` entries arrive sooner (then the
-    oldest generation is dropped early: memory wins over perfect suppression under a flood).
-    """
-
-    __slots__ = ("cap", "cur", "prev", "start", "window")
-
-    def __init__(self, window: float, cap: int) -> None:
-        self.window = window
-        self.cap = cap
-        self.cur: dict[object, Any] = {}
-        self.prev: dict[object, Any] = {}
-        self.start = float("-inf")
-
-    def rotate(self, now: float) -> None:
-        if now - self.start >= self.window or len(self.cur) >= self.cap:
-            self.prev = self.cur
-            self.cur = {}
-            self.start = now
-
-    def get(self, key: object) -> tuple[float, int] | None:
-        v = self.cur.get(key)
-        return v if v is not None else self.prev.get(key)
-
-    def slots(self, key: object, n: int) -> list[Any]:
-        """A record's marks on each of ``n`` VLANs (``None`` or ``(time, flags)``), held in
-        the current generation and updated in place: one lookup per record, not per VLAN."""
-        cur = self.cur
-        marks = cur.get(key)
-        if marks is None:
-            old = self.prev.get(key)
-            marks = cur[key] = [None] * n if old is None else list(old)
-        return marks
-
-    def __len__(self) -> int:
-        return len(self.cur) + len(self.prev)
-
-
-# Mark flags: bit 0 the record was a goodbye (TTL 0); bit 1 we sent it (else: it arrived).
-_GOODBYE = 1
-_OURS = 2
 
 
 _Parts = tuple[str, str | None] | None
@@ -213,360 +103,8 @@ def _link_local(rec: wire.Record) -> bool:
     return False
 
 
-def _record_key(rec: wire.Record, family: int) -> object:
-    """A record's identity per address family (hosts listening on one family only must get
-    each record on it): names hash once (interned, case-insensitive) and the rdata's
-    canonical form is the digest the parser already made (dnspython's hash re-encodes)."""
-    digest = rec.digest if rec.digest is not None else rec.rdata.to_digestable()
-    return (rec.name, rec.rdtype, rec.rdclass, digest, family)
-
-
-def _question_key(q: wire.Question) -> object:
-    return (b"?", q.name, q.rdtype, q.rdclass)
-
-
-class _Plan:
-    """The policy folded into bitmasks over VLAN indices; rebuilt on every policy change."""
-
-    __slots__ = ("index", "names", "reach", "record_memo", "sources_for", "views")
-
-    def __init__(self, names: Sequence[str], engine: PolicyEngine) -> None:
-        self.names = tuple(names)
-        self.index = {n: i for i, n in enumerate(self.names)}
-        self.views: list[ViewPolicy | None] = []
-        for name in self.names:
-            try:
-                self.views.append(engine.view(name))
-            except KeyError:
-                self.views.append(None)
-        # reach[S]: VLANs some reflect policy lets see something of S (a superset: denies and
-        # instance globs are decided per record); sources_for[A]: VLANs A may receive from.
-        n = len(self.names)
-        self.reach = [0] * n
-        for p in engine.policies:
-            if p.action != "allow" or not p.reflect:
-                continue
-            froms = (
-                range(n)
-                if ANY in p.from_vlans
-                else [self.index[v] for v in p.from_vlans if v in self.index]
-            )
-            tos = (
-                range(n)
-                if ANY in p.to_vlans
-                else [self.index[v] for v in p.to_vlans if v in self.index]
-            )
-            for f in froms:
-                for t in tos:
-                    if f != t:
-                        self.reach[f] |= 1 << t
-        self.sources_for = [0] * n
-        for f in range(n):
-            for t in range(n):
-                if self.reach[f] >> t & 1:
-                    self.sources_for[t] |= 1 << f
-        self.record_memo: dict[tuple[int, str, str | None], int] = {}
-
-    def record_mask(self, src: int, stype: str, instance: str | None) -> int:
-        """VLANs that may see (type, instance) living on VLAN ``src``."""
-        key = (src, stype, instance)
-        mask = self.record_memo.get(key)
-        if mask is None:
-            mask = 0
-            vlan = self.names[src]
-            reach = self.reach[src]
-            for d, view in enumerate(self.views):
-                if (
-                    reach >> d & 1
-                    and view is not None
-                    and view.reflect_visible(vlan, stype, instance)
-                ):
-                    mask |= 1 << d
-            if len(self.record_memo) >= const.REFLECT_MEMO_MAX:
-                self.record_memo.clear()
-            self.record_memo[key] = mask
-        return mask
-
-    def question_mask(self, asker: int, stype: str, instance: str | None) -> int:
-        """VLANs whose (type, instance) the VLAN ``asker`` may see."""
-        return _sources_where(
-            self.sources_for[asker],
-            lambda d: bool(self.record_mask(d, stype, instance) >> asker & 1),
-        )
-
-
-# --- the received bytes, for rebuilding a packet without re-encoding it ---------------------
-
-# rdata layouts with names: 0 the whole rdata is a name, else the bytes before the name;
-# NSEC: a name then a bitmap (written uncompressed). Other types with names: dnspython fallback.
-_NAME_RDATA: dict[int, int] = {
-    _PTR: 0,
-    dns.rdatatype.CNAME: 0,
-    dns.rdatatype.NS: 0,
-    dns.rdatatype.DNAME: 0,
-    _SRV: 6,
-    dns.rdatatype.MX: 2,
-    _NSEC: -1,
-}
-_OTHER_NAME_TYPES = frozenset(
-    {
-        dns.rdatatype.SOA,
-        dns.rdatatype.MINFO,
-        dns.rdatatype.RP,
-        dns.rdatatype.AFSDB,
-        dns.rdatatype.RT,
-        dns.rdatatype.NAPTR,
-        dns.rdatatype.KX,
-        dns.rdatatype.PX,
-        dns.rdatatype.MB,
-        dns.rdatatype.MG,
-        dns.rdatatype.MR,
-        dns.rdatatype.MD,
-        dns.rdatatype.MF,
-        dns.rdatatype.SIG,
-        dns.rdatatype.RRSIG,
-        dns.rdatatype.NXT,
-        dns.rdatatype.TKEY,
-        dns.rdatatype.TSIG,
-        dns.rdatatype.HIP,
-        dns.rdatatype.SVCB,
-        dns.rdatatype.HTTPS,
-    }
-)
-_COUNTS = struct.Struct("!HHHH")
-_HEADER = struct.Struct("!HHHHHH")
-
-
-class _Unsupported(Exception):
-    """The received bytes cannot be rebuilt here (fall back to dnspython's encoder)."""
-
-
-def _skip_name(raw: bytes, pos: int) -> int:
-    while True:
-        length = raw[pos]
-        if length >= 0xC0:
-            return pos + 2
-        if length == 0:
-            return pos + 1
-        pos += length + 1
-
-
-# A question: (start, end of name). A record: (start, end of owner name, rdtype, end, section,
-# end of the rdata's name for NSEC else 0).
-_QSpan = tuple[int, int]
-_RSpan = tuple[int, int, int, int, int, int]
-
-
-def _layout(raw: bytes) -> tuple[list[_QSpan], list[_RSpan]]:
-    qd, an, ns, ar = _COUNTS.unpack_from(raw, 4)
-    pos = 12
-    qs: list[_QSpan] = []
-    for _ in range(qd):
-        end = _skip_name(raw, pos)
-        qs.append((pos, end))
-        pos = end + 4
-    rs: list[_RSpan] = []
-    for section, count in ((1, an), (2, ns), (3, ar)):
-        for _ in range(count):
-            end = _skip_name(raw, pos)
-            rdtype, rdlen = struct.unpack_from("!H6xH", raw, end)
-            if rdtype in _OTHER_NAME_TYPES:
-                raise _Unsupported(str(rdtype))
-            rend = end + 10 + rdlen
-            extra = _skip_name(raw, end + 10) if rdtype == _NSEC else 0
-            rs.append((pos, end, rdtype, rend, section, extra))
-            pos = rend
-    if pos > len(raw):
-        raise _Unsupported("short")
-    return qs, rs
-
-
-def _emit_name(
-    raw: bytes, pos: int, out: bytearray, moved: dict[int, int], compress: bool = True, cut: int = 0
-) -> None:
-    """Copy the name at ``pos`` of ``raw``; point at what this packet already holds: what it
-    copied verbatim (``raw[:cut]``) or emitted before (``moved``: old offset -> new)."""
-    hops = 0
-    while True:
-        if compress:
-            tgt = pos if pos < cut else moved.get(pos)
-            if tgt is not None:
-                out.append(0xC0 | tgt >> 8)
-                out.append(tgt & 0xFF)
-                return
-        length = raw[pos]
-        if length >= 0xC0:
-            pos = (length & 0x3F) << 8 | raw[pos + 1]
-            hops += 1
-            if hops > 128:
-                raise _Unsupported("pointer loop")
-            continue
-        if length == 0:
-            out.append(0)
-            return
-        here = len(out)
-        if here < 0x3FFF and pos not in moved:
-            moved[pos] = here
-        out += raw[pos : pos + length + 1]
-        pos += length + 1
-
-
-def _emit_question(
-    raw: bytes, q: _QSpan, out: bytearray, moved: dict[int, int], cut: int = 0
-) -> None:
-    _emit_name(raw, q[0], out, moved, True, cut)
-    out += raw[q[1] : q[1] + 2]
-    out.append(raw[q[1] + 2] & 0x7F)  # QU bit cleared: answers come back by multicast
-    out.append(raw[q[1] + 3])
-
-
-def _emit_record(
-    raw: bytes, r: _RSpan, out: bytearray, moved: dict[int, int], cut: int = 0
-) -> None:
-    start, name_end, rdtype, end, _, nsec_end = r
-    _emit_name(raw, start, out, moved, True, cut)
-    before = _NAME_RDATA.get(rdtype)
-    if before is None:
-        out += raw[name_end:end]
-        return
-    out += raw[name_end : name_end + 8]
-    at = len(out)
-    out += b"\0\0"
-    rd = name_end + 10
-    if before == -1:  # NSEC: next name uncompressed, then the type bitmap
-        _emit_name(raw, rd, out, moved, False, cut)
-        out += raw[nsec_end:end]
-    else:
-        out += raw[rd : rd + before]
-        _emit_name(raw, rd + before, out, moved, True, cut)
-    rdlen = len(out) - at - 2
-    out[at] = rdlen >> 8
-    out[at + 1] = rdlen & 0xFF
-
-
-Layout = tuple[list[_QSpan], list[_RSpan]]
-
-
-def layout(raw: bytes) -> Layout:
-    """Where each question and record (OPT included) of ``raw`` lies."""
-    try:
-        return _layout(raw)
-    except (IndexError, struct.error) as exc:
-        raise _Unsupported("layout") from exc
-
-
-def rebuild(
-    raw: bytes, where: Layout, questions: Sequence[int], records: Sequence[int], limit: int
-) -> tuple[list[bytes], int]:
-    """Packets holding the chosen questions and records (indices into ``where``, the layout of
-    ``raw``) with QU bits and TC cleared, each at most ``limit`` bytes. Returns (packets, items
-    dropped because they alone exceed ``limit``). A query split over several packets sets TC on
-    all but the last (RFC 6762 §7.2). Raises _Unsupported when the bytes cannot be rebuilt."""
-    qspans, rspans = where
-    pid, flags = struct.unpack_from("!HH", raw, 0)
-    flags &= ~wire.FLAG_TC
-    try:
-        # The items that open the packet unchanged are copied as they are: their compression
-        # pointers point backwards, into bytes that stay where they were (a link-local address
-        # dropped at the end of an announcement costs one slice, not a re-encode).
-        nq, nr = len(questions), len(records)
-        kq = kr = 0
-        while kq < nq and questions[kq] == kq:
-            kq += 1
-        if kq == len(qspans):
-            while kr < nr and records[kr] == kr:
-                kr += 1
-        cut = rspans[kr - 1][3] if kr else qspans[kq - 1][1] + 4 if kq else 12
-        out = bytearray(raw[:cut])
-        counts = [kq, 0, 0, 0]
-        for i in range(kq):
-            out[qspans[i][1] + 2] &= 0x7F  # QU cleared: answers come back by multicast
-        for i in range(kr):
-            counts[rspans[i][4]] += 1
-        moved: dict[int, int] = {}
-        for i in questions[kq:]:  # the rest: names re-pointed
-            _emit_question(raw, qspans[i], out, moved, cut)
-            counts[0] += 1
-        for i in records[kr:]:
-            _emit_record(raw, rspans[i], out, moved, cut)
-            counts[rspans[i][4]] += 1
-        if len(out) <= limit:
-            _HEADER.pack_into(out, 0, pid, flags, *counts)
-            return [bytes(out)], 0
-        items: list[tuple[int, int]] = [(0, i) for i in questions] + [
-            (rspans[i][4], i) for i in records
-        ]
-        return _split(raw, qspans, rspans, items, pid, flags, limit)
-    except IndexError as exc:
-        raise _Unsupported("bounds") from exc
-
-
-def _split(
-    raw: bytes,
-    qspans: list[_QSpan],
-    rspans: list[_RSpan],
-    items: list[tuple[int, int]],
-    pid: int,
-    flags: int,
-    limit: int,
-) -> tuple[list[bytes], int]:
-    packets: list[bytes] = []
-    dropped = 0
-    out = bytearray(12)
-    moved: dict[int, int] = {}
-    counts = [0, 0, 0, 0]
-    k = 0
-    while k < len(items):
-        section, i = items[k]
-        mark = len(out)
-        trial = dict(moved)
-        if section == 0:
-            _emit_question(raw, qspans[i], out, trial)
-        else:
-            _emit_record(raw, rspans[i], out, trial)
-        if len(out) <= limit:
-            moved = trial
-            counts[section] += 1
-            k += 1
-            continue
-        del out[mark:]
-        if not any(counts):  # alone and still too big
-            dropped += 1
-            k += 1
-            continue
-        _HEADER.pack_into(out, 0, pid, flags, *counts)
-        packets.append(bytes(out))
-        out = bytearray(12)
-        moved = {}
-        counts = [0, 0, 0, 0]
-    if any(counts):
-        _HEADER.pack_into(out, 0, pid, flags, *counts)
-        packets.append(bytes(out))
-    if not flags & wire.FLAG_QR:
-        for j in range(len(packets) - 1):
-            b = bytearray(packets[j])
-            b[2] |= wire.FLAG_TC >> 8
-            packets[j] = bytes(b)
-    return packets, dropped
-
-
-def clear_qu(raw: bytes) -> bytes:
-    """``raw`` with every question's QU bit cleared (nothing else touched)."""
-    qd = struct.unpack_from("!H", raw, 4)[0]
-    out = bytearray(raw)
-    pos = 12
-    for _ in range(qd):
-        pos = _skip_name(raw, pos)
-        out[pos + 2] &= 0x7F
-        pos += 4
-    return bytes(out)
-
-
-# --- the decision --------------------------------------------------------------------------
-
-
 class Reflector:
-    """Pure reflection decisions over VLANs; see the module docstring."""
+    """Pure reflection decisions over VLANs; see the package docstring."""
 
     def __init__(
         self,
@@ -579,13 +117,13 @@ class Reflector:
         self.vlans = tuple(vlans)
         self.config = config
         self.window = window
-        self.plan = _Plan(self.vlans, engine or PolicyEngine((), self.vlans))
+        self.plan = Plan(self.vlans, engine or PolicyEngine((), self.vlans))
         self._links: list[Link | None] = [None] * len(self.vlans)
         self._mtu: list[int] = [const.REFLECT_DEFAULT_MTU] * len(self.vlans)
         self._up: dict[int, int] = {int(socket.AF_INET): 0, int(socket.AF_INET6): 0}
         self._in = [TokenBucket(config.rate, config.burst) for _ in self.vlans]
         self._out = [TokenBucket(config.rate, config.burst) for _ in self.vlans]
-        self.marks = _Marks(window, const.REFLECT_MARKS_MAX)
+        self.marks = Marks(window, const.REFLECT_MARKS_MAX)
         # learned SRV targets: (VLAN index, host key) -> {(type, instance): expiry}
         self._targets: dict[tuple[int, dns.name.Name], dict[tuple[str, str], float]] = {}
         # services seen announced: (VLAN index, type, instance) -> expiry
@@ -602,7 +140,7 @@ class Reflector:
 
     def set_policy(self, engine: PolicyEngine) -> None:
         """Fold a new policy set into masks (called on every reload, never per packet)."""
-        self.plan = _Plan(self.vlans, engine)
+        self.plan = Plan(self.vlans, engine)
 
     def set_links(self, links: Mapping[str, Link], mtus: Mapping[str, int] | None = None) -> None:
         """The VLAN interfaces as they are now (called after every interface rescan)."""
@@ -672,7 +210,7 @@ class Reflector:
         marks.cur[fp] = (now, covered)
         if not cand & ~covered:
             return self._drop(vlan, DUPLICATE)
-        for d in _bits(cand & covered):
+        for d in bits(cand & covered):
             self.packets[(vlan, self.vlans[d], DUPLICATE)] += 1
         cand &= ~covered
         if not self._in[si].take(now):
@@ -719,7 +257,7 @@ class Reflector:
         if parts is not None:
             return plan.question_mask(si, parts[0], parts[1])
         # a host name: where it is the target of a service the asker may see
-        return _sources_where(
+        return sources_where(
             plan.sources_for[si], lambda d: bool(self._learned_mask(d, name, now) >> si & 1)
         )
 
@@ -744,7 +282,7 @@ class Reflector:
             self._known_answer_masks(si, records, cand, now) if records else ([], 0)
         )
         marks = self.marks
-        qkeys = [(_question_key(q), family) for q in packet.questions]
+        qkeys = [(question_key(q), family) for q in packet.questions]
         for k in qkeys:
             marks.cur[(k, si)] = (now, 0)
         window = self.window
@@ -752,7 +290,7 @@ class Reflector:
         has_qu = any(q.unicast for q in packet.questions)
         truncated = bool(packet.flags & wire.FLAG_TC)  # its continuation is not reflected
         nq = len(qmasks)
-        for d in _bits(cand):
+        for d in bits(cand):
             dest = self.vlans[d]
             if not wanted >> d & 1:
                 self.packets[(vlan, dest, FILTERED)] += 1
@@ -772,7 +310,7 @@ class Reflector:
             sent = self._emit(si, d, vlan, packet, raw, family, qs, rs, whole, has_qu, outputs, now)
             if sent:
                 for j in qs:
-                    marks.cur[(qkeys[j], d)] = (now, _OURS)
+                    marks.cur[(qkeys[j], d)] = (now, OURS)
         return outputs
 
     def _known_answer_masks(
@@ -782,7 +320,7 @@ class Reflector:
         on when the asker may see them there (so answers it holds are not sent again)."""
         masks, link_local = self._record_masks(si, records, now, learn=False)
         plan = self.plan
-        dests = _bits(cand)
+        dests = bits(cand)
         for i, rec in enumerate(records):
             if link_local >> i & 1:
                 continue
@@ -871,17 +409,17 @@ class Reflector:
         record keys, goodbye flags and a bitmask of the records that are echoes of ours (never
         reflected again: that would pass them on as if they lived on ``si``)."""
         records = packet.records()
-        goodbye = [0 if r.ttl else _GOODBYE for r in records]
-        if _GOODBYE in goodbye:
+        goodbye = [0 if r.ttl else GOODBYE for r in records]
+        if GOODBYE in goodbye:
             self._goodbyes += 1
         slots = self.marks.slots
         window = self.window
         echo = cross = echoed = 0
         n = len(self.vlans)
-        keys: list[list[Any]] = [slots(_record_key(r, family), n) for r in records]
+        keys: list[list[Any]] = [slots(record_key(r, family), n) for r in records]
         for j, marks in enumerate(keys):
             here = marks[si]
-            if here is not None and now - here[0] < window and here[1] & _OURS:
+            if here is not None and now - here[0] < window and here[1] & OURS:
                 echo += 1
                 echoed |= 1 << j
             else:
@@ -890,7 +428,7 @@ class Reflector:
                         other is not None
                         and d != si
                         and now - other[0] < window
-                        and not other[1] & _OURS
+                        and not other[1] & OURS
                     ):
                         cross += 1
                         break
@@ -945,7 +483,7 @@ class Reflector:
             return self._drop(vlan, FILTERED)
         outputs: list[Output] = []
         nr = len(records)
-        for d in _bits(cand):
+        for d in bits(cand):
             dest = self.vlans[d]
             if not wanted >> d & 1:
                 self.packets[(vlan, dest, FILTERED)] += 1
@@ -958,7 +496,7 @@ class Reflector:
                     if (
                         seen is not None
                         and now - seen[0] < window
-                        and (seen[1] & _GOODBYE) == goodbye[j]
+                        and (seen[1] & GOODBYE) == goodbye[j]
                     ):
                         dups += 1
                     else:
@@ -973,7 +511,7 @@ class Reflector:
                 si, d, vlan, packet, raw, family, [], rs, len(rs) == nr, False, outputs, now
             ):
                 for j in rs:
-                    keys[j][d] = (now, goodbye[j] | _OURS)
+                    keys[j][d] = (now, goodbye[j] | OURS)
         return outputs
 
     # --- output -----------------------------------------------------------------------------
@@ -1043,7 +581,7 @@ class Reflector:
             if chosen and len(kept) != len(where[1]):  # OPT (EDNS plumbing) stays with records
                 chosen = sorted({*chosen, *(i for i, r in enumerate(where[1]) if r[2] == _OPT)})
             datas, dropped = rebuild(raw, where, qs, chosen, limit)
-        except (_Unsupported, IndexError):
+        except (Unsupported, IndexError):
             datas, dropped = self._rebuild_dnspython(packet, qs, rs, limit)
         if dropped:
             self.records[(vlan, dest, TOO_BIG)] += dropped
@@ -1107,7 +645,7 @@ class Reflector:
     def _count_filtered_records(
         self, vlan: str, cand: int, rmasks: list[int], link_local: int
     ) -> None:
-        for d in _bits(cand):
+        for d in bits(cand):
             self._count_removed(vlan, self.vlans[d], rmasks, link_local, d)
 
     # --- SRV targets --------------------------------------------------------------------------
@@ -1171,90 +709,3 @@ def _trim(table: dict[Any, Any], expired: Callable[[Any], bool], cap: int) -> No
     if excess > 0:
         for key in list(itertools.islice(table, excess)):
             del table[key]
-
-
-def _bits(mask: int) -> list[int]:
-    out = []
-    i = 0
-    while mask:
-        if mask & 1:
-            out.append(i)
-        mask >>= 1
-        i += 1
-    return out
-
-
-# --- the asyncio-free glue -------------------------------------------------------------------
-
-
-def interface_mtu(name: str) -> int:
-    try:
-        return int(Path(f"/sys/class/net/{name}/mtu").read_text().strip())
-    except (OSError, ValueError):
-        return const.REFLECT_DEFAULT_MTU
-
-
-Sender = Callable[[bytes, int, int], bool]  # (payload, ifindex, family) -> sent?
-
-
-class ReflectorGlue:
-    """Ingest listener in, transport send out; follows link and policy changes."""
-
-    def __init__(
-        self,
-        reflector: Reflector,
-        links: Links,
-        send: Sender,
-        clock: Callable[[], float],
-        mtu: Callable[[str], int] = interface_mtu,
-    ) -> None:
-        self.reflector = reflector
-        self.links = links
-        self.send = send
-        self.clock = clock
-        self.mtu = mtu
-        self.errors = 0
-
-    def on_packet(
-        self, vlan: str, packet: wire.Packet, raw: bytes, src: str, port: int, family: int
-    ) -> None:
-        try:
-            outputs = self.reflector.handle(vlan, packet, raw, src, port, family, self.clock())
-        except Exception:  # a packet must never take the reader down
-            self.errors += 1
-            self.reflector.packets[(vlan, "", ERROR)] += 1
-            _limited.warning(
-                ("reflector-error", vlan), "reflector: packet from %s on VLAN %s failed", src, vlan
-            )
-            log.debug("reflector failure", exc_info=True)
-            return
-        for out in outputs:
-            if not self.send(out.data, out.ifindex, out.family):
-                self.reflector.sent_failed(out, vlan)
-
-    @classmethod
-    def attach(cls, gateway: Gateway) -> ReflectorGlue:
-        """Build the reflector for a gateway and subscribe it to packets, policy and links."""
-        from .metrics import ReflectorCollector
-
-        config = gateway.config
-        reflector = Reflector(list(config.vlans), config.reflector, gateway.engine)
-        glue = cls(reflector, gateway.links, gateway.transport.send, time.monotonic)
-        gateway.ingest.listeners.append(glue.on_packet)
-        gateway.engine_hooks.append(glue.set_policy)
-        gateway.extra_collectors.append(ReflectorCollector(reflector))
-        log.info(
-            "reflector enabled: %.0f packets/s per VLAN and direction, burst %d",
-            config.reflector.rate,
-            config.reflector.burst,
-        )
-        return glue
-
-    def refresh_links(self) -> None:
-        by_vlan = self.links.by_vlan
-        self.reflector.set_links(
-            by_vlan, {v: self.mtu(link.interface) for v, link in by_vlan.items()}
-        )
-
-    def set_policy(self, engine: PolicyEngine) -> None:
-        self.reflector.set_policy(engine)
