@@ -20,7 +20,7 @@ from .mdns.links import Links
 from .mdns.transport import MdnsTransport
 from .memory import MemoryKeeper
 from .policy import PolicyEngine, PolicyError, default_engine, load_policy_dir
-from .policy_watch import PolicyWatcher
+from .policy.watch import PolicyWatcher
 from .store import Store
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Unit and property tests of the pure policy engine (bridge/policy.py)."""
+"""Unit and property tests of the pure policy engine (bridge/policy/)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import bridge.policy as policy_mod
+import bridge.policy.engine as engine_mod
+import bridge.policy.model as policy_mod
 from bridge.policy import (
     ANY,
     PolicyEngine,
@@ -29,7 +30,7 @@ from bridge.policy import (
     parse_policy_text,
     split_service_name,
 )
-from bridge.policy_watch import PolicyWatcher
+from bridge.policy.watch import PolicyWatcher
 
 ROOT = Path(__file__).resolve().parent.parent
 VLANS = ("trusted", "iot", "guest")
@@ -410,8 +411,8 @@ def test_wide_area_flag() -> None:
 
 
 def test_memo_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(policy_mod, "MEMO_MAX_TYPES", 4)
-    monkeypatch.setattr(policy_mod, "MEMO_MAX_INSTANCES", 8)
+    monkeypatch.setattr(engine_mod, "MEMO_MAX_TYPES", 4)
+    monkeypatch.setattr(engine_mod, "MEMO_MAX_INSTANCES", 8)
     engine = PolicyEngine([pol("p", ["iot"], ["trusted"], allow=["A*"])], VLANS)
     trusted = engine.view("trusted")
     for i in range(50):
@@ -1098,7 +1099,7 @@ def test_property_parser_never_crashes(top: dict[str, object], spec: dict[str, o
 
 
 # ------------------------------------------------------------------------------------------------
-# Hot reload (bridge/policy_watch.py)
+# Hot reload (bridge/policy/watch.py)
 # ------------------------------------------------------------------------------------------------
 
 

@@ -27,7 +27,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import bridge.policy as policy_mod
+import bridge.policy.model as policy_mod
 from bridge.policy import API_VERSION, KIND, PolicyError, load_policy_dir, parse_policy_text
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -30,7 +30,9 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Final, TypeVar
 
-from bridge.policy import MAX_FILE_BYTES, PolicyEngine, PolicyError, load_policy_dir, policy_files
+from .engine import PolicyEngine
+from .loading import load_policy_dir, policy_files
+from .model import MAX_FILE_BYTES, PolicyError
 
 __all__ = ["PolicyWatcher"]
 
