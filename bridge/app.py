@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import signal
 import time
 from collections.abc import Callable, Mapping
@@ -24,6 +25,34 @@ from .policy.watch import PolicyWatcher
 from .store import Store
 
 log = logging.getLogger(__name__)
+
+
+def raise_file_limit() -> int:
+    """Soft RLIMIT_NOFILE up to the hard limit; warns when the caps could still exhaust it.
+
+    The usual soft limit (1,024) is below what the TCP DNS and HTTP caps allow together with
+    the sockets the gateway needs itself; running out stops every listener from accepting.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = const.FD_LIMIT_UNBOUNDED if hard == resource.RLIM_INFINITY else hard
+    if want > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            soft = want
+        except (ValueError, OSError) as exc:
+            log.warning("cannot raise the open-file limit from %d to %d: %s", soft, want, exc)
+    need = const.DNS_TCP_MAX_CONNECTIONS + const.HTTP_MAX_CONNECTIONS + const.FD_RESERVE
+    if soft < need:
+        log.warning(
+            "open-file limit %d is below %d (TCP DNS %d + HTTP %d + %d for sockets and files):"
+            " a connection flood can stop the listeners; raise it (systemd: LimitNOFILE=)",
+            soft,
+            need,
+            const.DNS_TCP_MAX_CONNECTIONS,
+            const.HTTP_MAX_CONNECTIONS,
+            const.FD_RESERVE,
+        )
+    return soft
 
 
 class Gateway:
@@ -176,6 +205,7 @@ class Gateway:
 
     async def start(self) -> None:
         loop = self._loop = asyncio.get_running_loop()
+        raise_file_limit()
         self.browser.wake = self._wake_browser
         self.load_policies()
         if self.config.policies is not None:

@@ -98,6 +98,18 @@ REFLECT_DEFAULT_MTU = 1500  # bytes; used when an interface's MTU cannot be read
 # --- interfaces ----------------------------------------------------------------------------
 IFACE_RESCAN_INTERVAL = 2.0  # s; interface changes (link flap, re-added VLAN) seen within this
 
+# --- HTTP surface ----------------------------------------------------------------------------
+HTTP_MAX_CONNECTIONS = 64  # concurrent clients (Prometheus and an operator need a few); more are
+#   closed at accept: 1,105 idle ones once took every descriptor and TCP DNS stopped accepting
+HTTP_MAX_REQUEST_HEAD = 8192  # bytes of request line and headers; more is refused (431)
+HTTP_REQUEST_TIMEOUT = 10.0  # s to send the request head; slow clients are dropped (408)
+HTTP_WRITE_TIMEOUT = 10.0  # s for a client to take its response; one that does not read is cut
+HTTP_MAX_QUERY_FIELDS = 16  # query-string fields; the API reads three at most
+FD_RESERVE = 128  # descriptors beyond the TCP DNS and HTTP caps (mDNS and DNS sockets per VLAN
+#   and listener, chronyc pipes, policy files); start-up warns when the limit leaves less
+FD_LIMIT_UNBOUNDED = 1_048_576  # descriptors asked for when the hard limit is unlimited (Linux's
+#   default fs.nr_open: setrlimit refuses more)
+
 # --- configuration -------------------------------------------------------------------------
 CONFIG_MAX_BYTES = 1_048_576  # bytes read of --config at most; a config is a few KB, a wrong path
 #   (a device, a log) must not be read whole

@@ -3,6 +3,9 @@
 A small HTTP/1.1 server on asyncio streams (GET only, one request per connection, bounded
 request size and time): the surface is a handful of read-only pages, and a web framework
 would cost the gateway more memory (aiohttp: ~12 MB RSS) than everything else it imports.
+Connections are capped (HTTP_MAX_CONNECTIONS; 1,105 idle ones once used up every descriptor
+of the process and TCP DNS stopped accepting); when full, the oldest connection still waiting for
+its request head is closed, so a scrape that sends its request at once is served during a flood.
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
+import dns.name
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from . import const
 from .metrics import registry_for
 
 if TYPE_CHECKING:
@@ -24,8 +29,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 _MAX_RECORDS_LISTED = 5000  # a diagnostics page must stay small on a busy network
-_MAX_REQUEST_HEAD = 8192  # bytes of request line and headers; more is refused (431)
-_REQUEST_TIMEOUT = 10.0  # s to send the request head; slow clients are dropped
 _JSON = "application/json; charset=utf-8"
 
 Response = tuple[int, str, bytes]  # (status, content type, body)
@@ -34,6 +37,15 @@ Handler = Callable[[Mapping[str, str]], Awaitable[Response]]
 
 def _json(data: Any, status: int = 200) -> Response:
     return status, _JSON, json.dumps(data).encode()
+
+
+def _unicode(name: dns.name.Name) -> str:
+    """The name for people; as sent when it is no valid IDNA (an announced xn--.local made
+    every /api/records request fail with 500)."""
+    try:
+        return name.to_unicode()
+    except (dns.name.IDNAException, UnicodeError):
+        return name.to_text()
 
 
 class HttpSurface:
@@ -51,10 +63,19 @@ class HttpSurface:
         }
         self._server: asyncio.base_events.Server | None = None
         self._clients: set[asyncio.Task[None]] = set()
+        # connections still reading their request head, oldest first (the ones to close when full)
+        self._waiting: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        # connections closed by us, by reason: full (none waiting to close instead), idle (the
+        # oldest waiting one, for a new one), timeout (head not sent or response not read in time)
+        self.closed = {"full": 0, "idle": 0, "timeout": 0}
 
     async def start(self, address: tuple[str, int]) -> None:
         self._server = await asyncio.start_server(
-            self._client, address[0], address[1], reuse_address=True, limit=_MAX_REQUEST_HEAD
+            self._client,
+            address[0],
+            address[1],
+            reuse_address=True,
+            limit=const.HTTP_MAX_REQUEST_HEAD,
         )
         log.info("HTTP on %s port %d (/metrics, /healthz, /readyz, /api/...)", *address)
 
@@ -75,45 +96,73 @@ class HttpSurface:
             self._server = None
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self._clients) >= const.HTTP_MAX_CONNECTIONS:
+            if not self._waiting:
+                self.closed["full"] += 1
+                writer.transport.abort()  # no answer: a full table must cost nothing more
+                return
+            oldest = next(iter(self._waiting))
+            self._waiting.pop(oldest).transport.abort()  # its read ends, its task finishes
+            self.closed["idle"] += 1
         task = asyncio.current_task()
         if task is not None:
             self._clients.add(task)
+            self._waiting[task] = writer
+        done = False
         try:
-            status, ctype, body = await self._respond(reader)
+            status, ctype, body = await self._respond(reader, task)
             reason = HTTPStatus(status).phrase
             head = (
                 f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\n"
                 f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
             )
             writer.write(head.encode("latin-1") + body)
-            await writer.drain()
+            async with asyncio.timeout(const.HTTP_WRITE_TIMEOUT):
+                await writer.drain()
+            done = True
+        except TimeoutError:
+            self.closed["timeout"] += 1
         except (ConnectionError, OSError, asyncio.IncompleteReadError):
             pass
         finally:
             if task is not None:
                 self._clients.discard(task)
-            writer.close()
+                self._waiting.pop(task, None)
+            if done:
+                writer.close()
+            else:  # close() would keep the descriptor until a non-reading client reads
+                writer.transport.abort()
 
-    async def _respond(self, reader: asyncio.StreamReader) -> Response:
+    async def _respond(
+        self, reader: asyncio.StreamReader, task: asyncio.Task[None] | None
+    ) -> Response:
         try:
-            async with asyncio.timeout(_REQUEST_TIMEOUT):
+            async with asyncio.timeout(const.HTTP_REQUEST_TIMEOUT):
                 head = await reader.readuntil(b"\r\n\r\n")
         except asyncio.LimitOverrunError:
             return 431, "text/plain", b"request head too large\n"
         except TimeoutError:
+            self.closed["timeout"] += 1
             return 408, "text/plain", b"request timeout\n"
+        finally:
+            if task is not None:
+                self._waiting.pop(task, None)
         try:
             method, target, _ = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
         except ValueError:
             return 400, "text/plain", b"bad request line\n"
         if method != "GET":
             return 405, "text/plain", b"GET only\n"
-        url = urlsplit(target)
+        try:
+            url = urlsplit(target)
+            query = dict(parse_qsl(url.query, max_num_fields=const.HTTP_MAX_QUERY_FIELDS))
+        except ValueError:
+            return 400, "text/plain", b"bad request target\n"
         handler = self.routes.get(url.path)
         if handler is None:
             return 404, "text/plain", b"not found\n"
         try:
-            return await handler(dict(parse_qsl(url.query)))
+            return await handler(query)
         except Exception:  # a diagnostics bug must not take the page (or the gateway) down
             log.exception("HTTP %s failed", url.path)
             return 500, "text/plain", b"internal error\n"
@@ -151,7 +200,7 @@ class HttpSurface:
             rows.append(
                 {
                     "vlan": c.vlan,
-                    "name": c.name.to_unicode(),
+                    "name": _unicode(c.name),
                     "type": c.rdtype,
                     "rdata": c.rdata.to_text(),
                     "ttl": c.ttl,

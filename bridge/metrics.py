@@ -130,6 +130,17 @@ class GatewayCollector(Collector):
         g = GaugeMetricFamily(f"{NS}_policy_resources", "Policy resources in force")
         g.add_metric([], len(gw.engine.policies))
         yield g
+        http = gw.http
+        if http is not None:
+            c = CounterMetricFamily(
+                f"{NS}_http_connections_closed",
+                "HTTP connections we closed: full (cap reached, none idle), idle (the oldest "
+                "one waiting for its request, for a new one), timeout (request or response)",
+                labels=["reason"],
+            )
+            for reason, n in sorted(http.closed.items()):
+                c.add_metric([reason], n)
+            yield c
         for extra in gw.extra_collectors:
             yield from extra.collect()
 

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import resource
+import socket
 
+import dns.name
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
 import pytest
 
-from bridge.app import Gateway
+from bridge import const
+from bridge.app import Gateway, raise_file_limit
 from bridge.config import Config
 from bridge.http import HttpSurface
 
@@ -63,3 +70,102 @@ def test_pages(surface_port: object) -> None:
             await surface.stop()
 
     asyncio.run(run())
+
+
+async def _closed_by_peer(reader: asyncio.StreamReader, within: float) -> bool:
+    """True when the server closes the connection (EOF or reset) within the deadline."""
+    try:
+        async with asyncio.timeout(within):
+            return await reader.read() == b""
+    except ConnectionError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def test_connection_flood_closes_the_oldest_idle_and_serves_a_prompt_request(
+    surface_port: object,
+) -> None:
+    """1,105 idle connections once used every descriptor; now at most HTTP_MAX_CONNECTIONS."""
+
+    async def run() -> None:
+        surface, port = await surface_port()  # type: ignore[operator]
+        idle = []
+        try:
+            for _ in range(const.HTTP_MAX_CONNECTIONS + 20):
+                idle.append(await asyncio.open_connection("127.0.0.1", port))
+            # the 20 beyond the cap closed the 20 oldest idle ones
+            closed = [await _closed_by_peer(r, 2.0) for r, _ in idle[:20]]
+            assert all(closed), closed
+            assert surface.closed["idle"] == 20 and surface.closed["full"] == 0
+            assert len(surface._clients) == const.HTTP_MAX_CONNECTIONS
+            # a scrape during the flood is served (it closes one more idle connection)
+            status, _, body = await get(port, b"GET /metrics HTTP/1.1\r\n\r\n")
+            assert status == 200 and b"mdns_gateway_store_records" in body
+            assert surface.closed["idle"] == 21
+        finally:
+            for _, w in idle:
+                w.close()
+            await surface.stop()
+
+    asyncio.run(run())
+
+
+def test_a_client_that_does_not_read_its_response_is_cut(
+    surface_port: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(const, "HTTP_WRITE_TIMEOUT", 0.3)
+
+    async def run() -> None:
+        surface, port = await surface_port()  # type: ignore[operator]
+
+        async def big(query: object) -> tuple[int, str, bytes]:
+            return 200, "text/plain", b"x" * 32_000_000  # far beyond both socket buffers
+
+        surface.routes["/big"] = big
+        try:
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+            sock.send(b"GET /big HTTP/1.1\r\n\r\n")
+            deadline = asyncio.get_running_loop().time() + 5.0
+            while not surface.closed["timeout"]:
+                assert asyncio.get_running_loop().time() < deadline, surface.closed
+                await asyncio.sleep(0.05)
+            assert not surface._clients
+            sock.close()
+        finally:
+            await surface.stop()
+
+    asyncio.run(run())
+
+
+def test_records_page_survives_a_name_that_is_no_valid_idna(surface_port: object) -> None:
+    """One announcement of xn--.local made /api/records answer 500 on every request."""
+
+    async def run() -> None:
+        surface, port = await surface_port()  # type: ignore[operator]
+        try:
+            rdata = dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.A, "10.0.0.2")
+            surface.gw.store.add("t", dns.name.from_text("xn--.local."), 1, rdata, 120, now=0.0)
+            status, _, body = await get(port, b"GET /api/records HTTP/1.1\r\n\r\n")
+            assert status == 200, body
+            assert [r["name"] for r in json.loads(body)["records"]] == ["xn--.local."]
+            many = "&".join(f"k{i}=v" for i in range(const.HTTP_MAX_QUERY_FIELDS + 1))
+            assert (await get(port, f"GET /api/records?{many} HTTP/1.1\r\n\r\n".encode()))[0] == 400
+        finally:
+            await surface.stop()
+
+    asyncio.run(run())
+
+
+def test_open_file_limit_is_raised_to_the_hard_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, hard), hard))
+        got = raise_file_limit()
+        want = const.FD_LIMIT_UNBOUNDED if hard == resource.RLIM_INFINITY else hard
+        assert got == want == resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
