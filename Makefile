@@ -56,7 +56,7 @@ pytest:
 test-compiled:
 	@trap '$(MAKE) -s clean-compiled' EXIT; \
 	  MDNS_GATEWAY_COMPILE=1 $(TPY) setup.py -q build_ext --inplace && \
-	  $(TPY) -c 'import sys, build_ext; bad = build_ext.not_compiled(); sys.exit(bad and f"not compiled: {bad}")' && \
+	  $(TPY) -c 'import sys, build_ext; bad = build_ext.not_compiled(); sys.exit(f"not compiled: {bad}" if bad else 0)' && \
 	  $(VENV_PATH) $(TPY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) --ignore=tests/integration \
 	    --ignore=tests/test_loadtest_smoke.py
 
