@@ -158,7 +158,16 @@ class Gateway:
     def _zones(self) -> Zones:
         domains = {name: v.domain for name, v in self.config.vlans.items()}
         subnets = {name: link.subnets for name, link in self.links.by_vlan.items()}
-        return Zones(domains, self.config.dns.browse_domain, subnets)
+        dns_cfg = self.config.dns
+        # the nameserver's addresses per view: the router's on that VLAN; for "*" (the
+        # router's own clients) the concrete addresses it listens on
+        addresses = {name: link.addresses for name, link in self.links.by_vlan.items()}
+        addresses[ALL_VIEW] = tuple(
+            host
+            for host, _ in (*dns_cfg.listen, *dns_cfg.view_listeners.get(ALL_VIEW, ()))
+            if host not in ("0.0.0.0", "::")
+        )
+        return Zones(domains, dns_cfg.browse_domain, subnets, dns_cfg.nameserver, addresses)
 
     def _on_mdns(self, data: bytes, src: str, port: int, ifindex: int, family: int) -> None:
         assert self._loop is not None

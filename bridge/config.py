@@ -58,6 +58,9 @@ class DnsConfig:
     negative_ttl: int = const.DNS_NEGATIVE_TTL  # s; TTL of the SOA in NXDOMAIN/NODATA
     default_view: str | None = None  # view for clients outside every VLAN subnet; None: REFUSED
     ondemand_timeout: float = const.DNS_ONDEMAND_TIMEOUT  # s; cache-miss wait for mDNS answers
+    # the gateway's own host label in every zone it serves: <label>.<zone> is each apex's NS
+    # and SOA MNAME, with the router's addresses on the asking client's VLAN
+    nameserver: str = const.DNS_NAMESERVER_LABEL
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,6 +256,7 @@ _DNS_KEYS = {
     "negative_ttl",
     "default_view",
     "ondemand_timeout",
+    "nameserver",
 }
 _VLAN_KEYS = {"interface", "domain", "subnets"}
 
@@ -433,6 +437,14 @@ def _dns(raw: Any, vlans: Mapping[str, VlanConfig], bad: Any) -> DnsConfig:
             f"use one of {', '.join(sorted(vlans))}, '*' (sees every VLAN) or leave it out",
         )
         default_view = None
+    nameserver = raw.get("nameserver", const.DNS_NAMESERVER_LABEL)
+    if not isinstance(nameserver, str) or not _LABEL.fullmatch(nameserver):
+        bad(
+            "dns.nameserver",
+            f"{nameserver!r} is not a DNS label",
+            "use lower-case letters, digits and '-' (e.g. 'ns' or the router's host name)",
+        )
+        nameserver = const.DNS_NAMESERVER_LABEL
     return DnsConfig(
         listen=listen,
         view_listeners=views,
@@ -449,6 +461,7 @@ def _dns(raw: Any, vlans: Mapping[str, VlanConfig], bad: Any) -> DnsConfig:
             1.9,
             bad,
         ),
+        nameserver=nameserver,
     )
 
 

@@ -34,6 +34,7 @@ STORE_SWEEP_MAX = 5000  # records removed per sweep (20,000/s); readers skip exp
 
 # --- DNS front end -----------------------------------------------------------------------
 DNS_DEFAULT_PORT = 5300
+DNS_NAMESERVER_LABEL = "ns"  # the gateway's own name in each zone it serves: ns.<zone> (NS, SOA)
 DNS_MAX_TTL = 10  # s; RFC 8766 §5.5.1 suggests 10 s for proxied answers (configurable)
 DNS_NEGATIVE_TTL = 10  # s; SOA TTL on NXDOMAIN/NODATA (CoreDNS reads the SOA record's own TTL)
 DNS_PLAIN_UDP_LIMIT = 512  # bytes; RFC 1035 limit without EDNS

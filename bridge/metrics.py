@@ -70,6 +70,12 @@ class GatewayCollector(Collector):
         g = GaugeMetricFamily(f"{NS}_dns_ondemand_pending", "Cache misses waiting for mDNS")
         g.add_metric([], od.pending)
         yield g
+        c = CounterMetricFamily(
+            f"{NS}_dns_unusable_services",
+            "Services withheld from a unicast answer: their target had no usable address",
+        )
+        c.add_metric([], gw.resolver.unusable_services)
+        yield c
 
         ing = gw.ingest
         c = CounterMetricFamily(

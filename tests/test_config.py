@@ -33,6 +33,7 @@ def test_readme_configuration_reference_is_a_valid_config(tmp_path: Path) -> Non
     assert ("fd00:10::1", 5300) in cfg.dns.listen
     assert cfg.policies == tmp_path / "policies"
     assert str(cfg.vlans["trusted"].subnets[1]) == "fd00:10::/64"
+    assert cfg.dns.nameserver == "ns"
 
 
 def test_readme_chrony_block_is_valid(tmp_path: Path) -> None:
@@ -93,6 +94,11 @@ def test_readme_chrony_block_is_valid(tmp_path: Path) -> None:
             "100..10000000",
         ),
         ({"vlans": {"t": {"interface": "br10"}}, "polices": "./p"}, "polices", "policies"),
+        (
+            {"vlans": {"t": {"interface": "br10"}}, "dns": {"nameserver": "ns.router"}},
+            "dns.nameserver",
+            "the router's host name",
+        ),
     ],
 )
 def test_errors_name_file_key_and_fix(data: dict, key: str, fix: str) -> None:  # type: ignore[type-arg]

@@ -7,11 +7,19 @@ Zones served:
 - the browse domain and each VLAN subnet's reverse zone: b/db/lb._dns-sd._udp pointers
   (RFC 6763 §11) to the VLAN domains the view may see.
 Anything else is REFUSED: never an open resolver, never recursion.
+
+Every apex has an SOA and an NS naming the gateway in that zone (``ns.<apex>`` by default),
+whose A/AAAA are the router's own addresses on the asking client's VLAN (RFC 8766 §6.1, §6.2):
+resolvers that prime a stub zone find a consistent delegation. Unicast answers carry no
+address a unicast client cannot use (RFC 8766 §5.5.2): never an IPv6 link-local address (no
+interface to send it on), and an IPv4 link-local one only to the host's own VLAN. In ``local.``
+a name that is not a shared service-type name is answered from one VLAN only, the view's own
+first: two devices with one host name on two VLANs are never merged into one RRset.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -20,16 +28,22 @@ import dns.rcode
 import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
+import dns.rdtypes.ANY.NS
 import dns.rdtypes.ANY.PTR
 import dns.rdtypes.ANY.SOA
+import dns.rdtypes.IN.A
+import dns.rdtypes.IN.AAAA
 import dns.rrset
 
+from .. import const
 from ..config import ALL_VIEW, IPNetwork
 from ..dnssd import (
     LOCAL,
+    address_octets,
     browse_query,
+    is_browse_target,
     is_dnssd_meta,
-    is_link_local_text,
+    is_link_local,
     is_services,
     service_parts,
 )
@@ -37,13 +51,14 @@ from ..store import Cached, Store
 
 _ARPA = dns.name.from_text("arpa.")
 IN = dns.rdataclass.IN
-A, AAAA, PTR, SRV, TXT, SOA, ANY = (
+A, AAAA, PTR, SRV, TXT, SOA, NS, ANY = (
     dns.rdatatype.A,
     dns.rdatatype.AAAA,
     dns.rdatatype.PTR,
     dns.rdatatype.SRV,
     dns.rdatatype.TXT,
     dns.rdatatype.SOA,
+    dns.rdatatype.NS,
     dns.rdatatype.ANY,
 )
 ONDEMAND_TYPES = frozenset({A, AAAA, PTR, SRV, TXT, ANY})
@@ -87,6 +102,7 @@ class _Zone:
     apex: dns.name.Name
     kind: str  # "local" | "vlan" | "browse" | "reverse"
     vlan: str | None = None
+    ns: dns.name.Name = dns.name.root  # the gateway's own name in this zone (NS, SOA MNAME)
 
 
 class Zones:
@@ -97,16 +113,32 @@ class Zones:
         domains: Mapping[str, dns.name.Name],
         browse: dns.name.Name,
         subnets: Mapping[str, Iterable[IPNetwork]],
+        nameserver: str = const.DNS_NAMESERVER_LABEL,
+        addresses: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
+        label = nameserver.encode()
         zones = [_Zone(LOCAL, "local"), _Zone(browse, "browse")]
         zones += [_Zone(d, "vlan", v) for v, d in domains.items()]
         for vlan, nets in subnets.items():
             for net in nets:
                 zones.append(_Zone(reverse_zone(net), "reverse", vlan))
         self._by_apex: dict[dns.name.Name, _Zone] = {}
+        self._by_ns: dict[dns.name.Name, _Zone] = {}
         for z in zones:
-            self._by_apex.setdefault(z.apex, z)
+            if z.apex not in self._by_apex:
+                z = _Zone(z.apex, z.kind, z.vlan, dns.name.Name((label, *z.apex.labels)))
+                self._by_apex[z.apex] = z
+                self._by_ns[z.ns] = z
         self.domains = dict(domains)
+        # view name -> the router's addresses a client of that view can reach (no fe80::/10)
+        self.addresses: dict[str, tuple[str, ...]] = {
+            view: tuple(a for a in addrs if not _v6_link_local(a))
+            for view, addrs in (addresses or {}).items()
+        }
+
+    def ns_zone(self, qname: dns.name.Name) -> _Zone | None:
+        """The zone whose nameserver name ``qname`` is, if it is one."""
+        return self._by_ns.get(qname)
 
     def find(self, qname: dns.name.Name) -> _Zone | None:
         name = qname
@@ -133,11 +165,15 @@ def reverse_zone(net: IPNetwork) -> dns.name.Name:
 
 
 class Resolver:
+    """Answers a view's question from the store: pure, no sockets, time passed in."""
+
     def __init__(self, store: Store, zones: Zones, max_ttl: int, negative_ttl: int) -> None:
         self.store = store
         self.zones = zones
         self.max_ttl = max_ttl
         self.negative_ttl = negative_ttl
+        # services not offered to a view because their target has no address it can use
+        self.unusable_services = 0
 
     # --- entry point -----------------------------------------------------------------
 
@@ -145,6 +181,11 @@ class Resolver:
         zone = self.zones.find(qname)
         if zone is None:
             return Answer(dns.rcode.REFUSED, authoritative=False)
+        if qname == zone.apex:
+            return self._apex(view, zone, qtype)
+        ns_zone = self.zones.ns_zone(qname)
+        if ns_zone is not None:
+            return self._nameserver(view, ns_zone, qtype)
         if zone.kind in ("browse", "reverse"):
             return self._browse_zone(view, zone, qname, qtype, now)
         if zone.kind == "local":
@@ -155,8 +196,8 @@ class Resolver:
             vlans = [zone.vlan] if zone.vlan in view.policy.vlans else []
             local_name = qname.relativize(zone.apex).derelativize(LOCAL)
             domain = zone.apex
-        if qname == zone.apex:
-            return self._apex(zone, qtype)
+        if len(vlans) > 1 and not (is_services(local_name) or is_browse_target(local_name)):
+            vlans = self._holder(view, vlans, local_name, now)
         ans = Answer()
         types = None if qtype == ANY else (qtype,)
         found = self._collect(view, vlans, local_name, types, now, ans)
@@ -169,9 +210,7 @@ class Resolver:
         # a service type or instance the view may not see on a VLAN does not exist there for it:
         # no NOERROR from the names below it, and no mDNS question asked there (no query leak)
         vlans = [v for v in vlans if _may_see(view, v, local_name)]
-        exists = any(self._collect(view, [v], local_name, None, now, None) for v in vlans) or any(
-            self.store.has_below(v, local_name) for v in vlans
-        )
+        exists = any(self._exists(view, v, local_name, now) for v in vlans)
         ans.rcode = dns.rcode.NOERROR if exists else dns.rcode.NXDOMAIN
         ans.authority = [self._soa(zone)]
         if qtype in ONDEMAND_TYPES and _plausible(local_name, qtype):
@@ -193,17 +232,71 @@ class Resolver:
         for vlan in vlans:
             for rdtype in types if types is not None else self.store.types_at(vlan, name):
                 for c in self.store.get(vlan, name, rdtype, now):
-                    if self._visible(view, c):
+                    if self._usable(view, c, now) and self._visible(view, c):
                         out.append(c)
         return out
 
+    def _exists(self, view: View, vlan: str, name: dns.name.Name, now: float) -> bool:
+        """The name exists for the view on ``vlan`` (NODATA, not NXDOMAIN), even when every
+        record it has there is one the view cannot use (a host with only fe80:: addresses)."""
+        return self._holds(view, vlan, name, now) or self.store.has_below(vlan, name)
+
+    def _holds(self, view: View, vlan: str, name: dns.name.Name, now: float) -> bool:
+        """``vlan`` has a record at ``name`` that the view's policy lets it see."""
+        for rdtype in self.store.types_at(vlan, name):
+            if any(self._visible(view, c) for c in self.store.get(vlan, name, rdtype, now)):
+                return True
+        return False
+
+    def _holder(self, view: View, vlans: list[str], name: dns.name.Name, now: float) -> list[str]:
+        """The one VLAN that answers for a host or instance name: the view's own if it holds
+        the name, else the first in order; all of them when none does (negative answers)."""
+        order = [view.vlan] if view.vlan in vlans else []
+        order += [v for v in vlans if v != view.vlan]
+        for v in order:
+            if self._holds(view, v, name, now):
+                return [v]
+        return vlans
+
+    def _usable(self, view: View, c: Cached, now: float) -> bool:
+        """RFC 8766 §5.5.2: nothing a unicast client cannot use. An IPv6 link-local address
+        is never usable (unicast DNS carries no interface); an IPv4 link-local one only on
+        its own VLAN. A service whose target has addresses, none usable, is not offered."""
+        rdtype = c.rdtype
+        if rdtype in (A, AAAA):
+            raw = address_octets(c.rdata.address)  # type: ignore[attr-defined]
+            return not is_link_local(raw) or (rdtype == A and c.vlan == view.vlan)
+        if rdtype == SRV:
+            if not self._target_usable(view, c.vlan, c.rdata.target, now):  # type: ignore
+                self.unusable_services += 1
+                return False
+        elif rdtype == PTR and not is_services(c.name):
+            target = c.rdata.target  # type: ignore[attr-defined]
+            srvs = self.store.get(c.vlan, target, SRV, now) if service_parts(target) else ()
+            if srvs and not any(
+                self._target_usable(view, c.vlan, s.rdata.target, now)  # type: ignore
+                for s in srvs
+            ):
+                self.unusable_services += 1
+                return False
+        return True
+
+    def _target_usable(self, view: View, vlan: str, target: dns.name.Name, now: float) -> bool:
+        """True unless the target's addresses are known and none is usable by the view (with
+        none known yet the browser is asking for them: the service stays offered)."""
+        known = False
+        for rdtype in (A, AAAA):
+            for a in self.store.get(vlan, target, rdtype, now):
+                known = True
+                raw = address_octets(a.rdata.address)  # type: ignore[attr-defined]
+                if not is_link_local(raw) or (rdtype == A and vlan == view.vlan):
+                    return True
+        return not known
+
     def _visible(self, view: View, c: Cached) -> bool:
+        """Policy: may the view see this record (addresses are ``_usable``'s concern)?"""
         policy = view.policy
         vlan = c.vlan
-        if (
-            c.rdtype in (A, AAAA) and vlan != view.vlan and is_link_local_text(c.rdata.address)  # type: ignore[attr-defined]
-        ):
-            return False
         name = c.name
         if is_services(name):
             parts = service_parts(c.rdata.target) if c.rdtype == PTR else None  # type: ignore
@@ -275,21 +368,49 @@ class Resolver:
                 ans.min_remaining = min(ans.min_remaining, c.remaining)
             ans.additional = self._rrsets(None, extra, domain)
 
-    def _apex(self, zone: _Zone, qtype: int) -> Answer:
+    def _apex(self, view: View, zone: _Zone, qtype: int) -> Answer:
+        """SOA and NS at the apex; the nameserver's addresses go with an NS answer."""
         ans = Answer()
-        soa = self._soa(zone)
         if qtype in (SOA, ANY):
-            ans.answer = [soa]
-        else:
-            ans.authority = [soa]
+            ans.answer.append(self._soa(zone))
+        if qtype in (NS, ANY):
+            rrset = dns.rrset.RRset(zone.apex, IN, NS)
+            rrset.add(dns.rdtypes.ANY.NS.NS(IN, NS, zone.ns), self.negative_ttl)
+            ans.answer.append(rrset)
+            ans.additional = self._ns_addresses(view, zone, (A, AAAA))
+        if not ans.answer:
+            ans.authority = [self._soa(zone)]
         return ans
+
+    def _nameserver(self, view: View, zone: _Zone, qtype: int) -> Answer:
+        """``ns.<zone>``: the router's addresses on the asking client's VLAN, nothing else
+        (in ``local.`` and the VLAN domains it shadows a device of that name)."""
+        ans = Answer()
+        types = (A, AAAA) if qtype == ANY else (qtype,) if qtype in (A, AAAA) else ()
+        ans.answer = self._ns_addresses(view, zone, types)
+        if not ans.answer:
+            ans.authority = [self._soa(zone)]
+        return ans
+
+    def _ns_addresses(self, view: View, zone: _Zone, types: Iterable[int]) -> list[dns.rrset.RRset]:
+        addrs = self.zones.addresses.get(view.name, ())
+        out = []
+        for rdtype in types:
+            rrset = dns.rrset.RRset(zone.ns, IN, dns.rdatatype.RdataType.make(rdtype))
+            for a in addrs:
+                if (":" in a) == (rdtype == AAAA):
+                    cls = dns.rdtypes.IN.AAAA.AAAA if rdtype == AAAA else dns.rdtypes.IN.A.A
+                    rrset.add(cls(IN, rdtype, a), self.negative_ttl)
+            if rrset:
+                out.append(rrset)
+        return out
 
     def _soa(self, zone: _Zone) -> dns.rrset.RRset:
         rrset = dns.rrset.RRset(zone.apex, IN, SOA)
         rdata = dns.rdtypes.ANY.SOA.SOA(
             IN,
             SOA,
-            zone.apex,
+            zone.ns,
             dns.name.Name((b"hostmaster", *zone.apex.labels)),
             1,
             3600,
@@ -303,8 +424,6 @@ class Resolver:
     def _browse_zone(
         self, view: View, zone: _Zone, qname: dns.name.Name, qtype: int, now: float
     ) -> Answer:
-        if qname == zone.apex:
-            return self._apex(zone, qtype)
         rel = qname.relativize(zone.apex).labels
         ans = Answer()
         which = browse_query(rel)
@@ -333,9 +452,7 @@ class Resolver:
                 return ans
             if qtype in (PTR, ANY):
                 ans.ondemand = [(zone.vlan, qname, PTR)]
-            if self._collect(view, [zone.vlan], qname, None, now, None) or self.store.has_below(
-                zone.vlan, qname
-            ):
+            if self._exists(view, zone.vlan, qname, now):
                 ans.authority = [self._soa(zone)]
                 return ans
         ans.rcode = dns.rcode.NXDOMAIN
@@ -369,6 +486,10 @@ def _plausible(name: dns.name.Name, qtype: int) -> bool:
     if qtype in (A, AAAA):
         return len(name) == 3 and not name.labels[0].startswith(b"_")  # host.local.
     return parts is not None or len(name) == 3
+
+
+def _v6_link_local(text: str) -> bool:
+    return ":" in text and is_link_local(address_octets(text.split("%", 1)[0]))
 
 
 def _rewrite(name: dns.name.Name, domain: dns.name.Name | None) -> dns.name.Name:
