@@ -44,8 +44,8 @@ deps-test: $(VPY)
 TPY = "$$(if [ -x $(VPY) ]; then echo $(VPY); else echo $(PYTHON); fi)"
 
 lint:
-	$(TPY) -m ruff check bridge tests loadtest *.py
-	$(TPY) -m ruff format --check bridge tests loadtest *.py
+	$(TPY) -m ruff check bridge netlab tests loadtest *.py
+	$(TPY) -m ruff format --check bridge netlab tests loadtest *.py
 	$(TPY) -m mypy
 
 pytest:
@@ -57,8 +57,7 @@ test-compiled:
 	@trap '$(MAKE) -s clean-compiled' EXIT; \
 	  MDNS_GATEWAY_COMPILE=1 $(TPY) setup.py -q build_ext --inplace && \
 	  $(TPY) -c 'import sys, build_ext; bad = build_ext.not_compiled(); sys.exit(f"not compiled: {bad}" if bad else 0)' && \
-	  $(VENV_PATH) $(TPY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) --ignore=tests/integration \
-	    --ignore=tests/test_loadtest_smoke.py
+	  $(VENV_PATH) $(TPY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) --ignore=tests/integration
 
 clean-compiled:
 	rm -f bridge/*.so bridge/*/*.so

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.integration.lab import run
+from netlab.lab import run
 
 from . import procstat
 

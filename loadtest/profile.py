@@ -16,7 +16,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from tests.integration.lab import Lab
+from netlab.lab import Lab
 
 from . import workload
 from .dnsperf import dnsperf
@@ -160,8 +160,8 @@ def profile_reflector(
     kind: str, rate: float, seconds: float, out: Path, native: bool = False
 ) -> int:
     """The reflector benchmark's lab and packets at one rate, sampled by py-spy."""
-    from tests.integration.lab import lab_context
-    from tests.integration.mdns_probe import Sniffer, router_sources
+    from netlab.lab import lab_context
+    from netlab.mdns_probe import Sniffer, router_sources
 
     from .reflector_bench import run_step, start_gateway
 

@@ -130,7 +130,7 @@ def run_step(
     first: int,
 ) -> dict[str, Any]:
     from loadtest.procstat import cpu_seconds
-    from tests.integration.lab import poll_until
+    from netlab.lab import poll_until
 
     t0 = time.monotonic()
     with sniffer._lock:
@@ -217,7 +217,7 @@ def measure(
     """Both ladders; every step on a freshly started reflector (``start`` returns its pid),
     so that a step's figure does not depend on the steps before it: the records of earlier
     steps would otherwise come due for refresh and expiry during later ones."""
-    from tests.integration.mdns_probe import Sniffer, router_sources
+    from netlab.mdns_probe import Sniffer, router_sources
 
     sender_host = lab.hosts_in("a")[0]
     sniffer = Sniffer(lab.hosts_in("b")[0], max_packets=2_000_000)
@@ -262,7 +262,7 @@ def measure(
 def start_gateway(lab: Any) -> Any:
     """Our gateway in the lab's router, reflecting everything between a and b, rate limits
     lifted so that we measure its capacity."""
-    from tests.integration.lab import GatewayProcess
+    from netlab.lab import GatewayProcess
 
     policies = Path(lab.workdir) / "bench-policies"
     policies.mkdir(exist_ok=True)
@@ -303,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     pin(os.getpid(), CLIENT_CORE)  # children (sender processes) inherit it
 
     from loadtest.procstat import cpu_model
-    from tests.integration.lab import AvahiPublisher, Host, lab_context
+    from netlab.lab import AvahiPublisher, Host, lab_context
 
     compiled.use(None if args.pure else compiled.build())
     results: dict[str, Any] = {

@@ -28,7 +28,7 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 
-from tests.integration.lab import (
+from netlab.lab import (
     REPO_ROOT,
     Host,
     Lab,

@@ -11,7 +11,7 @@ from typing import Any
 
 import dns.message
 
-from tests.integration.lab import (
+from netlab.lab import (
     GatewayProcess,
     Lab,
     LabError,

@@ -19,7 +19,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from tests.integration.lab import Lab, poll_until, terminate
+from netlab.lab import Lab, poll_until, terminate
 
 
 def pcap_count(path: Path) -> tuple[int, int]:

@@ -7,10 +7,8 @@ Most cases call ``bridge.cli.main`` in-process (fast); the entry points themselv
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,8 +18,8 @@ import pytest
 import yaml
 
 from bridge import __version__, cli
+from tests.support.cli import ROOT, run_module
 
-ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "policies" / "examples"
 VLANS = {"trusted": "br10", "iot": "br20", "guest": "br30"}
 SUBCOMMANDS: dict[str, list[str]] = {  # subcommand -> what its --help must show
@@ -46,20 +44,6 @@ def run_main(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, 
         rc = int(exc.code or 0)
     out, err = capsys.readouterr()
     return rc, out, err
-
-
-def run_module(
-    *argv: str, cwd: Path | None = None, ns: str | None = None, exe: list[str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    """``python -m bridge *argv`` (or ``exe *argv``) as a process, optionally in netns ``ns``."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    cmd = (exe or [sys.executable, "-m", "bridge"]) + list(argv)
-    if ns is not None:
-        cmd = ["ip", "netns", "exec", ns, *cmd]
-    return subprocess.run(
-        cmd, capture_output=True, text=True, timeout=60, cwd=cwd or ROOT, env=env, check=False
-    )
 
 
 def write_config(directory: Path, name: str = "gateway.yaml", **extra: Any) -> Path:
@@ -602,27 +586,3 @@ def test_check_with_the_embedded_default() -> None:
     names = [] if m.group(2) == "-" else m.group(2).split(", ")
     assert int(m.group(1)) == len(names)
     assert "lo" not in names
-
-
-@pytest.mark.lab
-def test_check_with_the_embedded_default_sees_the_namespace_interfaces() -> None:
-    """In a namespace whose interfaces are known: the up multicast bridges are the VLANs,
-    loopback and a down interface are not."""
-    from tests.integration.lab import lab_available, lab_context, run
-
-    ok, reason = lab_available()
-    if not ok:
-        pytest.skip(reason)
-    with lab_context({"trusted": 10, "iot": 20}) as lab:
-        run(lab.gw, "ip", "link", "add", "down0", "type", "veth", "peer", "name", "down1")
-        run(lab.gw, "ip", "addr", "add", "10.99.0.1/24", "dev", "down0")
-        res = run_module("check", ns=lab.gw)
-        assert res.returncode == 0, res.stderr
-        m = re.fullmatch(
-            r"<embedded default>: OK: 2 VLAN\(s\) \((.*)\), 0 policy resource\(s\)\n", res.stdout
-        )
-        assert m is not None, res.stdout
-        assert sorted(m.group(1).split(", ")) == ["br10", "br20"]
-        run(lab.gw, "ip", "link", "set", "down0", "up")
-        res = run_module("check", ns=lab.gw)
-        assert "3 VLAN(s)" in res.stdout and "down0" in res.stdout

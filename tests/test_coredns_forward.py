@@ -1,4 +1,4 @@
-"""Tests of the CoreDNS-forward emulation (tests/coredns_forward.py) against a throwaway
+"""Tests of the CoreDNS-forward emulation (netlab/coredns_forward.py) against a throwaway
 UDP/TCP responder on 127.0.0.1 defined here: they test the client, not the gateway."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
-from tests.coredns_forward import (
+from netlab.coredns_forward import (
     CacheConfig,
     ForwardClient,
     cache_ttl,

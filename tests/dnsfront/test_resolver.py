@@ -19,15 +19,9 @@ from bridge.dnsfront.render import render
 from bridge.dnsfront.resolver import Answer, Resolver, View, Zones, reverse_zone
 from bridge.policy import PolicyEngine, default_engine, parse_policy_text
 from bridge.store import Store
+from tests.support.zones import DOMAINS, SUBNETS, VLANS, publish
 
 ROOT = Path(__file__).resolve().parents[2]
-VLANS = ["trusted", "iot", "guest"]
-DOMAINS = {v: dns.name.from_text(f"{v}.home.arpa.") for v in VLANS}
-SUBNETS = {
-    "trusted": ["10.10.0.0/24", "fd00:10::/64"],
-    "iot": ["10.20.0.0/24"],
-    "guest": ["10.30.0.0/24"],
-}
 PTR, SRV, TXT, A, AAAA, SOA = (
     dns.rdatatype.PTR,
     dns.rdatatype.SRV,
@@ -40,43 +34,6 @@ PTR, SRV, TXT, A, AAAA, SOA = (
 
 def n(text: str) -> dns.name.Name:
     return dns.name.from_text(text)
-
-
-def publish(
-    store: Store,
-    vlan: str,
-    instance: bytes,
-    stype: str,
-    host: str,
-    addrs: list[str],
-    now: float = 0.0,
-) -> None:
-    """What an avahi publisher puts on the wire, as the store receives it."""
-    tname = n(f"{stype}.local.")
-    iname = dns.name.Name((instance, *tname.labels))
-    store.add(
-        vlan,
-        n("_services._dns-sd._udp.local."),
-        PTR,
-        dns.rdata.from_text("IN", "PTR", tname.to_text()),
-        4500,
-        now,
-    )
-    store.add(vlan, tname, PTR, dns.rdtypes.ANY.PTR.PTR(1, PTR, iname), 4500, now)
-    store.add(
-        vlan, iname, SRV, dns.rdata.from_text("IN", "SRV", f"0 0 631 {host}.local."), 120, now
-    )
-    store.add(vlan, iname, TXT, dns.rdata.from_text("IN", "TXT", '"rp=printer"'), 4500, now)
-    for addr in addrs:
-        rdtype = AAAA if ":" in addr else A
-        store.add(
-            vlan,
-            n(f"{host}.local."),
-            rdtype,
-            dns.rdata.from_text("IN", dns.rdatatype.to_text(rdtype), addr),
-            120,
-            now,
-        )
 
 
 @pytest.fixture

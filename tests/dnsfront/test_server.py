@@ -16,9 +16,9 @@ import dns.rdata
 import dns.rdatatype
 import pytest
 
-from tests.captures import malformed_pcaps, raw_udp_payloads_from_ip, udp_payloads
-from tests.coredns_forward import ForwardClient, cache_ttl
-from tests.dnsfront.conftest import Front
+from netlab.coredns_forward import ForwardClient, cache_ttl
+from tests.support.captures import malformed_pcaps, raw_udp_payloads_from_ip, udp_payloads
+from tests.support.front import Front
 
 A = dns.rdatatype.A
 SRV = dns.rdatatype.SRV
@@ -272,7 +272,7 @@ def test_policy_reload_during_an_ondemand_wait_answers_with_the_new_policy(front
     expired: a hot reload would not show, or a newly denied record would keep leaking)."""
     from bridge.dnsfront.resolver import View
     from bridge.policy import PolicyEngine, parse_policy_text
-    from tests.dnsfront.test_resolver import VLANS, publish
+    from tests.support.zones import VLANS, publish
 
     now = front.now()
     front.call(

@@ -1,4 +1,4 @@
-"""Fixtures for the namespace VLAN lab (see tests/integration/lab.py).
+"""Fixtures for the namespace VLAN lab (see netlab/lab.py).
 
 ``lab`` (module scope): VLANs trusted=10, iot=20, guest=30 with two hosts each
 (``trusted1``, ``trusted2``, ``iot1``, ``iot2``, ``guest1``, ``guest2``), IPv6 settled.
@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.lab import Lab, lab_available
+from netlab.lab import Lab, lab_available
 
 LAB_VLANS = {"trusted": 10, "iot": 20, "guest": 30}
 HOSTS_PER_VLAN = 2

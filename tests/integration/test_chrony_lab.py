@@ -29,7 +29,7 @@ from typing import Any
 import dns.message
 import pytest
 
-from tests.integration.lab import (
+from netlab.lab import (
     GatewayProcess,
     Host,
     Lab,

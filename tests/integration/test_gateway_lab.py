@@ -17,9 +17,8 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from tests.captures import esp_idf_packets, malformed_pcaps, udp_payloads
-from tests.coredns_forward import ForwardClient
-from tests.integration.lab import (
+from netlab.coredns_forward import ForwardClient
+from netlab.lab import (
     AvahiPublisher,
     GatewayProcess,
     Lab,
@@ -31,6 +30,7 @@ from tests.integration.lab import (
     query,
     run,
 )
+from tests.support.captures import esp_idf_packets, malformed_pcaps, udp_payloads
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(180)]
 
@@ -361,7 +361,7 @@ def test_knot_kdig_tcp_keepopen_and_edns_options(lab: Lab, world: dict[str, obje
 
 def test_python_zeroconf_publisher_ipv6_only(lab: Lab, world: dict[str, object]) -> None:
     """A python-zeroconf publisher speaking only IPv6 (as Matter devices do) is found too."""
-    from tests.integration.lab import ZeroconfPublisher
+    from netlab.lab import ZeroconfPublisher
 
     h = lab.hosts["guest1"]
     # (python-zeroconf cannot publish a dot inside an instance label; avahi's test does that)

@@ -14,8 +14,8 @@ import dns.message
 import dns.rcode
 import pytest
 
-from tests.coredns_forward import ForwardClient
-from tests.integration.lab import (
+from netlab.coredns_forward import ForwardClient
+from netlab.lab import (
     NETNS_RUN_DIR,
     AvahiPublisher,
     GatewayProcess,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.lab import LabError, lab_available, run
+from netlab.lab import LabError, lab_available, run
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(120)]
 REPO = Path(__file__).resolve().parents[2]

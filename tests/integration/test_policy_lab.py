@@ -38,8 +38,8 @@ import dns.rdatatype
 import pytest
 import yaml
 
-from tests.coredns_forward import ForwardClient
-from tests.integration.lab import (
+from netlab.coredns_forward import ForwardClient
+from netlab.lab import (
     AvahiPublisher,
     DigResponse,
     GatewayProcess,
@@ -50,7 +50,7 @@ from tests.integration.lab import (
     poll_until,
     query,
 )
-from tests.integration.mdns_probe import Sniffer
+from netlab.mdns_probe import Sniffer
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(300)]
 

@@ -21,7 +21,7 @@ import dns.rdatatype
 import pytest
 
 from bridge.mdns import wire
-from tests.integration.lab import (
+from netlab.lab import (
     AvahiPublisher,
     GatewayProcess,
     Host,
@@ -31,7 +31,7 @@ from tests.integration.lab import (
     poll_until,
     run,
 )
-from tests.integration.mdns_probe import (
+from netlab.mdns_probe import (
     Datagram,
     Sender,
     Sniffer,

@@ -11,7 +11,7 @@ import dns.rdatatype
 from bridge.mdns import wire
 from bridge.mdns.browser import SERVICES, Browser
 from bridge.store import Store
-from tests.mdns.test_ingest import setup
+from tests.support.links import setup
 
 PTR, SRV, TXT, A = dns.rdatatype.PTR, dns.rdatatype.SRV, dns.rdatatype.TXT, dns.rdatatype.A
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 
 import dns.name
@@ -10,35 +9,11 @@ import dns.rdata
 import dns.rdatatype
 
 from bridge.config import VlanConfig
-from bridge.interfaces import IFF_MULTICAST, IFF_UP, Interface
 from bridge.mdns import wire
-from bridge.mdns.ingest import Ingest
 from bridge.mdns.links import Links
-from bridge.store import Store
+from tests.support.links import iface, setup
 
 A = dns.rdatatype.A
-UP = IFF_UP | IFF_MULTICAST
-
-
-def iface(name: str, index: int, *addrs: str) -> Interface:
-    return Interface(name, index, UP, tuple(ipaddress.ip_interface(a) for a in addrs))
-
-
-def setup() -> tuple[Store, Ingest, Links]:
-    vlans = {
-        "trusted": VlanConfig("trusted", "br10", dns.name.from_text("trusted.home.arpa.")),
-        "iot": VlanConfig("iot", "br20", dns.name.from_text("iot.home.arpa.")),
-    }
-    links = Links(
-        vlans,
-        scan=lambda: [
-            iface("br10", 7, "10.10.0.1/24", "fd00:10::1/64"),
-            iface("br20", 9, "10.20.0.1/24"),
-        ],
-    )
-    links.refresh()
-    store = Store()
-    return store, Ingest(store, links), links
 
 
 def announcement(name: str = "printer.local.", addr: str = "10.20.0.5") -> bytes:

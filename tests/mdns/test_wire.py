@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bridge.mdns import wire
-from tests.captures import (
+from tests.support.captures import (
     copyleft_malformed_pcaps,
     copyleft_mdns_pcaps,
     esp_idf_packets,

@@ -19,7 +19,7 @@ import urllib.parse
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from tests.integration.lab import Host, Lab, netns_socket, poll_until, run
+from netlab.lab import Host, Lab, netns_socket, poll_until, run
 
 MDNS_PORT = 5353
 GROUP4 = "224.0.0.251"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from loadtest.runner import Options, run_all
-from tests.integration.lab import lab_available
+from netlab.lab import lab_available
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(300)]
 

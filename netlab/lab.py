@@ -1,4 +1,4 @@
-"""A VLAN lab in Linux network namespaces, for integration tests.
+"""A VLAN lab in Linux network namespaces, for the integration tests and the load test.
 
 Topology (see shared/notes/netns-lab.md)::
 
@@ -50,8 +50,9 @@ import dns.name
 import dns.rdataclass
 import dns.rdatatype
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-INTEGRATION_DIR = Path(__file__).resolve().parent
+REPO_ROOT = Path(__file__).resolve().parents[1]
+#: Where the helper scripts run in host namespaces (``zc_publish.py``, ``zc_browse.py``) live.
+NETLAB_DIR = Path(__file__).resolve().parent
 NETNS_RUN_DIR = Path("/run/netns")
 #: Where each live lab records its owner pid, so a later run can reap labs of killed runs.
 STATE_DIR = Path(tempfile.gettempdir()) / "mdns-gateway-lab"
@@ -1134,7 +1135,7 @@ class _JsonLinesProcess:
                 host.ns,
                 sys.executable,
                 "-u",
-                str(INTEGRATION_DIR / script),
+                str(NETLAB_DIR / script),
                 json.dumps(config),
                 name=f"{name}@{host.name}",
                 stdin=subprocess.PIPE,
