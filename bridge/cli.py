@@ -1,4 +1,5 @@
-"""Command line: argv, logging, exit codes. Calls config and app, nothing else."""
+"""Command line: argv, logging, exit codes. Calls config and app (after the dnspython
+self-check), nothing else."""
 
 from __future__ import annotations
 
@@ -32,7 +33,13 @@ def _load_or_report(path: str | None) -> config.Config | None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .app import Gateway
+    from .mdns.dnspython_check import DnspythonMismatch, verify
 
+    try:
+        verify()  # the parser's shortcuts into dnspython, before anything relies on them
+    except DnspythonMismatch as exc:
+        print(f"mdns-gateway: cannot start: {exc}", file=sys.stderr)
+        return EXIT_INVALID
     cfg = _load_or_report(args.config)
     if cfg is None:
         return EXIT_INVALID
