@@ -19,6 +19,8 @@ MDNS_REFRESH_TICK = 0.5  # s; how often the refresh scheduler looks for due reco
 MDNS_REFRESH_JITTER = 0.02  # of the TTL, at random, added to each refresh point (RFC 6762 §5.2)
 MDNS_REFRESH_MAX_PER_TICK = 1000  # RRsets asked for per tick; later ones wait for the next
 MDNS_MAX_QUESTIONS_PER_PACKET = 40  # keeps our queries well under 1500 bytes
+MDNS_MAX_POINTERS = 16  # compression hops per name (parser and packet rewrite); real packets
+#   use one or two, and each hop costs a loop turn (a hostile chain cannot stall a reader)
 
 # --- record store ------------------------------------------------------------------------
 # records over all VLANs; when full, a VLAN below its fair share (this over the VLANs holding

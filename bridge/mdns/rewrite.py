@@ -14,7 +14,9 @@ from collections.abc import Sequence
 
 import dns.rdatatype
 
+from .. import const
 from . import wire
+from .wire import skip_name
 
 _PTR = dns.rdatatype.PTR
 _SRV = dns.rdatatype.SRV
@@ -58,21 +60,12 @@ _OTHER_NAME_TYPES = frozenset(
     }
 )
 _COUNTS = struct.Struct("!HHHH")
+_MAX_POINTERS = const.MDNS_MAX_POINTERS
 _HEADER = struct.Struct("!HHHHHH")
 
 
 class Unsupported(Exception):
     """The received bytes cannot be rebuilt here (fall back to dnspython's encoder)."""
-
-
-def _skip_name(raw: bytes, pos: int) -> int:
-    while True:
-        length = raw[pos]
-        if length >= 0xC0:
-            return pos + 2
-        if length == 0:
-            return pos + 1
-        pos += length + 1
 
 
 # A question: (start, end of name). A record: (start, end of owner name, rdtype, end, section,
@@ -86,18 +79,18 @@ def _layout(raw: bytes) -> tuple[list[_QSpan], list[_RSpan]]:
     pos = 12
     qs: list[_QSpan] = []
     for _ in range(qd):
-        end = _skip_name(raw, pos)
+        end = skip_name(raw, pos)
         qs.append((pos, end))
         pos = end + 4
     rs: list[_RSpan] = []
     for section, count in ((1, an), (2, ns), (3, ar)):
         for _ in range(count):
-            end = _skip_name(raw, pos)
+            end = skip_name(raw, pos)
             rdtype, rdlen = struct.unpack_from("!H6xH", raw, end)
             if rdtype in _OTHER_NAME_TYPES:
                 raise Unsupported(str(rdtype))
             rend = end + 10 + rdlen
-            extra = _skip_name(raw, end + 10) if rdtype == _NSEC else 0
+            extra = skip_name(raw, end + 10) if rdtype == _NSEC else 0
             rs.append((pos, end, rdtype, rend, section, extra))
             pos = rend
     if pos > len(raw):
@@ -122,8 +115,10 @@ def _emit_name(
         if length >= 0xC0:
             pos = (length & 0x3F) << 8 | raw[pos + 1]
             hops += 1
-            if hops > 128:
-                raise Unsupported("pointer loop")
+            # parse() has the same bound, but stops at a name it read before, so a packet it
+            # took can chain more hops: such a name is re-encoded instead (never in practice)
+            if hops > _MAX_POINTERS:
+                raise Unsupported("pointer hops")
             continue
         if length == 0:
             out.append(0)
@@ -280,7 +275,7 @@ def clear_qu(raw: bytes) -> bytes:
     out = bytearray(raw)
     pos = 12
     for _ in range(qd):
-        pos = _skip_name(raw, pos)
+        pos = skip_name(raw, pos)
         out[pos + 2] &= 0x7F
         pos += 4
     return bytes(out)

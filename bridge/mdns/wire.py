@@ -30,6 +30,8 @@ import dns.rdtypes.IN.AAAA
 import dns.rdtypes.IN.SRV
 import dns.wire
 
+from .. import const
+
 CLASS_MASK = 0x7FFF
 TOP_BIT = 0x8000  # cache-flush on records, unicast-response (QU) on questions
 FLAG_QR = 0x8000
@@ -181,7 +183,7 @@ _mul = operator.mul
 _set = object.__setattr__
 # the Name is that of the whole name at the offset, once some name was exactly that pointer
 _Seen = dict[int, tuple[tuple[bytes, ...], int, dns.name.Name | None]]
-_MAX_POINTERS = 16  # compression hops per name; real packets use one or two
+_MAX_POINTERS = const.MDNS_MAX_POINTERS
 _NAMES: dict[tuple[bytes, ...], dns.name.Name] = {}  # interned Names: most names recur
 _NAMES_MAX = 50_000  # bound on that memo; cleared when full
 
@@ -334,6 +336,18 @@ def _read_name(data: bytes, pos: int, names: _Seen) -> tuple[dns.name.Name, int]
         names[start] = (whole[i:], size, name if i == 0 else None)
         size -= len(labels[i]) + 1
     return name, (end if end >= 0 else pos)
+
+
+def skip_name(data: bytes, pos: int) -> int:
+    """The offset after the name at ``pos`` of a packet :func:`parse` accepted (its names
+    are valid there: no checks again, nothing built)."""
+    while True:
+        length = data[pos]
+        if length >= 0xC0:
+            return pos + 2
+        if length == 0:
+            return pos + 1
+        pos += length + 1
 
 
 _A = dns.rdatatype.A
