@@ -19,6 +19,7 @@ import dns.name
 import yaml
 
 from . import const, lan
+from .errors import GatewayError
 from .interfaces import list_interfaces
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ _VLAN_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 ALL_VIEW = "*"
 
 
-class ConfigError(Exception):
+class ConfigError(GatewayError):
     """The configuration is invalid; the message lists every problem with its key and fix."""
 
     def __init__(self, problems: list[str]) -> None:

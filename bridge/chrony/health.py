@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from .. import const
 from ..config import ChronyServer
+from ..errors import GatewayError
 
 LOCAL_REFID = 0x7F7F0101  # "LOCL": chronyd serving its own clock (``local stratum N``)
 UNSYNCHRONISED = "Not synchronised"
@@ -22,7 +23,7 @@ LEAP_TXT = {
 }
 
 
-class ChronyError(Exception):
+class ChronyError(GatewayError):
     """chronyd's answer could not be understood."""
 
 

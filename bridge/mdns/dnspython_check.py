@@ -20,6 +20,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.version
 
+from ..errors import GatewayError
 from . import wire
 
 #: The dnspython releases the tricks are tested with (pyproject.toml pins the same range).
@@ -46,7 +47,7 @@ _HEADER = struct.Struct("!6H")
 _RR = struct.Struct("!HHIH")
 
 
-class DnspythonMismatch(RuntimeError):
+class DnspythonMismatch(GatewayError):
     """The installed dnspython no longer works as the parser's shortcuts assume."""
 
 

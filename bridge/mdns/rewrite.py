@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import dns.rdatatype
 
 from .. import const
+from ..errors import GatewayError
 from . import wire
 from .wire import skip_name
 
@@ -64,7 +65,7 @@ _MAX_POINTERS = const.MDNS_MAX_POINTERS
 _HEADER = struct.Struct("!HHHHHH")
 
 
-class Unsupported(Exception):
+class Unsupported(GatewayError):
     """The received bytes cannot be rebuilt here (fall back to dnspython's encoder)."""
 
 

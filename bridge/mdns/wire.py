@@ -31,6 +31,7 @@ import dns.rdtypes.IN.SRV
 import dns.wire
 
 from .. import const
+from ..errors import GatewayError
 
 CLASS_MASK = 0x7FFF
 TOP_BIT = 0x8000  # cache-flush on records, unicast-response (QU) on questions
@@ -48,7 +49,7 @@ _RR_FIXED = struct.Struct("!HHIH")
 _Q_FIXED = struct.Struct("!HH")
 
 
-class WireError(Exception):
+class WireError(GatewayError):
     """A packet that cannot be parsed; ``reason`` is a short, low-cardinality label."""
 
     def __init__(self, reason: str, detail: str = "") -> None:

@@ -7,6 +7,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from ..errors import GatewayError
+
 API_VERSION: Final = "mdnsgateway.io/v1alpha1"
 KIND: Final = "ServicePolicy"
 CRD_KIND: Final = "CustomResourceDefinition"
@@ -59,7 +61,7 @@ _SPEC_KEYS: Final = (
 _INSTANCE_KEYS: Final = ("allow", "deny")
 
 
-class PolicyError(Exception):
+class PolicyError(GatewayError):
     """Policy resources are invalid.
 
     ``str(error)`` is one line per problem, each
