@@ -9,7 +9,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from . import __version__, config, logutil
+from . import __version__, checks, config, logutil
+from .interfaces import local_addresses
 
 log = logging.getLogger("bridge")
 
@@ -43,6 +44,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = _load_or_report(args.config)
     if cfg is None:
         return EXIT_INVALID
+    absent = checks.absent_addresses(cfg, local_addresses())
+    if absent:
+        print("cannot start:\n" + "\n".join(absent), file=sys.stderr)
+        return EXIT_INVALID
+    for line in checks.unusable_listeners(cfg):
+        log.warning("%s", line)
     if not cfg.vlans:
         log.warning("no VLANs: no usable interface found and none configured")
     try:
@@ -73,6 +80,13 @@ def cmd_check(args: argparse.Namespace) -> int:
         except PolicyError as exc:
             print(f"invalid policies:\n{exc}", file=sys.stderr)
             return EXIT_INVALID
+    unusable = checks.unusable_listeners(cfg)
+    if checks.no_usable_listener(cfg):
+        print("no DNS client can be answered:\n" + "\n".join(unusable), file=sys.stderr)
+        return EXIT_INVALID
+    # the config may be written for another machine: its addresses are a warning here
+    for line in checks.absent_addresses(cfg, local_addresses()) + unusable:
+        print(f"warning: {line}", file=sys.stderr)
     print(
         f"{cfg.source}: OK: {len(cfg.vlans)} VLAN(s) "
         f"({', '.join(cfg.vlans) or '-'}), {count} policy resource(s)"

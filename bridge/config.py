@@ -342,6 +342,14 @@ def from_dict(data: Any, source: str, base: Path | None = None) -> Config:
             listen = raw_http["listen"]
             off = listen is None or listen is False  # 0 == False, yet 0 is no way to say "off"
             http = HttpConfig(None if off else _address(listen, "http.listen", bad))
+            dns_addrs = [*dns_cfg.listen, *(a for v in dns_cfg.view_listeners.values() for a in v)]
+            if http.listen is not None and http.listen in dns_addrs:
+                bad(
+                    "http.listen",
+                    f"{http.listen[0]}:{http.listen[1]} is also a DNS listener (DNS uses TCP "
+                    "there too)",
+                    "give HTTP its own port, e.g. 127.0.0.1:9353",
+                )
     policies = _policies(data.get("policies", None), "policies" in data, source, base, bad)
 
     max_records = const.STORE_MAX_RECORDS

@@ -67,3 +67,8 @@ def list_interfaces() -> list[Interface]:
 
 def by_name() -> dict[str, Interface]:
     return {i.name: i for i in list_interfaces()}
+
+
+def local_addresses() -> set[str]:
+    """Every address of every interface in this network namespace, as text."""
+    return {str(a.ip) for i in list_interfaces() for a in i.addresses}

@@ -49,6 +49,7 @@ def run_main(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, 
 def write_config(directory: Path, name: str = "gateway.yaml", **extra: Any) -> Path:
     data: dict[str, Any] = {
         "vlans": {v: {"interface": i, "domain": f"{v}.home.arpa."} for v, i in VLANS.items()},
+        "dns": {"default_view": "*"},  # loopback clients answered (else check says none can be)
     }
     data.update(extra)
     path = directory / name
@@ -271,6 +272,72 @@ def test_run_refuses_an_invalid_config(tmp_path: Path) -> None:
     res = run_module("run", "--config", str(cfg))
     assert res.returncode == 1
     assert "invalid configuration" in res.stderr and "polices: unknown key" in res.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# check catches what run would hit (bridge/checks.py)
+
+
+def test_check_refuses_http_on_a_dns_port(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    cfg = write_config(
+        tmp_path,
+        dns={"listen": ["127.0.0.1:5300"], "default_view": "*"},
+        http={"listen": "127.0.0.1:5300"},
+    )
+    rc, out, err = run_main(capsys, "check", "--config", str(cfg))
+    assert (rc, out) == (1, "")
+    assert (
+        f"{cfg}: http.listen: 127.0.0.1:5300 is also a DNS listener (DNS uses TCP there too); "
+        "fix: give HTTP its own port, e.g. 127.0.0.1:9353" in err
+    )
+
+
+def test_an_address_not_on_this_machine_warns_in_check_and_stops_run(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """check may run where the config is written, not where it runs: a warning, exit 0. run
+    exits 1 naming the address and the fix instead of dying on EADDRNOTAVAIL (Errno 99)."""
+    cfg = write_config(tmp_path, dns={"listen": ["192.0.2.55:5300"], "default_view": "*"})
+    line = (
+        f"{cfg}: dns.listen[0]: 192.0.2.55 is not an address of this machine (port 5300); "
+        "fix: use an address of one of its interfaces, or add it first"
+    )
+    rc, out, err = run_main(capsys, "check", "--config", str(cfg))
+    assert rc == 0 and out.startswith(f"{cfg}: OK: 3 VLAN(s)")
+    assert err == f"warning: {line}\n"
+    res = run_module("run", "--config", str(cfg))
+    assert res.returncode == 1
+    assert res.stderr == f"cannot start:\n{line}\n"
+
+
+def test_check_says_when_no_dns_client_can_be_answered(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A first config: DNS on loopback and no default view. Every query would be REFUSED."""
+    cfg = write_config(tmp_path, dns={"listen": ["127.0.0.1:5300"]})
+    rc, out, err = run_main(capsys, "check", "--config", str(cfg))
+    assert (rc, out) == (1, "")
+    assert err == (
+        "no DNS client can be answered:\n"
+        f"{cfg}: dns.listen[0]: 127.0.0.1:5300 is on loopback and dns.default_view is not set: "
+        "every query there is REFUSED (a loopback client is in no VLAN subnet); fix: set "
+        "dns.default_view (e.g. '*': every VLAN) or add a view listener (dns.view_listeners)\n"
+    )
+
+
+def test_check_warns_of_a_loopback_listener_beside_usable_ones(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    cfg = write_config(
+        tmp_path,
+        dns={"listen": ["127.0.0.1:5300"], "view_listeners": {"trusted": ["127.0.0.1:5310"]}},
+    )
+    rc, out, err = run_main(capsys, "check", "--config", str(cfg))
+    assert rc == 0 and out.startswith(f"{cfg}: OK: 3 VLAN(s)")
+    assert err.startswith(f"warning: {cfg}: dns.listen[0]: 127.0.0.1:5300 is on loopback and ")
+    assert err.count("\n") == 1
 
 
 # --------------------------------------------------------------------------------------------

@@ -147,6 +147,14 @@ class DnsServer:
             if len(self._addr_view) >= const.DNS_VIEW_CACHE_MAX:
                 self._addr_view.clear()
             self._addr_view[host] = view
+            if view == _NO_VIEW:  # once per client (rate-limited: the cache may be cleared)
+                _limited.warning(
+                    ("no-view", host),
+                    "REFUSED queries from %s: it is in no VLAN subnet and dns.default_view is "
+                    "not set; fix: set dns.default_view (e.g. '*') or have it query a view "
+                    "listener (dns.view_listeners)",
+                    host,
+                )
         return view
 
     # --- sockets -------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import struct
 import time
@@ -76,6 +77,26 @@ def test_refused_without_view_echoes_question(front: Front) -> None:
     reply = dns.message.from_wire(udp_raw(front.port_addr, q("office.local.").to_wire()))
     assert reply.rcode() == dns.rcode.REFUSED
     assert reply.question[0].name == dns.name.from_text("office.local.")
+
+
+def test_a_client_in_no_vlan_is_told_once_what_to_change(
+    front: Front, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The first REFUSED for a client no view admits logs what to change; later ones do not."""
+    caplog.set_level(logging.WARNING, logger="bridge.dnsfront.server")
+    client = "127.0.0.77"  # a client no other test uses: its first query here is its first
+    for name in ("office.local.", "printer.local.", "office.local."):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(2)
+            s.bind((client, 0))
+            s.sendto(q(name).to_wire(), ("127.0.0.1", front.port_addr))
+            assert dns.message.from_wire(s.recv(65535)).rcode() == dns.rcode.REFUSED
+    told = [r.getMessage() for r in caplog.records if client in r.getMessage()]
+    assert told == [
+        f"REFUSED queries from {client}: it is in no VLAN subnet and dns.default_view is not "
+        "set; fix: set dns.default_view (e.g. '*') or have it query a view listener "
+        "(dns.view_listeners)"
+    ]
 
 
 def test_authoritative_answers_and_negative_soa_ttl(front: Front) -> None:
