@@ -158,7 +158,14 @@ def build_parser() -> argparse.ArgumentParser:
             "--log-level",
             default="info",
             choices=["debug", "info", "warning", "error"],
-            help="default: info",
+            help="default: info; debug adds, rate-limited, why packets are dropped, why "
+            "queries are REFUSED or NXDOMAIN, and records learned, refreshed, expired, evicted",
+        )
+        p.add_argument(
+            "--log-format",
+            default="text",
+            choices=logutil.LOG_FORMATS,
+            help="text (default) or json: one JSON object per line, for log collectors",
         )
 
     p = sub.add_parser("run", help="run the gateway in the foreground")
@@ -193,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logutil.setup(args.log_level)
+    logutil.setup(args.log_level, args.log_format)
     return int(args.func(args))
 
 

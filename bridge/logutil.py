@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
 from collections import OrderedDict
 from collections.abc import Hashable
+from datetime import UTC, datetime
 
 from . import const
 
@@ -46,10 +48,35 @@ class RateLimitedLog:
     def info(self, key: Hashable, msg: str, *args: object) -> None:
         self._emit(logging.INFO, key, msg, *args)
 
+    def debug(self, key: Hashable, msg: str, *args: object) -> None:
+        self._emit(logging.DEBUG, key, msg, *args)
 
-def setup(level: str) -> None:
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, for log collectors: time (UTC, RFC 3339), level, logger,
+    message, and the traceback when there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = datetime.fromtimestamp(record.created, tz=UTC)
+        line: dict[str, str] = {
+            "time": stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False)
+
+
+LOG_FORMATS = ("text", "json")
+
+
+def setup(level: str, fmt: str = "text") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonFormatter()
+        if fmt == "json"
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler])

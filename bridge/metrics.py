@@ -7,9 +7,11 @@ with few, low-cardinality labels (vlan, view, transport, reason, rcode).
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from prometheus_client import ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
@@ -151,7 +153,28 @@ class GatewayCollector(Collector):
             yield from extra.collect()
 
 
+class BuildInfoCollector(Collector):
+    """mdns_gateway_build_info{version, python, compiled}: which build answers (always 1)."""
+
+    def collect(self) -> Iterator[Metric]:
+        from . import __version__
+        from .mdns import wire
+
+        g = GaugeMetricFamily(
+            f"{NS}_build_info",
+            "The running build: version, Python, and whether the hot path is compiled",
+            labels=["version", "python", "compiled"],
+        )
+        compiled = "true" if wire.__file__.endswith((".so", ".pyd")) else "false"
+        g.add_metric([__version__, platform.python_version(), compiled], 1)
+        yield g
+
+
 def registry_for(gateway: Gateway) -> CollectorRegistry:
+    """The gateway's metrics, its build, and the process's own (process_cpu_seconds_total,
+    process_resident_memory_bytes, process_open_fds, ... from /proc)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(GatewayCollector(gateway))
+    registry.register(BuildInfoCollector())
+    ProcessCollector(registry=registry)
     return registry

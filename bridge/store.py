@@ -77,6 +77,11 @@ class Entry:
         self.refresh_at = _FOREVER  # the refresh point it is scheduled at
         self.step = 0  # index into const.MDNS_REFRESH_FRACTIONS of that point
 
+    def __str__(self) -> str:
+        """For the debug log: name, type, rdata and TTL, as a zone file has them."""
+        rdtype = dns.rdatatype.to_text(self.key[2])  # type: ignore[arg-type]
+        return f"{self.key[1]} {self.ttl} {rdtype} {self.rdata}"
+
 
 class Schedule:
     """Entries by the second their time comes (expiry, or the next refresh point).
@@ -182,6 +187,9 @@ class Store:
         self.refused: dict[str, int] = {}  # per VLAN: new records not cached (store full)
         self._variation_second = -1
         self._variation_value = 0.0
+        # --log-level debug: what was learned, refreshed, expired or evicted (rate-limited);
+        # read once here so that at other levels a record costs one attribute test
+        self._debug = log.isEnabledFor(logging.DEBUG)
 
     # --- writing ---------------------------------------------------------------------
 
@@ -242,6 +250,8 @@ class Store:
                 old.received, old.ttl = now, ttl
                 self._ages[vlan].move_to_end(old)
                 self._schedule_refresh(old)
+                if self._debug:
+                    _limited.debug(("refreshed", vlan), "VLAN %s: refreshed %s", vlan, old)
                 return
             if len(rrset) >= (_MAX_PTR_RRSET if rdtype == _PTR else _MAX_RRSET):
                 self._remove_entry(min(rrset, key=lambda e: e.received), rrset)
@@ -268,6 +278,8 @@ class Store:
             target = rdata.target  # type: ignore[attr-defined]
             self._srv_targets.setdefault(vlan, {}).setdefault(target, set()).add(name)
         self._notify(vlan, name, rdtype, rdata, True)
+        if self._debug:
+            _limited.debug(("learned", vlan), "VLAN %s: learned %s", vlan, entry)
 
     def _make_room(self, vlan: str, updating: bool) -> bool:
         """The store is full and ``vlan`` has a new record: evict the oldest record of the VLAN
@@ -300,8 +312,11 @@ class Store:
                 refused,
             )
             return False
-        self._remove_entry(next(iter(victims)))
+        victim = next(iter(victims))
+        self._remove_entry(victim)
         self.evicted += 1
+        if self._debug:
+            _limited.debug(("evicted",), "store full: evicted %s for VLAN %s", victim, vlan)
         return True
 
     def _pin(self, key: RRKey, rdata: dns.rdata.Rdata, ttl: int, now: float) -> None:
@@ -336,6 +351,8 @@ class Store:
         for entry in due:
             self._remove_entry(entry)
         self.expired += len(due)
+        if self._debug and due:
+            _limited.debug(("expired",), "expired %d record(s), e.g. %s", len(due), due[0])
         return len(due)
 
     def remove_vlan(self, vlan: str) -> None:

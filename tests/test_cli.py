@@ -7,6 +7,7 @@ Most cases call ``bridge.cli.main`` in-process (fast); the entry points themselv
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import sys
@@ -33,7 +34,7 @@ SUBCOMMANDS: dict[str, list[str]] = {  # subcommand -> what its --help must show
 @pytest.fixture(autouse=True)
 def _no_logging_setup(monkeypatch: pytest.MonkeyPatch) -> None:
     """main() configures the root logger; in-process that would outlive the test."""
-    monkeypatch.setattr(cli.logutil, "setup", lambda level: None)
+    monkeypatch.setattr(cli.logutil, "setup", lambda level, fmt="text": None)
 
 
 def run_main(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -653,3 +654,11 @@ def test_check_with_the_embedded_default() -> None:
     names = [] if m.group(2) == "-" else m.group(2).split(", ")
     assert int(m.group(1)) == len(names)
     assert "lo" not in names
+
+
+def test_log_format_json_writes_one_object_per_line() -> None:
+    res = run_module("check", "--log-format", "json", "--log-level", "info")
+    assert res.returncode == 0, res.stderr
+    lines = [json.loads(line) for line in res.stderr.splitlines()]
+    assert lines and {"time", "level", "logger", "message"} <= set(lines[0])
+    assert any(line["message"].startswith("embedded default: VLANs on ") for line in lines)

@@ -16,7 +16,7 @@ EXAMPLES = ROOT / "examples"
 
 @pytest.fixture(autouse=True)
 def _no_logging_setup(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli.logutil, "setup", lambda level: None)
+    monkeypatch.setattr(cli.logutil, "setup", lambda level, fmt="text": None)
 
 
 def _check(capsys: pytest.CaptureFixture[str], path: Path) -> tuple[int, str, str]:

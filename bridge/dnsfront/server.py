@@ -393,6 +393,15 @@ class DnsServer:
             or q.rdtype in (dns.rdatatype.AXFR, dns.rdatatype.IXFR)
             or view_name == _NO_VIEW
         ):
+            if log.isEnabledFor(logging.DEBUG):
+                why = (
+                    "no view: the client is in no VLAN subnet"
+                    if view_name == _NO_VIEW
+                    else "not class IN"
+                    if q.rdclass != dns.rdataclass.IN
+                    else "zone transfers are not served"
+                )
+                _limited.debug(("refused", why), "REFUSED %s: %s", q, why)
             return self._cacheable(
                 error(query, dns.rcode.REFUSED), "REFUSED", view_name, tcp, parsed, now + 3600
             )
@@ -425,6 +434,14 @@ class DnsServer:
         else:
             valid = now + max(1.0, answer.min_remaining - self.resolver.max_ttl)
         rcode = dns.rcode.to_text(dns.rcode.Rcode.make(answer.rcode))
+        if rcode in ("NXDOMAIN", "REFUSED") and log.isEnabledFor(logging.DEBUG):
+            why = (
+                "not a zone served here (local., the VLAN domains, browse and reverse zones)"
+                if rcode == "REFUSED"
+                else f"no such name in view {view.name} (never announced, expired, or hidden "
+                "by policy)"
+            )
+            _limited.debug((rcode, view.name), "%s %s: %s", rcode, query.question[0], why)
         return self._cacheable(wire, rcode, view.name, tcp, parsed, valid)
 
     def _cacheable(

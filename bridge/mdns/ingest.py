@@ -43,10 +43,16 @@ class Ingest:
         link = self.links.by_index.get(ifindex)
         if link is None:
             self.dropped[("", "unknown_interface")] += 1
+            _limited.debug(
+                ("unknown", ifindex), "dropped mDNS from %s: interface %d is no VLAN", src, ifindex
+            )
             return None
         vlan = link.vlan
         if src in self.links.own_addresses:
             self.dropped[(vlan, "own_packet")] += 1
+            _limited.debug(
+                ("own", vlan), "VLAN %s: dropped our own mDNS packet (looped back)", vlan
+            )
             return None
         if len(data) > const.MDNS_MAX_PACKET:
             self.dropped[(vlan, "oversized")] += 1
@@ -73,6 +79,14 @@ class Ingest:
             return None
         if packet.opcode != 0 or packet.flags & 0x000F:
             self.dropped[(vlan, "bad_opcode_or_rcode")] += 1
+            _limited.debug(
+                ("opcode", vlan, src),
+                "VLAN %s: dropped mDNS from %s: opcode %d / rcode %d (RFC 6762 §18.3, §18.11)",
+                vlan,
+                src,
+                packet.opcode,
+                packet.flags & 0x000F,
+            )
             return None
         if packet.is_response:
             if port != const.MDNS_PORT:

@@ -323,3 +323,21 @@ def test_policy_reload_during_an_ondemand_wait_answers_with_the_new_policy(front
     assert result and result[0].answer, result
     again = client.exchange(q("_googlecast._tcp.local.", "PTR"))
     assert [r.to_text() for r in again.answer[0]] == ["TV._googlecast._tcp.local."]
+
+
+def test_debug_says_why_a_query_was_refused_or_nxdomain(
+    front: Front, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="bridge.dnsfront.server")
+    client = ForwardClient("127.0.0.1", front.port_view)
+    assert client.exchange(q("debug-me.example.org.")).rcode() == dns.rcode.REFUSED
+    assert client.exchange(q("debug-me.trusted.home.arpa.")).rcode() == dns.rcode.NXDOMAIN
+    messages = [r.getMessage() for r in caplog.records]
+    assert (
+        "REFUSED debug-me.example.org. IN A: not a zone served here (local., the VLAN domains, "
+        "browse and reverse zones)" in messages
+    )
+    assert (
+        "NXDOMAIN debug-me.trusted.home.arpa. IN A: no such name in view trusted (never "
+        "announced, expired, or hidden by policy)" in messages
+    )
