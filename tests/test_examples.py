@@ -39,7 +39,7 @@ def test_the_readme_reference_config_is_the_shipped_one_and_passes_check(
     m = re.search(r"### Configuration reference\n.*?```yaml\n(.*?)```", readme, re.S)
     assert m is not None
     config = EXAMPLES / "reference.yaml"
-    assert m.group(1) == config.read_text()
+    assert m.group(1) == config.read_text(), "keep examples/reference.yaml the README's block"
     rc, out, err = _check(capsys, config)
     assert rc == 0
     assert out.startswith(f"{config}: OK: 3 VLAN(s) (trusted, iot, guest), ")
