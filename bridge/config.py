@@ -300,7 +300,7 @@ def from_dict(data: Any, source: str, base: Path | None = None) -> Config:
             continue
         _unknown_keys(spec, _VLAN_KEYS, key, bad)
         iface = spec.get("interface")
-        if not isinstance(iface, str) or not iface or len(iface) > 15:
+        if not isinstance(iface, str) or not iface or len(iface) > const.IFNAMSIZ_MAX:
             bad(f"{key}.interface", "missing or not an interface name", "e.g. 'interface: br10'")
             continue
         if iface in seen_if:
@@ -363,7 +363,11 @@ def from_dict(data: Any, source: str, base: Path | None = None) -> Config:
             )
         else:
             max_records = _int(
-                raw_cache.get("max_records", max_records), "cache.max_records", 100, 10_000_000, bad
+                raw_cache.get("max_records", max_records),
+                "cache.max_records",
+                const.CONFIG_MIN_RECORDS,
+                const.CONFIG_MAX_RECORDS,
+                bad,
             )
     chrony = _chrony(data["chrony"], vlans, bad) if data.get("chrony") is not None else None
     reflector = _reflector(data.get("reflector"), bad)
@@ -385,8 +389,20 @@ def _reflector(raw: Any, bad: Any) -> ReflectorConfig:
         enabled = False
     return ReflectorConfig(
         enabled=enabled,
-        rate=_float(raw.get("rate", const.REFLECT_RATE), "reflector.rate", 1.0, 1_000_000.0, bad),
-        burst=_int(raw.get("burst", const.REFLECT_BURST), "reflector.burst", 1, 1_000_000, bad),
+        rate=_float(
+            raw.get("rate", const.REFLECT_RATE),
+            "reflector.rate",
+            1.0,
+            const.CONFIG_MAX_REFLECT_RATE,
+            bad,
+        ),
+        burst=_int(
+            raw.get("burst", const.REFLECT_BURST),
+            "reflector.burst",
+            1,
+            const.CONFIG_MAX_REFLECT_BURST,
+            bad,
+        ),
     )
 
 
@@ -458,16 +474,22 @@ def _dns(raw: Any, vlans: Mapping[str, VlanConfig], bad: Any) -> DnsConfig:
         listen=listen,
         view_listeners=views,
         browse_domain=browse or dns.name.from_text("home.arpa."),
-        max_ttl=_int(raw.get("max_ttl", const.DNS_MAX_TTL), "dns.max_ttl", 1, 86400, bad),
+        max_ttl=_int(
+            raw.get("max_ttl", const.DNS_MAX_TTL), "dns.max_ttl", 1, const.CONFIG_MAX_TTL, bad
+        ),
         negative_ttl=_int(
-            raw.get("negative_ttl", const.DNS_NEGATIVE_TTL), "dns.negative_ttl", 0, 86400, bad
+            raw.get("negative_ttl", const.DNS_NEGATIVE_TTL),
+            "dns.negative_ttl",
+            0,
+            const.CONFIG_MAX_TTL,
+            bad,
         ),
         default_view=default_view,
         ondemand_timeout=_float(
             raw.get("ondemand_timeout", const.DNS_ONDEMAND_TIMEOUT),
             "dns.ondemand_timeout",
             0.0,
-            1.9,
+            const.CONFIG_MAX_ONDEMAND_TIMEOUT,
             bad,
         ),
         nameserver=nameserver,
@@ -738,8 +760,8 @@ def _chrony(raw: Any, vlans: Mapping[str, VlanConfig], bad: Any) -> ChronyConfig
     max_offset = _float(
         raw.get("max_offset_seconds", const.CHRONY_MAX_OFFSET),
         "chrony.max_offset_seconds",
-        1e-6,
-        10.0,
+        const.CONFIG_MIN_CHRONY_OFFSET,
+        const.CONFIG_MAX_CHRONY_OFFSET,
         bad,
     )
     raw_vlans = raw.get("vlans", ["*"])

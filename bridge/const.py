@@ -21,6 +21,14 @@ MDNS_REFRESH_MAX_PER_TICK = 1000  # RRsets asked for per tick; later ones wait f
 MDNS_MAX_QUESTIONS_PER_PACKET = 40  # keeps our queries well under 1500 bytes
 MDNS_MAX_POINTERS = 16  # compression hops per name (parser and packet rewrite); real packets
 #   use one or two, and each hop costs a loop turn (a hostile chain cannot stall a reader)
+MDNS_MAX_QUERY_BYTES = 1400  # bytes of one of our queries; keeps it inside one Ethernet frame
+MDNS_BROWSE_TRACKED_MAX = 20_000  # browse schedules and last-asked stamps kept; beyond, oldest go
+MDNS_BROWSE_TTL_CAP = 0.8  # of a held PTR's TTL: browse no slower than this, so the answer that
+#   refreshes it is asked for before 80 % of its life (where RFC 6762 §5.2 maintenance starts)
+MDNS_BROWSE_MIN_CAP = 1.0  # s; ... but never faster than once a second (§5.2 query spacing)
+MDNS_NAME_MEMO_MAX = 50_000  # interned names (wire.py: most names recur); cleared when full
+MDNS_LABEL_HASH_MEMO_MAX = 4096  # memoised label hashes: pays for labels that recur (service
+#   types, _tcp, local); an instance's or a host's own label is hashed once per new name
 
 # --- record store ------------------------------------------------------------------------
 # records over all VLANs; when full, a VLAN below its fair share (this over the VLANs holding
@@ -33,6 +41,8 @@ STORE_MAX_PTR_RRSET = 2048
 STORE_MAX_TTL = 4 * 3600  # s; TTLs above this from the wire are clamped (hostile announcements)
 STORE_SWEEP_INTERVAL = 0.25  # s; expired records are gone within this of their expiry
 STORE_SWEEP_MAX = 5000  # records removed per sweep (20,000/s); readers skip expired ones anyway
+STORE_ANCESTORS_MEMO_MAX = 4096  # memoised parent names (service types and a few domains have
+#   children); cleared when full
 
 # --- DNS front end -----------------------------------------------------------------------
 DNS_DEFAULT_PORT = 5300
@@ -54,12 +64,22 @@ DNS_BROWSE_GATHER = 0.35  # s; after the first PTR answer, wait this long for mo
 DNS_MISS_MEMORY = 5.0  # s; a name that stayed silent is answered at once for this long
 DNS_MISS_MEMORY_MAX = 10_000  # entries in that memory
 DNS_PENDING_MAX = 1_000  # concurrent on-demand lookups; more are answered from cache as is
+DNS_MAX_ADDITIONAL = 64  # records in a reply's additional section; the renderer drops them
+#   first when space is short, this bounds the work for a name with a huge RRset
+# SOA timers of the zones we serve (s): nobody transfers them (AXFR/IXFR are refused), so they
+# only need to be plausible; RFC 1912 §2.2's usual values
+DNS_SOA_REFRESH = 3600
+DNS_SOA_RETRY = 600
+DNS_SOA_EXPIRE = 86400
 
 # --- chrony (issue 5) ----------------------------------------------------------------------
 CHRONY_COMMAND_PORT = 323  # chronyd's default command (cmdmon) port
 CHRONY_MAX_OFFSET = 0.010  # s; default |system time offset| bound: "time within 10 ms"
 CHRONY_POLL_INTERVAL = 2.0  # s; poll + query deadline stay well inside the 10 s withdrawal budget
 CHRONY_QUERY_TIMEOUT = 3.0  # s; a chronyc run taking longer is killed and counts as no answer
+CHRONYC_REQUEST_TIMEOUT_MS = 300  # ms; chronyc's own wait per request (-m 'timeout'): chronyd
+#   answers in well under a millisecond, two tries fit the query deadline many times over
+CHRONYC_RETRIES = 1  # chronyc's retries per request (-m 'retries'); one lost datagram is no outage
 CHRONY_RECOVER_POLLS = 2  # healthy polls in a row before a withdrawn server returns (no flapping)
 CHRONY_MAX_SOURCES = 64  # sources per server kept for metrics (chrony.conf bounds it; we too)
 NTP_PORT = 123
@@ -108,6 +128,8 @@ HTTP_MAX_REQUEST_HEAD = 8192  # bytes of request line and headers; more is refus
 HTTP_REQUEST_TIMEOUT = 10.0  # s to send the request head; slow clients are dropped (408)
 HTTP_WRITE_TIMEOUT = 10.0  # s for a client to take its response; one that does not read is cut
 HTTP_MAX_QUERY_FIELDS = 16  # query-string fields; the API reads three at most
+HTTP_MAX_RECORDS_LISTED = 5000  # records in /api/records; a diagnostics page stays small on a
+#   busy network (the metrics give the totals)
 FD_RESERVE = 128  # descriptors beyond the TCP DNS and HTTP caps (mDNS and DNS sockets per VLAN
 #   and listener, chronyc pipes, policy files); start-up warns when the limit leaves less
 FD_LIMIT_UNBOUNDED = 1_048_576  # descriptors asked for when the hard limit is unlimited (Linux's
@@ -122,9 +144,21 @@ CONFIG_MESSAGE_VALUE_MAX = 60  # characters of a value quoted in a message (an a
 #   built a 226 MB message)
 VLAN_SUBNET_MIN_PREFIX_V4 = 8  # bits; a shorter VLAN subnet (0.0.0.0/0) would put every client in
 VLAN_SUBNET_MIN_PREFIX_V6 = 16  # the VLAN's view and make every address plausible on it
+IFNAMSIZ_MAX = 15  # characters of an interface name: Linux's IFNAMSIZ (16) less the NUL
+# bounds of configurable values: beyond them a value is a typo, not a choice
+CONFIG_MIN_RECORDS = 100  # cache.max_records: fewer cannot hold one busy VLAN's services
+CONFIG_MAX_RECORDS = 10_000_000  # ... and more would not fit a router's memory (~1 KB a record)
+CONFIG_MAX_REFLECT_RATE = 1_000_000.0  # packets/s; reflector.rate (100x what one core reflects)
+CONFIG_MAX_REFLECT_BURST = 1_000_000  # packets; reflector.burst
+CONFIG_MAX_TTL = 86400  # s; dns.max_ttl and dns.negative_ttl: a day (mDNS data changes faster)
+CONFIG_MAX_ONDEMAND_TIMEOUT = 1.9  # s; dns.ondemand_timeout stays under CoreDNS's 2 s per attempt
+CONFIG_MIN_CHRONY_OFFSET = 1e-6  # s; chrony.max_offset_seconds: below a microsecond no clock holds
+CONFIG_MAX_CHRONY_OFFSET = 10.0  # s; ... and a bound above 10 s would advertise a broken clock
 
 # --- logging -------------------------------------------------------------------------------
 LOG_RATE_LIMIT_INTERVAL = 10.0  # s; a repeated warning (same key) is logged at most this often
+LOG_RATE_LIMIT_KEYS_MAX = 4096  # distinct rate-limit keys remembered (keys include peer
+#   addresses); the least recently logged is forgotten first
 
 # --- process -------------------------------------------------------------------------------
 # CPython's collector generations (default 700, 10, 10). With the memory tick's freeze, the young

@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from .app import Gateway
 
 log = logging.getLogger(__name__)
-_MAX_RECORDS_LISTED = 5000  # a diagnostics page must stay small on a busy network
 _JSON = "application/json; charset=utf-8"
 
 Response = tuple[int, str, bytes]  # (status, content type, body)
@@ -207,7 +206,7 @@ class HttpSurface:
                     "remaining": None if c.remaining == float("inf") else round(c.remaining, 1),
                 }
             )
-            if len(rows) >= _MAX_RECORDS_LISTED:
+            if len(rows) >= const.HTTP_MAX_RECORDS_LISTED:
                 break
         return _json({"records": rows, "total": len(self.gw.store)})
 

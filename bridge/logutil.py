@@ -12,8 +12,6 @@ from datetime import UTC, datetime
 
 from . import const
 
-_MAX_KEYS = 4096  # distinct rate-limit keys remembered (keys include peer addresses)
-
 
 class RateLimitedLog:
     """Logs a message for a key at most once per LOG_RATE_LIMIT_INTERVAL, counting the rest."""
@@ -36,7 +34,7 @@ class RateLimitedLog:
         suppressed = int(slot[1]) if slot else 0
         self._last[key] = [now, 0]
         self._last.move_to_end(key)
-        if len(self._last) > _MAX_KEYS:
+        if len(self._last) > const.LOG_RATE_LIMIT_KEYS_MAX:
             self._last.popitem(last=False)
         if suppressed:
             msg += f" (and {suppressed} more like it)"

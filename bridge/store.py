@@ -555,7 +555,7 @@ def _shared(types: tuple[int, ...]) -> tuple[int, ...]:
 
 
 _ANCESTORS: dict[tuple[bytes, ...], tuple[dns.name.Name, ...]] = {}  # parent's labels -> ancestors
-_ANCESTORS_MAX = 4096  # service types and a few domains: the parents names have; cleared when full
+_ANCESTORS_MAX = const.STORE_ANCESTORS_MEMO_MAX
 
 
 def _ancestors(name: dns.name.Name) -> tuple[dns.name.Name, ...]:

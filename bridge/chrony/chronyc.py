@@ -15,7 +15,17 @@ def chronyc_argv(control: tuple[str, int] | str, chronyc: str = "chronyc") -> li
         target = ["-h", control]
     else:
         target = ["-h", control[0], "-p", str(control[1])]
-    return [chronyc, "-c", "-n", *target, "-m", "timeout 300", "retries 1", "tracking", "sources"]
+    return [
+        chronyc,
+        "-c",
+        "-n",
+        *target,
+        "-m",
+        f"timeout {const.CHRONYC_REQUEST_TIMEOUT_MS}",
+        f"retries {const.CHRONYC_RETRIES}",
+        "tracking",
+        "sources",
+    ]
 
 
 async def query_chronyd(

@@ -62,7 +62,6 @@ A, AAAA, PTR, SRV, TXT, SOA, NS, ANY = (
     dns.rdatatype.ANY,
 )
 ONDEMAND_TYPES = frozenset({A, AAAA, PTR, SRV, TXT, ANY})
-_MAX_ADDITIONAL = 64  # records; the renderer drops additionals first when space is short
 
 
 class ViewPolicyLike(Protocol):
@@ -363,7 +362,7 @@ class Resolver:
             seen.add((vlan, target))
             extra.extend(self._collect(view, [vlan], target, (A, AAAA), now, None))
         if extra:
-            extra = extra[:_MAX_ADDITIONAL]
+            extra = extra[: const.DNS_MAX_ADDITIONAL]
             for c in extra:
                 ans.min_remaining = min(ans.min_remaining, c.remaining)
             ans.additional = self._rrsets(None, extra, domain)
@@ -413,9 +412,9 @@ class Resolver:
             zone.ns,
             dns.name.Name((b"hostmaster", *zone.apex.labels)),
             1,
-            3600,
-            600,
-            86400,
+            const.DNS_SOA_REFRESH,
+            const.DNS_SOA_RETRY,
+            const.DNS_SOA_EXPIRE,
             self.negative_ttl,
         )
         rrset.add(rdata, self.negative_ttl)

@@ -28,8 +28,8 @@ from .links import Link, Links
 
 log = logging.getLogger(__name__)
 
-_MAX_QUERY_BYTES = 1400  # keep our queries inside one Ethernet frame
-_MAX_TRACKED = 20_000  # browse schedules and last-asked stamps kept; beyond, oldest dropped
+_MAX_QUERY_BYTES = const.MDNS_MAX_QUERY_BYTES
+_MAX_TRACKED = const.MDNS_BROWSE_TRACKED_MAX
 
 _INSTANCE: tuple[int, int] = (dns.rdatatype.SRV, dns.rdatatype.TXT)  # an instance needs both
 _ADDRESS: tuple[int, int] = (dns.rdatatype.A, dns.rdatatype.AAAA)  # a target needs one
@@ -134,7 +134,8 @@ class Browser:
                 cap = const.MDNS_BROWSE_MAX_INTERVAL
                 held = self.store.get(vlan, name, dns.rdatatype.PTR, now)
                 if held:
-                    cap = min(cap, max(1.0, 0.8 * min(c.ttl for c in held)))
+                    ttl = min(c.ttl for c in held)
+                    cap = min(cap, max(const.MDNS_BROWSE_MIN_CAP, const.MDNS_BROWSE_TTL_CAP * ttl))
                 sched.next = now + sched.interval
                 sched.interval = min(sched.interval * 2, cap)
         for vlan, qs in self._pending.items():

@@ -186,7 +186,7 @@ _set = object.__setattr__
 _Seen = dict[int, tuple[tuple[bytes, ...], int, dns.name.Name | None]]
 _MAX_POINTERS = const.MDNS_MAX_POINTERS
 _NAMES: dict[tuple[bytes, ...], dns.name.Name] = {}  # interned Names: most names recur
-_NAMES_MAX = 50_000  # bound on that memo; cleared when full
+_NAMES_MAX = const.MDNS_NAME_MEMO_MAX
 
 
 class _Name(dns.name.Name):
@@ -243,9 +243,7 @@ _POW9 = [9**n for n in range(64)]
 _WEIGHTS = [tuple(reversed(_POW9[:n])) for n in range(64)]
 _LENGTH_OCTETS = [bytes((n,)) for n in range(64)]
 _LABEL_HASHES: dict[bytes, int] = {}
-# small: it pays for labels that recur (service types, _tcp, local); an instance's or a host's
-# own label is hashed once per new name and would only hold memory here
-_LABEL_HASHES_MAX = 4096
+_LABEL_HASHES_MAX = const.MDNS_LABEL_HASH_MEMO_MAX
 _HASH_MAX = (1 << 63) - 1
 
 
