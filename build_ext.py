@@ -18,6 +18,7 @@ COMPILED = [
     "bridge/mdns/ingest.py",
     "bridge/mdns/browser.py",
     "bridge/store.py",
+    "bridge/dnssd.py",
     "bridge/reflector/plan.py",
     "bridge/reflector/suppress.py",
     "bridge/reflector/decide.py",

@@ -19,6 +19,7 @@ import dns.name
 import yaml
 
 from . import const, lan
+from .dnssd import LOCAL
 from .errors import GatewayError
 from .interfaces import list_interfaces
 
@@ -322,7 +323,7 @@ def from_dict(data: Any, source: str, base: Path | None = None) -> Config:
                 f"{v.domain} is used by more than one VLAN",
                 "give each VLAN its own domain",
             )
-        if v.domain.is_subdomain(dns.name.from_text("local.")):
+        if v.domain.is_subdomain(LOCAL):
             bad(
                 f"vlans.{v.name}.domain",
                 "must not be under local.",

@@ -9,6 +9,7 @@ names, labels and raw address bytes; cheap enough for the packet path (no ``ipad
 
 from __future__ import annotations
 
+import re
 import socket
 from typing import Final
 
@@ -27,6 +28,9 @@ PROTOCOL_LABELS: Final = (b"_tcp", b"_udp")
 DNSSD_UDP: Final = (b"_dns-sd", b"_udp")
 BROWSE_LABELS: Final = {b"b": "all", b"db": "default", b"lb": "default"}
 REGISTRATION_LABELS: Final = frozenset({b"r", b"dr"})
+
+# a subtype in text form, ``_printer._sub._http._tcp``: group 1 is its parent type
+SUBTYPE_TEXT: Final = re.compile(r"^_[^.]+\._sub\.(_[^.]+\._(?:tcp|udp))$", re.IGNORECASE)
 
 ServiceParts = tuple[str, str | None]  # (service type "_http._tcp", instance label or None)
 
@@ -106,6 +110,22 @@ def is_dnssd_meta(relative: tuple[bytes, ...]) -> bool:
     (empty non-terminals, registration-domain queries) and so answer NODATA, not NXDOMAIN."""
     folded = fold(relative)
     return folded in (DNSSD_UDP, DNSSD_UDP[1:]) or (len(folded) == 3 and folded[1:] == DNSSD_UDP)
+
+
+def strip_local(text: str) -> str:
+    """A textual name without its trailing dot and ``.local`` (any case), e.g. ``_ipp._tcp``."""
+    text = text.removesuffix(".")
+    if text.lower().endswith(".local"):
+        text = text[: -len(".local")]
+    return text
+
+
+def service_type_text(text: str) -> str:
+    """A textual service type as the policy engine keys it: lower case, no ``.local``, a
+    subtype replaced by its parent type (``_Printer._sub._HTTP._tcp.local.`` -> ``_http._tcp``)."""
+    stype = strip_local(text.lower())
+    sub = SUBTYPE_TEXT.fullmatch(stype)
+    return sub.group(1) if sub else stype
 
 
 def service_type_name(stype: str) -> dns.name.Name:

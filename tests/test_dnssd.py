@@ -101,6 +101,20 @@ def test_link_local_agrees_with_ipaddress(text: str) -> None:
     assert dnssd.address_octets(text) == ip.packed
 
 
+@pytest.mark.parametrize(
+    ("text", "stype"),
+    [
+        ("_IPP._tcp.local.", "_ipp._tcp"),
+        ("_ipp._tcp.LOCAL", "_ipp._tcp"),
+        ("_Printer._SUB._http._tcp.local.", "_http._tcp"),
+        ("_airplay._tcp", "_airplay._tcp"),
+    ],
+)
+def test_textual_service_types(text: str, stype: str) -> None:
+    assert dnssd.service_type_text(text) == stype
+    assert dnssd.strip_local(text).lower() == text.lower().removesuffix(".").removesuffix(".local")
+
+
 def test_link_local_text_ignores_a_zone_index() -> None:
     assert dnssd.is_link_local_text("fe80::1%eth0")
     assert not dnssd.is_link_local(b"\xfe\x80")  # neither 4 nor 16 octets

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bridge.config import ReflectorConfig
-from bridge.dnsfront.resolver import service_parts
+from bridge.dnssd import service_parts
 from bridge.mdns import wire
 from bridge.mdns.links import Link
 from bridge.mdns.rewrite import clear_qu, layout, rebuild

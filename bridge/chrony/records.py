@@ -16,6 +16,7 @@ import dns.reversename
 
 from .. import const
 from ..config import ChronyServer
+from ..dnssd import is_link_local
 from ..mdns.responder import ServiceSpec, Spec, build_records
 from .health import LEAP_TXT, Tracking
 
@@ -23,8 +24,6 @@ NTP_TYPE = "_ntp._udp"
 NTS_TYPE = "_ntske._tcp"
 NTP_ALIAS = dns.name.from_text("ntp.local.")  # ntp.<VLAN domain> in DNS
 IN = dns.rdataclass.IN
-_LL4 = ipaddress.IPv4Network("169.254.0.0/16")
-_LL6 = ipaddress.IPv6Network("fe80::/10")
 
 
 def txt_for(tracking: Tracking | None) -> tuple[bytes, ...]:
@@ -93,7 +92,7 @@ def advertised_addresses(addresses: Sequence[str]) -> tuple[str, ...]:
     out = []
     for a in addresses:
         ip = ipaddress.ip_address(a.split("%", 1)[0])
-        if ip in (_LL4 if ip.version == 4 else _LL6) or ip.is_loopback:
+        if is_link_local(ip.packed) or ip.is_loopback:
             continue
         out.append(str(ip))
     return tuple(out)

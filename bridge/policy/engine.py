@@ -6,15 +6,10 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from ..dnssd import service_type_text
 from .explain import Explanation, explain
 from .instances import InstanceFilter, fold
-from .model import (
-    _SUBTYPE_RE,
-    ANY,
-    PolicyError,
-    ServicePolicy,
-    _strip_local,
-)
+from .model import ANY, PolicyError, ServicePolicy
 
 #: memoised (VLAN, type) decisions per view and question kind; FIFO eviction beyond it
 MEMO_MAX_TYPES: Final = 4096
@@ -113,13 +108,6 @@ class _SourceRules:
         return any(t not in denied for t in self.allow_by_type)
 
 
-def _normalize_lenient(stype: str) -> str:
-    """Normalise a type from the hot path: lower case, no ``.local.``, subtype -> parent."""
-    stype = _strip_local(stype.lower())
-    sub = _SUBTYPE_RE.fullmatch(stype)
-    return sub.group(1) if sub else stype
-
-
 class _Decider:
     """Memoised answers for one view and one kind of question."""
 
@@ -136,7 +124,7 @@ class _Decider:
         decision = self._types.get(key)
         if decision is None:
             src = self._sources.get(vlan)
-            decision = _NEVER if src is None else src.decide(_normalize_lenient(stype), self._kind)
+            decision = _NEVER if src is None else src.decide(service_type_text(stype), self._kind)
             if len(self._types) >= MEMO_MAX_TYPES:
                 del self._types[next(iter(self._types))]
             self._types[key] = decision

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from ..dnssd import SUBTYPE_TEXT, strip_local
 from ..errors import GatewayError
 
 API_VERSION: Final = "mdnsgateway.io/v1alpha1"
@@ -49,7 +50,6 @@ _VLAN_RE: Final = re.compile(VLAN_PATTERN)
 _SERVICE_RE: Final = re.compile(SERVICE_PATTERN)
 _NAME_RE: Final = re.compile(NAME_PATTERN)
 _GLOB_RE: Final = re.compile(GLOB_PATTERN)
-_SUBTYPE_RE: Final = re.compile(r"^_[^.]+\._sub\.(_[^.]+\._(?:tcp|udp))$", re.IGNORECASE)
 
 Action = Literal["allow", "deny"]
 
@@ -109,15 +109,8 @@ class ServicePolicy:
 def normalize_service_type(text: str) -> str:
     """``"_IPP._tcp.local."`` -> ``"_ipp._tcp"``; ``"*"`` stays. Raises ValueError otherwise."""
     if len(text) <= MAX_SERVICE_LENGTH and _SERVICE_RE.fullmatch(text):
-        return text if text == ANY else _strip_local(text.lower())
+        return text if text == ANY else strip_local(text.lower())
     raise ValueError(_service_reason(text))
-
-
-def _strip_local(text: str) -> str:
-    text = text.removesuffix(".")
-    if text.lower().endswith(".local"):
-        text = text[: -len(".local")]
-    return text
 
 
 def split_service_name(text: str) -> tuple[str, str | None]:
@@ -127,8 +120,8 @@ def split_service_name(text: str) -> tuple[str, str | None]:
     dropped. The instance may hold spaces and dots; only the last two labels form the type.
     Raises ValueError when no ``_name._tcp`` / ``_name._udp`` type ends the name.
     """
-    name = _strip_local(text.strip())
-    sub = _SUBTYPE_RE.fullmatch(name)
+    name = strip_local(text.strip())
+    sub = SUBTYPE_TEXT.fullmatch(name)
     if sub:
         return normalize_service_type(sub.group(1)), None
     parts = name.rsplit(".", 2)
@@ -150,14 +143,14 @@ def split_service_name(text: str) -> tuple[str, str | None]:
 def _service_reason(text: str) -> str:
     if len(text) > MAX_SERVICE_LENGTH:
         return f"longer than {MAX_SERVICE_LENGTH} characters"
-    if _SUBTYPE_RE.fullmatch(_strip_local(text)):
+    if SUBTYPE_TEXT.fullmatch(strip_local(text)):
         return f"{text!r} is a subtype; subtypes follow their parent type"
     return f"{text!r} is not a service type of the form '_name._tcp' or '_name._udp' (or \"*\")"
 
 
 def _service_fix(text: str) -> str:
-    bare = _strip_local(text)
-    sub = _SUBTYPE_RE.fullmatch(bare)
+    bare = strip_local(text)
+    sub = SUBTYPE_TEXT.fullmatch(bare)
     if sub:
         return f"use the parent type {sub.group(1).lower()!r}"
     if bare and not bare.startswith("_") and _SERVICE_RE.fullmatch("_" + bare):

@@ -21,7 +21,7 @@ import dns.rdatatype
 
 from .. import const
 from ..config import ReflectorConfig
-from ..dnsfront.resolver import service_parts
+from ..dnssd import address_octets, is_link_local, is_services, service_parts
 from ..logutil import RateLimitedLog
 from ..mdns import wire
 from ..mdns.links import Link
@@ -76,31 +76,22 @@ def _parts(name: dns.name.Name) -> _Parts:
     (an instance name is the owner of its SRV and TXT and the target of its PTR)."""
     parts = _PARTS.get(name, _UNKNOWN)
     if parts is _UNKNOWN:
-        parts = _SERVICES_PARTS if _is_services(name) else service_parts(name)
+        parts = _SERVICES_PARTS if is_services(name) else service_parts(name)
         if len(_PARTS) >= const.REFLECT_MEMO_MAX:
             _PARTS.clear()
         _PARTS[name] = parts
     return parts
 
 
-def _is_services(name: dns.name.Name) -> bool:
-    labels = name.labels
-    return (
-        len(labels) == 5 and labels[0].lower() == b"_services" and labels[1].lower() == b"_dns-sd"
-    )
-
-
 def _link_local(rec: wire.Record) -> bool:
-    raw = rec.digest
-    if raw is not None and rec.rdtype in (_A, _AAAA):  # the address as received
-        return (
-            raw[:2] == b"\xa9\xfe" if len(raw) == 4 else (raw[0] == 0xFE and raw[1] & 0xC0 == 0x80)
-        )
-    if rec.rdtype == _A:
-        return str(rec.rdata.address).startswith("169.254.")  # type: ignore[attr-defined]
-    if rec.rdtype == _AAAA:
-        return str(rec.rdata.address)[:3].lower() in ("fe8", "fe9", "fea", "feb")  # type: ignore[attr-defined]
-    return False
+    """An A/AAAA record of a link-local address (tested on its octets, as received)."""
+    rdtype = rec.rdtype
+    if rdtype != _A and rdtype != _AAAA:
+        return False
+    raw = rec.digest  # the address as received; None for records we built
+    if raw is None:
+        raw = address_octets(rec.rdata.address)  # type: ignore[attr-defined]
+    return is_link_local(raw)
 
 
 class Reflector:
