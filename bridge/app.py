@@ -12,9 +12,10 @@ from typing import Any
 
 from . import const
 from .config import ALL_VIEW, Config
+from .dnsfront.answer import Answers, view_by_address
 from .dnsfront.ondemand import OnDemand
 from .dnsfront.resolver import Resolver, View, Zones
-from .dnsfront.server import DnsServer, Listener, view_by_address
+from .dnsfront.server import DnsServer, Listener
 from .mdns.browser import Browser
 from .mdns.ingest import Ingest
 from .mdns.links import Links
@@ -67,9 +68,10 @@ class Gateway:
             self.store, self._zones(), config.dns.max_ttl, config.dns.negative_ttl
         )
         self.ondemand = OnDemand(self.store, self.browser.ask, config.dns.ondemand_timeout)
+        self.answers = Answers(self.resolver, self.ondemand)
         self.server = DnsServer(
-            self.resolver,
-            self.ondemand,
+            self.answers,
+            self.ondemand.lookup,
             view_by_address(self.links.vlan_of_address, config.dns.default_view),
         )
         self.engine: PolicyEngine = default_engine(config.vlans)
@@ -144,7 +146,7 @@ class Gateway:
         """Swap the policy in force: new views, and every pre-rendered answer dropped."""
         self.engine = engine
         self.policy_error = None
-        self.server.set_views(self.views(engine))
+        self.answers.set_views(self.views(engine))
         for hook in self.engine_hooks:
             hook(engine)
 
@@ -199,7 +201,7 @@ class Gateway:
         if joins or gone:
             self.resolver.zones = self._zones()
             self.server.addresses_changed()
-            self.server.set_views(self.server.views)
+            self.answers.set_views(self.answers.views)
 
     async def _every(self, interval: float, fn: object, name: str) -> None:
         assert self._loop is not None

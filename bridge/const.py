@@ -59,6 +59,8 @@ DNS_RESPONSE_CACHE_MAX = 100_000  # pre-rendered responses kept; cleared when fu
 DNS_RESPONSE_VARIANTS_MAX = 20_000  # of those, keyed by a query's exact bytes (case as sent,
 #   extra flag bits) besides its canonical key; bounds what case-randomising clients can add
 DNS_VIEW_CACHE_MAX = 65_536  # client address -> view memo entries
+DNS_STATIC_ANSWER_VALID = 3600.0  # s; an answer no cached record went into (REFUSED, the
+#   configured zones) stays pre-rendered this long; policy and store changes drop it sooner
 DNS_ONDEMAND_TIMEOUT = 0.9  # s; cache misses answer inside 1 s (CoreDNS waits 2 s per attempt)
 DNS_BROWSE_GATHER = 0.35  # s; after the first PTR answer, wait this long for more
 DNS_MISS_MEMORY = 5.0  # s; a name that stayed silent is answered at once for this long

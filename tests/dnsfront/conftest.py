@@ -11,9 +11,10 @@ from typing import Any
 import dns.name
 import pytest
 
+from bridge.dnsfront.answer import Answers, view_by_address
 from bridge.dnsfront.ondemand import OnDemand
 from bridge.dnsfront.resolver import Resolver, View, Zones
-from bridge.dnsfront.server import DnsServer, Listener, view_by_address
+from bridge.dnsfront.server import DnsServer, Listener
 from bridge.policy import default_engine
 from bridge.store import Store
 from tests.support.front import Front, free_port
@@ -51,9 +52,10 @@ def front() -> Iterator[Front]:
             None,
         )
 
-    server = DnsServer(resolver, ondemand, view_by_address(vlan_of, None))
+    answers = Answers(resolver, ondemand)
+    server = DnsServer(answers, ondemand.lookup, view_by_address(vlan_of, None))
     engine = default_engine(VLANS)
-    server.set_views({v: View(v, v, engine.view(v)) for v in VLANS})
+    answers.set_views({v: View(v, v, engine.view(v)) for v in VLANS})
     p1, p2 = free_port(), free_port()
     f = Front(loop, store, server, p1, p2, asked)
     f.call(

@@ -292,20 +292,13 @@ def test_policy_reload_during_an_ondemand_wait_answers_with_the_new_policy(front
     force sees then, not what the old policy saw (that stale answer would stick until it
     expired: a hot reload would not show, or a newly denied record would keep leaking)."""
     from bridge.dnsfront.resolver import View
-    from bridge.policy import PolicyEngine, parse_policy_text
-    from tests.support.zones import VLANS, publish
+    from tests.support.zones import VLANS, cast_to_trusted, publish
 
     now = front.now()
     front.call(
         lambda: publish(front.store, "iot", b"TV", "_googlecast._tcp", "tv", ["10.20.0.7"], now=now)
     )
-    allow = parse_policy_text(
-        "apiVersion: mdnsgateway.io/v1alpha1\nkind: ServicePolicy\nmetadata: {name: cast}\n"
-        "spec: {from: [iot], to: [trusted], services: [_googlecast._tcp]}\n",
-        "p.yaml",
-        VLANS,
-    )
-    engine = PolicyEngine(allow, VLANS)
+    engine = cast_to_trusted()
     client = ForwardClient("127.0.0.1", front.port_view)
     result: list[dns.message.Message] = []
     import threading
@@ -318,7 +311,9 @@ def test_policy_reload_during_an_ondemand_wait_answers_with_the_new_policy(front
     while not any(k[1] == dns.name.from_text("_googlecast._tcp.local.") for k in front.asked):
         assert time.monotonic() < deadline, "the miss never went to mDNS"
         time.sleep(0.005)
-    front.call(lambda: front.server.set_views({v: View(v, v, engine.view(v)) for v in VLANS}))
+    front.call(
+        lambda: front.server.answers.set_views({v: View(v, v, engine.view(v)) for v in VLANS})
+    )
     t.join(5)
     assert result and result[0].answer, result
     again = client.exchange(q("_googlecast._tcp.local.", "PTR"))
@@ -328,7 +323,7 @@ def test_policy_reload_during_an_ondemand_wait_answers_with_the_new_policy(front
 def test_debug_says_why_a_query_was_refused_or_nxdomain(
     front: Front, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="bridge.dnsfront.server")
+    caplog.set_level(logging.DEBUG, logger="bridge.dnsfront.answer")
     client = ForwardClient("127.0.0.1", front.port_view)
     assert client.exchange(q("debug-me.example.org.")).rcode() == dns.rcode.REFUSED
     assert client.exchange(q("debug-me.trusted.home.arpa.")).rcode() == dns.rcode.NXDOMAIN

@@ -1,5 +1,6 @@
-"""The three VLANs, their domains and subnets that the resolver and DNS server tests share, and
-``publish``: a service as an avahi publisher announces it, put straight into a store."""
+"""The three VLANs, their domains and subnets that the resolver and DNS server tests share,
+``publish``: a service as an avahi publisher announces it, put straight into a store, and
+``cast_to_trusted``: a policy to reload to."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import dns.rdata
 import dns.rdatatype
 import dns.rdtypes.ANY.PTR
 
+from bridge.policy import PolicyEngine, parse_policy_text
 from bridge.store import Store
 
 PTR, SRV, TXT, A, AAAA = (
@@ -65,3 +67,14 @@ def publish(
             120,
             now,
         )
+
+
+def cast_to_trusted() -> PolicyEngine:
+    """A policy letting ``trusted`` see ``iot``'s _googlecast._tcp (a reload in the tests)."""
+    allow = parse_policy_text(
+        "apiVersion: mdnsgateway.io/v1alpha1\nkind: ServicePolicy\nmetadata: {name: cast}\n"
+        "spec: {from: [iot], to: [trusted], services: [_googlecast._tcp]}\n",
+        "p.yaml",
+        VLANS,
+    )
+    return PolicyEngine(allow, VLANS)

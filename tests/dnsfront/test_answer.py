@@ -1,0 +1,266 @@
+"""The DNS query pipeline without sockets: bytes, a view and the time in, the reply out."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import dns.flags
+import dns.message
+import dns.name
+import dns.opcode
+import dns.rcode
+import dns.rdata
+import dns.rdatatype
+import pytest
+
+from bridge import const
+from bridge.dnsfront.answer import NO_VIEW, Answers, Pending, cached, view_by_address
+from bridge.dnsfront.ondemand import OnDemand
+from bridge.dnsfront.resolver import Resolver, View, Zones
+from bridge.policy import default_engine
+from bridge.store import Store
+from tests.support.zones import DOMAINS, SUBNETS, VLANS, cast_to_trusted, publish
+
+A = dns.rdatatype.A
+MAX_TTL = 10
+T0 = 1000.0
+
+
+class Pipeline:
+    """Answers over a store holding one printer on ``trusted``; ``asked`` is what went to mDNS."""
+
+    def __init__(self) -> None:
+        self.store = Store()
+        zones = Zones(
+            DOMAINS,
+            dns.name.from_text("home.arpa."),
+            {v: [ipaddress.ip_network(x) for x in nets] for v, nets in SUBNETS.items()},
+        )
+        self.resolver = Resolver(self.store, zones, max_ttl=MAX_TTL, negative_ttl=7)
+        self.asked: list[tuple[str, dns.name.Name, int]] = []
+        self.ondemand = OnDemand(self.store, lambda v, n, t, urgent: self.asked.append((v, n, t)))
+        self.answers = Answers(self.resolver, self.ondemand)
+        self.engine = default_engine(VLANS)
+        self.answers.set_views({v: View(v, v, self.engine.view(v)) for v in VLANS})
+        publish(
+            self.store, "trusted", b"Office Printer", "_ipp._tcp", "office", ["10.10.0.5"], now=T0
+        )
+
+    def ask(
+        self, wire: bytes, view: str = "trusted", now: float = T0, tcp: bool = False
+    ) -> bytes | Pending | None:
+        return self.answers.answer(wire, view, tcp, now)
+
+    def add_a(self, name: str, address: str, now: float) -> None:
+        rdata = dns.rdata.from_text("IN", "A", address)
+        self.store.add("trusted", dns.name.from_text(name), A, rdata, 120, now)
+
+    def reply(self, wire: bytes, view: str = "trusted", now: float = T0) -> dns.message.Message:
+        out = self.ask(wire, view, now)
+        assert isinstance(out, bytes), out
+        return dns.message.from_wire(out)
+
+
+@pytest.fixture
+def p() -> Pipeline:
+    return Pipeline()
+
+
+def query(name: str, rdtype: str = "A", qid: int = 7, **kw: object) -> dns.message.Message:
+    m = dns.message.make_query(name, rdtype, **kw)  # type: ignore[arg-type]
+    m.id = qid
+    return m
+
+
+def wire(name: str, rdtype: str = "A", qid: int = 7, **kw: object) -> bytes:
+    return query(name, rdtype, qid, **kw).to_wire()
+
+
+# --- header checks -----------------------------------------------------------------------
+
+
+def test_a_response_is_never_answered(p: Pipeline) -> None:
+    m = query("office.local.")
+    m.flags |= dns.flags.QR
+    assert p.ask(m.to_wire()) is None
+    assert p.answers.stats.malformed["response"] == 1
+
+
+def test_other_opcode_gets_notimp(p: Pipeline) -> None:
+    m = query("office.local.")
+    m.set_opcode(dns.opcode.NOTIFY)
+    assert p.reply(m.to_wire()).rcode() == dns.rcode.NOTIMP
+
+
+def test_two_questions_get_formerr(p: Pipeline) -> None:
+    m = query("office.local.")
+    m.question.append(query("office.local.", "AAAA").question[0])
+    assert p.reply(m.to_wire()).rcode() == dns.rcode.FORMERR
+
+
+def test_edns_version_1_gets_badvers(p: Pipeline) -> None:
+    r = p.reply(wire("office.local.", use_edns=1))
+    assert r.rcode() == dns.rcode.BADVERS
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: dns.message.make_query("office.local.", "A", rdclass="CH"),
+        lambda: dns.message.make_query("trusted.home.arpa.", "AXFR"),
+        lambda: dns.message.make_query("trusted.home.arpa.", "IXFR"),
+    ],
+    ids=["class CH", "AXFR", "IXFR"],
+)
+def test_other_classes_and_zone_transfers_refused_and_cached(p: Pipeline, build: object) -> None:
+    data = build().to_wire()  # type: ignore[operator]
+    assert p.reply(data).rcode() == dns.rcode.REFUSED
+    slow = p.answers.stats.slow
+    assert p.reply(data, now=T0 + const.DNS_STATIC_ANSWER_VALID - 1).rcode() == dns.rcode.REFUSED
+    assert p.answers.stats.slow == slow  # the second one was pre-rendered
+
+
+def test_no_view_refused_echoing_the_question(p: Pipeline) -> None:
+    r = p.reply(wire("office.local."), view=NO_VIEW)
+    assert r.rcode() == dns.rcode.REFUSED
+    assert [q.to_text() for q in r.question] == ["office.local. IN A"]
+    assert p.asked == []
+
+
+def test_unknown_view_refused_and_not_cached(p: Pipeline) -> None:
+    data = wire("office.local.")
+    for _ in range(2):
+        assert p.reply(data, view="gone").rcode() == dns.rcode.REFUSED
+    assert p.answers.stats.slow == 2
+
+
+def test_unparseable_query_gets_a_formerr_header_and_a_count(p: Pipeline) -> None:
+    data = wire("office.local.")[:20]
+    out = p.ask(data)
+    assert isinstance(out, bytes) and out[:2] == data[:2] and out[3] & 0x0F == dns.rcode.FORMERR
+    assert sum(p.answers.stats.malformed.values()) == 1
+    assert p.ask(b"\x00\x01") is None  # too short to answer at all
+
+
+# --- the fast path -----------------------------------------------------------------------
+
+
+def test_second_query_is_pre_rendered_with_its_own_id(p: Pipeline) -> None:
+    first = p.reply(wire("office.local.", qid=1))
+    assert [r.to_text() for r in first.answer] == ["office.local. 10 IN A 10.10.0.5"]
+    out = p.ask(wire("office.local.", qid=2))
+    assert isinstance(out, bytes) and out[:2] == b"\x00\x02"
+    assert p.answers.stats.slow == 1 and p.answers.stats.cache_hits == 1
+    assert dns.message.from_wire(out).answer == first.answer
+
+
+def test_other_case_is_spliced_then_its_own_key(p: Pipeline) -> None:
+    p.reply(wire("office.local."))
+    other = wire("OFFICE.Local.", qid=9)
+    cache = p.answers.caches(False)["trusted"]
+    assert other[2:] not in cache.entries
+    out = cached(cache, other, T0)
+    assert out is not None and out[:2] == other[:2]
+    assert out[12 : len(other)] == other[12:]  # the question echoed as sent, case included
+    assert other[2:] in cache.entries and cache.variants == 1
+    assert cached(cache, other, T0) == out
+
+
+def test_pre_rendered_answer_valid_until_its_records_would_be_stale(p: Pipeline) -> None:
+    data = wire("office.local.")
+    p.reply(data)
+    cache = p.answers.caches(False)["trusted"]
+    valid_until = T0 + 120 - MAX_TTL  # the A record's TTL less the TTL we hand out
+    assert cached(cache, data, valid_until - 0.5) is not None
+    assert cached(cache, data, valid_until) is None
+
+
+def test_tcp_and_udp_have_their_own_answers(p: Pipeline) -> None:
+    data = wire("office.local.")
+    p.ask(data, tcp=True)
+    assert "trusted" in p.answers.caches(True)
+    assert "trusted" not in p.answers.caches(False)
+
+
+# --- validity: store and policy changes --------------------------------------------------
+
+
+def test_store_change_on_a_visible_vlan_drops_the_answers(p: Pipeline) -> None:
+    data = wire("office.local.")
+    p.reply(data)
+    p.reply(wire("iot.home.arpa.", "SOA"), view="iot")  # iot does not see trusted
+    p.add_a("office.local.", "10.10.0.6", T0 + 1)
+    assert p.answers.caches(False)["trusted"].entries == {}
+    assert p.answers.caches(False)["iot"].entries != {}
+    r = p.reply(data, now=T0 + 1)
+    assert sorted(r.answer[0].to_text().split("\n")) == [
+        "office.local. 10 IN A 10.10.0.5",
+        "office.local. 10 IN A 10.10.0.6",
+    ]
+
+
+def test_new_views_drop_every_answer(p: Pipeline) -> None:
+    p.reply(wire("office.local."))
+    p.answers.set_views({v: View(v, v, p.engine.view(v)) for v in VLANS})
+    assert p.answers.caches(False)["trusted"].entries == {}
+
+
+# --- on-demand ---------------------------------------------------------------------------
+
+
+def test_miss_waits_for_mdns_then_answers_with_what_came(p: Pipeline) -> None:
+    pending = p.ask(wire("tv.local."))
+    assert isinstance(pending, Pending)
+    assert pending.keys == [("trusted", dns.name.from_text("tv.local."), A)]
+    p.add_a("tv.local.", "10.10.0.9", T0 + 0.1)
+    r = dns.message.from_wire(p.answers.complete(pending, True, T0 + 0.1))
+    assert [x.to_text() for x in r.answer] == ["tv.local. 10 IN A 10.10.0.9"]
+    assert p.answers.stats.ondemand == 1
+
+
+def test_silent_name_answers_at_once_while_remembered(p: Pipeline) -> None:
+    pending = p.ask(wire("tv.local."))
+    assert isinstance(pending, Pending)
+    r = dns.message.from_wire(p.answers.complete(pending, False, T0 + 1))
+    assert r.rcode() == dns.rcode.NXDOMAIN
+    again = p.ask(wire("TV.local."), now=T0 + 2)  # another key, same miss
+    assert isinstance(again, bytes)
+    later = p.ask(wire("tV.local."), now=T0 + 1 + const.DNS_MISS_MEMORY + 0.1)
+    assert isinstance(later, Pending)
+
+
+def test_saturated_ondemand_answers_from_the_cache_as_is(p: Pipeline) -> None:
+    p.ondemand.pending = const.DNS_PENDING_MAX
+    out = p.ask(wire("tv.local."))
+    assert isinstance(out, bytes)
+    assert dns.message.from_wire(out).rcode() == dns.rcode.NXDOMAIN
+
+
+def test_wait_completes_and_caches_with_the_views_in_force_now(p: Pipeline) -> None:
+    publish(p.store, "iot", b"TV", "_googlecast._tcp", "tv", ["10.20.0.7"], now=T0)
+    data = wire("_googlecast._tcp.local.", "PTR")
+    pending = p.ask(data)  # trusted does not see iot yet: a miss, asked on trusted
+    assert isinstance(pending, Pending)
+    engine = cast_to_trusted()
+    p.answers.set_views({v: View(v, v, engine.view(v)) for v in VLANS})
+    out = p.answers.complete(pending, False, T0 + 0.5)
+    expected = ["TV._googlecast._tcp.local."]
+    assert [r.to_text() for r in dns.message.from_wire(out).answer[0]] == expected
+    assert cached(p.answers.caches(False)["trusted"], data, T0 + 1) is not None
+
+
+# --- client address -> view --------------------------------------------------------------
+
+
+def test_view_by_address_subnet_then_default() -> None:
+    nets = {v: [ipaddress.ip_network(x) for x in n] for v, n in SUBNETS.items()}
+
+    def vlan_of(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+        return next((v for v, ns in nets.items() for net in ns if ip in net), None)
+
+    pick = view_by_address(vlan_of, "guest")
+    assert pick("10.20.0.7") == "iot"
+    assert pick("::ffff:10.10.0.3") == "trusted"  # v4-mapped
+    assert pick("fd00:10::5%eth0") == "trusted"
+    assert pick("192.0.2.1") == "guest"
+    assert pick("not an address") == "guest"
