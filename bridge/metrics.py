@@ -62,6 +62,9 @@ class GatewayCollector(Collector):
         )
         c.add_metric([], stats.dropped)
         yield c
+        c = CounterMetricFamily(f"{NS}_dns_tcp_connections", "TCP connections accepted")
+        c.add_metric([], stats.tcp_connections)
+        yield c
         od = gw.ondemand
         c = CounterMetricFamily(
             f"{NS}_dns_ondemand_lookups", "Cache misses that asked mDNS", labels=["outcome"]
@@ -104,6 +107,21 @@ class GatewayCollector(Collector):
         c = CounterMetricFamily(f"{NS}_mdns_send_errors", "mDNS sends that failed")
         c.add_metric([], gw.transport.send_errors)
         yield c
+        c = CounterMetricFamily(
+            f"{NS}_mdns_packets_malformed",
+            "mDNS packets that could not be parsed, by the parser's reason (also counted as "
+            "dropped with reason malformed)",
+            labels=["vlan", "reason"],
+        )
+        for (vlan, reason), n in sorted(ing.malformed.items()):
+            c.add_metric([vlan, reason], n)
+        yield c
+        c = CounterMetricFamily(
+            f"{NS}_mdns_packets_truncated",
+            "mDNS datagrams larger than the receive buffer: cut by the kernel, dropped unread",
+        )
+        c.add_metric([], gw.transport.truncated)
+        yield c
 
         store = gw.store
         g = GaugeMetricFamily(f"{NS}_store_records", "Records in the store")
@@ -138,6 +156,22 @@ class GatewayCollector(Collector):
         g = GaugeMetricFamily(f"{NS}_policy_resources", "Policy resources in force")
         g.add_metric([], len(gw.engine.policies))
         yield g
+        if gw.watcher is not None:
+            c = CounterMetricFamily(
+                f"{NS}_policy_reloads", "Policy sets hot-reloaded that changed the policies"
+            )
+            c.add_metric([], gw.watcher.reloads)
+            yield c
+        c = CounterMetricFamily(
+            f"{NS}_memory_full_collections", "Full garbage collections run (see memory.py)"
+        )
+        c.add_metric([], gw.memory.full_collections)
+        yield c
+        c = CounterMetricFamily(
+            f"{NS}_memory_cycles_freed", "Objects the full collections freed (reference cycles)"
+        )
+        c.add_metric([], gw.memory.cycles_found)
+        yield c
         http = gw.http
         if http is not None:
             c = CounterMetricFamily(

@@ -143,3 +143,9 @@ class ChronyCollector:
         c = CounterMetricFamily(f"{NS}_mdns_conflicts", "Name conflicts met while probing")
         c.add_metric([], r.conflicts)
         yield c
+        c = CounterMetricFamily(
+            f"{NS}_mdns_answers_dropped",
+            "Delayed responder answers dropped: the queue of pending answers was full",
+        )
+        c.add_metric([], r.dropped_answers)
+        yield c

@@ -33,6 +33,7 @@ class Ingest:
         self.links = links
         self.received: Counter[tuple[str, str]] = Counter()  # (vlan, kind) -> packets
         self.dropped: Counter[tuple[str, str]] = Counter()  # (vlan, reason) -> packets
+        self.malformed: Counter[tuple[str, str]] = Counter()  # (vlan, WireError.reason) -> packets
         self.records: Counter[str] = Counter()  # vlan -> records accepted
         # Other consumers of parsed packets (the reflector): (vlan, packet, raw, src, port, fam)
         self.listeners: list[PacketListener] = []
@@ -68,6 +69,7 @@ class Ingest:
             packet = wire.parse(data)
         except wire.WireError as exc:
             self.dropped[(vlan, "malformed")] += 1
+            self.malformed[(vlan, exc.reason)] += 1
             _limited.warning(
                 ("malformed", vlan, src),
                 "VLAN %s: malformed mDNS packet from %s:%d (%s)",

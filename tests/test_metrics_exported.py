@@ -1,0 +1,96 @@
+"""Every counter the components keep reaches /metrics, and every metric is in the README.
+
+A gateway with the reflector and the chrony advertiser on is built without starting it (no
+sockets); its registry is what /metrics serves.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+
+from prometheus_client.registry import CollectorRegistry
+
+from bridge.app import Gateway
+from bridge.config import from_dict
+from bridge.metrics import registry_for
+from tests.support.cli import ROOT
+from tests.support.links import setup
+
+NS = "mdns_gateway_"
+
+
+def gateway() -> Gateway:
+    return Gateway(
+        from_dict(
+            {
+                "vlans": {"trusted": {"interface": "br10", "domain": "trusted.home.arpa."}},
+                "reflector": {"enabled": True},
+                "chrony": {"servers": [{"name": "router", "control": "127.0.0.1:323"}]},
+            },
+            "test.yaml",
+        )
+    )
+
+
+def exported(registry: CollectorRegistry) -> set[str]:
+    """Metric names as scraped: counters with their _total."""
+    return {
+        m.name + ("_total" if m.type == "counter" else "")
+        for m in registry.collect()
+        if m.name.startswith(NS)
+    }
+
+
+def documented() -> set[str]:
+    """Names in the README's metric tables; a row may abbreviate its further names to a
+    suffix (``mdns_gateway_store_records`` / ``_max``, ``..._evicted_records_total``,
+    ``_expired_records_total``): each suffix may replace any tail of the row's full name."""
+    names: set[str] = set()
+    for line in (ROOT / "README.md").read_text().splitlines():
+        if not line.startswith("|"):
+            continue
+        tokens = re.findall(r"`([a-z_]+)(?:\{[^}`]*\})?`", line.split("|")[1])
+        full = [t for t in tokens if t.startswith(NS)]
+        names.update(full)
+        if not full:
+            continue
+        parts = full[0].split("_")
+        for suffix in (t for t in tokens if t.startswith("_")):
+            names.update("_".join(parts[:k]) + suffix for k in range(2, len(parts) + 1))
+    return names
+
+
+def test_every_exported_metric_is_in_the_readme() -> None:
+    missing = exported(registry_for(gateway())) - documented()
+    assert not missing, f"not in README's metrics tables: {sorted(missing)}"
+
+
+def test_the_counters_kept_are_exported() -> None:
+    """The counters that were kept and never exported: one scrape shows each one's value."""
+    gw = gateway()
+    gw.ingest.malformed[("trusted", "bad_pointer")] += 2
+    gw.transport.truncated += 3
+    gw.server.stats.tcp_connections += 4
+    gw.memory.full_collections += 5
+    gw.memory.cycles_found += 6
+    assert gw.chrony is not None
+    gw.chrony.responder.dropped_answers += 7
+    registry = registry_for(gw)
+    sample = registry.get_sample_value
+    labels = {"vlan": "trusted", "reason": "bad_pointer"}
+    assert sample(f"{NS}mdns_packets_malformed_total", labels) == 2
+    assert sample(f"{NS}mdns_packets_truncated_total") == 3
+    assert sample(f"{NS}dns_tcp_connections_total") == 4
+    assert sample(f"{NS}memory_full_collections_total") == 5
+    assert sample(f"{NS}memory_cycles_freed_total") == 6
+    assert sample(f"{NS}chrony_mdns_answers_dropped_total") == 7
+
+
+def test_ingest_counts_the_parser_reason_of_a_malformed_packet() -> None:
+    _, ingest, _ = setup()
+    one_question = b"\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+    for data in (one_question + b"\xc0\x0c\x00\x01\x00\x01", b"\x00" * 5):
+        assert ingest.handle(data, "10.20.0.5", 5353, 9, socket.AF_INET, 0.0) is None
+    assert ingest.dropped[("iot", "malformed")] == 2
+    assert ingest.malformed == {("iot", "bad_pointer"): 1, ("iot", "short"): 1}
