@@ -27,17 +27,23 @@ $(VPY):
 	$(PYTHON) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
 
-deps-run: $(VPY)
+# pip runs again only when the project's metadata changes (the install is editable: code
+# changes need none); a stamp in the venv records each install
+deps-run: $(VENV)/.installed-run
+$(VENV)/.installed-run: pyproject.toml setup.py | $(VPY)
 	$(VPY) -m pip install -q -e .
+	touch $@
 
 run: deps-run
 	$(VPY) -m bridge run
 
-deps-test: $(VPY)
+deps-test: $(VENV)/.installed-test
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  sh scripts/install-debs $(DEBS); \
 	else echo "not root or no apt-get: skipping Debian packages ($(DEBS))"; fi
+$(VENV)/.installed-test: pyproject.toml setup.py | $(VPY)
 	$(VPY) -m pip install -q -e '.[test]'
+	touch $@ $(VENV)/.installed-run
 
 # lint, pytest and test-compiled use the venv's python when there is one (make test made it),
 # else $(PYTHON): `make lint` works in a checkout whose tools are installed another way
