@@ -177,7 +177,8 @@ class Gateway:
 
     def _wake_browser(self) -> None:
         if self._tick_handle is None and self._loop is not None:
-            self._tick_handle = self._loop.call_later(0.02, self._browser_tick)
+            delay = const.MDNS_ASK_BATCH_DELAY
+            self._tick_handle = self._loop.call_later(delay, self._browser_tick)
 
     def _browser_tick(self) -> None:
         self._tick_handle = None

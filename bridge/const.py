@@ -21,6 +21,8 @@ MDNS_REFRESH_MAX_PER_TICK = 1000  # RRsets asked for per tick; later ones wait f
 MDNS_MAX_QUESTIONS_PER_PACKET = 40  # keeps our queries well under 1500 bytes
 MDNS_MAX_POINTERS = 16  # compression hops per name (parser and packet rewrite); real packets
 #   use one or two, and each hop costs a loop turn (a hostile chain cannot stall a reader)
+MDNS_ASK_BATCH_DELAY = 0.02  # s; questions asked within this (misses of one DNS client, a burst
+#   of new services) leave in one packet; short against the 0.9 s an on-demand miss may wait
 MDNS_MAX_QUERY_BYTES = 1400  # bytes of one of our queries; keeps it inside one Ethernet frame
 MDNS_BROWSE_TRACKED_MAX = 20_000  # browse schedules and last-asked stamps kept; beyond, oldest go
 MDNS_BROWSE_TTL_CAP = 0.8  # of a held PTR's TTL: browse no slower than this, so the answer that
@@ -54,6 +56,8 @@ DNS_MAX_UDP_PAYLOAD = 4096  # bytes; largest EDNS payload size we honour
 DNS_MAX_TCP_MESSAGE = 65535  # bytes
 DNS_TCP_IDLE_TIMEOUT = 30.0  # s; above CoreDNS's 10 s pool expiry so it never retries for us
 DNS_TCP_MAX_CONNECTIONS = 512  # concurrent TCP clients; more are refused at accept time
+DNS_TCP_BACKLOG = 256  # connections the kernel queues before accept (a reconnect burst of a
+#   CoreDNS pool restart fits; the accept loop drains it within a wake-up)
 DNS_UDP_DRAIN_BATCH = 64  # datagrams drained per reader wake-up
 DNS_RESPONSE_CACHE_MAX = 100_000  # pre-rendered responses kept; cleared when full
 DNS_RESPONSE_VARIANTS_MAX = 20_000  # of those, keyed by a query's exact bytes (case as sent,
@@ -66,6 +70,8 @@ DNS_BROWSE_GATHER = 0.35  # s; after the first PTR answer, wait this long for mo
 DNS_MISS_MEMORY = 5.0  # s; a name that stayed silent is answered at once for this long
 DNS_MISS_MEMORY_MAX = 10_000  # entries in that memory
 DNS_PENDING_MAX = 1_000  # concurrent on-demand lookups; more are answered from cache as is
+DNS_ANSWER_MIN_VALID = 1.0  # s; a pre-rendered answer is kept at least this long, even when a
+#   record in it is about to expire (its remaining TTL, less the TTL we give, is shorter)
 DNS_MAX_ADDITIONAL = 64  # records in a reply's additional section; the renderer drops them
 #   first when space is short, this bounds the work for a name with a huge RRset
 # SOA timers of the zones we serve (s): nobody transfers them (AXFR/IXFR are refused), so they

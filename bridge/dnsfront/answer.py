@@ -273,7 +273,9 @@ class Answers:
                 const.DNS_MISS_MEMORY if answer.ondemand else const.DNS_STATIC_ANSWER_VALID
             )
         else:
-            valid = now + max(1.0, answer.min_remaining - self.resolver.max_ttl)
+            valid = now + max(
+                const.DNS_ANSWER_MIN_VALID, answer.min_remaining - self.resolver.max_ttl
+            )
         rcode = dns.rcode.to_text(dns.rcode.Rcode.make(answer.rcode))
         if rcode in ("NXDOMAIN", "REFUSED") and log.isEnabledFor(logging.DEBUG):
             why = (

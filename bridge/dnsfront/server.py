@@ -101,7 +101,7 @@ class DnsServer:
                 port,
                 family=family,
                 reuse_address=True,
-                backlog=256,
+                backlog=const.DNS_TCP_BACKLOG,
             )
             self._tcp_servers.append(server)
             log.info(
