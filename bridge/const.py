@@ -56,6 +56,8 @@ DNS_MAX_UDP_PAYLOAD = 4096  # bytes; largest EDNS payload size we honour
 DNS_MAX_TCP_MESSAGE = 65535  # bytes
 DNS_TCP_IDLE_TIMEOUT = 30.0  # s; above CoreDNS's 10 s pool expiry so it never retries for us
 DNS_TCP_MAX_CONNECTIONS = 512  # concurrent TCP clients; more are refused at accept time
+DNS_CLOSE_ROUNDS = 10  # loop turns close() waits for connections accepted just before it (their
+#   tasks start a turn later); one or two suffice, ten bound a shutdown that keeps accepting
 DNS_TCP_BACKLOG = 256  # connections the kernel queues before accept (a reconnect burst of a
 #   CoreDNS pool restart fits; the accept loop drains it within a wake-up)
 DNS_UDP_DRAIN_BATCH = 64  # datagrams drained per reader wake-up
@@ -89,6 +91,7 @@ CHRONYC_REQUEST_TIMEOUT_MS = 300  # ms; chronyc's own wait per request (-m 'time
 #   answers in well under a millisecond, two tries fit the query deadline many times over
 CHRONYC_RETRIES = 1  # chronyc's retries per request (-m 'retries'); one lost datagram is no outage
 CHRONY_RECOVER_POLLS = 2  # healthy polls in a row before a withdrawn server returns (no flapping)
+CHRONY_MESSAGE_LINE_MAX = 120  # characters of a chronyc line quoted in an error (it may be junk)
 CHRONY_MAX_SOURCES = 64  # sources per server kept for metrics (chrony.conf bounds it; we too)
 NTP_PORT = 123
 NTS_KE_PORT = 4460  # RFC 8915 NTS key establishment
@@ -162,6 +165,10 @@ CONFIG_MAX_TTL = 86400  # s; dns.max_ttl and dns.negative_ttl: a day (mDNS data 
 CONFIG_MAX_ONDEMAND_TIMEOUT = 1.9  # s; dns.ondemand_timeout stays under CoreDNS's 2 s per attempt
 CONFIG_MIN_CHRONY_OFFSET = 1e-6  # s; chrony.max_offset_seconds: below a microsecond no clock holds
 CONFIG_MAX_CHRONY_OFFSET = 10.0  # s; ... and a bound above 10 s would advertise a broken clock
+
+# --- policies ------------------------------------------------------------------------------
+POLICY_GLOB_CACHE_MAX = 1024  # compiled instance-glob lists kept; policies share a few lists and a
+#   reload recompiles only new ones
 
 # --- logging -------------------------------------------------------------------------------
 LOG_RATE_LIMIT_INTERVAL = 10.0  # s; a repeated warning (same key) is logged at most this often

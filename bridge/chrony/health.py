@@ -30,6 +30,11 @@ class ChronyError(GatewayError):
 # --- parsing (pure) --------------------------------------------------------------------------
 
 
+def _quote(line: str) -> str:
+    """A chronyc line for an error message, cut short (it may be any junk)."""
+    return repr(line.strip()[: const.CHRONY_MESSAGE_LINE_MAX])
+
+
 @dataclass(frozen=True, slots=True)
 class Tracking:
     """``chronyc -c tracking``; times in seconds, frequencies in ppm, signs as chrony's."""
@@ -90,7 +95,7 @@ def _num(field: str, what: str) -> float:
 def parse_tracking(line: str) -> Tracking:
     f = line.strip().split(",")
     if len(f) != 14:
-        raise ChronyError(f"tracking: expected 14 fields, got {len(f)}: {line.strip()[:120]!r}")
+        raise ChronyError(f"tracking: expected 14 fields, got {len(f)}: {_quote(line)}")
     try:
         ref_id = int(f[0], 16)
     except ValueError:
@@ -104,12 +109,12 @@ def parse_tracking(line: str) -> Tracking:
 def parse_source(line: str) -> Source:
     f = line.strip().split(",")
     if len(f) != 10:
-        raise ChronyError(f"sources: expected 10 fields, got {len(f)}: {line.strip()[:120]!r}")
+        raise ChronyError(f"sources: expected 10 fields, got {len(f)}: {_quote(line)}")
     try:
         reach = int(f[5], 8)  # printed in octal, like the table
         stratum, poll, last = int(f[3]), int(f[4]), int(f[6])
     except ValueError:
-        raise ChronyError(f"sources: bad number in {line.strip()[:120]!r}") from None
+        raise ChronyError(f"sources: bad number in {_quote(line)}") from None
     return Source(
         f[0],
         f[1],

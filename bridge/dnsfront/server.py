@@ -122,7 +122,7 @@ class DnsServer:
             server.close()
         # connections accepted just before the close start their tasks a moment later: repeat
         # until none is left, so nothing is left for a closed loop to collect
-        for _ in range(10):
+        for _ in range(const.DNS_CLOSE_ROUNDS):
             await asyncio.sleep(0)
             pending = list(self._tcp_clients) + list(self._tasks)
             if not pending:

@@ -8,6 +8,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+from .. import const
 from .model import ANY, ServicePolicy
 
 
@@ -15,7 +16,7 @@ def fold(text: str) -> str:
     return unicodedata.normalize("NFC", text).casefold()
 
 
-@functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=const.POLICY_GLOB_CACHE_MAX)
 def compile_globs(globs: tuple[str, ...]) -> re.Pattern[str] | None:
     """One regex for a glob list; None when the list is empty."""
     if not globs:
