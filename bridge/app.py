@@ -1,31 +1,68 @@
-"""Builds the components from a Config, wires their events, owns the tasks, reload and shutdown."""
+"""The composition root: every component is built here and every connection made here.
+
+Read this module to see who receives what. No component imports it or receives the Gateway:
+each gets the collaborators it uses (the store, the links, a send function, a clock, ...).
+
+- mDNS packet -> ``Ingest`` (store) -> its listeners: the chrony responder, the reflector.
+- store change -> the browser (refresh schedule), on-demand lookups, the DNS server's caches.
+- policy change -> the DNS server's views, the reflector's plan.
+- link change (interface scan) -> the transport's groups, the browser, the reflector, DNS zones.
+- metrics -> one registry of collectors, each reading one component's counters.
+
+Start-up goes through one ``AsyncExitStack``: every step registers its undo before it runs,
+so a failure at any point (a DNS or HTTP bind error after the mDNS sockets are up) unwinds
+what was started, and shutdown unwinds the same stack (goodbyes before the sockets close).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import resource
 import signal
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+
+from prometheus_client import ProcessCollector
+from prometheus_client.registry import CollectorRegistry
 
 from . import const
+from .chrony import ChronyCollector, ChronyService
 from .config import ALL_VIEW, Config
+from .diagnostics import Diagnostics, PolicyStatus
 from .dnsfront.answer import Answers, view_by_address
 from .dnsfront.ondemand import OnDemand
 from .dnsfront.resolver import Resolver, View, Zones
 from .dnsfront.server import DnsServer, Listener
+from .http import HttpSurface
 from .mdns.browser import Browser
 from .mdns.ingest import Ingest
 from .mdns.links import Links
 from .mdns.transport import MdnsTransport
 from .memory import MemoryKeeper
+from .metrics import (
+    BuildInfoCollector,
+    DnsCollector,
+    GatewayCollector,
+    HttpCollector,
+    JobsCollector,
+    MdnsCollector,
+    MemoryCollector,
+    StoreCollector,
+)
+from .periodic import Periodic
 from .policy import PolicyEngine, PolicyError, default_engine, load_policy_dir
 from .policy.watch import PolicyWatcher
+from .reflector import Reflector, ReflectorCollector, ReflectorGlue
 from .store import Store
 
 log = logging.getLogger(__name__)
+
+
+def loop_time() -> float:
+    """The one clock of the gateway's components: the running event loop's."""
+    return asyncio.get_running_loop().time()
 
 
 def raise_file_limit() -> int:
@@ -57,8 +94,23 @@ def raise_file_limit() -> int:
 
 
 class Gateway:
+    """The running gateway: builds every component from a Config, wires them, runs them.
+
+    Construction builds and connects (no socket is opened); :meth:`start` binds and starts
+    in order through one exit stack and :meth:`stop` unwinds it; :meth:`run` is the service
+    (signals, start, wait, stop). Components never see this object.
+    """
+
     def __init__(self, config: Config) -> None:
         self.config = config
+        clock = loop_time
+        self._loop: asyncio.AbstractEventLoop | None = None  # the packet path's clock
+        self._tick_handle: asyncio.TimerHandle | None = None
+        self._stack: contextlib.AsyncExitStack | None = None
+        self.ready = asyncio.Event()
+        self.stopping = asyncio.Event()
+
+        # --- components ------------------------------------------------------------------
         self.store = Store(config.max_records)
         self.links = Links(config.vlans)
         self.transport = MdnsTransport(self._on_mdns)
@@ -74,41 +126,82 @@ class Gateway:
             self.ondemand.lookup,
             view_by_address(self.links.vlan_of_address, config.dns.default_view),
         )
+        self.memory = MemoryKeeper(self.store.__len__)
+        self.periodic = Periodic(clock)
         self.engine: PolicyEngine = default_engine(config.vlans)
         self.policy_error: str | None = None
         self.policy_rejections = 0
-        self.watcher: PolicyWatcher | None = None
-        # components that precompute from the policy (the reflector) subscribe here
-        self.engine_hooks: list[Callable[[PolicyEngine], None]] = []
-        self.extra_collectors: list[Any] = []  # metrics of optional components (chrony, ...)
-        self.http: Any = None
-        self.chrony: Any = None  # NTP advertiser bound to chronyd's health (issue 5)
+        self.watcher: PolicyWatcher | None = None  # built at start: it reads the directory
+        self.chrony: ChronyService | None = None  # NTP advertiser bound to chronyd's health
         if config.chrony is not None:
-            from .chrony import ChronyService
-
-            self.chrony = ChronyService(self, config.chrony)
-        self.reflector: Any = None  # multicast reflection between VLANs (issue 4)
+            self.chrony = ChronyService(
+                config.chrony, self.store, self.links, self.transport.send, clock
+            )
+        self.reflector: ReflectorGlue | None = None  # multicast reflection between VLANs
         if config.reflector.enabled:
-            from .reflector import Reflector, ReflectorCollector, ReflectorGlue
-
             reflector = Reflector(list(config.vlans), config.reflector, self.engine)
             self.reflector = ReflectorGlue(
                 reflector, self.links, self.transport.send, time.monotonic
             )
+        self.diagnostics = Diagnostics(
+            vlans=config.vlans,
+            links=self.links,
+            store=self.store,
+            clock=clock,
+            ready=self.ready.is_set,
+            policy=self.policy_status,
+        )
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.http: HttpSurface | None = None
+        if config.http.listen is not None:
+            self.http = HttpSurface(self.diagnostics, self.registry)
+
+        # --- connections -----------------------------------------------------------------
+        # mDNS packets, after ingest has stored their records
+        if self.chrony is not None:
+            self.ingest.listeners.append(self.chrony.shell.on_packet)
+        if self.reflector is not None:
             self.ingest.listeners.append(self.reflector.on_packet)
-            self.engine_hooks.append(self.reflector.set_policy)
-            self.extra_collectors.append(ReflectorCollector(reflector))
+        # the browser asks for a tick when it has questions due (batched)
+        self.browser.wake = self._wake_browser
+        # policy changes (after the DNS server's views, see apply_engine)
+        self.policy_consumers: list[Callable[[PolicyEngine], None]] = []
+        if self.reflector is not None:
+            self.policy_consumers.append(self.reflector.set_policy)
+        # metrics (and the process's own: process_cpu_seconds_total, _resident_memory_bytes,
+        # _open_fds, ... from /proc)
+        for collector in (
+            DnsCollector(self.server.stats, self.resolver, self.ondemand),
+            MdnsCollector(self.ingest, self.browser, self.transport),
+            StoreCollector(self.store),
+            GatewayCollector(self.diagnostics),
+            MemoryCollector(self.memory),
+            JobsCollector(self.periodic),
+            BuildInfoCollector(),
+        ):
+            self.registry.register(collector)
+        ProcessCollector(registry=self.registry)
+        if self.http is not None:
+            self.registry.register(HttpCollector(self.http))
+        if self.chrony is not None:
+            self.registry.register(ChronyCollector(self.chrony))
+        if self.reflector is not None:
+            self.registry.register(ReflectorCollector(self.reflector.reflector))
+        # periodic jobs (supervised: a failure is counted, logged once per burst)
+        self.periodic.add("sweep", const.STORE_SWEEP_INTERVAL, lambda: self.store.sweep(clock()))
+        self.periodic.add("memory", const.MEMORY_INTERVAL, lambda: self.memory.tick(clock()))
+        self.periodic.add("browse", const.MDNS_REFRESH_TICK, lambda: self.browser.tick(clock()))
+        self.periodic.add("link scan", const.IFACE_RESCAN_INTERVAL, self.refresh_links)
+        if self.chrony is not None:
+            self.periodic.add(
+                "chrony poll", const.CHRONY_POLL_INTERVAL, self.chrony.poll_once, first=0.0
+            )
+        if self.reflector is not None:
             log.info(
                 "reflector enabled: %.0f packets/s per VLAN and direction, burst %d",
                 config.reflector.rate,
                 config.reflector.burst,
             )
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._tasks: list[asyncio.Task[None]] = []
-        self._tick_handle: asyncio.TimerHandle | None = None
-        self.memory = MemoryKeeper(self.store.__len__)
-        self.ready = asyncio.Event()
-        self.stopping = asyncio.Event()
 
     # --- policy --------------------------------------------------------------------------
 
@@ -147,13 +240,17 @@ class Gateway:
         self.engine = engine
         self.policy_error = None
         self.answers.set_views(self.views(engine))
-        for hook in self.engine_hooks:
-            hook(engine)
+        for consumer in self.policy_consumers:
+            consumer(engine)
 
     def views(self, engine: PolicyEngine) -> Mapping[str, View]:
         views = {name: View(name, name, engine.view(name)) for name in self.config.vlans}
         views[ALL_VIEW] = View(ALL_VIEW, None, engine.view(ALL_VIEW))
         return views
+
+    def policy_status(self) -> PolicyStatus:
+        reloads = None if self.watcher is None else self.watcher.reloads
+        return PolicyStatus(self.engine, self.policy_error, self.policy_rejections, reloads)
 
     # --- wiring --------------------------------------------------------------------------
 
@@ -182,14 +279,10 @@ class Gateway:
 
     def _browser_tick(self) -> None:
         self._tick_handle = None
-        assert self._loop is not None
-        try:
-            self.browser.tick(self._loop.time())
-        except Exception:
-            log.exception("browser tick failed")
+        self.periodic.run("browse")
 
     def refresh_links(self) -> None:
-        assert self._loop is not None
+        """After an interface scan: the transport's groups, the browser, reflector and zones."""
         joins, gone = self.links.refresh()
         if self.reflector is not None:
             self.reflector.refresh_links()
@@ -198,68 +291,53 @@ class Gateway:
         for link in joins:
             if link.up:
                 self.transport.join(link.ifindex, link.has_v4, link.has_v6)
-                self.browser.start_vlan(link.vlan, self._loop.time())
+                self.browser.start_vlan(link.vlan, loop_time())
         if joins or gone:
             self.resolver.zones = self._zones()
             self.server.addresses_changed()
             self.answers.set_views(self.answers.views)
 
-    async def _every(self, interval: float, fn: object, name: str) -> None:
-        assert self._loop is not None
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                fn()  # type: ignore[operator]
-            except Exception:  # a periodic job must survive its own bugs
-                log.exception("%s failed", name)
-
     # --- life cycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Bind and start everything, in order; on any failure, undo what was started."""
         loop = self._loop = asyncio.get_running_loop()
         raise_file_limit()
-        self.browser.wake = self._wake_browser
-        self.load_policies()
-        if self.config.policies is not None:
-            # hot reload: a change applies within about a second (one stable poll)
-            self.watcher = PolicyWatcher(
-                self.config.policies,
-                self.config.vlans,
-                on_change=self.apply_engine,
-                on_error=self._policy_rejected,
-                engine=self.engine,
-            )
-            self.watcher.start()
-        self.transport.start(loop)
-        self.refresh_links()
-        listeners = [Listener(a, None) for a in self.config.dns.listen]
-        listeners += [
-            Listener(a, view)
-            for view, addrs in self.config.dns.view_listeners.items()
-            for a in addrs
-        ]
-        await self.server.start(listeners)
-        self._tasks = [
-            asyncio.create_task(
-                self._every(
-                    const.STORE_SWEEP_INTERVAL, lambda: self.store.sweep(loop.time()), "sweep"
+        stack = contextlib.AsyncExitStack()
+        try:
+            self.load_policies()
+            # each undo is registered before its step runs (a half-done step is undone too);
+            # the stack unwinds in reverse: what starts first stops last
+            stack.callback(self.transport.close)
+            self.transport.start(loop)
+            self.refresh_links()
+            if self.chrony is not None:
+                stack.push_async_callback(self.chrony.stop)  # goodbyes, sockets still open
+                await self.chrony.start()
+            stack.push_async_callback(self.server.close)
+            await self.server.start(self._dns_listeners())
+            if self.http is not None and self.config.http.listen is not None:
+                stack.push_async_callback(self.http.stop)
+                await self.http.start(self.config.http.listen)
+            stack.push_async_callback(self.periodic.stop)
+            self.periodic.start()
+            if self.config.policies is not None:
+                # hot reload: a change applies within about a second (one stable poll)
+                self.watcher = PolicyWatcher(
+                    self.config.policies,
+                    self.config.vlans,
+                    on_change=self.apply_engine,
+                    on_error=self._policy_rejected,
+                    engine=self.engine,
                 )
-            ),
-            asyncio.create_task(
-                self._every(const.MEMORY_INTERVAL, lambda: self.memory.tick(loop.time()), "memory")
-            ),
-            asyncio.create_task(self._every(const.MDNS_REFRESH_TICK, self._browser_tick, "browse")),
-            asyncio.create_task(
-                self._every(const.IFACE_RESCAN_INTERVAL, self.refresh_links, "link scan")
-            ),
-        ]
-        if self.config.http.listen is not None:
-            from .http import HttpSurface
-
-            self.http = HttpSurface(self)
-            await self.http.start(self.config.http.listen)
-        if self.chrony is not None:
-            await self.chrony.start()
+                stack.push_async_callback(self.watcher.stop)
+                self.watcher.start()
+        except BaseException:
+            log.error("start-up failed; undoing what was started")
+            await stack.aclose()
+            self._cancel_browser_tick()
+            raise
+        self._stack = stack
         self.ready.set()
         log.info(
             "mdns-gateway ready: %d VLAN(s): %s",
@@ -267,25 +345,33 @@ class Gateway:
             ", ".join(f"{n} on {v.interface}" for n, v in self.config.vlans.items()) or "-",
         )
 
+    def _dns_listeners(self) -> list[Listener]:
+        listeners = [Listener(a, None) for a in self.config.dns.listen]
+        listeners += [
+            Listener(a, view)
+            for view, addrs in self.config.dns.view_listeners.items()
+            for a in addrs
+        ]
+        return listeners
+
+    def _cancel_browser_tick(self) -> None:
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+            self._tick_handle = None
+
     async def stop(self) -> None:
-        if self.watcher is not None:
-            await self.watcher.stop()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.http is not None:
-            await self.http.stop()
-        await self.server.close()
-        if self.chrony is not None:
-            await self.chrony.stop()  # goodbyes go out before the sockets close
-        self.transport.close()
+        """Unwind start-up: watcher, jobs, HTTP, DNS, chrony's goodbyes, mDNS sockets."""
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            await stack.aclose()
+        self._cancel_browser_tick()
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
         loop.add_signal_handler(signal.SIGHUP, self.load_policies)
-        await self.start()
+        await self.start()  # a failed start has unwound itself
         self.memory.manage_collector(loop.time())
         try:
             await self.stopping.wait()

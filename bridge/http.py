@@ -15,17 +15,15 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import dns.name
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import CollectorRegistry
 
 from . import const
-from .metrics import registry_for
-
-if TYPE_CHECKING:
-    from .app import Gateway
+from .diagnostics import Diagnostics
 
 log = logging.getLogger(__name__)
 _JSON = "application/json; charset=utf-8"
@@ -48,9 +46,11 @@ def _unicode(name: dns.name.Name) -> str:
 
 
 class HttpSurface:
-    def __init__(self, gateway: Gateway) -> None:
-        self.gw = gateway
-        self.registry = registry_for(gateway)
+    """The read-only pages: what ``diagnostics`` shows, and ``registry`` for /metrics."""
+
+    def __init__(self, diagnostics: Diagnostics, registry: CollectorRegistry) -> None:
+        self.diag = diagnostics
+        self.registry = registry
         self.routes: dict[str, Handler] = {
             "/metrics": self.metrics,
             "/healthz": self.healthz,
@@ -173,13 +173,13 @@ class HttpSurface:
         return _json({"status": "ok"})
 
     async def readyz(self, query: Mapping[str, str]) -> Response:
-        ready = self.gw.ready.is_set()
+        ready = self.diag.ready()
         return _json({"ready": ready}, status=200 if ready else 503)
 
     async def vlans(self, query: Mapping[str, str]) -> Response:
         out: dict[str, Any] = {}
-        for name, vlan in self.gw.config.vlans.items():
-            link = self.gw.links.by_vlan.get(name)
+        for name, vlan in self.diag.vlans.items():
+            link = self.diag.links.by_vlan.get(name)
             out[name] = {
                 "interface": vlan.interface,
                 "domain": vlan.domain.to_text(),
@@ -191,9 +191,9 @@ class HttpSurface:
 
     async def records(self, query: Mapping[str, str]) -> Response:
         vlan = query.get("vlan")
-        now = self.gw._loop.time() if self.gw._loop else 0.0
         rows = []
-        for c in self.gw.store.items(now):
+        store = self.diag.store
+        for c in store.items(self.diag.clock()):
             if vlan and c.vlan != vlan:
                 continue
             rows.append(
@@ -208,21 +208,23 @@ class HttpSurface:
             )
             if len(rows) >= const.HTTP_MAX_RECORDS_LISTED:
                 break
-        return _json({"records": rows, "total": len(self.gw.store)})
+        return _json({"records": rows, "total": len(store)})
 
     async def policies(self, query: Mapping[str, str]) -> Response:
+        policy = self.diag.policy()
         return _json(
             {
-                "valid": self.gw.policy_error is None,
-                "error": self.gw.policy_error,
-                "policies": [{"name": p.name, "source": p.where} for p in self.gw.engine.policies],
+                "valid": policy.error is None,
+                "error": policy.error,
+                "policies": [{"name": p.name, "source": p.where} for p in policy.engine.policies],
             }
         )
 
     async def explain(self, query: Mapping[str, str]) -> Response:
         q = query
         try:
-            exp = self.gw.engine.explain(q.get("view", ""), q.get("vlan", ""), q.get("service", ""))
+            engine = self.diag.policy().engine
+            exp = engine.explain(q.get("view", ""), q.get("vlan", ""), q.get("service", ""))
         except ValueError as exc:
             return _json({"error": str(exc)}, status=400)
         return _json(

@@ -11,23 +11,35 @@ import platform
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from .app import Gateway
+    from .diagnostics import Diagnostics
+    from .dnsfront.answer import Stats
+    from .dnsfront.ondemand import OnDemand
+    from .dnsfront.resolver import Resolver
+    from .http import HttpSurface
+    from .mdns.browser import Browser
+    from .mdns.ingest import Ingest
+    from .mdns.transport import MdnsTransport
+    from .memory import MemoryKeeper
+    from .periodic import Periodic
+    from .store import Store
 
 NS = "mdns_gateway"
 
 
-class GatewayCollector(Collector):
-    def __init__(self, gateway: Gateway) -> None:
-        self.gw = gateway
+class DnsCollector(Collector):
+    """mdns_gateway_dns_*: the DNS server's and the resolver's counters, on-demand lookups."""
+
+    def __init__(self, stats: Stats, resolver: Resolver, ondemand: OnDemand) -> None:
+        self.stats = stats
+        self.resolver = resolver
+        self.ondemand = ondemand
 
     def collect(self) -> Iterator[Metric]:
-        gw = self.gw
-        stats = gw.server.stats
+        stats = self.stats
 
         c = CounterMetricFamily(f"{NS}_dns_queries", "DNS queries received", labels=["transport"])
         for transport in ("udp", "tcp"):
@@ -65,7 +77,7 @@ class GatewayCollector(Collector):
         c = CounterMetricFamily(f"{NS}_dns_tcp_connections", "TCP connections accepted")
         c.add_metric([], stats.tcp_connections)
         yield c
-        od = gw.ondemand
+        od = self.ondemand
         c = CounterMetricFamily(
             f"{NS}_dns_ondemand_lookups", "Cache misses that asked mDNS", labels=["outcome"]
         )
@@ -79,10 +91,20 @@ class GatewayCollector(Collector):
             f"{NS}_dns_unusable_services",
             "Services withheld from a unicast answer: their target had no usable address",
         )
-        c.add_metric([], gw.resolver.unusable_services)
+        c.add_metric([], self.resolver.unusable_services)
         yield c
 
-        ing = gw.ingest
+
+class MdnsCollector(Collector):
+    """mdns_gateway_mdns_*: packets in (ingest), queries out (browser), send errors."""
+
+    def __init__(self, ingest: Ingest, browser: Browser, transport: MdnsTransport) -> None:
+        self.ingest = ingest
+        self.browser = browser
+        self.transport = transport
+
+    def collect(self) -> Iterator[Metric]:
+        ing = self.ingest
         c = CounterMetricFamily(
             f"{NS}_mdns_packets_received", "mDNS packets accepted", labels=["vlan", "kind"]
         )
@@ -102,10 +124,10 @@ class GatewayCollector(Collector):
             c.add_metric([vlan], n)
         yield c
         c = CounterMetricFamily(f"{NS}_mdns_queries_sent", "mDNS query packets we sent")
-        c.add_metric([], gw.browser.queries_sent)
+        c.add_metric([], self.browser.queries_sent)
         yield c
         c = CounterMetricFamily(f"{NS}_mdns_send_errors", "mDNS sends that failed")
-        c.add_metric([], gw.transport.send_errors)
+        c.add_metric([], self.transport.send_errors)
         yield c
         c = CounterMetricFamily(
             f"{NS}_mdns_packets_malformed",
@@ -120,10 +142,18 @@ class GatewayCollector(Collector):
             f"{NS}_mdns_packets_truncated",
             "mDNS datagrams larger than the receive buffer: cut by the kernel, dropped unread",
         )
-        c.add_metric([], gw.transport.truncated)
+        c.add_metric([], self.transport.truncated)
         yield c
 
-        store = gw.store
+
+class StoreCollector(Collector):
+    """mdns_gateway_store_*: the record store's size, capacity and what it let go."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def collect(self) -> Iterator[Metric]:
+        store = self.store
         g = GaugeMetricFamily(f"{NS}_store_records", "Records in the store")
         g.add_metric([], len(store))
         yield g
@@ -145,46 +175,90 @@ class GatewayCollector(Collector):
             c.add_metric([vlan], n)
         yield c
 
+
+class GatewayCollector(Collector):
+    """mdns_gateway_vlan_up and mdns_gateway_policy_*: read through the diagnostics window."""
+
+    def __init__(self, diagnostics: Diagnostics) -> None:
+        self.diag = diagnostics
+
+    def collect(self) -> Iterator[Metric]:
+        diag = self.diag
         g = GaugeMetricFamily(f"{NS}_vlan_up", "VLAN interface present and up", labels=["vlan"])
-        for name in gw.config.vlans:
-            link = gw.links.by_vlan.get(name)
+        for name in diag.vlans:
+            link = diag.links.by_vlan.get(name)
             g.add_metric([name], 1.0 if link is not None and link.up else 0.0)
         yield g
+        policy = diag.policy()
         g = GaugeMetricFamily(f"{NS}_policy_valid", "1 if the last policy load succeeded")
-        g.add_metric([], 0.0 if gw.policy_error else 1.0)
+        g.add_metric([], 0.0 if policy.error else 1.0)
         yield g
         g = GaugeMetricFamily(f"{NS}_policy_resources", "Policy resources in force")
-        g.add_metric([], len(gw.engine.policies))
+        g.add_metric([], len(policy.engine.policies))
         yield g
-        if gw.watcher is not None:
+        c = CounterMetricFamily(
+            f"{NS}_policy_rejections", "Policy sets rejected (the previous set stayed in force)"
+        )
+        c.add_metric([], policy.rejections)
+        yield c
+        if policy.reloads is not None:
             c = CounterMetricFamily(
                 f"{NS}_policy_reloads", "Policy sets hot-reloaded that changed the policies"
             )
-            c.add_metric([], gw.watcher.reloads)
+            c.add_metric([], policy.reloads)
             yield c
+
+
+class MemoryCollector(Collector):
+    """mdns_gateway_memory_*: the full collections memory.py runs and what they freed."""
+
+    def __init__(self, memory: MemoryKeeper) -> None:
+        self.memory = memory
+
+    def collect(self) -> Iterator[Metric]:
         c = CounterMetricFamily(
             f"{NS}_memory_full_collections", "Full garbage collections run (see memory.py)"
         )
-        c.add_metric([], gw.memory.full_collections)
+        c.add_metric([], self.memory.full_collections)
         yield c
         c = CounterMetricFamily(
             f"{NS}_memory_cycles_freed", "Objects the full collections freed (reference cycles)"
         )
-        c.add_metric([], gw.memory.cycles_found)
+        c.add_metric([], self.memory.cycles_found)
         yield c
-        http = gw.http
-        if http is not None:
-            c = CounterMetricFamily(
-                f"{NS}_http_connections_closed",
-                "HTTP connections we closed: full (cap reached, none idle), idle (the oldest "
-                "one waiting for its request, for a new one), timeout (request or response)",
-                labels=["reason"],
-            )
-            for reason, n in sorted(http.closed.items()):
-                c.add_metric([reason], n)
-            yield c
-        for extra in gw.extra_collectors:
-            yield from extra.collect()
+
+
+class HttpCollector(Collector):
+    """mdns_gateway_http_connections_closed_total: connections the HTTP surface closed."""
+
+    def __init__(self, http: HttpSurface) -> None:
+        self.http = http
+
+    def collect(self) -> Iterator[Metric]:
+        c = CounterMetricFamily(
+            f"{NS}_http_connections_closed",
+            "HTTP connections we closed: full (cap reached, none idle), idle (the oldest "
+            "one waiting for its request, for a new one), timeout (request or response)",
+            labels=["reason"],
+        )
+        for reason, n in sorted(self.http.closed.items()):
+            c.add_metric([reason], n)
+        yield c
+
+
+class JobsCollector(Collector):
+    """mdns_gateway_job_failures_total: periodic jobs that raised (they keep their schedule)."""
+
+    def __init__(self, periodic: Periodic) -> None:
+        self.periodic = periodic
+
+    def collect(self) -> Iterator[Metric]:
+        c = CounterMetricFamily(
+            f"{NS}_job_failures", "Runs of a periodic job that raised", labels=["job"]
+        )
+        for name, job in sorted(self.periodic.jobs.items()):
+            c.add_metric([name], job.failures)
+        yield c
 
 
 class BuildInfoCollector(Collector):
@@ -202,13 +276,3 @@ class BuildInfoCollector(Collector):
         compiled = "true" if wire.__file__.endswith((".so", ".pyd")) else "false"
         g.add_metric([__version__, platform.python_version(), compiled], 1)
         yield g
-
-
-def registry_for(gateway: Gateway) -> CollectorRegistry:
-    """The gateway's metrics, its build, and the process's own (process_cpu_seconds_total,
-    process_resident_memory_bytes, process_open_fds, ... from /proc)."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(GatewayCollector(gateway))
-    registry.register(BuildInfoCollector())
-    ProcessCollector(registry=registry)
-    return registry

@@ -21,7 +21,6 @@ import dns.rdatatype
 import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
-from prometheus_client.registry import CollectorRegistry
 
 from bridge import config as cfgmod
 from bridge import const
@@ -483,9 +482,7 @@ def test_service_publishes_withdraws_and_restores() -> None:
         assert _answer(gw, "iot", "ntp.iot.home.arpa.", A) == ["10.20.0.1"]
 
         # metrics
-        registry = CollectorRegistry(auto_describe=False)
-        for collector in gw.extra_collectors:
-            registry.register(collector)
+        registry = gw.registry
         samples = {
             (x.name, tuple(sorted(x.labels.items()))): x.value
             for fam in text_string_to_metric_families(generate_latest(registry).decode())

@@ -35,7 +35,7 @@ async def get(port: int, raw: bytes) -> tuple[int, dict[str, str], bytes]:
 def surface_port() -> object:
     async def make() -> tuple[HttpSurface, int]:
         gw = Gateway(Config(vlans={}))
-        surface = HttpSurface(gw)
+        surface = HttpSurface(gw.diagnostics, gw.registry)
         await surface.start(("127.0.0.1", 0))
         assert surface.port is not None
         return surface, surface.port
@@ -148,7 +148,8 @@ def test_records_page_survives_a_name_that_is_no_valid_idna(surface_port: object
         surface, port = await surface_port()  # type: ignore[operator]
         try:
             rdata = dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.A, "10.0.0.2")
-            surface.gw.store.add("t", dns.name.from_text("xn--.local."), 1, rdata, 120, now=0.0)
+            now = asyncio.get_running_loop().time()  # the store's clock
+            surface.diag.store.add("t", dns.name.from_text("xn--.local."), 1, rdata, 120, now=now)
             status, _, body = await get(port, b"GET /api/records HTTP/1.1\r\n\r\n")
             assert status == 200, body
             assert [r["name"] for r in json.loads(body)["records"]] == ["xn--.local."]

@@ -17,7 +17,6 @@ from prometheus_client import generate_latest
 from bridge import __version__, logutil
 from bridge.app import Gateway
 from bridge.config import Config
-from bridge.metrics import registry_for
 from bridge.store import Store
 
 
@@ -85,7 +84,7 @@ def test_no_debug_lines_at_info(caplog: pytest.LogCaptureFixture) -> None:
 
 
 def test_process_and_build_metrics_are_exported() -> None:
-    text = generate_latest(registry_for(Gateway(Config(vlans={})))).decode()
+    text = generate_latest(Gateway(Config(vlans={})).registry).decode()
     m = re.search(r"^mdns_gateway_build_info\{([^}]*)\} 1\.0$", text, re.M)
     assert m is not None, text[:500]
     assert f'version="{__version__}"' in m.group(1) and 'compiled="' in m.group(1)

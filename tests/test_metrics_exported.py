@@ -13,7 +13,6 @@ from prometheus_client.registry import CollectorRegistry
 
 from bridge.app import Gateway
 from bridge.config import from_dict
-from bridge.metrics import registry_for
 from tests.support.cli import ROOT
 from tests.support.links import setup
 
@@ -62,7 +61,7 @@ def documented() -> set[str]:
 
 
 def test_every_exported_metric_is_in_the_readme() -> None:
-    missing = exported(registry_for(gateway())) - documented()
+    missing = exported(gateway().registry) - documented()
     assert not missing, f"not in README's metrics tables: {sorted(missing)}"
 
 
@@ -76,7 +75,7 @@ def test_the_counters_kept_are_exported() -> None:
     gw.memory.cycles_found += 6
     assert gw.chrony is not None
     gw.chrony.responder.dropped_answers += 7
-    registry = registry_for(gw)
+    registry = gw.registry
     sample = registry.get_sample_value
     labels = {"vlan": "trusted", "reason": "bad_pointer"}
     assert sample(f"{NS}mdns_packets_malformed_total", labels) == 2

@@ -845,7 +845,6 @@ def test_gateway_wires_the_reflector_and_exports_its_counters() -> None:
 
     from bridge.app import Gateway
     from bridge.config import from_dict
-    from bridge.metrics import registry_for
 
     vlans = {v: {"interface": f"br{IDX[v]}"} for v in VLANS}
     off = Gateway(from_dict({"vlans": vlans}, "test"))
@@ -861,7 +860,7 @@ def test_gateway_wires_the_reflector_and_exports_its_counters() -> None:
     raw = wire.encode(response(*OFFICE, additionals=OFFICE_EXTRA))
     outs = reflector.handle("iot", wire.parse(raw), raw, SRC["iot"], 5353, V4, 1.0)
     assert [o.vlan for o in outs] == ["trusted"]
-    text = generate_latest(registry_for(gw)).decode()
+    text = generate_latest(gw.registry).decode()
     assert (
         'mdns_gateway_reflector_packets_total{from_vlan="iot",outcome="reflected",'
         'to_vlan="trusted"} 1.0' in text
@@ -883,7 +882,6 @@ def test_reflection_goes_on_while_the_cache_refuses_a_flood(
     from bridge.config import from_dict
     from bridge.interfaces import IFF_MULTICAST, IFF_UP, Interface
     from bridge.mdns.transport import MdnsTransport
-    from bridge.metrics import registry_for
 
     sent: list[int] = []
 
@@ -938,5 +936,5 @@ def test_reflection_goes_on_while_the_cache_refuses_a_flood(
         gw.ingest.handle(raw, SRC["iot"], 5353, ifindex["iot"], V4, 1.0 + i / 100)
     assert sent == [ifindex["trusted"]] * 60
     assert len(gw.store) == 100 and gw.store.refused == {"iot": 140} and gw.store.evicted == 0
-    text = generate_latest(registry_for(gw)).decode()
+    text = generate_latest(gw.registry).decode()
     assert 'mdns_gateway_store_refused_records_total{vlan="iot"} 140.0' in text

@@ -5,54 +5,61 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
 
 import dns.name
 import dns.rdata
 
 from .. import const
 from ..config import ChronyConfig
-from ..mdns.responder import Responder, ResponderShell, Spec
+from ..mdns.links import Links
+from ..mdns.responder import Responder, ResponderShell, Sender, Spec
+from ..store import Store
 from .chronyc import QueryFn, query_chronyd
 from .health import ChronyError, ServerState, Source, Tracking, parse_report
-from .metrics import ChronyCollector
 from .records import ntp_spec, server_addresses, store_records
-
-if TYPE_CHECKING:
-    from ..app import Gateway
 
 log = logging.getLogger(__name__)
 
 
 class ChronyService:
-    """Polls the chronyds, drives the responder and the store. Built by the Gateway."""
+    """Polls the chronyds, drives the NTP responder and pins the records in the store.
+
+    ``poll_once`` is its periodic job (``bridge/app.py`` schedules it and feeds
+    :attr:`shell`'s ``on_packet`` with ingest's packets); ``send`` is the mDNS transport's,
+    ``clock`` the event loop's time.
+    """
 
     def __init__(
-        self, gateway: Gateway, config: ChronyConfig, query: QueryFn | None = None
+        self,
+        config: ChronyConfig,
+        store: Store,
+        links: Links,
+        send: Sender,
+        clock: Callable[[], float],
+        query: QueryFn | None = None,
     ) -> None:
-        self.gw = gateway
         self.config = config
+        self.store = store
+        self.links = links
+        self.clock = clock
         self.states = {s.name: ServerState(s) for s in config.servers}
         self.responder = Responder()
-        self.shell = ResponderShell(self.responder, gateway.links, gateway.transport.send)
-        gateway.ingest.listeners.append(self.shell.on_packet)
+        self.shell = ResponderShell(self.responder, links, send)
         self.responder.listeners.append(lambda vlan, key: self.sync())
         self._query = query
         self._chronyc = shutil.which("chronyc") or "chronyc"
         self._pinned: set[tuple[str, dns.name.Name, int, dns.rdata.Rdata]] = set()
         self._published: dict[tuple[str, str], Spec] = {}
-        self._task: asyncio.Task[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # set by start(): the shell runs
         self.withdrawals = 0
-        gateway.extra_collectors.append(ChronyCollector(self))
 
     # --- life cycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Start the responder's shell; the polls are the caller's periodic job."""
         self._loop = asyncio.get_running_loop()
         self.shell.start(self._loop)
-        self._task = asyncio.create_task(self._run())
         log.info(
             "chrony: watching %s; advertising on %s",
             ", ".join(f"{s.name} ({_ctl(s.control)})" for s in self.config.servers),
@@ -60,23 +67,12 @@ class ChronyService:
         )
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        """Goodbyes for everything advertised, and the pinned records gone (after the polls)."""
         if self._loop is not None:
-            self.shell.emit(self.responder.withdraw_all(self._loop.time()))
+            self.shell.emit(self.responder.withdraw_all(self.clock()))
         self._published.clear()
         self._apply_store(set())
         self.shell.close()
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.poll_once()
-            except Exception:  # the poller must survive its own bugs
-                log.exception("chrony poll failed")
-            await asyncio.sleep(const.CHRONY_POLL_INTERVAL)
 
     async def poll_once(self) -> None:
         await asyncio.gather(*(self._poll(st) for st in self.states.values()))
@@ -96,9 +92,7 @@ class ChronyService:
         except ChronyError as exc:
             error = str(exc)
         was = st.health
-        changed = st.update(
-            tracking, sources, self.config.max_offset_seconds, self._loop.time(), error
-        )
+        changed = st.update(tracking, sources, self.config.max_offset_seconds, self.clock(), error)
         if changed and not st.advertised:
             self.withdrawals += 1
             log.warning(
@@ -119,7 +113,7 @@ class ChronyService:
     # --- publishing --------------------------------------------------------------------------
 
     def own_addresses(self, vlan: str) -> Sequence[str]:
-        link = self.gw.links.by_vlan.get(vlan)
+        link = self.links.by_vlan.get(vlan)
         if link is None or not link.up:
             return ()
         return link.addresses
@@ -130,7 +124,7 @@ class ChronyService:
             if not st.advertised:
                 continue
             for vlan in self.config.vlans:
-                link = self.gw.links.by_vlan.get(vlan)
+                link = self.links.by_vlan.get(vlan)
                 if link is None or not link.up:
                     continue
                 addrs = server_addresses(st.server, vlan, self.own_addresses)
@@ -142,7 +136,7 @@ class ChronyService:
         """Bring the responder and the store in line with the servers' health (idempotent)."""
         if self._loop is None:
             return
-        now = self._loop.time()
+        now = self.clock()
         want = self.desired()
         out = []
         for key in [k for k in self._published if k not in want]:
@@ -162,8 +156,8 @@ class ChronyService:
         self._apply_store(records)
 
     def _apply_store(self, records: set[tuple[str, dns.name.Name, int, dns.rdata.Rdata]]) -> None:
-        store = self.gw.store
-        now = self._loop.time() if self._loop is not None else 0.0
+        store = self.store
+        now = self.clock() if self._loop is not None else 0.0
         for vlan, name, rdtype, rdata in self._pinned - records:
             store.remove(vlan, name, rdtype, rdata)
         for vlan, name, rdtype, rdata in records - self._pinned:

@@ -87,13 +87,13 @@ class DnsServer:
             host, port = lst.address
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
             sock = socket.socket(family, socket.SOCK_DGRAM)
+            self._udp.append(sock)  # first: close() closes it even if the bind fails
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
             sock.bind((host, port))
             sock.setblocking(False)
-            self._udp.append(sock)
             loop.add_reader(sock.fileno(), self._udp_ready, sock, lst.view)
             server = await asyncio.start_server(
                 lambda r, w, v=lst.view: self._tcp_client(r, w, v),  # type: ignore[misc]

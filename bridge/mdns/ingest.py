@@ -28,6 +28,15 @@ PacketListener = Callable[[str, wire.Packet, bytes, str, int, int], None]
 
 
 class Ingest:
+    """Every received mDNS datagram enters here: its VLAN found from the arrival interface,
+    checked (our own packets, size, parse, opcode, source port, subnet), its records written
+    to the store, then handed to ``listeners`` (the chrony responder, the reflector; both
+    subscribed by ``bridge/app.py``).
+
+    Counters (``received``, ``dropped`` with a reason, ``records``) are plain integers for the
+    hot path; ``bridge.metrics`` exports them.
+    """
+
     def __init__(self, store: Store, links: Links) -> None:
         self.store = store
         self.links = links
@@ -35,7 +44,7 @@ class Ingest:
         self.dropped: Counter[tuple[str, str]] = Counter()  # (vlan, reason) -> packets
         self.malformed: Counter[tuple[str, str]] = Counter()  # (vlan, WireError.reason) -> packets
         self.records: Counter[str] = Counter()  # vlan -> records accepted
-        # Other consumers of parsed packets (the reflector): (vlan, packet, raw, src, port, fam)
+        # consumers of parsed packets (chrony, the reflector): (vlan, packet, raw, src, port, fam)
         self.listeners: list[PacketListener] = []
 
     def handle(

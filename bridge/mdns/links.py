@@ -56,6 +56,13 @@ class Link:
 
 
 class Links:
+    """Which interface is which VLAN right now, looked up by VLAN name and by ifindex.
+
+    ``refresh`` re-reads the kernel's interfaces (every ``IFACE_RESCAN_INTERVAL``) and says
+    which links need joining and which went away, so a link flap or a re-created interface
+    (a new ifindex) is followed; the packet path only does dict look-ups.
+    """
+
     def __init__(
         self, vlans: Mapping[str, VlanConfig], scan: Callable[[], list[Interface]] = list_interfaces
     ) -> None:

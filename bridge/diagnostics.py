@@ -1,0 +1,37 @@
+"""What the HTTP surface and the gateway's metrics read of the running gateway.
+
+Built by ``bridge/app.py``; the readers get this, never the Gateway, so what they can see is
+written here and nowhere else. They only read: the records, the links, the policy in force.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from .config import VlanConfig
+from .mdns.links import Links
+from .policy import PolicyEngine
+from .store import Store
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyStatus:
+    """The policy set in force, and whether the last (re)load was rejected."""
+
+    engine: PolicyEngine
+    error: str | None  # the rejected set's problems; None when the last load went through
+    rejections: int  # policy sets rejected since start-up
+    reloads: int | None  # hot reloads that changed the policies; None: no hot reload
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostics:
+    """A read-only window on the gateway: configured VLANs, links, records, policy, readiness."""
+
+    vlans: Mapping[str, VlanConfig]
+    links: Links
+    store: Store
+    clock: Callable[[], float]  # the event loop's time, the store's clock
+    ready: Callable[[], bool]  # start-up finished (every socket bound)
+    policy: Callable[[], PolicyStatus]

@@ -1,0 +1,139 @@
+"""The composition root's life cycle: start binds everything, and a failure at any point of
+start unwinds what was started (real sockets on loopback; the mDNS sockets are real too)."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import socket
+
+import pytest
+
+from bridge.app import Gateway
+from bridge.config import Config, from_dict
+
+
+def _port(kind: int) -> socket.socket:
+    """A socket bound to a free loopback port, without SO_REUSEADDR: a second bind fails."""
+    s = socket.socket(socket.AF_INET, kind)
+    s.bind(("127.0.0.1", 0))
+    if kind == socket.SOCK_STREAM:
+        s.listen()
+    return s
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+        u.bind(("127.0.0.1", 0))
+        return int(u.getsockname()[1])
+
+
+def _config(dns_port: int, http_port: int | None = None) -> Config:
+    # a VLAN on an interface that does not exist: no multicast group is joined
+    data: dict[str, object] = {
+        "vlans": {"a": {"interface": "nosuch0"}},
+        "dns": {"listen": [f"127.0.0.1:{dns_port}"]},
+    }
+    if http_port is not None:
+        data["http"] = {"listen": f"127.0.0.1:{http_port}"}
+    return from_dict(data, "test")
+
+
+def _open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+def _bindable(port: int) -> bool:
+    """Nothing holds ``port`` on 127.0.0.1 any more (UDP and TCP, no SO_REUSEADDR)."""
+    try:
+        for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+            with socket.socket(socket.AF_INET, kind) as s:
+                s.bind(("127.0.0.1", port))
+    except OSError:
+        return False
+    return True
+
+
+async def _failed_start(gw: Gateway) -> OSError:
+    with pytest.raises(OSError) as info:
+        await gw.start()
+    return info.value
+
+
+def test_a_dns_bind_error_after_the_mdns_sockets_are_up_unwinds_them() -> None:
+    async def main() -> None:
+        blocker = _port(socket.SOCK_DGRAM)
+        gw = Gateway(_config(blocker.getsockname()[1]))
+        before = _open_fds()
+        exc = await _failed_start(gw)
+        assert exc.errno == errno.EADDRINUSE
+        assert gw.transport.socks == {}  # the mDNS sockets were opened, then closed
+        assert _open_fds() == before
+        assert asyncio.all_tasks() == {asyncio.current_task()}
+        assert not gw.ready.is_set()
+        blocker.close()
+
+    asyncio.run(main())
+
+
+def test_an_http_bind_error_after_dns_is_up_unwinds_dns_and_mdns() -> None:
+    async def main() -> None:
+        blocker = _port(socket.SOCK_STREAM)
+        dns_port = _free_port()
+        gw = Gateway(_config(dns_port, blocker.getsockname()[1]))
+        before = _open_fds()
+        exc = await _failed_start(gw)
+        assert exc.errno == errno.EADDRINUSE
+        assert gw.transport.socks == {}
+        assert _bindable(dns_port)  # the DNS listeners (UDP and TCP) are closed
+        assert _open_fds() == before
+        assert asyncio.all_tasks() == {asyncio.current_task()}
+        blocker.close()
+
+    asyncio.run(main())
+
+
+def test_start_and_stop_leave_nothing_behind() -> None:
+    async def main() -> None:
+        dns_port, http_port = _free_port(), _free_port()
+        gw = Gateway(_config(dns_port, http_port))
+        before = _open_fds()
+        await gw.start()
+        assert gw.ready.is_set()
+        assert not _bindable(dns_port)
+        assert {t.get_name() for t in asyncio.all_tasks()} >= {
+            "periodic sweep",
+            "periodic memory",
+            "periodic browse",
+            "periodic link scan",
+        }
+        await gw.stop()
+        assert gw.transport.socks == {}
+        assert _bindable(dns_port) and _bindable(http_port)
+        assert _open_fds() == before
+        assert asyncio.all_tasks() == {asyncio.current_task()}
+
+    asyncio.run(main())
+
+
+def test_no_component_receives_the_gateway() -> None:
+    """Every component is built with its collaborators: none holds a reference to the Gateway."""
+    gw = Gateway(
+        from_dict(
+            {
+                "vlans": {"a": {"interface": "lo"}},
+                "http": {"listen": "127.0.0.1:9"},
+                "reflector": {"enabled": True},
+                "chrony": {"servers": [{"name": "r", "control": "127.0.0.1"}]},
+            },
+            "test",
+        )
+    )
+    components = [v for k, v in vars(gw).items() if not k.startswith("_") and k != "config"]
+    assert gw.chrony is not None and gw.reflector is not None and gw.http is not None
+    for component in components:
+        held = getattr(component, "__dict__", {})
+        slots = getattr(type(component), "__slots__", ())
+        values = list(held.values()) + [getattr(component, s, None) for s in slots]
+        assert not any(v is gw for v in values), component
