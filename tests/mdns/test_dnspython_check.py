@@ -61,7 +61,7 @@ def test_a_changed_digestable_form_is_reported(monkeypatch: pytest.MonkeyPatch) 
 def test_run_refuses_to_start_and_names_the_version(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(cli.logutil, "setup", lambda level: None)
+    monkeypatch.setattr(cli.logutil, "setup", lambda level, fmt="text": None)
     monkeypatch.setattr(dns.name.Name, "__hash__", lambda self: 0)
     assert cli.main(["run"]) == cli.EXIT_INVALID
     err = capsys.readouterr().err
