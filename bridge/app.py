@@ -119,8 +119,12 @@ class Gateway:
         self.resolver = Resolver(
             self.store, self._zones(), config.dns.max_ttl, config.dns.negative_ttl
         )
-        self.ondemand = OnDemand(self.store, self.browser.ask, config.dns.ondemand_timeout)
-        self.answers = Answers(self.resolver, self.ondemand)
+        self.ondemand = OnDemand(self.browser.ask, config.dns.ondemand_timeout)
+        # store changes, one channel: the DNS answers compare the store's generations before
+        # each batch; on-demand lookups listen while one waits; the browser follows new records
+        self.answers = Answers(self.resolver, self.ondemand, self.store)
+        self.ondemand.changes = self.store.subscribe(self.ondemand.on_change, active=False)
+        self.store.subscribe(self.browser.on_record)
         self.server = DnsServer(
             self.answers,
             self.ondemand.lookup,

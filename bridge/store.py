@@ -2,8 +2,12 @@
 
 Records are keyed by (VLAN, owner name, type); names are dnspython Names, whose hash and
 equality ignore ASCII case as DNS does. Time is passed in (``now``) so tests move it.
-Listeners hear about content changes (a record appearing or going), not TTL refreshes: the
-DNS front end drops pre-rendered answers on those, and on-demand lookups wake on them.
+
+Changes of content (a record appearing or going, not a TTL refresh) reach consumers through
+one channel, in two forms: a generation count per VLAN that readers compare when they next
+read (the DNS front end drops its pre-rendered answers of a VLAN whose count moved), and
+``subscribe``: a call per changed record (the browser follows new services, on-demand
+lookups wake). The composition root (bridge/app.py) makes the subscriptions.
 
 Bounded: at ``max_records`` a VLAN's new record evicts the oldest record of the VLAN holding
 the most, unless its own VLAN holds its fair share already; then it is refused and counted
@@ -35,9 +39,8 @@ _limited = RateLimitedLog(log)
 RRKey = tuple[str, dns.name.Name, int]  # (vlan, owner, rdtype)
 _FOREVER = float("inf")  # expiry of pinned records
 _ABSENT: Any = object()
-Listener = Callable[[str, dns.name.Name, int], None]
 # (vlan, owner, rdtype, rdata, added): one record appeared (True) or went (False)
-RecordListener = Callable[[str, dns.name.Name, int, dns.rdata.Rdata, bool], None]
+ChangeListener = Callable[[str, dns.name.Name, int, dns.rdata.Rdata, bool], None]
 
 _PTR = dns.rdatatype.PTR
 _SRV = dns.rdatatype.SRV
@@ -157,7 +160,41 @@ class Cached:
     ttl: int
 
 
+class Subscription:
+    """One consumer of the store's changes (``Store.subscribe``).
+
+    It can be paused: a paused subscription costs the store nothing per record. On-demand
+    lookups listen only while a DNS query waits for mDNS, which is rare, while every record
+    the gateway learns is a change (a flood of announcements is thousands a second)."""
+
+    __slots__ = ("_listener", "_listeners")
+
+    def __init__(self, listeners: list[ChangeListener], listener: ChangeListener) -> None:
+        self._listeners = listeners  # the store's: listeners of active subscriptions
+        self._listener = listener
+
+    @property
+    def active(self) -> bool:
+        return self._listener in self._listeners
+
+    @active.setter
+    def active(self, on: bool) -> None:
+        if on and self._listener not in self._listeners:
+            self._listeners.append(self._listener)
+        elif not on and self._listener in self._listeners:
+            self._listeners.remove(self._listener)
+
+
 class Store:
+    """Every record learned from mDNS, per VLAN: the one source the DNS answers, the browser's
+    follow-ups, the reflector's and the HTTP surface's views read.
+
+    One store rather than one per consumer because they must agree (a DNS answer and the
+    record the browser asked for are the same record) and because memory is the router's
+    scarcest resource: a record costs ~1 KB whoever reads it. It holds what RFC 6762 asks of
+    a cache (TTLs, goodbyes, cache-flush, refresh points), bounded fairly between VLANs, and
+    tells its consumers what changed (see the module docstring) without knowing them."""
+
     def __init__(self, max_records: int = const.STORE_MAX_RECORDS) -> None:
         self.max_records = max_records
         # RRsets keyed by each rdata's canonical wire form: dnspython hashes and compares
@@ -176,12 +213,13 @@ class Store:
         self._below: dict[str, dict[dns.name.Name, int]] = {}
         # SRV targets per VLAN: target host -> number of SRV rdatas pointing at it
         self._srv_targets: dict[str, dict[dns.name.Name, set[dns.name.Name]]] = {}
-        self.listeners: list[Listener] = []  # an RRset's content changed
-        # VLANs whose content changed since the reader last emptied this set: the DNS front
-        # end drops its pre-rendered answers for them before it next answers (one set add per
-        # record here instead of a call per record and listener)
-        self.changed_vlans: set[str] = set()
-        self.record_listeners: list[RecordListener] = []  # which record, for O(1) reactions
+        # content changes so far, in all (one int for a reader to compare: anything new?) and
+        # per VLAN (which?): read before use, never written by readers, so any number of
+        # them can keep their own last-seen counts (a dict increment per record here instead
+        # of a call per record and reader)
+        self.generation = 0
+        self.generations: dict[str, int] = {}
+        self._listeners: list[ChangeListener] = []  # of the active subscriptions
         self.evicted = 0
         self.expired = 0
         self.refused: dict[str, int] = {}  # per VLAN: new records not cached (store full)
@@ -280,6 +318,13 @@ class Store:
         self._notify(vlan, name, rdtype, rdata, True)
         if self._debug:
             _limited.debug(("learned", vlan), "VLAN %s: learned %s", vlan, entry)
+
+    def subscribe(self, listener: ChangeListener, active: bool = True) -> Subscription:
+        """Call ``listener`` for every record that appears or goes (not for TTL refreshes),
+        while the subscription is active. A listener's exception is logged, never raised."""
+        subscription = Subscription(self._listeners, listener)
+        subscription.active = active
+        return subscription
 
     def _make_room(self, vlan: str, updating: bool) -> bool:
         """The store is full and ``vlan`` has a new record: evict the oldest record of the VLAN
@@ -520,17 +565,14 @@ class Store:
     def _notify(
         self, vlan: str, name: dns.name.Name, rdtype: int, rdata: dns.rdata.Rdata, added: bool
     ) -> None:
-        self.changed_vlans.add(vlan)
-        for listener in self.listeners:
+        self.generation += 1
+        generations = self.generations
+        generations[vlan] = generations.get(vlan, 0) + 1
+        for listener in self._listeners:
             try:
-                listener(vlan, name, rdtype)
+                listener(vlan, name, rdtype, rdata, added)
             except Exception:  # a listener bug must not corrupt the store
                 log.exception("store listener failed")
-        for record_listener in self.record_listeners:
-            try:
-                record_listener(vlan, name, rdtype, rdata, added)
-            except Exception:
-                log.exception("store record listener failed")
 
 
 def _find(rrset: list[Entry], digest: bytes) -> Entry | None:

@@ -187,12 +187,52 @@ def test_pinned_records_never_expire_and_are_not_flushed() -> None:
 def test_listeners_hear_content_changes_not_refreshes() -> None:
     s = Store()
     heard: list[tuple[str, dns.name.Name, int]] = []
-    s.listeners.append(lambda v, name, t: heard.append((v, name, t)))
+    s.subscribe(lambda v, name, t, rdata, added: heard.append((v, name, t)))
     s.add("t", n("h.local."), A, a("10.0.0.2"), 120, now=0.0)
     s.add("t", n("h.local."), A, a("10.0.0.2"), 120, now=1.0)
     assert len(heard) == 1
     s.sweep(200.0)
     assert len(heard) == 2
+
+
+def test_generations_count_content_changes_per_vlan_not_refreshes() -> None:
+    s = Store()
+    s.add("t", n("h.local."), A, a("10.0.0.2"), 120, now=0.0)
+    s.add("t", n("h.local."), A, a("10.0.0.2"), 120, now=1.0)  # a refresh: no change
+    s.add("u", n("h.local."), A, a("10.0.0.3"), 120, now=1.0)
+    assert (s.generation, s.generations) == (2, {"t": 1, "u": 1})
+    s.remove("t", n("h.local."), A, a("10.0.0.2"))
+    assert (s.generation, s.generations) == (3, {"t": 2, "u": 1})
+
+
+def test_a_paused_subscription_hears_nothing_until_resumed() -> None:
+    s = Store()
+    heard: list[tuple[str, bool]] = []
+    sub = s.subscribe(lambda v, name, t, rdata, added: heard.append((v, added)), active=False)
+    s.add("t", n("h.local."), A, a("10.0.0.2"), 120, now=0.0)
+    assert heard == [] and not sub.active
+    sub.active = True
+    s.remove("t", n("h.local."), A, a("10.0.0.2"))
+    assert heard == [("t", False)]
+    sub.active = False
+    s.add("t", n("h.local."), A, a("10.0.0.2"), 120, now=1.0)
+    assert heard == [("t", False)]
+
+
+def test_a_failing_listener_neither_stops_the_others_nor_the_store(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    s = Store()
+    heard: list[str] = []
+
+    def broken(v: str, name: dns.name.Name, t: int, rdata: dns.rdata.Rdata, added: bool) -> None:
+        raise RuntimeError("listener bug")
+
+    s.subscribe(broken)
+    s.subscribe(lambda v, name, t, rdata, added: heard.append(v))
+    s.add("t", n("h.local."), A, a("10.0.0.2"), 120, now=0.0)
+    assert heard == ["t"] and len(s) == 1
+    assert "store listener failed" in caplog.text
 
 
 def test_schedules_hold_exactly_the_live_records() -> None:

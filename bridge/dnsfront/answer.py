@@ -28,6 +28,7 @@ import dns.rdatatype
 
 from .. import const
 from ..logutil import RateLimitedLog
+from ..store import Store
 from .fastpath import QueryKey, ResponseCache, query_key, splice
 from .ondemand import Key, OnDemand
 from .render import error, formerr_header, render, udp_limit
@@ -118,12 +119,15 @@ class Answers:
     tested here without a socket.
     """
 
-    def __init__(self, resolver: Resolver, ondemand: OnDemand) -> None:
+    def __init__(self, resolver: Resolver, ondemand: OnDemand, store: Store) -> None:
         self.resolver = resolver
         self.ondemand = ondemand
         self.views: Mapping[str, View] = {}
         self.stats = Stats()
-        self._changed = resolver.store.changed_vlans  # emptied by _sync
+        # the store's change counts as last applied (see caches): one int compared per batch
+        self._store = store
+        self._generation = store.generation
+        self._generations = dict(store.generations)
         self._udp: dict[str, ResponseCache] = {}  # view -> pre-rendered UDP answers
         self._tcp: dict[str, ResponseCache] = {}  # and TCP (no truncation)
         self._seeing: dict[str, list[ResponseCache]] = {}  # VLAN -> caches of views seeing it
@@ -148,17 +152,19 @@ class Answers:
         """The pre-rendered answers by view, the store's changes applied: read them only
         through this, once per batch of queries (the caches are cleared in place and never
         replaced, so the mapping stays good for the batch)."""
-        if self._changed:
+        if self._store.generation != self._generation:
             self._sync()
         return self._tcp if tcp else self._udp
 
     def _sync(self) -> None:
-        """Apply the store's changes since the last answer (called before every cache read)."""
-        changed = self._changed
-        if changed:
-            for vlan in changed:
+        """Apply the store's changes since the last answer: drop the answers of every VLAN
+        whose change count moved."""
+        store, seen = self._store, self._generations
+        self._generation = store.generation
+        for vlan, generation in store.generations.items():
+            if seen.get(vlan) != generation:
+                seen[vlan] = generation
                 self.invalidate_vlan(vlan)
-            changed.clear()
 
     def _index_caches(self) -> None:
         seeing: dict[str, list[ResponseCache]] = {}
@@ -299,7 +305,7 @@ class Answers:
         self.stats.rcodes[rcode] += 1
         if parsed is not None:
             key, qend = parsed
-            if self._changed:
+            if self._store.generation != self._generation:
                 self._sync()  # before, not after: this answer already saw those changes
             self._cache(view, tcp).put(key, wire, qend, valid)
         return wire

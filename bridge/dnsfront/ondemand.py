@@ -13,18 +13,25 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
 
 import dns.name
+import dns.rdata
 import dns.rdatatype
 
 from .. import const
-from ..store import Store
+from ..store import Subscription
 
 Key = tuple[str, dns.name.Name, int]  # (vlan, .local name, type)
 
 
 class OnDemand:
+    """DNS queries the store cannot answer yet, waiting for mDNS answers.
+
+    Apart from the resolver because waiting is state and time (futures, a bounded memory of
+    silent names, a cap on concurrent waits), and the resolver is a pure function of the
+    store. ``changes`` is its subscription to the store (made by bridge/app.py): active only
+    while some lookup waits."""
+
     def __init__(
         self,
-        store: Store,
         ask: Callable[[str, dns.name.Name, int, bool], None],
         timeout: float = const.DNS_ONDEMAND_TIMEOUT,
         gather: float = const.DNS_BROWSE_GATHER,
@@ -38,11 +45,14 @@ class OnDemand:
         self.lookups = 0
         self.answered = 0
         self.timeouts = 0
-        # the store calls _on_change for every record added or removed, but only while a
+        # the store calls on_change for every record added or removed, but only while a
         # lookup waits (the usual state is nobody waiting: no call per record then)
-        self._listeners = store.listeners
+        self.changes: Subscription | None = None
 
-    def _on_change(self, vlan: str, name: dns.name.Name, rdtype: int) -> None:
+    def on_change(
+        self, vlan: str, name: dns.name.Name, rdtype: int, rdata: dns.rdata.Rdata, added: bool
+    ) -> None:
+        """A store change: wake the lookups waiting for that name and type (or ANY)."""
         for key in ((vlan, name, rdtype), (vlan, name, dns.rdatatype.ANY)):
             futures = self._waiters.pop(key, None)
             if futures:
@@ -69,8 +79,9 @@ class OnDemand:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
         keys = list(keys)
-        if not self._waiters and self._on_change not in self._listeners:
-            self._listeners.append(self._on_change)
+        changes = self.changes
+        assert changes is not None, "OnDemand.changes: subscribe on_change to the store first"
+        changes.active = True
         for key in keys:
             self._waiters.setdefault(key, []).append(fut)
             self.ask(*key, True)
@@ -96,5 +107,5 @@ class OnDemand:
                     futures.remove(fut)
                     if not futures:
                         del self._waiters[key]
-            if not self._waiters and self._on_change in self._listeners:
-                self._listeners.remove(self._on_change)
+            if not self._waiters:
+                changes.active = False

@@ -164,7 +164,13 @@ def reverse_zone(net: IPNetwork) -> dns.name.Name:
 
 
 class Resolver:
-    """Answers a view's question from the store: pure, no sockets, time passed in."""
+    """Answers a view's question from the store: pure, no sockets, time passed in.
+
+    Pure because every DNS rule of RFC 6762/6763/8766 that decides an answer (which VLANs a
+    view sees, names rewritten between ``local.`` and the VLAN domains, what a unicast client
+    may be given) is tested here as a function, and because its answers are pre-rendered and
+    reused (answer.py) for as long as the store and the policy do not change: an answer that
+    depended on anything else could not be."""
 
     def __init__(self, store: Store, zones: Zones, max_ttl: int, negative_ttl: int) -> None:
         self.store = store

@@ -48,6 +48,15 @@ class _Schedule:
 
 
 class Browser:
+    """The gateway's own mDNS questions: what keeps the store complete and fresh.
+
+    Passive listening alone leaves the store with what devices happen to announce: their
+    announcements stop after start-up, a record's TTL runs out unless someone asks, and a
+    PTR without its SRV and addresses answers no DNS query. So it browses every type it has
+    seen, follows each new instance to its records (``on_record``, a store subscription made
+    by bridge/app.py), re-asks records near the end of their TTL (RFC 6762 §5.2), and sends
+    the questions of DNS misses, batched per tick."""
+
     def __init__(self, store: Store, links: Links, send: Sender) -> None:
         self.store = store
         self.links = links
@@ -61,7 +70,6 @@ class Browser:
         self._asked: dict[tuple[str, dns.name.Name, int], float] = {}
         self.queries_sent = 0
         self.wake: Callable[[], None] = lambda: None  # set by the app: run tick() soon
-        store.record_listeners.append(self._on_record)
 
     # --- inputs ----------------------------------------------------------------------
 
@@ -87,7 +95,7 @@ class Browser:
             del self._asked[k]
         self.wake()
 
-    def _on_record(
+    def on_record(
         self, vlan: str, name: dns.name.Name, rdtype: int, rdata: dns.rdata.Rdata, added: bool
     ) -> None:
         """React to the one record that appeared: O(1), whatever the size of its RRset."""

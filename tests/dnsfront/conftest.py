@@ -38,7 +38,8 @@ def front() -> Iterator[Front]:
     )
     resolver = Resolver(store, zones, max_ttl=10, negative_ttl=7)
     asked: list[tuple[str, dns.name.Name, int]] = []
-    ondemand = OnDemand(store, lambda v, n, t, urgent: asked.append((v, n, t)), timeout=0.6)
+    ondemand = OnDemand(lambda v, n, t, urgent: asked.append((v, n, t)), timeout=0.6)
+    ondemand.changes = store.subscribe(ondemand.on_change, active=False)
     subnets = {v: [ipaddress.ip_network(x) for x in nets] for v, nets in SUBNETS.items()}
 
     def vlan_of(ip: Any) -> str | None:
@@ -52,7 +53,7 @@ def front() -> Iterator[Front]:
             None,
         )
 
-    answers = Answers(resolver, ondemand)
+    answers = Answers(resolver, ondemand, store)
     server = DnsServer(answers, ondemand.lookup, view_by_address(vlan_of, None))
     engine = default_engine(VLANS)
     answers.set_views({v: View(v, v, engine.view(v)) for v in VLANS})

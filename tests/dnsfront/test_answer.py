@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 
 import dns.flags
@@ -38,8 +39,9 @@ class Pipeline:
         )
         self.resolver = Resolver(self.store, zones, max_ttl=MAX_TTL, negative_ttl=7)
         self.asked: list[tuple[str, dns.name.Name, int]] = []
-        self.ondemand = OnDemand(self.store, lambda v, n, t, urgent: self.asked.append((v, n, t)))
-        self.answers = Answers(self.resolver, self.ondemand)
+        self.ondemand = OnDemand(lambda v, n, t, urgent: self.asked.append((v, n, t)))
+        self.ondemand.changes = self.store.subscribe(self.ondemand.on_change, active=False)
+        self.answers = Answers(self.resolver, self.ondemand, self.store)
         self.engine = default_engine(VLANS)
         self.answers.set_views({v: View(v, v, self.engine.view(v)) for v in VLANS})
         publish(
@@ -247,6 +249,22 @@ def test_wait_completes_and_caches_with_the_views_in_force_now(p: Pipeline) -> N
     expected = ["TV._googlecast._tcp.local."]
     assert [r.to_text() for r in dns.message.from_wire(out).answer[0]] == expected
     assert cached(p.answers.caches(False)["trusted"], data, T0 + 1) is not None
+
+
+def test_ondemand_listens_to_the_store_only_while_a_lookup_waits(p: Pipeline) -> None:
+    key = ("trusted", dns.name.from_text("tv.local."), A)
+    changes = p.ondemand.changes
+    assert changes is not None and not changes.active
+
+    async def wait_then_announce() -> bool:
+        lookup = asyncio.ensure_future(p.ondemand.lookup([key]))
+        await asyncio.sleep(0)  # one loop turn: the lookup asks and waits
+        assert changes.active and p.asked == [key]
+        p.add_a("tv.local.", "10.10.0.9", T0)
+        return await lookup
+
+    assert asyncio.run(wait_then_announce()) is True
+    assert not changes.active
 
 
 # --- client address -> view --------------------------------------------------------------

@@ -28,7 +28,9 @@ def make() -> tuple[Store, Browser, list[tuple[wire.Packet, int, int]]]:
         sent.append((wire.parse(data), ifindex, family))
         return True
 
-    return store, Browser(store, links, send), sent
+    browser = Browser(store, links, send)
+    store.subscribe(browser.on_record)  # as bridge/app.py wires it
+    return store, browser, sent
 
 
 def questions(
