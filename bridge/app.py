@@ -52,7 +52,7 @@ from .metrics import (
     StoreCollector,
 )
 from .periodic import Periodic
-from .policy import PolicyEngine, PolicyError, default_engine, load_policy_dir
+from .policy import PolicyEngine, default_engine
 from .policy.watch import PolicyWatcher
 from .reflector import Reflector, ReflectorCollector, ReflectorGlue
 from .store import Store
@@ -136,6 +136,7 @@ class Gateway:
         self.policy_error: str | None = None
         self.policy_rejections = 0
         self.watcher: PolicyWatcher | None = None  # built at start: it reads the directory
+        self._reloads: set[asyncio.Task[bool]] = set()  # SIGHUP reloads under way
         self.chrony: ChronyService | None = None  # NTP advertiser bound to chronyd's health
         if config.chrony is not None:
             self.chrony = ChronyService(
@@ -209,35 +210,55 @@ class Gateway:
 
     # --- policy --------------------------------------------------------------------------
 
-    def load_policies(self) -> bool:
-        """(Re)load the policy directory; a bad set is rejected and the last good one stays."""
+    async def _load_policies(self) -> None:
+        """The first load, in a worker thread; a bad file never stops start-up: the gateway
+        starts with the default policy and says why."""
+        self.apply_engine(self.engine)  # views exist from the start, whatever the files hold
         path = self.config.policies
-        if self.watcher is not None:
-            return self.watcher.reload_now()
         if path is None:
-            self.apply_engine(default_engine(self.config.vlans))
-            return True
-        if not path.exists():
+            return
+        missing = not path.exists()
+        self.watcher = PolicyWatcher(
+            path,
+            self.config.vlans,
+            on_change=self.apply_engine,
+            on_error=self._policy_rejected,
+            engine=self.engine if missing else None,
+        )
+        if missing:
             log.warning(
                 "policies directory %s does not exist: every VLAN sees only itself "
                 "until it is created",
                 path,
             )
-            self.apply_engine(default_engine(self.config.vlans))
-            return True
-        try:
-            policies = load_policy_dir(path, self.config.vlans)
-        except PolicyError as exc:
-            self._policy_rejected(str(exc))
-            return False
-        self.apply_engine(PolicyEngine(policies, self.config.vlans))
-        log.info("policies loaded: %d from %s", len(policies), path)
-        return True
+        elif await self.watcher.reload():
+            log.info("policies loaded: %d from %s", len(self.engine.policies), path)
+
+    def _on_sighup(self) -> None:
+        """Reload the policies off the event loop; signals during a reload coalesce."""
+        if self.watcher is None:
+            log.info("SIGHUP: no policies directory is configured, nothing to reload")
+            return
+        task = asyncio.create_task(self.watcher.reload())
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
+    async def _cancel_reloads(self) -> None:
+        for task in list(self._reloads):
+            task.cancel()
+        await asyncio.gather(*self._reloads, return_exceptions=True)
 
     def _policy_rejected(self, message: str) -> None:
         self.policy_error = message
         self.policy_rejections += 1
-        log.error("policies rejected, the previous set stays in force:\n%s", message)
+        default = self.watcher is None or self.watcher.engine is None
+        log.error(
+            "policies rejected, %s:\n%s",
+            "starting with the default policy (every VLAN sees only itself)"
+            if default
+            else "the previous set stays in force",
+            message,
+        )
 
     def apply_engine(self, engine: PolicyEngine) -> None:
         """Swap the policy in force: new views, and every pre-rendered answer dropped."""
@@ -253,8 +274,12 @@ class Gateway:
         return views
 
     def policy_status(self) -> PolicyStatus:
-        reloads = None if self.watcher is None else self.watcher.reloads
-        return PolicyStatus(self.engine, self.policy_error, self.policy_rejections, reloads)
+        watcher = self.watcher
+        reloads = None if watcher is None else watcher.reloads
+        coalesced = 0 if watcher is None else watcher.coalesced
+        return PolicyStatus(
+            self.engine, self.policy_error, self.policy_rejections, reloads, coalesced
+        )
 
     # --- wiring --------------------------------------------------------------------------
 
@@ -309,7 +334,8 @@ class Gateway:
         raise_file_limit()
         stack = contextlib.AsyncExitStack()
         try:
-            self.load_policies()
+            stack.push_async_callback(self._cancel_reloads)
+            await self._load_policies()
             # each undo is registered before its step runs (a half-done step is undone too);
             # the stack unwinds in reverse: what starts first stops last
             stack.callback(self.transport.close)
@@ -325,15 +351,8 @@ class Gateway:
                 await self.http.start(self.config.http.listen)
             stack.push_async_callback(self.periodic.stop)
             self.periodic.start()
-            if self.config.policies is not None:
+            if self.watcher is not None:
                 # hot reload: a change applies within about a second (one stable poll)
-                self.watcher = PolicyWatcher(
-                    self.config.policies,
-                    self.config.vlans,
-                    on_change=self.apply_engine,
-                    on_error=self._policy_rejected,
-                    engine=self.engine,
-                )
                 stack.push_async_callback(self.watcher.stop)
                 self.watcher.start()
         except BaseException:
@@ -374,7 +393,7 @@ class Gateway:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
-        loop.add_signal_handler(signal.SIGHUP, self.load_policies)
+        loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         await self.start()  # a failed start has unwound itself
         self.memory.manage_collector(loop.time())
         try:

@@ -146,6 +146,15 @@ FD_RESERVE = 128  # descriptors beyond the TCP DNS and HTTP caps (mDNS and DNS s
 FD_LIMIT_UNBOUNDED = 1_048_576  # descriptors asked for when the hard limit is unlimited (Linux's
 #   default fs.nr_open: setrlimit refuses more)
 
+# --- policies (the per-file and per-resource limits are in bridge/policy/model.py) -------------
+POLICY_MAX_TOTAL_BYTES = 2 << 20  # bytes over the whole directory, checked before parsing; a
+#   1 MB file once kept the parser busy 9 s (now off the event loop, still CPU)
+POLICY_MAX_DOCUMENTS = 4_200  # YAML documents over the directory, counted ('---' lines) before
+#   parsing: MAX_POLICIES (4,096) and room for CRDs and empty documents
+POLICY_CYAML_DEPTH_BOUND = 2_000  # nesting bound ('[' and '{' plus twice the longest line) up to
+#   which libyaml's parser is used; its composer recurses in C and crashes the process near
+#   20,000 levels, so deeper-looking files go to the pure-Python parser (RecursionError-safe)
+
 # --- configuration -------------------------------------------------------------------------
 CONFIG_MAX_BYTES = 1_048_576  # bytes read of --config at most; a config is a few KB, a wrong path
 #   (a device, a log) must not be read whole

@@ -23,6 +23,7 @@ class PolicyStatus:
     error: str | None  # the rejected set's problems; None when the last load went through
     rejections: int  # policy sets rejected since start-up
     reloads: int | None  # hot reloads that changed the policies; None: no hot reload
+    coalesced: int = 0  # SIGHUPs served by the reload of another (one load for a burst)
 
 
 @dataclass(frozen=True, slots=True)

@@ -207,6 +207,12 @@ class GatewayCollector(Collector):
             )
             c.add_metric([], policy.reloads)
             yield c
+            c = CounterMetricFamily(
+                f"{NS}_policy_coalesced_reloads",
+                "SIGHUPs served by the reload of another (a burst costs one more load)",
+            )
+            c.add_metric([], policy.coalesced)
+            yield c
 
 
 class MemoryCollector(Collector):

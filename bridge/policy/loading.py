@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Collection, Mapping, Sequence
+from itertools import accumulate
 from pathlib import Path
 from typing import Any, Final
 
 import yaml
 
+from .. import const
 from .model import (
     _GLOB_RE,
     _INSTANCE_KEYS,
@@ -42,6 +45,14 @@ class _StrictLoader(yaml.SafeLoader):
     """SafeLoader that rejects duplicate mapping keys, as Kubernetes' YAML decoder does."""
 
 
+_CSafeLoader: Any = getattr(yaml, "CSafeLoader", None)  # libyaml's parser, ~10x faster
+_StrictCLoader: Any = None
+if _CSafeLoader is not None:
+
+    class _StrictCLoader(_CSafeLoader):  # type: ignore[no-redef]
+        """The same checks on libyaml's parser (used where the nesting bound allows it)."""
+
+
 def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
     seen: set[Any] = set()
     for key_node, _ in node.value:
@@ -64,6 +75,44 @@ def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[
 
 
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+if _StrictCLoader is not None:
+    _StrictCLoader.add_constructor(
+        yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping
+    )
+
+_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
+_BRACKET_DEPTH = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+def _nesting_bound(text: str) -> int:
+    """An upper bound of the YAML nesting depth, computed at C speed.
+
+    Block collections nest by column, so twice the longest line bounds them; flow collections
+    nest by brackets (quoted brackets only make the bound larger, which is safe).
+    """
+    longest = max(map(len, text.split("\n")), default=0)
+    brackets = _NOT_BRACKETS.sub("", text)
+    flow = max(accumulate(map(_BRACKET_DEPTH.__getitem__, brackets)), default=0)
+    return 2 * (longest + 1) + flow
+
+
+def _loader_for(text: str) -> Any:
+    """libyaml where available and the file cannot nest deep enough to crash its composer."""
+    if _StrictCLoader is not None and _nesting_bound(text) <= const.POLICY_CYAML_DEPTH_BOUND:
+        return _StrictCLoader
+    return _StrictLoader
+
+
+def _documents_bound(data: bytes) -> int:
+    """How many YAML documents a file can hold at most: one, plus one per '---' line."""
+    return 1 + data.count(b"\n---") + data.startswith(b"---")
+
+
+def read_bounded(file: Path) -> bytes:
+    """The file's content, at most MAX_FILE_BYTES + 1 bytes whatever stat() says (a symlink to
+    a /proc file reports 0 bytes and reads 5 MB). OSError if it cannot be read."""
+    with file.open("rb") as f:
+        return f.read(MAX_FILE_BYTES + 1)
 
 
 def _type_name(value: object) -> str:
@@ -146,7 +195,7 @@ def _parse_text(
     known = frozenset(vlans)
     index = 0
     try:
-        for index, doc in enumerate(yaml.load_all(text, Loader=_StrictLoader), start=1):
+        for index, doc in enumerate(yaml.load_all(text, Loader=_loader_for(text)), start=1):
             if doc is None:
                 continue
             policy = _parse_document(doc, _Doc(filename, index, problems), known)
@@ -168,6 +217,12 @@ def _parse_text(
         problems.append(
             f"{filename}: document {index + 1} (unnamed): yaml: nested too deeply; "
             "fix: a ServicePolicy is at most four levels deep"
+        )
+    except Exception as exc:  # e.g. ValueError: an integer of more digits than int() converts
+        problems.append(
+            f"{filename}: document {index + 1} (unnamed): cannot be read:"
+            f" {type(exc).__name__}: {_short(str(exc), 120)};"
+            " fix: correct the value (quote long numbers)"
         )
     return policies, problems
 
@@ -544,21 +599,31 @@ def load_policy_dir(path: Path, vlans: Collection[str]) -> list[ServicePolicy]:
                 "fix: create it, or point the config's 'policies:' at an existing directory"
             ]
         ) from None
+    total = documents = 0
     for file in files:
         try:
-            size = file.stat().st_size
-            if size > MAX_FILE_BYTES:
-                problems.append(
-                    f"{file}: file is {size} bytes, more than {MAX_FILE_BYTES}; "
-                    "fix: is this really a policy file? split it or move it out of the directory"
-                )
-                continue
-            data = file.read_bytes()
+            data = read_bounded(file)
         except OSError as exc:
             problems.append(
                 f"{file}: cannot read: {exc.strerror or exc}; fix: check the file's permissions"
             )
             continue
+        if len(data) > MAX_FILE_BYTES:
+            problems.append(
+                f"{file}: file is more than {MAX_FILE_BYTES} bytes; "
+                "fix: is this really a policy file? split it or move it out of the directory"
+            )
+            continue
+        total += len(data)
+        documents += _documents_bound(data)
+        if total > const.POLICY_MAX_TOTAL_BYTES or documents > const.POLICY_MAX_DOCUMENTS:
+            problems.append(
+                f"{file}: the directory's files up to this one hold more than"
+                f" {const.POLICY_MAX_TOTAL_BYTES} bytes or {const.POLICY_MAX_DOCUMENTS}"
+                " documents; not parsed, nor the files after it;"
+                " fix: merge policies that share from and to, remove files that are no policies"
+            )
+            break
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
