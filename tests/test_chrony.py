@@ -37,6 +37,7 @@ from bridge.chrony import (
     ntp_spec,
     parse_report,
     parse_source,
+    query_chronyd,
     server_addresses,
     store_records,
     synchronised,
@@ -545,5 +546,40 @@ def test_service_follows_a_rename_on_conflict() -> None:
         assert _answer(gw, "trusted", "router-2.trusted.home.arpa.", A) == ["10.10.0.1"]
         assert svc.responder.labels("iot", "ntp:router") == ("router", ["router"])
         await svc.stop()
+
+    asyncio.run(main())
+
+
+def _state(pid: int) -> str:
+    """The process's state letter (Z: exited, not yet reaped), or '' when it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return ""
+
+
+def test_a_cancelled_poll_kills_its_chronyc(tmp_path: Path) -> None:
+    """A cancelled query (shutdown, a stopped service) left chronyc running."""
+    pidfile = tmp_path / "pid"
+    script = tmp_path / "chronyc"
+    script.write_text(f"#!/bin/sh\necho $$ > {pidfile}\nexec sleep 60\n")
+    script.chmod(0o755)
+
+    async def main() -> int:
+        task = asyncio.create_task(query_chronyd(("127.0.0.1", 323), str(script), timeout=30))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5
+        while not (pidfile.exists() and pidfile.read_text().strip()):
+            assert loop.time() < deadline, "the stand-in did not start"
+            await asyncio.sleep(0.01)
+        pid = int(pidfile.read_text())
+        assert _state(pid) not in ("", "Z")
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        while _state(pid) not in ("", "Z"):
+            assert loop.time() < deadline, f"chronyc {pid} still running: {_state(pid)}"
+            await asyncio.sleep(0.01)
+        return pid
 
     asyncio.run(main())

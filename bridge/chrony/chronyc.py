@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 
 from .. import const
@@ -46,13 +47,21 @@ async def query_chronyd(
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout)
     except TimeoutError:
-        proc.kill()
+        _kill(proc)
         await proc.wait()
         raise ChronyError(f"no answer within {timeout:g} s") from None
+    except BaseException:  # cancelled (shutdown, a stopped poll): the child must not outlive us
+        _kill(proc)
+        raise
     if proc.returncode != 0:
         msg = (err or out).decode(errors="replace").strip().splitlines()
         raise ChronyError(msg[-1] if msg else f"chronyc exited with {proc.returncode}")
     return out.decode(errors="replace")
+
+
+def _kill(proc: asyncio.subprocess.Process) -> None:
+    with contextlib.suppress(ProcessLookupError):  # it has just exited
+        proc.kill()
 
 
 QueryFn = Callable[[tuple[str, int] | str], Awaitable[str]]  # control -> chronyc output
