@@ -10,7 +10,7 @@ VPY = $(VENV)/bin/python
 # the lab's real peers and tools; gcc and the Python headers for make test-compiled (Cython)
 DEBS = avahi-daemon avahi-utils chrony dnsutils knot knot-dnsutils dnsperf nsd tcpdump \
        iproute2 procps libcap2-bin dnsmasq-base kea-dhcp4-server kea-dhcp6-server \
-       dbus-daemon util-linux gcc libc6-dev python3-dev
+       dbus-daemon util-linux gcc libc6-dev python3-dev unbound knot-resolver
 PYTEST_ARGS ?=
 # the tests find the console script and the venv's tools on PATH
 VENV_PATH = PATH="$(CURDIR)/$(VENV)/bin:$$PATH"

@@ -144,7 +144,9 @@ class Gateway:
             )
         self.reflector: ReflectorGlue | None = None  # multicast reflection between VLANs
         if config.reflector.enabled:
-            reflector = Reflector(list(config.vlans), config.reflector, self.engine)
+            reflector = Reflector(
+                list(config.vlans), config.reflector, self.engine, holds=self.store.has_name
+            )
             self.reflector = ReflectorGlue(
                 reflector, self.links, self.transport.send, time.monotonic
             )

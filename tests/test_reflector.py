@@ -938,3 +938,44 @@ def test_reflection_goes_on_while_the_cache_refuses_a_flood(
     assert len(gw.store) == 100 and gw.store.refused == {"iot": 140} and gw.store.evicted == 0
     text = generate_latest(gw.registry).decode()
     assert 'mdns_gateway_store_refused_records_total{vlan="iot"} 140.0' in text
+
+
+# --- one device per name per VLAN (issue 13) -------------------------------------------------
+
+
+def test_a_service_whose_host_name_is_taken_on_the_destination_is_not_passed() -> None:
+    """RFC 6762 §9: a host name is unique on its link only. iot's printer announces itself as
+    ``printer.local``; a different device on trusted holds that name: the service and the
+    host's addresses stay out of trusted (counted, logged), and still reach guest."""
+    held = {("trusted", n("printer.local."))}
+    r = Reflector(
+        VLANS,
+        ReflectorConfig(True, 1e6, 10**6),
+        PolicyEngine([*POLICIES, policy("all-guest", ["iot"], ["guest"], ["_ipp._tcp"])], VLANS),
+        holds=lambda vlan, name: (vlan, name) in held,
+    )
+    r.set_links(links())
+    out = by_vlan(Run(r).send("iot", response(*OFFICE, additionals=OFFICE_EXTRA)))
+    assert "trusted" not in out  # nothing of it was left for trusted
+    assert "printer.local. A 10.20.0.2" in texts(out["guest"][0])
+    # PTR, SRV, TXT, A and AAAA (its link-local addresses never cross anyway)
+    assert r.records[("iot", "trusted", "name_conflict")] == 5
+    assert r.packets[("iot", "trusted", "name_conflict")] == 1
+    # without the clash, trusted gets it as before
+    held.clear()
+    out = by_vlan(Run(r).send("iot", response(*OFFICE, additionals=OFFICE_EXTRA), dt=10))
+    assert "Office._ipp._tcp.local. SRV 0 0 631 printer.local." in texts(out["trusted"][0])
+
+
+def test_an_instance_name_taken_on_the_destination_is_not_passed() -> None:
+    held = {("trusted", n("Office._ipp._tcp.local."))}
+    r = Reflector(
+        VLANS,
+        ReflectorConfig(True, 1e6, 10**6),
+        PolicyEngine(POLICIES, VLANS),
+        holds=lambda vlan, name: (vlan, name) in held,
+    )
+    r.set_links(links())
+    out = by_vlan(Run(r).send("iot", response(*OFFICE, additionals=OFFICE_EXTRA)))
+    assert "trusted" not in out
+    assert r.records[("iot", "trusted", "name_conflict")] >= 3  # PTR, SRV, TXT

@@ -51,6 +51,8 @@ SPOOFED = "spoofed"  # source address not on the arrival VLAN's link
 PROBE = "probe"  # probes are not reflected
 LEGACY = "legacy_unicast"  # one-shot queries from a port other than 5353 are not reflected
 TOO_BIG = "too_big"  # a single record does not fit the destination MTU
+# a record naming a host or instance that a different device holds on the destination
+NAME_CONFLICT = "name_conflict"
 SEND_ERROR = "send_error"  # the transport could not send
 ERROR = "error"  # a bug: the packet raised (logged)
 
@@ -103,8 +105,12 @@ class Reflector:
         config: ReflectorConfig | None = None,
         engine: PolicyEngine | None = None,
         window: float = const.REFLECT_DUP_WINDOW,
+        holds: Callable[[str, dns.name.Name], bool] | None = None,
     ) -> None:
         config = config or ReflectorConfig()
+        # (VLAN, name): a device on that VLAN holds the name (the store, as its own devices
+        # announced it); None: no name-conflict check
+        self.holds = holds
         self.vlans = tuple(vlans)
         self.config = config
         self.window = window
@@ -463,6 +469,7 @@ class Reflector:
             if echoed >> j & 1:
                 rmasks[j] = 0
             j += 1
+        clashed = self._name_conflicts(vlan, records, rmasks, cand) if self.holds else None
         n_answers = len(packet.answers)
         wanted = 0
         for j in range(n_answers):
@@ -477,7 +484,8 @@ class Reflector:
         for d in bits(cand):
             dest = self.vlans[d]
             if not wanted >> d & 1:
-                self.packets[(vlan, dest, FILTERED)] += 1
+                why = NAME_CONFLICT if clashed and d in clashed else FILTERED
+                self.packets[(vlan, dest, why)] += 1
                 continue
             rs: list[int] = []
             dups = 0
@@ -497,7 +505,7 @@ class Reflector:
                 continue
             if dups:
                 self.records[(vlan, dest, DUPLICATE)] += dups
-            self._count_removed(vlan, dest, rmasks, link_local, d)
+            self._count_removed(vlan, dest, rmasks, link_local, d, clashed)
             if self._emit(
                 si, d, vlan, packet, raw, family, [], rs, len(rs) == nr, False, outputs, now
             ):
@@ -626,12 +634,84 @@ class Reflector:
         return out, dropped
 
     def _count_removed(
-        self, vlan: str, dest: str, rmasks: list[int], link_local: int, d: int
+        self,
+        vlan: str,
+        dest: str,
+        rmasks: list[int],
+        link_local: int,
+        d: int,
+        clashed: dict[int, int] | None = None,
     ) -> None:
+        conflicts = clashed.get(d, 0) if clashed else 0
         for j, m in enumerate(rmasks):
             if not m >> d & 1:
+                if conflicts >> j & 1:
+                    continue  # counted by _name_conflicts
                 reason = "link_local" if link_local >> j & 1 else FILTERED
                 self.records[(vlan, dest, reason)] += 1
+
+    def _name_conflicts(
+        self, vlan: str, records: Sequence[wire.Record], rmasks: list[int], cand: int
+    ) -> dict[int, int] | None:
+        """RFC 6762 §9: a host or instance name is unique on its link, not across VLANs. A
+        record is not passed into a VLAN where a different device holds its host name (owner
+        or SRV target) or its instance name: the VLAN's clients would reach the wrong device.
+        An instance whose SRV target clashes goes whole (PTR, SRV, TXT). Clears those bits of
+        ``rmasks``; returns, per destination index, the records removed (None: none)."""
+        holds = self.holds
+        assert holds is not None
+        vlans = self.vlans
+        clashed: dict[int, int] = {}
+        gone: dict[int, set[dns.name.Name]] = {}  # destination -> instances removed whole
+        for j, rec in enumerate(records):
+            m = rmasks[j] & cand
+            if not m:
+                continue
+            parts = _parts(rec.name)
+            if parts is None:
+                names: tuple[dns.name.Name, ...] = (rec.name,)  # a host's records
+            elif parts is _SERVICES_PARTS:
+                continue
+            elif parts[1] is None:  # a type's PTR: its instance
+                if rec.rdtype != _PTR:
+                    continue
+                names = (rec.rdata.target,)  # type: ignore[attr-defined]
+            elif rec.rdtype == _SRV:
+                names = (rec.name, rec.rdata.target)  # type: ignore[attr-defined]
+            else:
+                names = (rec.name,)
+            for d in bits(m):
+                dest = vlans[d]
+                for name in names:
+                    if holds(dest, name):
+                        rmasks[j] &= ~(1 << d)
+                        clashed[d] = clashed.get(d, 0) | 1 << j
+                        gone.setdefault(d, set()).add(names[0])
+                        _limited.warning(
+                            ("name_conflict", vlan, dest, name),
+                            "reflector: not passing %s from VLAN %s into VLAN %s: a different "
+                            "device there holds %s (rename one of them)",
+                            rec.name,
+                            vlan,
+                            dest,
+                            name,
+                        )
+                        break
+        if not clashed:
+            return None
+        for d, instances in gone.items():  # the rest of a removed instance goes with it
+            for j, rec in enumerate(records):
+                if not rmasks[j] >> d & 1:
+                    continue
+                owner = rec.name
+                if rec.rdtype == _PTR and _parts(owner) not in (None, _SERVICES_PARTS):
+                    owner = rec.rdata.target  # type: ignore[attr-defined]
+                if owner in instances:
+                    rmasks[j] &= ~(1 << d)
+                    clashed[d] |= 1 << j
+        for d, removed in clashed.items():
+            self.records[(vlan, vlans[d], NAME_CONFLICT)] += bin(removed).count("1")
+        return clashed
 
     def _count_filtered_records(
         self, vlan: str, cand: int, rmasks: list[int], link_local: int
