@@ -61,7 +61,10 @@ DNS_CLOSE_ROUNDS = 10  # loop turns close() waits for connections accepted just 
 DNS_TCP_BACKLOG = 256  # connections the kernel queues before accept (a reconnect burst of a
 #   CoreDNS pool restart fits; the accept loop drains it within a wake-up)
 DNS_UDP_DRAIN_BATCH = 64  # datagrams drained per reader wake-up
-DNS_RESPONSE_CACHE_MAX = 100_000  # pre-rendered responses kept; cleared when full
+DNS_RESPONSE_CACHE_MAX = 100_000  # pre-rendered responses kept per view and transport ...
+DNS_RESPONSE_CACHE_BYTES = 16 << 20  # ... and bytes (estimated, overhead included) per view and
+#   transport; when full the oldest eighth goes (100,000 REFUSED names once added 69 MB, and a
+#   full cache was cleared whole, evicting everyone's answers)
 DNS_RESPONSE_VARIANTS_MAX = 20_000  # of those, keyed by a query's exact bytes (case as sent,
 #   extra flag bits) besides its canonical key; bounds what case-randomising clients can add
 DNS_VIEW_CACHE_MAX = 65_536  # client address -> view memo entries

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import struct
+
 import dns.edns
+import dns.exception
 import dns.flags
 import dns.message
 import dns.rdatatype
 import dns.rrset
+import pytest
 
+from bridge import const
 from bridge.dnsfront.fastpath import ResponseCache, query_key, splice
 
 
@@ -108,3 +113,74 @@ def test_variants_are_keyed_by_their_own_bytes_and_bounded() -> None:
     assert cache.variants == const.DNS_RESPONSE_VARIANTS_MAX
     cache.clear()
     assert cache.variants == 0 and not cache.entries
+
+
+def _with_options(query: bytes, options: bytes) -> bytes:
+    """``query`` (EDNS, no options) with these raw option bytes in its OPT."""
+    return query[:-2] + struct.pack("!H", len(options)) + options
+
+
+@pytest.mark.parametrize(
+    "options,good",
+    [
+        (struct.pack("!HH", 10, 8) + b"c" * 8, True),  # client cookie
+        (struct.pack("!HH", 10, 24) + b"c" * 24, True),  # client and server cookie
+        (struct.pack("!HH", 3, 0), True),  # NSID request
+        (struct.pack("!HH", 10, 5) + b"c" * 5, False),  # cookie lengths RFC 7873 forbids
+        (struct.pack("!HH", 10, 12) + b"c" * 12, False),
+        (struct.pack("!HH", 10, 41) + b"c" * 41, False),
+        (struct.pack("!HH", 3, 10) + b"x" * 4, False),  # longer than the OPT
+        (b"\x00\x03\x00", False),  # a cut option header
+    ],
+)
+def test_malformed_edns_options_never_take_the_fast_path(options: bytes, good: bool) -> None:
+    """Cached answers ignore options, so a malformed one got NOERROR from the cache and FORMERR
+    from the slow path; now it always goes to the slow path, which dnspython refuses."""
+    plain = wire("office.local.", use_edns=0, payload=1232)
+    query = _with_options(plain, options)
+    assert (query_key(query) is not None) is good
+    cache = cached(plain)
+    assert (fastpath_cached(cache, query) is not None) is good
+    if not good:
+        with pytest.raises(dns.exception.FormError):
+            dns.message.from_wire(query)
+
+
+def fastpath_cached(cache: ResponseCache, query: bytes) -> bytes | None:
+    entry = cache.entries.get(query[2:])
+    if entry is not None:
+        return query[:2] + entry[0]
+    parsed = query_key(query)
+    entry = cache.entries.get(parsed[0]) if parsed is not None else None
+    return splice(query, parsed[1], entry) if parsed is not None and entry is not None else None
+
+
+_COUNTS = b"\x00\x01\x00\x00\x00\x00\x00\x00"
+
+
+def test_a_full_cache_drops_its_oldest_eighth_never_everything() -> None:
+    """100,000 unique names once added 69 MB, and a full cache was cleared whole."""
+    cache = ResponseCache()
+    keys = []
+    answer = b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x0a\x00\x04\x0a\x00\x00\x01" * 10
+    for i in range(60_000):
+        label = f"n{i:05d}-{'x' * 40}".encode()
+        q = (
+            b"\x00\x07\x01\x00"
+            + _COUNTS
+            + bytes([len(label)])
+            + label
+            + b"\x07example\x00\x00\x01\x00\x01"
+        )
+        parsed = query_key(q)
+        assert parsed is not None
+        reply = q[:2] + b"\x85\x00\x00\x01\x00\x0a\x00\x00\x00\x00" + q[12:] + answer
+        cache.put(parsed[0], reply, parsed[1], 100.0)
+        keys.append(parsed[0])
+        assert cache.bytes <= const.DNS_RESPONSE_CACHE_BYTES
+        assert cache.entries  # never emptied
+    real = sum(len(k) + len(t) for k, (t, _) in cache.entries.items())
+    assert real < cache.bytes  # the estimate covers the bytes themselves and more
+    assert cache.evicted > 0 and len(cache.entries) + cache.evicted == 60_000
+    assert keys[-1] in cache.entries and keys[0] not in cache.entries  # the oldest went first
+    assert len(cache.entries) > 30_000  # ~40,000 answers of 220 bytes fit the 16 MiB budget
