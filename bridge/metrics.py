@@ -50,6 +50,13 @@ class DnsCollector(Collector):
         )
         c.add_metric([], stats.cache_hits)
         yield c
+        c = CounterMetricFamily(
+            f"{NS}_dns_cache_evicted",
+            "Pre-rendered responses dropped for room, oldest first (the cache is never cleared "
+            "whole for being full)",
+        )
+        c.add_metric([], stats.cache_evicted)
+        yield c
         c = CounterMetricFamily(f"{NS}_dns_slow_path", "Queries that needed parsing/rendering")
         c.add_metric([], stats.slow)
         yield c

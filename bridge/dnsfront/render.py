@@ -62,9 +62,10 @@ def error(query: dns.message.Message, rcode: int) -> bytes:
     return skeleton(query, rcode).to_wire(max_size=const.DNS_MAX_TCP_MESSAGE)
 
 
-def formerr_header(data: bytes) -> bytes | None:
-    """FORMERR for a query we cannot parse: header only, ID and opcode kept, no question."""
+def formerr_header(data: bytes, rcode: int = dns.rcode.FORMERR) -> bytes | None:
+    """An error for a query we cannot (or will not) parse: header only, ID and opcode kept,
+    no question (FORMERR by default; NOTIMP for an opcode we do not serve)."""
     if len(data) < 12 or data[2] & 0x80:
         return None  # too short to answer, or a response: answering could start a loop
     flags = 0x80 | (data[2] & 0x79)
-    return data[:2] + bytes([flags, dns.rcode.FORMERR]) + b"\x00" * 8
+    return data[:2] + bytes([flags, rcode]) + b"\x00" * 8

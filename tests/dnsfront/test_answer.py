@@ -114,12 +114,58 @@ def test_edns_version_1_gets_badvers(p: Pipeline) -> None:
     ],
     ids=["class CH", "AXFR", "IXFR"],
 )
-def test_other_classes_and_zone_transfers_refused_and_cached(p: Pipeline, build: object) -> None:
+def test_other_classes_and_zone_transfers_refused_and_not_kept(p: Pipeline, build: object) -> None:
+    """Not pre-rendered: a REFUSED entry per name let one client grow the cache at will."""
     data = build().to_wire()  # type: ignore[operator]
     assert p.reply(data).rcode() == dns.rcode.REFUSED
-    slow = p.answers.stats.slow
-    assert p.reply(data, now=T0 + const.DNS_STATIC_ANSWER_VALID - 1).rcode() == dns.rcode.REFUSED
-    assert p.answers.stats.slow == slow  # the second one was pre-rendered
+    assert p.reply(data, now=T0 + 1).rcode() == dns.rcode.REFUSED
+    assert p.answers.stats.slow == 2 and not any(
+        c.entries for c in p.answers.caches(False).values()
+    )
+
+
+def test_names_outside_every_zone_are_refused_and_not_kept_per_name(p: Pipeline) -> None:
+    """100,000 unique REFUSED names once added 69 MB to one pre-rendered-answer cache."""
+    for i in range(200):
+        assert p.reply(wire(f"n{i}.example.com.")).rcode() == dns.rcode.REFUSED
+        assert p.reply(wire(f"n{i}.local."), view=NO_VIEW).rcode() == dns.rcode.REFUSED
+    assert not any(c.entries for c in p.answers.caches(False).values())
+    p.reply(wire("office.local."))  # an answer of a zone is still pre-rendered
+    assert sum(len(c.entries) for c in p.answers.caches(False).values()) == 1
+
+
+def _header(data: bytes, flags: int | None = None, counts: bytes | None = None) -> bytes:
+    flags_bytes = data[2:4] if flags is None else flags.to_bytes(2, "big")
+    return data[:2] + flags_bytes + (data[4:12] if counts is None else counts) + data[12:]
+
+
+@pytest.mark.parametrize(
+    "change,rcode,reason",
+    [
+        ({"flags": 0x8100}, None, "response"),
+        ({"flags": 0x2100}, dns.rcode.NOTIMP, None),  # opcode 4: NOTIFY
+        ({"flags": 0x2900}, dns.rcode.NOTIMP, None),  # opcode 5: UPDATE
+        ({"counts": b"\x00\x02\x00\x00\x00\x00\x00\x00"}, dns.rcode.FORMERR, "question_count"),
+        ({"counts": b"\x00\x01\x00\x01\x00\x00\x00\x00"}, dns.rcode.FORMERR, "answer_records"),
+        ({"counts": b"\x00\x01\x00\x00\x00\x01\x00\x00"}, dns.rcode.FORMERR, "answer_records"),
+        ({"counts": b"\x00\x01\x00\x00\x00\x00\x13\x88"}, dns.rcode.FORMERR, "additional_records"),
+    ],
+)
+def test_queries_of_impossible_shape_are_answered_from_the_header(
+    p: Pipeline, change: dict[str, object], rcode: int | None, reason: str | None
+) -> None:
+    """Before dnspython parses a record: 20 TCP queries with 5,000 additional records each once
+    grew the process by 97 MB on their way to REFUSED."""
+    data = _header(wire("office.local."), **change)  # type: ignore[arg-type]
+    data += b"\xff" * 100_000  # records that would be parsed, and would not parse
+    out = p.ask(data)
+    if rcode is None:
+        assert out is None
+    else:
+        assert isinstance(out, bytes) and len(out) == 12 and out[:2] == data[:2]
+        assert out[2] & 0x80 and out[3] & 0x0F == rcode
+    if reason is not None:
+        assert p.answers.stats.malformed[reason] == 1
 
 
 def test_no_view_refused_echoing_the_question(p: Pipeline) -> None:
