@@ -71,6 +71,12 @@ clean-compiled:
 
 test: deps-test lint pytest test-compiled
 
+# the mDNS path (ingest, store, reflector) fuzzed longer than make test does (150 examples)
+FUZZ_EXAMPLES ?= 20000
+fuzz:
+	MDNS_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PYTHON) -m pytest -q -p no:cacheprovider \
+	  tests/mdns/test_hostile.py -k fuzzed
+
 # the side-by-side benchmark (README, "Performance"); BENCH_ARGS e.g. --only udp,tcp
 BENCH_ARGS ?=
 bench: deps-test

@@ -22,3 +22,7 @@ def _refuse_stale_binaries() -> None:
 
 
 _refuse_stale_binaries()
+
+# names as dict keys hash with Python's seeded hash (wire.py says why): set before any module
+# builds a dict keyed by dnspython names
+from .mdns import wire as _wire  # noqa: E402,F401

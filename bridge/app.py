@@ -157,6 +157,7 @@ class Gateway:
             clock=clock,
             ready=self.ready.is_set,
             policy=self.policy_status,
+            refusals=self.ingest.refusals,
         )
         self.registry = CollectorRegistry(auto_describe=False)
         self.http: HttpSurface | None = None

@@ -49,6 +49,9 @@ class VlanConfig:
     interface: str
     domain: dns.name.Name  # the VLAN's wide-area DNS-SD domain, e.g. trusted.home.arpa.
     subnets: tuple[IPNetwork, ...] = ()  # empty: the interface's own prefixes, read at run time
+    # record guard (bridge/mdns/ingest.py): A/AAAA records received here may name any address,
+    # not only the subnets' and link-local ones (a VLAN behind a NAT or a VPN, say)
+    trust_any_address: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,7 +263,7 @@ _DNS_KEYS = {
     "ondemand_timeout",
     "nameserver",
 }
-_VLAN_KEYS = {"interface", "domain", "subnets"}
+_VLAN_KEYS = {"interface", "domain", "subnets", "trust_any_address"}
 
 
 def from_dict(data: Any, source: str, base: Path | None = None) -> Config:
@@ -313,8 +316,17 @@ def from_dict(data: Any, source: str, base: Path | None = None) -> Config:
         seen_if[iface] = name
         domain = _zone(spec.get("domain", f"{name}.home.arpa."), f"{key}.domain", bad)
         subnets = _subnets(spec.get("subnets"), f"{key}.subnets", bad)
+        trust_any = spec.get("trust_any_address", False)
+        if not isinstance(trust_any, bool):
+            bad(
+                f"{key}.trust_any_address",
+                f"expected true or false, got {_clip(repr(trust_any))}",
+                "write 'trust_any_address: true' (or leave it out: only the VLAN's own "
+                "and link-local addresses are accepted in its A/AAAA records)",
+            )
+            trust_any = False
         if domain is not None:
-            vlans[name] = VlanConfig(name, iface, domain, subnets)
+            vlans[name] = VlanConfig(name, iface, domain, subnets, trust_any)
     domains = [v.domain for v in vlans.values()]
     for v in vlans.values():
         if domains.count(v.domain) > 1:

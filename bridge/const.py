@@ -29,8 +29,6 @@ MDNS_BROWSE_TTL_CAP = 0.8  # of a held PTR's TTL: browse no slower than this, so
 #   refreshes it is asked for before 80 % of its life (where RFC 6762 §5.2 maintenance starts)
 MDNS_BROWSE_MIN_CAP = 1.0  # s; ... but never faster than once a second (§5.2 query spacing)
 MDNS_NAME_MEMO_MAX = 50_000  # interned names (wire.py: most names recur); cleared when full
-MDNS_LABEL_HASH_MEMO_MAX = 4096  # memoised label hashes: pays for labels that recur (service
-#   types, _tcp, local); an instance's or a host's own label is hashed once per new name
 
 # --- record store ------------------------------------------------------------------------
 # records over all VLANs; when full, a VLAN below its fair share (this over the VLANs holding
@@ -42,6 +40,8 @@ STORE_MAX_RRSET = 64  # rdatas per (VLAN, name, type); a chatty or hostile host 
 STORE_MAX_PTR_RRSET = 2048
 STORE_MAX_TTL = 4 * 3600  # s; TTLs above this from the wire are clamped (hostile announcements)
 STORE_SWEEP_INTERVAL = 0.25  # s; expired records are gone within this of their expiry
+STORE_SOURCE_SCAN = 256  # oldest records of a full VLAN looked at for its largest source's
+#   (that source holds the most, so one is near the front); none there: the new one is refused
 STORE_SWEEP_MAX = 5000  # records removed per sweep (20,000/s); readers skip expired ones anyway
 STORE_ANCESTORS_MEMO_MAX = 4096  # memoised parent names (service types and a few domains have
 #   children); cleared when full

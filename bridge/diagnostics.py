@@ -36,3 +36,5 @@ class Diagnostics:
     clock: Callable[[], float]  # the event loop's time, the store's clock
     ready: Callable[[], bool]  # start-up finished (every socket bound)
     policy: Callable[[], PolicyStatus]
+    # the record guard's refusals so far: (VLAN, reason) -> records (Ingest.refusals)
+    refusals: Callable[[], Mapping[tuple[str, str], int]]

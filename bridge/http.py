@@ -178,6 +178,7 @@ class HttpSurface:
 
     async def vlans(self, query: Mapping[str, str]) -> Response:
         out: dict[str, Any] = {}
+        refused = self.diag.refusals()
         for name, vlan in self.diag.vlans.items():
             link = self.diag.links.by_vlan.get(name)
             out[name] = {
@@ -186,6 +187,11 @@ class HttpSurface:
                 "up": bool(link and link.up),
                 "ifindex": link.ifindex if link else None,
                 "subnets": [str(s) for s in link.subnets] if link else [],
+                "trust_any_address": vlan.trust_any_address,
+                # the record guard's refusals (README, "Security"), by reason
+                "refused_records": {
+                    reason: n for (v, reason), n in sorted(refused.items()) if v == name
+                },
             }
         return _json(out)
 

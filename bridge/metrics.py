@@ -130,6 +130,15 @@ class MdnsCollector(Collector):
         for vlan, n in sorted(ing.records.items()):
             c.add_metric([vlan], n)
         yield c
+        c = CounterMetricFamily(
+            f"{NS}_mdns_records_refused",
+            "mDNS records the record guard refused, by VLAN and reason (class_not_in, "
+            "meta_type, address_not_on_vlan, not_owner)",
+            labels=["vlan", "reason"],
+        )
+        for (vlan, reason), n in sorted(ing.refusals().items()):
+            c.add_metric([vlan, reason], n)
+        yield c
         c = CounterMetricFamily(f"{NS}_mdns_queries_sent", "mDNS query packets we sent")
         c.add_metric([], self.browser.queries_sent)
         yield c

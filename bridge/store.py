@@ -13,11 +13,21 @@ Bounded: at ``max_records`` a VLAN's new record evicts the oldest record of the 
 the most, unless its own VLAN holds its fair share already; then it is refused and counted
 (``refused``), so one VLAN's flood of new names cannot flush what the others hold. A device
 updating a record it holds (cache-flush) is never refused: its VLAN's oldest record goes.
+Within a VLAN at its share, a source address below its own share (the VLAN's over the sources
+holding its records) evicts the oldest record of the VLAN's largest source: one host's flood
+cannot hide the other devices of its VLAN.
+
+Ownership (the record guard's part here, README "Security"): a record received from a source
+address is owned by it. A goodbye from another address is refused; so is any record of another
+address for a unique (cache-flush) RRset whose owner's record is still alive (a flush, a
+replacement, an addition): counted in ``refused_records`` by (VLAN, reason). A device that
+changes its address is accepted at its new one once its old record expires.
 """
 
 from __future__ import annotations
 
 import heapq
+import itertools
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -48,6 +58,9 @@ _MAX_TTL = const.STORE_MAX_TTL
 _MAX_RRSET = const.STORE_MAX_RRSET
 _MAX_PTR_RRSET = const.STORE_MAX_PTR_RRSET
 _FIRST_REFRESH = const.MDNS_REFRESH_FRACTIONS[0]
+_LARGEST_SCAN = const.STORE_SOURCE_SCAN
+# the record guard's reason counted here (ingest counts its own)
+NOT_OWNER = "not_owner"  # a goodbye, flush or change of another address's record
 _JITTER = const.MDNS_REFRESH_JITTER
 
 
@@ -60,7 +73,18 @@ class Entry:
     keys and a dict per RRset.
     """
 
-    __slots__ = ("digest", "expiry", "key", "rdata", "received", "refresh_at", "step", "ttl")
+    __slots__ = (
+        "digest",
+        "expiry",
+        "key",
+        "owner",
+        "rdata",
+        "received",
+        "refresh_at",
+        "step",
+        "ttl",
+        "unique",
+    )
 
     def __init__(
         self,
@@ -79,6 +103,8 @@ class Entry:
         self.ttl = ttl
         self.refresh_at = _FOREVER  # the refresh point it is scheduled at
         self.step = 0  # index into const.MDNS_REFRESH_FRACTIONS of that point
+        self.owner: str | None = None  # the source address that announced it (None: ours)
+        self.unique = False  # announced with cache-flush: nobody else may change its RRset
 
     def __str__(self) -> str:
         """For the debug log: name, type, rdata and TTL, as a zone file has them."""
@@ -223,6 +249,10 @@ class Store:
         self.evicted = 0
         self.expired = 0
         self.refused: dict[str, int] = {}  # per VLAN: new records not cached (store full)
+        # the record guard's refusals: (VLAN, NOT_OWNER) -> records
+        self.refused_records: dict[tuple[str, str], int] = {}
+        # per VLAN: source address -> records it owns here (for the per-source share)
+        self._by_source: dict[str, dict[str, int]] = {}
         self._variation_second = -1
         self._variation_value = 0.0
         # --log-level debug: what was learned, refreshed, expired or evicted (rate-limited);
@@ -245,12 +275,14 @@ class Store:
         cache_flush: bool = False,
         pinned: bool = False,
         digest: bytes | None = None,
+        source: str | None = None,
     ) -> None:
         """Apply one received record (RFC 6762 §10: TTL 0 is a goodbye; cache-flush bit).
 
         ``pinned`` records are the router's own (published by us, e.g. the NTP service):
         they never expire, are never evicted or refreshed, and received records of the same
-        name and type do not flush them; ``remove`` withdraws them.
+        name and type do not flush them; ``remove`` withdraws them. ``source``: the address
+        the record came from, its owner (ownership: see the module docstring).
         """
         key = (vlan, name, rdtype)
         rrset = self._rrsets.get(key)
@@ -261,6 +293,8 @@ class Store:
             return
         if digest is None:
             digest = rdata.to_digestable()
+        if source is not None and rrset and not self._may_change(rrset, digest, ttl, source, now):
+            return
         if cache_flush and rrset:
             # §10.2: other rdatas received more than a second ago expire in one second
             flush_at = now + const.MDNS_CACHE_FLUSH_GRACE
@@ -295,13 +329,19 @@ class Store:
                 self._remove_entry(min(rrset, key=lambda e: e.received), rrset)
                 rrset = self._rrsets.get(key)
         if self._size >= self.max_records:
-            if not self._make_room(vlan, bool(cache_flush and rrset)):
+            if not self._make_room(vlan, bool(cache_flush and rrset), source):
                 return
             rrset = self._rrsets.get(key)  # the eviction may have emptied it
         if rrset is None:
             rrset = self._rrsets[key] = []
             self._name_added(vlan, name, rdtype)
         entry = Entry(key, rdata, digest, expiry, now, ttl)
+        if source is not None:
+            entry.owner, entry.unique = source, cache_flush
+            sources = self._by_source.get(vlan)
+            if sources is None:
+                sources = self._by_source[vlan] = {}
+            sources[source] = sources.get(source, 0) + 1
         rrset.append(entry)
         order = self._ages.get(vlan)
         if order is None:
@@ -326,7 +366,41 @@ class Store:
         subscription.active = active
         return subscription
 
-    def _make_room(self, vlan: str, updating: bool) -> bool:
+    def _may_change(
+        self, rrset: list[Entry], digest: bytes, ttl: int, source: str, now: float
+    ) -> bool:
+        """Ownership: may ``source`` send this record (or goodbye) for ``rrset``? A refusal is
+        counted; a copy of a unique record its owner holds (the same device over its other
+        address family, a reflector's echo) is ignored without being counted."""
+        same = _find(rrset, digest)
+        owner: str | None
+        if ttl == 0:
+            if same is None or same.owner is None or same.owner == source:
+                return True
+            owner = same.owner
+        else:
+            owners = [e.owner for e in rrset if e.unique and e.owner != source and e.expiry > now]
+            if not owners:
+                return True
+            if same is not None:
+                return False
+            owner = owners[0]
+        vlan, name, _ = rrset[0].key
+        key = (vlan, NOT_OWNER)
+        refused = self.refused_records[key] = self.refused_records.get(key, 0) + 1
+        _limited.warning(
+            ("refused", NOT_OWNER, vlan),
+            "VLAN %s: refused mDNS %s for %s from %s: %s owns it (%d so far)",
+            vlan,
+            "goodbye" if ttl == 0 else "record",
+            name,
+            source,
+            owner,
+            refused,
+        )
+        return False
+
+    def _make_room(self, vlan: str, updating: bool, source: str | None = None) -> bool:
         """The store is full and ``vlan`` has a new record: evict the oldest record of the VLAN
         holding the most, unless ``vlan`` already holds its fair share (the capacity over the
         VLANs holding records); then the new record is refused. So a flood of new names on
@@ -344,17 +418,22 @@ class Store:
             victims = max(ages.values(), key=len)
         elif updating and mine:
             victims = mine
+        elif mine and source is not None and (victim := self._largest_source(vlan, source)):
+            self._remove_entry(victim)
+            self.evicted += 1
+            return True
         else:
             refused = self.refused[vlan] = self.refused.get(vlan, 0) + 1
             _limited.warning(
                 ("store full", vlan),
                 "record store full (%d records): VLAN %s "
                 "holds %d, its share; its new records are not cached until some "
-                "expire (%d so far)",
+                "expire (%d so far; the last from %s)",
                 self._size,
                 vlan,
                 held,
                 refused,
+                source or "us",
             )
             return False
         victim = next(iter(victims))
@@ -363,6 +442,20 @@ class Store:
         if self._debug:
             _limited.debug(("evicted",), "store full: evicted %s for VLAN %s", victim, vlan)
         return True
+
+    def _largest_source(self, vlan: str, source: str) -> Entry | None:
+        """At its VLAN's share, a source below its own share of it (the VLAN's over the sources
+        holding its records) displaces the oldest record of the VLAN's largest source; None
+        when ``source`` holds its share already (then it is refused) or none is found soon."""
+        sources = self._by_source.get(vlan, {})
+        mine = sources.get(source, 0)
+        if not sources or mine >= len(self._ages[vlan]) // (len(sources) + (mine == 0)):
+            return None
+        largest = max(sources, key=sources.__getitem__)
+        for entry in itertools.islice(self._ages[vlan], _LARGEST_SCAN):
+            if entry.owner == largest:
+                return entry
+        return None
 
     def _pin(self, key: RRKey, rdata: dns.rdata.Rdata, ttl: int, now: float) -> None:
         rrset = self._rrsets.get(key)
@@ -530,6 +623,16 @@ class Store:
             self._size -= 1
             if not order:
                 del self._ages[vlan]
+            owner = entry.owner
+            if owner is not None:
+                sources = self._by_source[vlan]
+                left = sources[owner] - 1
+                if left:
+                    sources[owner] = left
+                else:
+                    del sources[owner]
+                    if not sources:
+                        del self._by_source[vlan]
 
     def _name_added(self, vlan: str, name: dns.name.Name, rdtype: int) -> None:
         names = self._names.setdefault(vlan, {})

@@ -327,3 +327,14 @@ def test_deep_nesting_huge_numbers_binary_and_huge_files_are_config_errors(tmp_p
     path.write_bytes(b"#" * (const.CONFIG_MAX_BYTES + 1))
     with pytest.raises(config.ConfigError, match="larger than"):
         config.load(path)
+
+
+def test_trust_any_address_is_a_per_vlan_boolean() -> None:
+    cfg = config.from_dict(_replace(("vlans", "t", "trust_any_address"), True), "f.yaml")
+    assert cfg.vlans["t"].trust_any_address
+    assert not config.from_dict(BASE, "f.yaml").vlans["t"].trust_any_address
+    with pytest.raises(config.ConfigError) as err:
+        config.from_dict(_replace(("vlans", "t", "trust_any_address"), "yes"), "f.yaml")
+    (line,) = err.value.problems
+    assert line.startswith("f.yaml: vlans.t.trust_any_address: expected true or false")
+    assert "fix: write 'trust_any_address: true'" in line

@@ -1,8 +1,9 @@
 """What bridge/mdns/wire.py relies on inside dnspython, checked against the dnspython installed.
 
 The parser builds names and rdata the way dnspython's unpickling does (``object.__new__`` and
-the slots set directly, skipping the validating ``__init__``), hashes names with dnspython's own
-formula (computed label by label), and records each rdata's canonical wire form as its digest
+the slots set directly, skipping the validating ``__init__``), gives dnspython's names and its
+own one seeded hash (set on ``dns.name.Name`` by wire.py: a name's hash must not depend on who
+made it), and records each rdata's canonical wire form as its digest
 (what ``Rdata.to_digestable`` returns). None of that is dnspython's public API: a release that
 adds a slot, changes the name hash or the digestable form would make parsed records differ
 from, or miss as dict keys, the ones dnspython makes, silently. ``verify`` compares both ways of
@@ -26,8 +27,8 @@ from . import wire
 #: The dnspython releases the tricks are tested with (pyproject.toml pins the same range).
 TESTED_RANGE = ">=2.6,<2.10"
 
-# names with upper case (the hash and the digest are case-insensitive), one long enough that
-# its hash does not fit in 63 bits (CPython then reduces it modulo sys.hash_info.modulus)
+# names with upper case (the hash and the digest are case-insensitive), one long (the old
+# unseeded hash did not fit in 63 bits there)
 _NAMES = (
     "Office-Printer._IPP._tcp.local.",
     "local.",

@@ -2,11 +2,19 @@
 
 Pure apart from the store it writes to: it takes bytes, the source, the arrival interface
 and ``now``. Every rejected packet becomes a counter with a reason and a rate-limited line.
+
+The record guard (README, "Security"): a record that cannot be true of a device on the arrival
+VLAN is refused, counted per VLAN and reason (``refused``) and logged at most every 10 s per
+(reason, VLAN): records of a class other than IN and of meta types (dropped by the parser
+before their rdata is read), and A/AAAA records naming an address that is not on the VLAN
+(its subnets or link-local; ``trust_any_address`` turns this off per VLAN). Ownership of
+unique records is the store's part of it.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from collections import Counter
 from collections.abc import Callable
 
@@ -16,13 +24,19 @@ from .. import const
 from ..logutil import RateLimitedLog
 from ..store import Store
 from . import wire
-from .links import Links
+from .links import Link, Links
 
 log = logging.getLogger(__name__)
 _limited = RateLimitedLog(log)
 
 # Records that say something about what exists; NSEC/OPT are mDNS plumbing, not answers.
 _SKIP_TYPES = frozenset({dns.rdatatype.NSEC, dns.rdatatype.OPT})
+_ADDRESS_TYPES = frozenset({dns.rdatatype.A, dns.rdatatype.AAAA})
+
+# reasons for refused records (the store adds its own: see Store.refused_records)
+NOT_IN = "class_not_in"  # a class other than IN
+META = "meta_type"  # ANY, AXFR, IXFR, TYPE0, ...: not data
+ADDRESS = "address_not_on_vlan"  # an A/AAAA address off the arrival VLAN
 
 PacketListener = Callable[[str, wire.Packet, bytes, str, int, int], None]
 
@@ -44,8 +58,13 @@ class Ingest:
         self.dropped: Counter[tuple[str, str]] = Counter()  # (vlan, reason) -> packets
         self.malformed: Counter[tuple[str, str]] = Counter()  # (vlan, WireError.reason) -> packets
         self.records: Counter[str] = Counter()  # vlan -> records accepted
+        self.refused: Counter[tuple[str, str]] = Counter()  # (vlan, reason) -> records
         # consumers of parsed packets (chrony, the reflector): (vlan, packet, raw, src, port, fam)
         self.listeners: list[PacketListener] = []
+
+    def refusals(self) -> dict[tuple[str, str], int]:
+        """The record guard's refusals, (VLAN, reason) -> records: ingest's and the store's."""
+        return {**self.refused, **self.store.refused_records}
 
     def handle(
         self, data: bytes, src: str, port: int, ifindex: int, family: int, now: float
@@ -80,7 +99,7 @@ class Ingest:
             self.dropped[(vlan, "malformed")] += 1
             self.malformed[(vlan, exc.reason)] += 1
             _limited.warning(
-                ("malformed", vlan, src),
+                ("malformed", vlan),
                 "VLAN %s: malformed mDNS packet from %s:%d (%s)",
                 vlan,
                 src,
@@ -88,6 +107,10 @@ class Ingest:
                 exc,
             )
             return None
+        if packet.not_in:
+            self._refuse(vlan, NOT_IN, src, packet.not_in)
+        if packet.meta:
+            self._refuse(vlan, META, src, packet.meta)
         if packet.opcode != 0 or packet.flags & 0x000F:
             self.dropped[(vlan, "bad_opcode_or_rcode")] += 1
             _limited.debug(
@@ -104,7 +127,7 @@ class Ingest:
                 # RFC 6762 §6: responses must come from port 5353 (or they are not mDNS)
                 self.dropped[(vlan, "bad_source_port")] += 1
                 _limited.info(
-                    ("port", vlan, src),
+                    ("port", vlan),
                     "VLAN %s: ignored response from %s port %d",
                     vlan,
                     src,
@@ -114,35 +137,59 @@ class Ingest:
             if not link.on_link(src):
                 self.dropped[(vlan, "off_subnet")] += 1
                 _limited.info(
-                    ("offlink", vlan, src),
+                    ("offlink", vlan),
                     "VLAN %s: ignored response from off-subnet %s",
                     vlan,
                     src,
                 )
                 return None
             self.received[(vlan, "response")] += 1
-            self._apply(vlan, packet, now)
+            # one string per address, not per packet: each record it owns refers to it
+            self._apply(link, packet, sys.intern(src), now)
         else:
             self.received[(vlan, "query")] += 1
         for listener in self.listeners:
             listener(vlan, packet, data, src, port, family)
         return packet
 
-    def _apply(self, vlan: str, packet: wire.Packet, now: float) -> None:
+    def _apply(self, link: Link, packet: wire.Packet, src: str, now: float) -> None:
         store = self.store
+        vlan = link.vlan
         count = 0
         for rec in packet.answers + packet.additionals + packet.authorities:
-            if rec.rdtype in _SKIP_TYPES or rec.rdclass != 1:
+            rdtype = rec.rdtype
+            if rdtype in _SKIP_TYPES:
                 continue
+            if rdtype in _ADDRESS_TYPES:
+                raw = rec.digest  # the parser's: the address's 4 or 16 octets
+                if raw is None or not link.holds_address(raw):
+                    self._refuse(vlan, ADDRESS, src, 1, rec)
+                    continue
             store.add(
                 vlan,
                 rec.name,
-                rec.rdtype,
+                rdtype,
                 rec.rdata,
                 rec.ttl,
                 now,
                 rec.cache_flush,
                 digest=rec.digest,
+                source=src,
             )
             count += 1
         self.records[vlan] += count
+
+    def _refuse(
+        self, vlan: str, reason: str, src: str, count: int, rec: wire.Record | None = None
+    ) -> None:
+        self.refused[(vlan, reason)] += count
+        what = f"{rec.name} {dns.rdatatype.to_text(rec.rdata.rdtype)} {rec.rdata}" if rec else ""
+        _limited.warning(
+            ("refused", reason, vlan),
+            "VLAN %s: refused mDNS record (%s) %s from %s (%d so far)",
+            vlan,
+            reason,
+            what,
+            src,
+            self.refused[(vlan, reason)],
+        )

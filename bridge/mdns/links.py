@@ -31,10 +31,13 @@ class Link:
     addresses: tuple[str, ...]  # our own addresses on it (for loop/own-packet checks)
     has_v4: bool
     has_v6: bool
+    trust_any_address: bool = False  # VlanConfig.trust_any_address: no address check
     # sources already checked: ingest and the reflector both ask for every response, and an
     # address parse per packet is a measurable share of it; a new Link (after every interface
     # rescan) starts empty, so a changed subnet is never answered from here
     _checked: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
+    # A/AAAA rdatas already checked (their raw 4 or 16 octets), for the same reason
+    _held: dict[bytes, bool] = field(default_factory=dict, compare=False, repr=False)
 
     def on_link(self, src: str) -> bool:
         """RFC 6762 §11: accept only sources on this link (IPv6 link-local always is)."""
@@ -44,6 +47,33 @@ class Link:
                 self._checked.clear()
             ok = self._checked[src] = self._check(src)
         return ok
+
+    def holds_address(self, raw: bytes) -> bool:
+        """Whether an A/AAAA rdata (its 4 or 16 octets) can name a device on this link: a
+        host address of one of its subnets, or link-local (169.254/16, fe80::/10); not a
+        subnet's network or broadcast address, nor loopback, multicast or another VLAN's.
+        Always true with ``trust_any_address``."""
+        ok = self._held.get(raw)
+        if ok is None:
+            if len(self._held) >= const.LINK_SOURCES_MAX:
+                self._held.clear()
+            ok = self._held[raw] = self.trust_any_address or self._holds(raw)
+        return ok
+
+    def _holds(self, raw: bytes) -> bool:
+        if is_link_local(raw):
+            return True
+        ip = ipaddress.ip_address(raw)
+        for net in self.subnets:
+            if ip.version == net.version and ip in net:
+                # a v4 subnet's own network and broadcast addresses are no device's (/31 and
+                # /32 have none, RFC 3021)
+                return (
+                    net.version == 6
+                    or net.prefixlen >= 31
+                    or (ip != net.network_address and ip != net.broadcast_address)
+                )
+        return False
 
     def _check(self, src: str) -> bool:
         try:
@@ -95,6 +125,7 @@ class Links:
                 addresses=tuple(str(a.ip) for a in iface.addresses),
                 has_v4=bool(iface.ipv4),
                 has_v6=bool(iface.ipv6),
+                trust_any_address=vlan.trust_any_address,
             )
         joins: list[Link] = []
         gone: list[Link] = []

@@ -11,10 +11,8 @@ exact labels and dnspython's pointer-loop and bounds checks still protect us.
 from __future__ import annotations
 
 import io
-import operator
 import socket
 import struct
-import sys
 from dataclasses import dataclass, field
 
 import dns.exception
@@ -130,6 +128,10 @@ class Packet:
     answers: list[Record] = field(default_factory=list)
     authorities: list[Record] = field(default_factory=list)
     additionals: list[Record] = field(default_factory=list)
+    # records the parser dropped (not in the sections above): of a class other than IN, and of
+    # a meta type (OPT, EDNS plumbing, is dropped without being counted)
+    not_in: int = 0
+    meta: int = 0
 
     @property
     def is_response(self) -> bool:
@@ -170,8 +172,12 @@ def parse(data: bytes) -> Packet:
         ):
             for _ in range(count):
                 record, pos = _read_record(data, pos, names)
-                if record is not None:
+                if type(record) is Record:
                     section.append(record)
+                elif record == NOT_IN:
+                    packet.not_in += 1
+                elif record == META:
+                    packet.meta += 1
     except WireError:
         raise
     except (dns.exception.DNSException, ValueError, struct.error, UnicodeError, IndexError) as exc:
@@ -180,7 +186,6 @@ def parse(data: bytes) -> Packet:
 
 
 _new = object.__new__
-_mul = operator.mul
 _set = object.__setattr__
 # the Name is that of the whole name at the offset, once some name was exactly that pointer
 _Seen = dict[int, tuple[tuple[bytes, ...], int, dns.name.Name | None]]
@@ -199,7 +204,7 @@ class _Name(dns.name.Name):
 
     def __init__(self, labels: tuple[bytes, ...]) -> None:
         super().__init__(labels)
-        object.__setattr__(self, "_hash", _labels_hash(self.labels))
+        object.__setattr__(self, "_hash", _seeded_hash(self))
         object.__setattr__(self, "_canonical", None)
 
     def __hash__(self) -> int:
@@ -233,31 +238,23 @@ class _Name(dns.name.Name):
         return wire
 
 
-# dnspython hashes a name as h = 9h + c over the lower-cased octets of all its labels (an
-# unbounded int; CPython keeps it if it fits in 63 bits, else reduces it modulo
-# sys.hash_info.modulus). The same value built label by label, each label's part memoised,
-# costs a few integer operations instead of a Python loop over every octet. It must equal
-# dnspython's: names parsed here and names made by dnspython meet as keys of the same dicts.
-_POW9 = [9**n for n in range(64)]
-# per label length n, the weights 9**(n-1) ... 9**0 of its octets
-_WEIGHTS = [tuple(reversed(_POW9[:n])) for n in range(64)]
 _LENGTH_OCTETS = [bytes((n,)) for n in range(64)]
-_LABEL_HASHES: dict[bytes, int] = {}
-_LABEL_HASHES_MAX = const.MDNS_LABEL_HASH_MEMO_MAX
-_HASH_MAX = (1 << 63) - 1
+_lower = bytes.lower
 
 
-def _labels_hash(labels: tuple[bytes, ...]) -> int:
-    h = 0
-    for label in labels:
-        lh = _LABEL_HASHES.get(label)
-        if lh is None:
-            lh = sum(map(_mul, label.lower(), _WEIGHTS[len(label)]))  # no Python loop per octet
-            if len(_LABEL_HASHES) >= _LABEL_HASHES_MAX:
-                _LABEL_HASHES.clear()
-            _LABEL_HASHES[label] = lh
-        h = h * _POW9[len(label)] + lh
-    return h if h <= _HASH_MAX else h % sys.hash_info.modulus
+def _seeded_hash(name: dns.name.Name) -> int:
+    """A name's hash as a key: its lower-cased labels hashed by Python's seeded (SipHash) bytes
+    hash, so nobody off the network can build names that collide (issue 12: dnspython's own
+    ``h = 9h + c`` made 6,000 colliding names cost 24 s of dict work). Equal names (ASCII case
+    ignored) hash equal; a tuple keeps the label boundaries (``a.bc`` is not ``ab.c``)."""
+    return hash(tuple(map(_lower, name.labels)))
+
+
+# Names made by dnspython (DNS queries, configuration, derelativized zone names) meet the
+# parser's names as keys of the same dicts, so both must hash alike; dnspython's hash is the
+# unseeded one, and a Python loop per octet (~8 us a name). Set once, when this module is
+# imported (bridge/__init__.py imports it first, before any dict keyed by names is built).
+dns.name.Name.__hash__ = _seeded_hash  # type: ignore[method-assign,assignment]
 
 
 def intern(labels: tuple[bytes, ...]) -> dns.name.Name:
@@ -270,7 +267,7 @@ def intern(labels: tuple[bytes, ...]) -> dns.name.Name:
         # fifth of the cost of reading a name
         name = _new(_Name)
         _set(name, "labels", key)
-        _set(name, "_hash", _labels_hash(key))
+        _set(name, "_hash", hash(tuple(map(_lower, key))))
         _set(name, "_canonical", None)
         if len(_NAMES) >= _NAMES_MAX:
             _NAMES.clear()
@@ -383,36 +380,69 @@ _SRV_CLS = dns.rdtypes.IN.SRV.SRV
 _TXT_CLS = dns.rdtypes.ANY.TXT.TXT
 
 
-def _read_record(data: bytes, pos: int, names: _Seen) -> tuple[Record | None, int]:
+# Record types that are not data (RFC 6895 §3.1: TYPE0, and 128-255 for questions and meta
+# records: ANY, AXFR, IXFR, MAILA/B, TSIG, TKEY): never cached nor served, dropped at ingest
+_META_LOW, _META_HIGH = 128, 255
+# rdata types dnspython implements (each one's class cached once, a bounded set); any other IN
+# type is kept as opaque bytes without asking dnspython, whose class cache grows by one entry
+# for every (class, type) pair it is asked about (issue 12: 78 MB from a flood of odd pairs)
+_KNOWN_TYPES = frozenset(
+    int(t) for t in dns.rdatatype.RdataType if not (t == 0 or _META_LOW <= t <= _META_HIGH)
+)
+_TTL_TOP_BIT = 0x80000000
+# what the parser does with a record, by its type and class: keep it, or drop it for a reason
+KEPT = 0
+NOT_IN = 1  # a class other than IN (mDNS is IN only): dropped before its rdata is read
+META = 2  # a meta or question-only type
+OPT = 3  # EDNS in mDNS (Apple's Owner option): plumbing, dropped without being counted
+
+
+def _verdict(rdtype: int, rdclass: int) -> int:
+    if rdtype == _OPT:
+        return OPT
+    if rdclass & CLASS_MASK != 1:
+        return NOT_IN
+    if rdtype == 0 or _META_LOW <= rdtype <= _META_HIGH:
+        return META
+    return KEPT
+
+
+def keeps(raw: bytes, pos: int) -> bool:
+    """Whether the parser keeps the record whose type field is at ``pos`` of ``raw`` (the
+    reflector rebuilds packets from the received bytes and must drop what ``parse`` did)."""
+    rdtype, rdclass = _Q_FIXED.unpack_from(raw, pos)
+    return _verdict(rdtype, rdclass) == KEPT
+
+
+def _read_record(data: bytes, pos: int, names: _Seen) -> tuple[Record | int, int]:
+    """The record at ``pos`` and the offset after it; a verdict instead of a dropped one."""
     name, pos = _read_name(data, pos, names)
     rdtype, rdclass, ttl, rdlen = _RR_FIXED.unpack_from(data, pos)
     pos += 10
     end = pos + rdlen
     if end > len(data):
         raise WireError("truncated", f"rdata of {name} runs past the packet")
-    klass = rdclass & CLASS_MASK
+    verdict = _verdict(rdtype, rdclass)
+    if verdict:
+        return verdict, end
+    if ttl & _TTL_TOP_BIT:
+        ttl = 0  # RFC 2181 §8: a TTL with the top bit set is treated as zero
     flush = bool(rdclass & TOP_BIT)
     rdata: dns.rdata.Rdata
-    if rdtype == _OPT:
-        return None, end  # EDNS in mDNS (Apple's Owner option): nothing to keep
     digest: bytes | None = None
-    if klass == 1 and rdtype == _A and rdlen == 4:
+    if rdtype == _A and rdlen == 4:
         digest = data[pos:end]
         rdata = _rdata(_A_CLS, _A, "address", socket.inet_ntop(socket.AF_INET, digest))
-    elif klass == 1 and rdtype == _AAAA and rdlen == 16:
+    elif rdtype == _AAAA and rdlen == 16:
         digest = data[pos:end]
         rdata = _rdata(_AAAA_CLS, _AAAA, "address", socket.inet_ntop(socket.AF_INET6, digest))
     elif rdtype == _PTR:
         target, after = _read_name(data, pos, names)
         if after != end:
             raise WireError("bad_rdata", f"PTR of {name}")
-        rdata = (
-            _rdata(_PTR_CLS, _PTR, "target", target)
-            if klass == 1
-            else dns.rdtypes.ANY.PTR.PTR(klass, rdtype, target)
-        )
+        rdata = _rdata(_PTR_CLS, _PTR, "target", target)
         digest = target.canonical  # type: ignore[attr-defined]
-    elif klass == 1 and rdtype == _SRV and rdlen >= 7:
+    elif rdtype == _SRV and rdlen >= 7:
         priority, weight, port = _SRV_FIXED.unpack_from(data, pos)
         target, after = _read_name(data, pos + 6, names)
         if after != end:
@@ -436,11 +466,7 @@ def _read_record(data: bytes, pos: int, names: _Seen) -> tuple[Record | None, in
                     raise WireError("bad_rdata", f"TXT of {name}")
                 strings.append(data[i + 1 : i + 1 + n])
                 i += 1 + n
-            rdata = (
-                _rdata(_TXT_CLS, _TXT, "strings", tuple(strings))
-                if klass == 1
-                else dns.rdtypes.ANY.TXT.TXT(klass, rdtype, strings)
-            )
+            rdata = _rdata(_TXT_CLS, _TXT, "strings", tuple(strings))
             digest = data[pos:end]
     elif rdtype == _NSEC:
         # mDNS compresses the next-domain name (RFC 6762 §18.14): read it ourselves
@@ -451,12 +477,15 @@ def _read_record(data: bytes, pos: int, names: _Seen) -> tuple[Record | None, in
                 raise WireError("bad_rdata", f"NSEC of {name}")
             windows.append((data[i], data[i + 2 : i + 2 + data[i + 1]]))
             i += 2 + data[i + 1]
-        rdata = dns.rdtypes.ANY.NSEC.NSEC(klass, rdtype, nxt, windows)
-    else:
+        rdata = dns.rdtypes.ANY.NSEC.NSEC(_IN, rdtype, nxt, windows)
+    elif rdtype in _KNOWN_TYPES:
         parser = _Parser(data, pos)
         with parser.restrict_to(rdlen):
-            rdata = dns.rdata.from_wire_parser(klass, rdtype, parser, None)
-    return Record(name, rdtype, ttl, rdata, klass, flush, digest), end
+            rdata = dns.rdata.from_wire_parser(_IN, rdtype, parser, None)
+    else:
+        digest = data[pos:end]
+        rdata = dns.rdata.GenericRdata(_IN, rdtype, digest)
+    return Record(name, rdtype, ttl, rdata, _IN, flush, digest), end
 
 
 # --- encoding ------------------------------------------------------------------------------

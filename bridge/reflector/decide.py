@@ -303,7 +303,12 @@ class Reflector:
                 continue
             rs = [j for j, m in enumerate(rmasks) if m >> d & 1]
             self._count_removed(vlan, dest, rmasks, link_local, d)
-            whole = len(qs) == nq and len(rs) == len(rmasks) and not truncated
+            whole = (
+                len(qs) == nq
+                and len(rs) == len(rmasks)
+                and not truncated
+                and not (packet.not_in or packet.meta)
+            )
             sent = self._emit(si, d, vlan, packet, raw, family, qs, rs, whole, has_qu, outputs, now)
             if sent:
                 for j in qs:
@@ -481,6 +486,7 @@ class Reflector:
             return self._drop(vlan, FILTERED)
         outputs: list[Output] = []
         nr = len(records)
+        intact = not (packet.not_in or packet.meta)  # else the records parse dropped go too
         for d in bits(cand):
             dest = self.vlans[d]
             if not wanted >> d & 1:
@@ -507,7 +513,18 @@ class Reflector:
                 self.records[(vlan, dest, DUPLICATE)] += dups
             self._count_removed(vlan, dest, rmasks, link_local, d, clashed)
             if self._emit(
-                si, d, vlan, packet, raw, family, [], rs, len(rs) == nr, False, outputs, now
+                si,
+                d,
+                vlan,
+                packet,
+                raw,
+                family,
+                [],
+                rs,
+                len(rs) == nr and intact,
+                False,
+                outputs,
+                now,
             ):
                 for j in rs:
                     keys[j][d] = (now, goodbye[j] | OURS)
@@ -574,7 +591,8 @@ class Reflector:
                 where, kept = cached[1], cached[2]
             else:
                 where = layout(raw)
-                kept = [i for i, r in enumerate(where[1]) if r[2] != _OPT]
+                # the records parse kept: not OPT, nor those it dropped (non-IN, meta types)
+                kept = [i for i, r in enumerate(where[1]) if wire.keeps(raw, r[1])]
                 self._layout_cache = (raw, where, kept)
             chosen = [kept[j] for j in rs]
             if chosen and len(kept) != len(where[1]):  # OPT (EDNS plumbing) stays with records

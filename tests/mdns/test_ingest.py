@@ -49,7 +49,7 @@ def test_response_from_off_subnet_source_is_ignored_and_counted() -> None:
 
 def test_ipv6_link_local_source_is_on_link() -> None:
     store, ingest, _ = setup()
-    ingest.handle(announcement(), "fe80::1234", 5353, 7, socket.AF_INET6, 0.0)
+    ingest.handle(announcement(addr="10.10.0.5"), "fe80::1234", 5353, 7, socket.AF_INET6, 0.0)
     assert store.get("trusted", dns.name.from_text("printer.local."), A, 1.0)
 
 
