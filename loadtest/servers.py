@@ -136,8 +136,13 @@ class Gateway:
         log_level: str = "info",
         env: Mapping[str, str] | None = None,
     ) -> None:
+        # the workload's devices (loadtest/workload.py) and the cold phase's quiet ones have
+        # addresses across 10.N.0.0/16, beyond the lab's /24: the VLANs' subnets say so, or the
+        # record guard refuses their A records as not on the VLAN
+        vlans = {v.name: {"subnets": [f"10.{v.id}.0.0/16", v.subnet6]} for v in lab.vlans.values()}
         cfg = gateway_config(
             lab,
+            vlans=vlans,
             dns={"default_view": "*"},
             cache={"max_records": 200_000},
             http={"listen": f"{GATEWAY_HTTP[0]}:{GATEWAY_HTTP[1]}"},
