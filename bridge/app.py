@@ -21,7 +21,6 @@ import contextlib
 import logging
 import resource
 import signal
-import time
 from collections.abc import Callable, Mapping
 
 from prometheus_client import ProcessCollector
@@ -147,9 +146,7 @@ class Gateway:
             reflector = Reflector(
                 list(config.vlans), config.reflector, self.engine, holds=self.store.has_name
             )
-            self.reflector = ReflectorGlue(
-                reflector, self.links, self.transport.send, time.monotonic
-            )
+            self.reflector = ReflectorGlue(reflector, self.links, self.transport.send)
         self.diagnostics = Diagnostics(
             vlans=config.vlans,
             links=self.links,

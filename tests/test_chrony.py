@@ -538,7 +538,9 @@ def test_service_follows_a_rename_on_conflict() -> None:
             N("router.local."), A, 120, dns.rdtypes.IN.A.A(1, A, "10.10.0.77"), 1, True
         )
         pkt = wire.Packet(0, wire.FLAG_QR | wire.FLAG_AA, [], [other])
-        svc.shell.on_packet("trusted", pkt, wire.encode(pkt), "10.10.0.77", 5353, socket.AF_INET)
+        svc.shell.on_packet(
+            "trusted", pkt, wire.encode(pkt), "10.10.0.77", 5353, socket.AF_INET, svc.shell.now()
+        )
         assert svc.responder.labels("trusted", "ntp:router") == ("router-2", ["router"])
         assert _answer(gw, "trusted", "router._ntp._udp.trusted.home.arpa.", SRV) == [
             "0 0 123 router-2.trusted.home.arpa."

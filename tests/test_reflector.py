@@ -620,17 +620,16 @@ def test_glue_counts_send_errors_and_keeps_going() -> None:
         reflector,
         _Links(),
         send,
-        lambda: 5.0,  # type: ignore[arg-type]
         mtu=lambda name: 1500,
     )
     glue.refresh_links()
     raw = wire.encode(response(*OFFICE, additionals=OFFICE_EXTRA))
-    glue.on_packet("iot", wire.parse(raw), raw, SRC["iot"], 5353, V4)
+    glue.on_packet("iot", wire.parse(raw), raw, SRC["iot"], 5353, V4, 5.0)
     assert sorted(attempts) == [1, 3]
     assert reflector.packets[("iot", "trusted", "send_error")] == 1
     assert reflector.packets[("iot", "guest", REFLECTED)] == 1
     # a packet that makes the reflector fail is counted, never raised
-    glue.on_packet("iot", None, raw, SRC["iot"], 5353, V4)  # type: ignore[arg-type]
+    glue.on_packet("iot", None, raw, SRC["iot"], 5353, V4, 5.0)  # type: ignore[arg-type]
     assert glue.errors == 1
 
 

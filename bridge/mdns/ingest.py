@@ -38,7 +38,9 @@ NOT_IN = "class_not_in"  # a class other than IN
 META = "meta_type"  # ANY, AXFR, IXFR, TYPE0, ...: not data
 ADDRESS = "address_not_on_vlan"  # an A/AAAA address off the arrival VLAN
 
-PacketListener = Callable[[str, wire.Packet, bytes, str, int, int], None]
+# (vlan, packet, raw bytes, source address, source port, family, now): ``now`` is the time the
+# packet was handled by, on the event loop's clock, so listeners need no clock of their own
+PacketListener = Callable[[str, wire.Packet, bytes, str, int, int, float], None]
 
 
 class Ingest:
@@ -149,7 +151,7 @@ class Ingest:
         else:
             self.received[(vlan, "query")] += 1
         for listener in self.listeners:
-            listener(vlan, packet, data, src, port, family)
+            listener(vlan, packet, data, src, port, family, now)
         return packet
 
     def _apply(self, link: Link, packet: wire.Packet, src: str, now: float) -> None:

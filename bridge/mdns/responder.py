@@ -690,14 +690,21 @@ class ResponderShell:
         return self._loop.time()
 
     def on_packet(
-        self, vlan: str, packet: wire.Packet, raw: bytes, src: str, port: int, family: int
+        self,
+        vlan: str,
+        packet: wire.Packet,
+        raw: bytes,
+        src: str,
+        port: int,
+        family: int,
+        now: float,
     ) -> None:
-        """An ``Ingest.listeners`` entry."""
+        """An ``Ingest.listeners`` entry; ``now`` is ingest's, on the event loop's clock."""
         if self._loop is None:
             return
         link = self.links.by_vlan.get(vlan)
         on_link = link is not None and link.on_link(src)
-        self.emit(self.core.handle(vlan, packet, src, port, family, on_link, self.now()))
+        self.emit(self.core.handle(vlan, packet, src, port, family, on_link, now))
 
     def emit(self, out: list[Outgoing]) -> None:
         for o in out:

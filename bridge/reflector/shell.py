@@ -38,21 +38,27 @@ class ReflectorGlue:
         reflector: Reflector,
         links: Links,
         send: Sender,
-        clock: Callable[[], float],
         mtu: Callable[[str], int] = interface_mtu,
     ) -> None:
         self.reflector = reflector
         self.links = links
         self.send = send
-        self.clock = clock
         self.mtu = mtu
         self.errors = 0
 
     def on_packet(
-        self, vlan: str, packet: wire.Packet, raw: bytes, src: str, port: int, family: int
+        self,
+        vlan: str,
+        packet: wire.Packet,
+        raw: bytes,
+        src: str,
+        port: int,
+        family: int,
+        now: float,
     ) -> None:
+        """An ``Ingest.listeners`` entry; ``now`` is ingest's, on the event loop's clock."""
         try:
-            outputs = self.reflector.handle(vlan, packet, raw, src, port, family, self.clock())
+            outputs = self.reflector.handle(vlan, packet, raw, src, port, family, now)
         except Exception:  # a packet must never take the reader down
             self.errors += 1
             self.reflector.packets[(vlan, "", ERROR)] += 1
