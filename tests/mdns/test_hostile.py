@@ -78,8 +78,10 @@ def gateway(*, trust_any: bool = False) -> tuple[Store, Ingest, Reflector, list[
     reflector.set_links(links.by_vlan)
     sent = [0]
 
-    def reflect(vlan: str, packet: wire.Packet, raw: bytes, src: str, port: int, fam: int) -> None:
-        sent[0] += len(reflector.handle(vlan, packet, raw, src, port, fam, clock[0]))
+    def reflect(
+        vlan: str, packet: wire.Packet, raw: bytes, src: str, port: int, fam: int, now: float
+    ) -> None:
+        sent[0] += len(reflector.handle(vlan, packet, raw, src, port, fam, now))
 
     ingest.listeners.append(reflect)
     return store, ingest, reflector, sent
