@@ -284,60 +284,98 @@ class Store:
         name and type do not flush them; ``remove`` withdraws them. ``source``: the address
         the record came from, its owner (ownership: see the module docstring).
         """
-        key = (vlan, name, rdtype)
-        rrset = self._rrsets.get(key)
         if ttl > _MAX_TTL:
             ttl = _MAX_TTL
+        key = (vlan, name, rdtype)
         if pinned:
             self._pin(key, rdata, ttl, now)
             return
         if digest is None:
             digest = rdata.to_digestable()
-        if source is not None and rrset and not self._may_change(rrset, digest, ttl, source, now):
-            return
-        if cache_flush and rrset:
-            # §10.2: other rdatas received more than a second ago expire in one second
-            flush_at = now + const.MDNS_CACHE_FLUSH_GRACE
-            for entry in rrset:
-                if (
-                    entry.digest != digest
-                    and entry.received < now - const.MDNS_CACHE_FLUSH_GRACE
-                    and flush_at < entry.expiry != _FOREVER
-                ):
-                    self._set_expiry(entry, flush_at)
-        if ttl == 0:
-            gone = _find(rrset, digest) if rrset else None
-            if gone is not None and now + const.MDNS_GOODBYE_DELAY < gone.expiry != _FOREVER:
-                self._set_expiry(gone, now + const.MDNS_GOODBYE_DELAY)
-                gone.ttl = 1
-            return
-        expiry = now + ttl
-        if rrset:
-            key = rrset[0].key  # one key tuple per RRset, not per record
-            old = _find(rrset, digest)
-            if old is not None:
-                if old.expiry == _FOREVER:
-                    return  # somebody else announces our record: the responder handles it
-                self._set_expiry(old, expiry)
-                old.received, old.ttl = now, ttl
-                self._ages[vlan].move_to_end(old)
-                self._schedule_refresh(old)
-                if self._debug:
-                    _limited.debug(("refreshed", vlan), "VLAN %s: refreshed %s", vlan, old)
+        rrset = self._rrsets.get(key)
+        if rrset:  # never empty: an RRset goes with its last record
+            if source is not None and not self._may_change(rrset, digest, ttl, source, now):
                 return
+            # the usual cache-flush record is its RRset's one rdata again: nothing to flush
+            if cache_flush and (len(rrset) > 1 or rrset[0].digest != digest):
+                self._flush_others(rrset, digest, now)
+            held = _find(rrset, digest)
+            if ttl == 0:
+                if held is not None:
+                    self._goodbye(held, now)
+                return
+            if held is not None:
+                self._refreshed(held, now, ttl)
+                return
+            key = rrset[0].key  # one key tuple per RRset, not per record
             if len(rrset) >= (_MAX_PTR_RRSET if rdtype == _PTR else _MAX_RRSET):
                 self._remove_entry(min(rrset, key=lambda e: e.received), rrset)
                 rrset = self._rrsets.get(key)
+        elif ttl == 0:
+            return  # a goodbye for a record we do not hold
         if self._size >= self.max_records:
             if not self._make_room(vlan, bool(cache_flush and rrset), source):
                 return
             rrset = self._rrsets.get(key)  # the eviction may have emptied it
+        self._insert(key, rrset, rdata, digest, now, ttl, source, cache_flush)
+
+    # the steps of add, in the order it takes them
+
+    def _flush_others(self, rrset: list[Entry], digest: bytes, now: float) -> None:
+        """RFC 6762 §10.2: a cache-flush record makes the RRset's other rdatas received more
+        than a second ago expire in one second."""
+        flush_at = now + const.MDNS_CACHE_FLUSH_GRACE
+        for entry in rrset:
+            if (
+                entry.digest != digest
+                and entry.received < now - const.MDNS_CACHE_FLUSH_GRACE
+                and flush_at < entry.expiry != _FOREVER
+            ):
+                self._set_expiry(entry, flush_at)
+
+    def _goodbye(self, entry: Entry, now: float) -> None:
+        """RFC 6762 §10.1: TTL 0 is a goodbye; the record goes in one second, not at once."""
+        if now + const.MDNS_GOODBYE_DELAY < entry.expiry != _FOREVER:
+            self._set_expiry(entry, now + const.MDNS_GOODBYE_DELAY)
+            entry.ttl = 1
+
+    def _refreshed(self, entry: Entry, now: float, ttl: int) -> None:
+        """A record held already was announced again: new TTL, youngest of its VLAN, its
+        refresh points start over. Not a change of content: nobody is told."""
+        if entry.expiry == _FOREVER:
+            return  # somebody else announces our record: the responder handles it
+        expiries = self._expiries  # _set_expiry inline: the most common step of all
+        expiries.discard(entry.expiry, entry)
+        entry.expiry = now + ttl
+        expiries.add(entry.expiry, entry)
+        entry.received, entry.ttl = now, ttl
+        vlan = entry.key[0]
+        self._ages[vlan].move_to_end(entry)
+        self._schedule_refresh(entry)
+        if self._debug:
+            _limited.debug(("refreshed", vlan), "VLAN %s: refreshed %s", vlan, entry)
+
+    def _insert(
+        self,
+        key: RRKey,
+        rrset: list[Entry] | None,
+        rdata: dns.rdata.Rdata,
+        digest: bytes,
+        now: float,
+        ttl: int,
+        source: str | None,
+        unique: bool,
+    ) -> None:
+        """A new record (there is room for it): into its RRset, its VLAN's age order, both
+        schedules, the name indexes and its source's count; then the change is told."""
+        vlan, name, rdtype = key
         if rrset is None:
             rrset = self._rrsets[key] = []
             self._name_added(vlan, name, rdtype)
+        expiry = now + ttl
         entry = Entry(key, rdata, digest, expiry, now, ttl)
         if source is not None:
-            entry.owner, entry.unique = source, cache_flush
+            entry.owner, entry.unique = source, unique
             sources = self._by_source.get(vlan)
             if sources is None:
                 sources = self._by_source[vlan] = {}
