@@ -675,58 +675,63 @@ class Reflector:
         record is not passed into a VLAN where a different device holds its host name (owner
         or SRV target) or its instance name: the VLAN's clients would reach the wrong device.
         An instance whose SRV target clashes goes whole (PTR, SRV, TXT). Clears those bits of
-        ``rmasks``; returns, per destination index, the records removed (None: none)."""
+        ``rmasks``; returns, per destination index, the records removed (None: none).
+        Each distinct name is looked up once per destination (a packet names a host and an
+        instance several times)."""
         holds = self.holds
         assert holds is not None
-        vlans = self.vlans
-        clashed: dict[int, int] = {}
-        gone: dict[int, set[dns.name.Name]] = {}  # destination -> instances removed whole
+        # per record: the names it carries, and per name the destinations it would enter
+        named: list[tuple[dns.name.Name, ...]] = []
+        wanted: dict[dns.name.Name, int] = {}
         for j, rec in enumerate(records):
             m = rmasks[j] & cand
-            if not m:
-                continue
-            parts = _parts(rec.name)
-            if parts is None:
-                names: tuple[dns.name.Name, ...] = (rec.name,)  # a host's records
-            elif parts is _SERVICES_PARTS:
-                continue
-            elif parts[1] is None:  # a type's PTR: its instance
-                if rec.rdtype != _PTR:
-                    continue
-                names = (rec.rdata.target,)  # type: ignore[attr-defined]
-            elif rec.rdtype == _SRV:
-                names = (rec.name, rec.rdata.target)  # type: ignore[attr-defined]
-            else:
-                names = (rec.name,)
-            for d in bits(m):
-                dest = vlans[d]
+            names: tuple[dns.name.Name, ...] = ()
+            if m:
+                parts = _parts(rec.name)
+                if parts is None:
+                    names = (rec.name,)  # a host's records
+                elif parts is _SERVICES_PARTS:
+                    pass
+                elif parts[1] is None:  # a type's PTR names its instance
+                    if rec.rdtype == _PTR:
+                        names = (rec.rdata.target,)  # type: ignore[attr-defined]
+                elif rec.rdtype == _SRV:
+                    names = (rec.name, rec.rdata.target)  # type: ignore[attr-defined]
+                else:
+                    names = (rec.name,)
                 for name in names:
-                    if holds(dest, name):
-                        rmasks[j] &= ~(1 << d)
-                        clashed[d] = clashed.get(d, 0) | 1 << j
-                        gone.setdefault(d, set()).add(names[0])
-                        _limited.warning(
-                            ("name_conflict", vlan, dest, name),
-                            "reflector: not passing %s from VLAN %s into VLAN %s: a different "
-                            "device there holds %s (rename one of them)",
-                            rec.name,
-                            vlan,
-                            dest,
-                            name,
-                        )
-                        break
-        if not clashed:
+                    wanted[name] = wanted.get(name, 0) | m
+            named.append(names)
+        vlans = self.vlans
+        taken: dict[dns.name.Name, int] = {}  # name -> destinations where it is held
+        for name, m in wanted.items():
+            for d in bits(m):
+                if holds(vlans[d], name):
+                    taken[name] = taken.get(name, 0) | 1 << d
+                    _limited.warning(
+                        ("name_conflict", vlan, vlans[d], name),
+                        "reflector: not passing records of %s from VLAN %s into VLAN %s: a "
+                        "different device there holds that name (rename one of them)",
+                        name,
+                        vlan,
+                        vlans[d],
+                    )
+        if not taken:
             return None
-        for d, instances in gone.items():  # the rest of a removed instance goes with it
-            for j, rec in enumerate(records):
-                if not rmasks[j] >> d & 1:
-                    continue
-                owner = rec.name
-                if rec.rdtype == _PTR and _parts(owner) not in (None, _SERVICES_PARTS):
-                    owner = rec.rdata.target  # type: ignore[attr-defined]
-                if owner in instances:
-                    rmasks[j] &= ~(1 << d)
-                    clashed[d] |= 1 << j
+        # an instance whose SRV target is taken goes whole: its instance name is out too
+        for names in named:
+            if len(names) == 2 and names[1] in taken:
+                taken[names[0]] = taken.get(names[0], 0) | taken[names[1]]
+        clashed: dict[int, int] = {}
+        for j, names in enumerate(named):
+            out = 0
+            for name in names:
+                out |= taken.get(name, 0)
+            out &= rmasks[j]
+            if out:
+                rmasks[j] &= ~out
+                for d in bits(out):
+                    clashed[d] = clashed.get(d, 0) | 1 << j
         for d, removed in clashed.items():
             self.records[(vlan, vlans[d], NAME_CONFLICT)] += bin(removed).count("1")
         return clashed
