@@ -1,8 +1,10 @@
-"""Every Prometheus metric, defined once, read from the components' own counters at scrape time.
+"""The gateway's Prometheus collectors, read from the components' own counters at scrape time.
 
 The hot paths keep plain integers (a Counter increment per packet costs more than the answer);
-this collector turns them into metrics named mdns_gateway_<subsystem>_<name>_<unit|total>
-with few, low-cardinality labels (vlan, view, transport, reason, rcode).
+these collectors turn them into metrics named mdns_gateway_<subsystem>_<name>_<unit|total>
+with few, low-cardinality labels (vlan, view, transport, reason, rcode). Each collector is
+given the component(s) it reads; ``bridge/app.py`` registers them, with chrony's and the
+reflector's (in their packages), in the one registry /metrics serves.
 """
 
 from __future__ import annotations
