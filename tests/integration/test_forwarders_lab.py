@@ -14,7 +14,9 @@ the router's trusted address, so the gateway answers them with the trusted view:
 - Knot Resolver, ``policy.FORWARD``.
 
 Each is queried by ``dig`` from trusted1 and compared with the gateway's direct answers
-(names compared case-insensitively). glibc (``getent ahosts``) asks the gateway on port 53.
+(names compared case-insensitively). glibc (``getent ahosts``) asks the gateway on port 53; the
+reflector (``reflect: true``) is on, and python-zeroconf on trusted must reach only trusted's
+speaker.
 """
 
 from __future__ import annotations
@@ -31,12 +33,14 @@ from netlab.lab import (
     AvahiPublisher,
     GatewayProcess,
     Lab,
+    ZeroconfBrowser,
     gateway_config,
     netns_socket,
     parse_dig,
     poll_until,
     run,
 )
+from netlab.mdns_probe import http_get, metric_samples
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(240)]
 
@@ -54,6 +58,7 @@ spec:
   to: [trusted]
   services: [_raop._tcp]
   hosts: true
+  reflect: true
 """
 
 # what a client of the trusted VLAN asks first and most: browse domains (RFC 6763 §11), the
@@ -154,7 +159,10 @@ def world(lab: Lab) -> Iterator[dict[str, object]]:
     listen = base["dns"]["listen"] + [
         a for v in lab.vlans.values() for a in (f"{v.ipv4}:53", f"[{v.ipv6}]:53")
     ]
-    gw = GatewayProcess(lab, gateway_config(lab, dns={"listen": listen}, policies=str(policies)))
+    cfg = gateway_config(
+        lab, dns={"listen": listen}, policies=str(policies), reflector={"enabled": True}
+    )
+    gw = GatewayProcess(lab, cfg)
     gw.start()
     gw.wait_ready()
     _start_forwarders(lab)
@@ -291,3 +299,28 @@ def test_same_host_name_on_two_vlans_one_device_per_view(
         lab.dig(lab.hosts["iot2"].ns, f"@{iot_v.ipv4}", "-p", "53", "speaker.local.", "A")
     )
     assert _records(res.answer) == {("speaker.local.", "A", lab.hosts["iot1"].ipv4)}
+
+
+def _name_conflicts(lab: Lab) -> float:
+    text = http_get(lab.gw, "127.0.0.1", 9353, "/metrics")
+    return sum(
+        value
+        for labels, value in metric_samples(text, "mdns_gateway_reflector_records_removed_total")
+        if labels.get("reason") == "name_conflict" and labels.get("to_vlan") == "trusted"
+    )
+
+
+def test_reflector_never_passes_a_service_whose_host_name_is_taken(
+    lab: Lab, world: dict[str, object]
+) -> None:
+    """With reflection (reflect: true) python-zeroconf on trusted resolves trusted's Kitchen
+    speaker at trusted's address, and never sees iot's Lounge, whose SRV target speaker.local
+    is held by a different device on trusted: the gateway counts the conflict instead."""
+    browser = ZeroconfBrowser(lab, lab.hosts["trusted2"], ["_raop._tcp.local."])
+    browser.wait_started()
+    ev = browser.wait_resolved("Kitchen", timeout=20)
+    trusted1 = lab.hosts["trusted1"]
+    assert set(ev["addresses"]) == {trusted1.ipv4, trusted1.ipv6}, ev  # never iot's
+    poll_until(lambda: _name_conflicts(lab) > 0, timeout=20, message="a counted name conflict")
+    assert not browser.seen("Lounge"), browser.events
+    browser.stop()
