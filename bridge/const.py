@@ -55,7 +55,14 @@ DNS_PLAIN_UDP_LIMIT = 512  # bytes; RFC 1035 limit without EDNS
 DNS_MAX_UDP_PAYLOAD = 4096  # bytes; largest EDNS payload size we honour
 DNS_MAX_TCP_MESSAGE = 65535  # bytes
 DNS_TCP_IDLE_TIMEOUT = 30.0  # s; above CoreDNS's 10 s pool expiry so it never retries for us
-DNS_TCP_MAX_CONNECTIONS = 512  # concurrent TCP clients; more are refused at accept time
+DNS_TCP_MAX_CONNECTIONS = 512  # concurrent TCP clients; when full, the one idle longest is
+#   closed for a new one (none idle: the new one is refused)
+DNS_TCP_MAX_PER_CLIENT = 64  # connections per client address (one client held all 512); the load
+#   test's 8 and CoreDNS's pool stay far below
+DNS_TCP_WRITE_TIMEOUT = 10.0  # s for a client to read an answer; one that pipelines queries and
+#   never reads once kept its connection for over a minute, 2.8 MB queued
+DNS_TCP_MAX_PIPELINED = 64  # queries of one connection waiting for mDNS at once; then reading
+#   pauses until one is answered
 DNS_CLOSE_ROUNDS = 10  # loop turns close() waits for connections accepted just before it (their
 #   tasks start a turn later); one or two suffice, ten bound a shutdown that keeps accepting
 DNS_TCP_BACKLOG = 256  # connections the kernel queues before accept (a reconnect burst of a

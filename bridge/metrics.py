@@ -79,12 +79,21 @@ class DnsCollector(Collector):
         yield c
         c = CounterMetricFamily(
             f"{NS}_dns_send_failures",
-            "Replies that could not be sent, and TCP connections refused over the limit",
+            "Replies that could not be sent",
         )
         c.add_metric([], stats.dropped)
         yield c
         c = CounterMetricFamily(f"{NS}_dns_tcp_connections", "TCP connections accepted")
         c.add_metric([], stats.tcp_connections)
+        yield c
+        c = CounterMetricFamily(
+            f"{NS}_dns_tcp_connections_closed",
+            "TCP connections we closed: per_client (cap per address), full (no idle one to close "
+            "instead), idle (the longest idle, for a new one), write_timeout (answers not read)",
+            labels=["reason"],
+        )
+        for reason, n in sorted(stats.tcp_closed.items()):
+            c.add_metric([reason], n)
         yield c
         od = self.ondemand
         c = CounterMetricFamily(

@@ -74,6 +74,7 @@ class Stats:
         "queries",
         "rcodes",
         "slow",
+        "tcp_closed",
         "tcp_connections",
         "truncated",
     )
@@ -89,6 +90,9 @@ class Stats:
         self.truncated = 0
         self.dropped = 0
         self.tcp_connections = 0
+        # TCP connections we closed, by reason: per_client, full, idle (for a new one),
+        # write_timeout (the client did not read)
+        self.tcp_closed: Counter[str] = Counter()
 
 
 def cached(cache: ResponseCache, data: bytes, now: float) -> bytes | None:

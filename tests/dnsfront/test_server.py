@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import struct
@@ -17,6 +18,7 @@ import dns.rdata
 import dns.rdatatype
 import pytest
 
+from bridge import const
 from netlab.coredns_forward import ForwardClient, cache_ttl
 from tests.support.captures import malformed_pcaps, raw_udp_payloads_from_ip, udp_payloads
 from tests.support.front import Front
@@ -340,3 +342,96 @@ def test_debug_says_why_a_query_was_refused_or_nxdomain(
         "NXDOMAIN debug-me.trusted.home.arpa. IN A: no such name in view trusted (never "
         "announced, expired, or hidden by policy)" in messages
     )
+
+
+# --- TCP abuse (issue 12.3) ------------------------------------------------------------------
+
+
+def _closed(s: socket.socket, within: float = 3.0) -> bool:
+    """True when the server closes (EOF or reset) within the deadline; False if it stays."""
+    s.settimeout(within)
+    try:
+        return s.recv(1) == b""
+    except ConnectionError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def _tcp_query(s: socket.socket, name: str) -> dns.message.Message:
+    dns.query.send_tcp(s, q(name), None)
+    reply, _ = dns.query.receive_tcp(s, time.time() + 3)
+    return reply
+
+
+def test_one_client_address_cannot_take_every_tcp_connection(front: Front) -> None:
+    """One client held all 512 connections and every other client was refused."""
+    port = front.port_view
+    held = [
+        socket.create_connection(("127.0.0.1", port)) for _ in range(const.DNS_TCP_MAX_PER_CLIENT)
+    ]
+    try:
+        for s in held[-2:]:
+            assert _tcp_query(s, "office.local.").answer
+        extra = socket.create_connection(("127.0.0.1", port))
+        assert _closed(extra)
+        extra.close()
+        with socket.create_connection(("::1", port), timeout=3) as other:  # another client
+            assert _tcp_query(other, "office.local.").answer
+        assert front.call(lambda: front.server.stats.tcp_closed["per_client"]) == 1
+    finally:
+        for s in held:
+            s.close()
+
+
+def test_a_full_table_closes_the_connection_idle_longest(
+    front: Front, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(const, "DNS_TCP_MAX_CONNECTIONS", 4)
+    port = front.port_view
+    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(4)]
+    try:
+        for s in idle:  # each served once, then idle; the first the longest
+            assert _tcp_query(s, "office.local.").answer
+        with socket.create_connection(("::1", port), timeout=3) as new:
+            assert _tcp_query(new, "office.local.").answer
+        assert _closed(idle[0])
+        assert not _closed(idle[1], within=0.3)
+        assert _tcp_query(idle[3], "office.local.").answer
+        assert front.call(lambda: front.server.stats.tcp_closed["idle"]) == 1
+    finally:
+        for s in idle:
+            s.close()
+
+
+def test_a_client_that_never_reads_is_cut(front: Front, monkeypatch: pytest.MonkeyPatch) -> None:
+    """It pipelined queries and never read: still open after 65 s with 2.8 MB queued."""
+    monkeypatch.setattr(const, "DNS_TCP_WRITE_TIMEOUT", 0.3)
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", front.port_view))
+    wire = q("_ipp._tcp.local.", "PTR").to_wire()
+    s.settimeout(5)
+    try:
+        deadline = time.monotonic() + 10
+        while not front.call(lambda: front.server.stats.tcp_closed["write_timeout"]):
+            assert time.monotonic() < deadline, "the connection was never cut"
+            with contextlib.suppress(OSError):  # the server closed it while we wrote
+                s.sendall((struct.pack("!H", len(wire)) + wire) * 2000)
+        assert front.call(lambda: len(front.server._tcp_clients)) == 0
+    finally:
+        s.close()
+
+
+def test_pipelined_misses_are_answered_concurrently(front: Front) -> None:
+    """20 pipelined misses on one connection took 18 s, answered one after another."""
+    names = [f"silent{i}.local." for i in range(10)]
+    with socket.create_connection(("127.0.0.1", front.port_view), timeout=5) as s:
+        start = time.monotonic()
+        s.sendall(b"".join(struct.pack("!H", len(w)) + w for w in (q(n).to_wire() for n in names)))
+        s.sendall(struct.pack("!H", len(w := q("office.local.").to_wire())) + w)
+        replies = [dns.query.receive_tcp(s, time.time() + 5)[0] for _ in range(11)]
+        took = time.monotonic() - start
+    assert replies[0].question[0].name == dns.name.from_text("office.local.")  # not queued behind
+    assert sorted(str(r.question[0].name) for r in replies[1:]) == sorted(names)
+    assert took < 3.0, took  # one on-demand wait (0.6 s here), not ten
