@@ -123,6 +123,8 @@ class HttpSurface:
             self.closed["timeout"] += 1
         except (ConnectionError, OSError, asyncio.IncompleteReadError):
             pass
+        except asyncio.CancelledError:  # stop(): end normally, or asyncio's stream callback
+            pass  # (3.11) logs a traceback per open connection
         finally:
             if task is not None:
                 self._clients.discard(task)

@@ -265,6 +265,8 @@ class DnsServer:
                     return
         except (ConnectionError, OSError):
             return
+        except asyncio.CancelledError:  # close(): end normally, or asyncio's stream callback
+            return  # (3.11) logs a traceback per pooled connection on SIGTERM
         finally:
             self._tcp_idle.pop(task, None)
             if clean and waits:

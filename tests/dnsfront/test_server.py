@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import socket
@@ -435,3 +436,21 @@ def test_pipelined_misses_are_answered_concurrently(front: Front) -> None:
     assert replies[0].question[0].name == dns.name.from_text("office.local.")  # not queued behind
     assert sorted(str(r.question[0].name) for r in replies[1:]) == sorted(names)
     assert took < 3.0, took  # one on-demand wait (0.6 s here), not ten
+
+
+def test_close_with_pooled_connections_logs_no_traceback(
+    front: Front, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SIGTERM with CoreDNS's pooled connections open logged one traceback per connection."""
+    pooled = [socket.create_connection(("127.0.0.1", front.port_view)) for _ in range(5)]
+    try:
+        for s in pooled:
+            assert _tcp_query(s, "office.local.").answer
+        dns.query.send_tcp(pooled[0], q("silent-at-close.local."), None)  # one waits for mDNS
+        with caplog.at_level(logging.DEBUG):
+            asyncio.run_coroutine_threadsafe(front.server.close(), front.loop).result(5)
+        assert all(_closed(s) for s in pooled)
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+    finally:
+        for s in pooled:
+            s.close()
