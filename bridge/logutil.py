@@ -9,45 +9,56 @@ import time
 from collections import OrderedDict
 from collections.abc import Hashable
 from datetime import UTC, datetime
+from typing import Any
 
 from . import const
 
 
 class RateLimitedLog:
-    """Logs a message for a key at most once per LOG_RATE_LIMIT_INTERVAL, counting the rest."""
+    """Logs a message for a key at most once per LOG_RATE_LIMIT_INTERVAL, counting the rest.
+
+    Key by what happened and where (reason, VLAN), never by a peer's address: rotating source
+    addresses once wrote one line per packet. Pass the peer as ``source`` instead: the next
+    line says how many were quiet and the last source among them.
+    """
 
     def __init__(
         self, logger: logging.Logger, interval: float = const.LOG_RATE_LIMIT_INTERVAL
     ) -> None:
         self.logger = logger
         self.interval = interval
-        self._last: OrderedDict[Hashable, list[float]] = OrderedDict()
+        self._last: OrderedDict[Hashable, list[Any]] = OrderedDict()  # [time, quiet, source]
 
-    def _emit(self, level: int, key: Hashable, msg: str, *args: object) -> None:
+    def _emit(
+        self, level: int, key: Hashable, msg: str, args: tuple[object, ...], source: str | None
+    ) -> None:
         if not self.logger.isEnabledFor(level):
             return
         now = time.monotonic()
         slot = self._last.get(key)
         if slot is not None and now - slot[0] < self.interval:
             slot[1] += 1
+            slot[2] = source
             return
         suppressed = int(slot[1]) if slot else 0
-        self._last[key] = [now, 0]
+        last = slot[2] if slot else None
+        self._last[key] = [now, 0, None]
         self._last.move_to_end(key)
         if len(self._last) > const.LOG_RATE_LIMIT_KEYS_MAX:
             self._last.popitem(last=False)
         if suppressed:
-            msg += f" (and {suppressed} more like it)"
+            msg += f" (and {suppressed} more like it"
+            msg += f", the last from {last})" if last else ")"
         self.logger.log(level, msg, *args)
 
-    def warning(self, key: Hashable, msg: str, *args: object) -> None:
-        self._emit(logging.WARNING, key, msg, *args)
+    def warning(self, key: Hashable, msg: str, *args: object, source: str | None = None) -> None:
+        self._emit(logging.WARNING, key, msg, args, source)
 
-    def info(self, key: Hashable, msg: str, *args: object) -> None:
-        self._emit(logging.INFO, key, msg, *args)
+    def info(self, key: Hashable, msg: str, *args: object, source: str | None = None) -> None:
+        self._emit(logging.INFO, key, msg, args, source)
 
-    def debug(self, key: Hashable, msg: str, *args: object) -> None:
-        self._emit(logging.DEBUG, key, msg, *args)
+    def debug(self, key: Hashable, msg: str, *args: object, source: str | None = None) -> None:
+        self._emit(logging.DEBUG, key, msg, args, source)
 
 
 class JsonFormatter(logging.Formatter):

@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import re
+import time
 from collections.abc import Iterator
 
 import dns.name
@@ -17,6 +18,7 @@ from prometheus_client import generate_latest
 from bridge import __version__, logutil
 from bridge.app import Gateway
 from bridge.config import Config
+from bridge.logutil import RateLimitedLog
 from bridge.store import Store
 
 
@@ -95,3 +97,26 @@ def test_process_and_build_metrics_are_exported() -> None:
         "process_start_time_seconds",
     ):
         assert re.search(rf"^{metric} [0-9.e+]+$", text, re.M), metric
+
+
+def test_rate_limited_log_keys_by_reason_and_names_the_last_source(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Keyed by source address, rotating sources once wrote one line per packet."""
+    log = RateLimitedLog(logging.getLogger("test.ratelimit"), interval=0.05)
+    with caplog.at_level(logging.INFO, logger="test.ratelimit"):
+        for i in range(100):
+            log.warning(
+                ("malformed", "iot"),
+                "VLAN iot: malformed from %s",
+                f"10.0.0.{i}",
+                source=f"10.0.0.{i}",
+            )
+        assert [r.getMessage() for r in caplog.records] == ["VLAN iot: malformed from 10.0.0.0"]
+        time.sleep(0.06)  # the interval passes (time, not synchronisation)
+        log.warning(
+            ("malformed", "iot"), "VLAN iot: malformed from %s", "10.0.0.200", source="10.0.0.200"
+        )
+    assert caplog.records[-1].getMessage() == (
+        "VLAN iot: malformed from 10.0.0.200 (and 99 more like it, the last from 10.0.0.99)"
+    )

@@ -76,11 +76,12 @@ class DnsServer:
             self._addr_view[host] = view
             if view == NO_VIEW:  # once per client (rate-limited: the cache may be cleared)
                 _limited.warning(
-                    ("no-view", host),
+                    ("no-view",),
                     "REFUSED queries from %s: it is in no VLAN subnet and dns.default_view is "
                     "not set; fix: set dns.default_view (e.g. '*') or have it query a view "
                     "listener (dns.view_listeners)",
                     host,
+                    source=host,
                 )
         return view
 

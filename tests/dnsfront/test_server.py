@@ -20,6 +20,7 @@ import dns.rdatatype
 import pytest
 
 from bridge import const
+from bridge.dnsfront import server as server_module
 from netlab.coredns_forward import ForwardClient, cache_ttl
 from tests.support.captures import malformed_pcaps, raw_udp_payloads_from_ip, udp_payloads
 from tests.support.front import Front
@@ -89,8 +90,12 @@ def test_refused_without_view_echoes_question(front: Front) -> None:
 def test_a_client_in_no_vlan_is_told_once_what_to_change(
     front: Front, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The first REFUSED for a client no view admits logs what to change; later ones do not."""
+    """The first REFUSED for a client no view admits logs what to change; later ones do not.
+
+    At most one such line every 10 s over all clients, naming the last one quiet (keyed by
+    client, rotating source addresses wrote a line per packet)."""
     caplog.set_level(logging.WARNING, logger="bridge.dnsfront.server")
+    server_module._limited._last.clear()  # other tests' clients share the 10 s window
     client = "127.0.0.77"  # a client no other test uses: its first query here is its first
     for name in ("office.local.", "printer.local.", "office.local."):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
