@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 # the tests find the console script and the venv's tools on PATH
 VENV_PATH = PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 
-.PHONY: run test venv deps-run deps-test lint pytest test-compiled clean-compiled bench
+.PHONY: run test venv deps-run deps-test lint pytest test-compiled clean-compiled bench fuzz
 
 # Debian's python3 has venv only with python3-venv (ensurepip); installed here when missing
 venv: $(VPY)
@@ -71,11 +71,14 @@ clean-compiled:
 
 test: deps-test lint pytest test-compiled
 
-# the mDNS path (ingest, store, reflector) fuzzed longer than make test does (150 examples)
+# the fuzzing tests run longer than make test does: the mDNS path (ingest, store, reflector;
+# 150 examples in make test) and the DNS pipeline (300)
 FUZZ_EXAMPLES ?= 20000
 fuzz:
 	MDNS_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PYTHON) -m pytest -q -p no:cacheprovider \
 	  tests/mdns/test_hostile.py -k fuzzed
+	DNS_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PYTHON) -m pytest -q -p no:cacheprovider \
+	  tests/dnsfront/test_fuzz.py
 
 # the side-by-side benchmark (README, "Performance"); BENCH_ARGS e.g. --only udp,tcp
 BENCH_ARGS ?=
