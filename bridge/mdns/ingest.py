@@ -185,10 +185,10 @@ class Ingest:
         self, vlan: str, reason: str, src: str, count: int, rec: wire.Record | None = None
     ) -> None:
         self.refused[(vlan, reason)] += count
-        what = f"{rec.name} {dns.rdatatype.to_text(rec.rdata.rdtype)} {rec.rdata}" if rec else ""
+        what = f" {rec.name} {dns.rdatatype.to_text(rec.rdata.rdtype)} {rec.rdata}" if rec else ""
         _limited.warning(
             ("refused", reason, vlan),
-            "VLAN %s: refused mDNS record (%s) %s from %s (%d so far)",
+            "VLAN %s: refused mDNS record (%s)%s from %s (%d so far)",
             vlan,
             reason,
             what,
