@@ -88,7 +88,10 @@ class DnsServer:
     # --- sockets -------------------------------------------------------------------------
 
     async def start(self, listeners: list[Listener]) -> None:
+        """Bind every listener, then serve on all of them: an answer on one means all are up
+        (a client that polls one port for readiness never finds another one still closed)."""
         loop = self._loop = asyncio.get_running_loop()
+        bound: list[tuple[socket.socket, str | None]] = []
         for lst in listeners:
             host, port = lst.address
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -100,7 +103,7 @@ class DnsServer:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
             sock.bind((host, port))
             sock.setblocking(False)
-            loop.add_reader(sock.fileno(), self._udp_ready, sock, lst.view)
+            bound.append((sock, lst.view))
             server = await asyncio.start_server(
                 lambda r, w, v=lst.view: self._tcp_client(r, w, v),  # type: ignore[misc]
                 host,
@@ -108,6 +111,7 @@ class DnsServer:
                 family=family,
                 reuse_address=True,
                 backlog=const.DNS_TCP_BACKLOG,
+                start_serving=False,
             )
             self._tcp_servers.append(server)
             log.info(
@@ -116,6 +120,10 @@ class DnsServer:
                 port,
                 lst.view or "by client address",
             )
+        for sock, view in bound:
+            loop.add_reader(sock.fileno(), self._udp_ready, sock, view)
+        for server in self._tcp_servers:
+            await server.start_serving()
 
     async def close(self) -> None:
         loop = self._loop
