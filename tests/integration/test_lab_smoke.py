@@ -28,6 +28,7 @@ from netlab.lab import (
     netns_socket,
     parse_dig,
     parse_dig_short,
+    poll_until,
     query,
     run,
 )
@@ -326,6 +327,13 @@ def test_close_removes_namespaces_and_processes() -> None:
         proc = spare.popen(host.ns, "sleep", "60")
         stray = subprocess.Popen(
             ["ip", "netns", "exec", host.ns, "sleep", "60"], start_new_session=True
+        )
+        # until `ip netns exec` has entered the namespace, `ip netns pids` cannot list it and
+        # the lab could not find it to kill (under load that window lasted past close())
+        poll_until(
+            lambda: str(stray.pid) in run(None, "ip", "netns", "pids", host.ns).stdout.split(),
+            10,
+            message="the stray process to enter its namespace",
         )
         namespaces = spare.namespaces
         assert all((NETNS_RUN_DIR / ns).exists() for ns in namespaces)
