@@ -363,21 +363,27 @@ def _throughput(
     out: dict[str, Any] = {}
     best: dict[str, PerfResult] = {}
     clients = 4 if transport == "udp" else 8
+
+    def run(name: str, srv: Any, log: str, **kw: Any) -> PerfResult:
+        """One dnsperf run of this transport against one server."""
+        return dnsperf(
+            w.lab.gw,
+            server=name,
+            pid=srv.pid,
+            addr=srv.addr,
+            port=srv.port,
+            data=data,
+            transport=transport,
+            seconds=opts.seconds,
+            clients=clients,
+            core=opts.client_core,
+            log=w.work / f"{transport}-{name}-{log}.txt",
+            **kw,
+        )
+
     for i in range(opts.repeats):
         for name, srv in servers.items():
-            r = dnsperf(
-                w.lab.gw,
-                server=name,
-                pid=srv.pid,
-                addr=srv.addr,
-                port=srv.port,
-                data=data,
-                transport=transport,
-                seconds=opts.seconds,
-                clients=clients,
-                core=opts.client_core,
-                log=w.work / f"{transport}-{name}-max{i}.txt",
-            )
+            r = run(name, srv, f"max{i}")
             opts.log(
                 f"{transport} {name} max: {r.qps:.0f} q/s, "
                 f"{r.cpu_us_per_query or 0:.1f} us CPU/query"
@@ -393,21 +399,7 @@ def _throughput(
     for i in range(opts.repeats):
         for mode, rate in (("max", None), ("half", half)):
             for name, srv in servers.items():
-                r = dnsperf(
-                    w.lab.gw,
-                    server=name,
-                    pid=srv.pid,
-                    addr=srv.addr,
-                    port=srv.port,
-                    data=data,
-                    transport=transport,
-                    seconds=opts.seconds,
-                    qps=rate,
-                    clients=clients,
-                    core=opts.client_core,
-                    verbose=True,
-                    log=w.work / f"{transport}-{name}-{mode}-lat{i}.txt",
-                )
+                r = run(name, srv, f"{mode}-lat{i}", qps=rate, verbose=True)
                 runs[name][mode].append(r)
     for name in servers:
         entry: dict[str, Any] = {"max": best[name].as_dict()}
