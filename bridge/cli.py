@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__, checks, config, logutil
-from .interfaces import local_addresses
+from .interfaces import IPInterface, list_interfaces, local_addresses
 
 log = logging.getLogger("bridge")
 
@@ -121,7 +121,6 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def cmd_dhcp_options(args: argparse.Namespace) -> int:
     from . import dhcpopts
-    from .interfaces import list_interfaces
 
     cfg = _load_or_report(args.config)
     if cfg is None:
@@ -131,8 +130,40 @@ def cmd_dhcp_options(args: argparse.Namespace) -> int:
             f"{cfg.source}: no 'chrony:' section: printing the domain-search options only",
             file=sys.stderr,
         )
-    interfaces = {i.name: list(i.addresses) for i in list_interfaces()}
-    print(dhcpopts.render(dhcpopts.plan(cfg, interfaces), args.format, cfg.source), end="")
+    print(
+        dhcpopts.render(dhcpopts.plan(cfg, _interface_addresses()), args.format, cfg.source), end=""
+    )
+    return EXIT_OK
+
+
+def _interface_addresses() -> dict[str, list[IPInterface]]:
+    """This machine's interfaces and their addresses with prefixes."""
+    return {i.name: list(i.addresses) for i in list_interfaces()}
+
+
+def cmd_corefile(args: argparse.Namespace) -> int:
+    from . import corefile
+
+    cfg = _load_or_report(args.config)
+    if cfg is None:
+        return EXIT_INVALID
+    if args.address:
+        interfaces: dict[str, list[IPInterface]] = {}
+        for text in args.address:
+            try:
+                name, addr = corefile.parse_address(text)
+            except ValueError as exc:
+                print(f"--address {exc}", file=sys.stderr)
+                return EXIT_USAGE
+            interfaces.setdefault(name, []).append(addr)
+    else:
+        interfaces = _interface_addresses()
+    try:
+        text = corefile.render(cfg, interfaces, args.style)
+    except config.ConfigError as exc:
+        print(f"cannot write a Corefile:\n{exc}", file=sys.stderr)
+        return EXIT_INVALID
+    print(text, end="")
     return EXIT_OK
 
 
@@ -195,6 +226,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="configuration syntax (default: dnsmasq)",
     )
     p.set_defaults(func=cmd_dhcp_options)
+    p = sub.add_parser(
+        "corefile",
+        help="print CoreDNS server blocks forwarding each VLAN's clients to its view port",
+    )
+    common(p)
+    p.add_argument(
+        "--style",
+        choices=["bind", "view"],
+        default="bind",
+        help="bind (default): one block per VLAN on the router's addresses there; view: "
+        "one listener, blocks chosen by the client's subnet (CoreDNS's view plugin)",
+    )
+    p.add_argument(
+        "--address",
+        action="append",
+        default=[],
+        metavar="IFACE=ADDRESS/PREFIX",
+        help="the router's address on a VLAN interface (repeat for each); given, this "
+        "machine's interfaces are not read (to write the router's Corefile elsewhere, in CI)",
+    )
+    p.set_defaults(func=cmd_corefile)
     return parser
 
 

@@ -185,6 +185,13 @@ CONFIG_MAX_ONDEMAND_TIMEOUT = 1.9  # s; dns.ondemand_timeout stays under CoreDNS
 CONFIG_MIN_CHRONY_OFFSET = 1e-6  # s; chrony.max_offset_seconds: below a microsecond no clock holds
 CONFIG_MAX_CHRONY_OFFSET = 10.0  # s; ... and a bound above 10 s would advertise a broken clock
 
+# --- CoreDNS in front (mdns-gateway corefile) ----------------------------------------------
+COREDNS_PORT = 53  # the port LAN clients ask CoreDNS on (the router's address from DHCP)
+COREFILE_CACHE_SUCCESS = 4096  # packets in CoreDNS's positive cache per block: a VLAN's browse,
+#   service and host answers; CoreDNS rounds to its 256 shards
+COREFILE_CACHE_DENIAL = 1024  # packets in its negative cache per block: names no device has
+#   announced, asked again within their negative TTL
+
 # --- policies ------------------------------------------------------------------------------
 POLICY_GLOB_CACHE_MAX = 1024  # compiled instance-glob lists kept; policies share a few lists and a
 #   reload recompiles only new ones

@@ -7,6 +7,7 @@ vanish or come back are followed without a restart.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ IFF_LOOPBACK = 0x8
 IFF_MULTICAST = 0x1000
 
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +44,12 @@ class Interface:
     @property
     def ipv6(self) -> list[ipaddress.IPv6Interface]:
         return [a for a in self.addresses if isinstance(a, ipaddress.IPv6Interface)]
+
+
+def own_prefixes(addresses: Iterable[IPInterface]) -> tuple[IPNetwork, ...]:
+    """The subnets an interface's addresses put it on; fe80::/10 is on every link, so it is
+    none (169.254/16 is a subnet like any other)."""
+    return tuple(a.network for a in addresses if not (a.version == 6 and a.ip.is_link_local))
 
 
 def _flags(name: str) -> int:

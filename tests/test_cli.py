@@ -28,6 +28,7 @@ SUBCOMMANDS: dict[str, list[str]] = {  # subcommand -> what its --help must show
     "check": ["--config", "--log-level"],
     "explain": ["--config", "--view", "--vlan", "service"],
     "dhcp-options": ["--config", "--format", "dnsmasq", "kea"],
+    "corefile": ["--config", "--style", "--address"],
 }
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from .. import const
 from ..config import IPNetwork, VlanConfig
 from ..dnssd import is_link_local
-from ..interfaces import Interface, list_interfaces
+from ..interfaces import Interface, list_interfaces, own_prefixes
 
 log = logging.getLogger(__name__)
 
@@ -110,12 +110,7 @@ class Links:
             iface = current.get(vlan.interface)
             if iface is None:
                 continue
-            # fe80::/10 is on every link already (``_check``); 169.254/16 is a subnet like any
-            prefixes = tuple(
-                a.network
-                for a in iface.addresses
-                if not (a.version == 6 and is_link_local(a.ip.packed))
-            )
+            prefixes = own_prefixes(iface.addresses)  # fe80::/10: see ``_check``
             new_by_vlan[vlan.name] = Link(
                 vlan=vlan.name,
                 interface=iface.name,
