@@ -63,6 +63,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from .policy import PolicyError, load_policy_dir
 
+    if args.policies is not None:
+        return _check_manifests(args)
     cfg = _load_or_report(args.config)
     if cfg is None:
         return EXIT_INVALID
@@ -91,6 +93,32 @@ def cmd_check(args: argparse.Namespace) -> int:
         f"{cfg.source}: OK: {len(cfg.vlans)} VLAN(s) "
         f"({', '.join(cfg.vlans) or '-'}), {count} policy resource(s)"
     )
+    return EXIT_OK
+
+
+def _check_manifests(args: argparse.Namespace) -> int:
+    """``check --policies DIR``: ServicePolicy manifests, validated as the watch validates the
+    objects (with the VLANs of --config; without it, VLAN names are not checked)."""
+    from pathlib import Path
+
+    from .policy.kubeobjects import AnyVlan, check_manifests
+
+    cfg = _load_or_report(args.config) if args.config else None
+    if args.config and cfg is None:
+        return EXIT_INVALID
+    report = check_manifests(Path(args.policies), cfg.vlans if cfg is not None else AnyVlan())
+    for note in report.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if cfg is None:
+        print(
+            "note: VLAN names are not checked: give --config FILE (the gateway's config) to "
+            "check them against its vlans:",
+            file=sys.stderr,
+        )
+    if report.problems:
+        print("invalid policies:\n" + "\n".join(report.problems), file=sys.stderr)
+        return EXIT_INVALID
+    print(f"{args.policies}: OK: {len(report.policies)} ServicePolicy object(s)")
     return EXIT_OK
 
 
@@ -204,6 +232,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("check", help="validate the configuration and policies, then exit")
     common(p)
+    p.add_argument(
+        "--policies",
+        metavar="DIR",
+        help="validate the ServicePolicy manifests under DIR (recursive; multi-document YAML, "
+        "kind: List, other kinds ignored) as the Kubernetes watch would, for a GitOps "
+        "repository's CI; with --config, VLAN names are checked against it",
+    )
     p.set_defaults(func=cmd_check)
     p = sub.add_parser("explain", help="which policy lets a view see a service, and why")
     common(p)

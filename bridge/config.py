@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import re
 import reprlib
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,6 +107,15 @@ class ReflectorConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class KubernetesPolicies:
+    """ServicePolicy objects read from the Kubernetes API instead of a directory."""
+
+    namespace: str  # the namespace watched; "*": every namespace
+    node_name: str  # this gateway's key in each object's status.gateways[] (several may run)
+    kubeconfig: Path | None = None  # None: in-cluster service account, else $KUBECONFIG
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     vlans: Mapping[str, VlanConfig]
     dns: DnsConfig = DnsConfig()
@@ -114,6 +125,8 @@ class Config:
     source: str = "<embedded default>"
     chrony: ChronyConfig | None = None  # None: no NTP service advertised
     reflector: ReflectorConfig = ReflectorConfig()  # disabled unless 'reflector: {enabled: true}'
+    kubernetes: KubernetesPolicies | None = None  # 'policies: {kubernetes: ...}' (then policies
+    #   is None)
 
 
 # --- loading -------------------------------------------------------------------------------
@@ -266,7 +279,10 @@ _DNS_KEYS = {
 _VLAN_KEYS = {"interface", "domain", "subnets", "trust_any_address"}
 
 
-def from_dict(data: Any, source: str, base: Path | None = None) -> Config:
+def from_dict(
+    data: Any, source: str, base: Path | None = None, env: Mapping[str, str] | None = None
+) -> Config:
+    """``env``: the environment ($NODE_NAME for the Kubernetes source); default os.environ."""
     problems: list[str] = []
 
     def bad(key: str, problem: str, fix: str) -> None:
@@ -363,7 +379,13 @@ def from_dict(data: Any, source: str, base: Path | None = None) -> Config:
                     "there too)",
                     "give HTTP its own port, e.g. 127.0.0.1:9353",
                 )
-    policies = _policies(data.get("policies", None), "policies" in data, source, base, bad)
+    raw_policies = data.get("policies", None)
+    kubernetes: KubernetesPolicies | None = None
+    policies: Path | None = None
+    if isinstance(raw_policies, dict):
+        kubernetes = _kubernetes(raw_policies, base, bad, env)
+    else:
+        policies = _policies(raw_policies, "policies" in data, source, base, bad)
 
     max_records = const.STORE_MAX_RECORDS
     raw_cache = data.get("cache")
@@ -386,7 +408,9 @@ def from_dict(data: Any, source: str, base: Path | None = None) -> Config:
     reflector = _reflector(data.get("reflector"), bad)
     if problems:
         raise ConfigError(problems)
-    return Config(vlans, dns_cfg, http, policies, max_records, source, chrony, reflector)
+    return Config(
+        vlans, dns_cfg, http, policies, max_records, source, chrony, reflector, kubernetes
+    )
 
 
 def _reflector(raw: Any, bad: Any) -> ReflectorConfig:
@@ -643,9 +667,66 @@ def _subnets(x: Any, key: str, bad: Any) -> tuple[IPNetwork, ...]:
     return tuple(subnets)
 
 
+_KUBERNETES_KEYS = {"namespace", "kubeconfig", "nodeName"}
+_KUBE_EXAMPLE = "e.g. 'policies: {kubernetes: {namespace: mdns-gateway}}'"
+
+
+def _kubernetes(
+    raw: Mapping[Any, Any], base: Path | None, bad: Any, env: Mapping[str, str] | None
+) -> KubernetesPolicies | None:
+    """``policies: {kubernetes: {namespace, kubeconfig?, nodeName?}}``; the node name defaults
+    to $NODE_NAME (the downward API's spec.nodeName), then the host name."""
+    _unknown_keys(raw, {"kubernetes"}, "policies", bad)
+    kube = raw.get("kubernetes")
+    if not isinstance(kube, dict):
+        bad("policies.kubernetes", f"{_short(kube)} is not a mapping", _KUBE_EXAMPLE)
+        return None
+    _unknown_keys(kube, _KUBERNETES_KEYS, "policies.kubernetes", bad)
+    namespace = kube.get("namespace")
+    ok = True
+    if not isinstance(namespace, str) or not (namespace == "*" or _K8S_LABEL.fullmatch(namespace)):
+        bad(
+            "policies.kubernetes.namespace",
+            f"{_short(namespace)} is not a namespace name (a DNS-1123 label) nor '*'",
+            f"name the namespace the ServicePolicy objects live in ('*': all), {_KUBE_EXAMPLE}",
+        )
+        ok = False
+    kubeconfig: Path | None = None
+    raw_kc = kube.get("kubeconfig")
+    if raw_kc is not None:
+        if not isinstance(raw_kc, str) or not raw_kc.strip():
+            bad(
+                "policies.kubernetes.kubeconfig",
+                f"{_short(raw_kc)} is not a file path",
+                "give the kubeconfig file's path, or leave the key out (in-cluster account)",
+            )
+            ok = False
+        else:
+            kubeconfig = Path(raw_kc)
+            if not kubeconfig.is_absolute() and base is not None:
+                kubeconfig = base / kubeconfig
+    environ = os.environ if env is None else env
+    node = kube.get("nodeName") or environ.get("NODE_NAME") or socket.gethostname()
+    if not isinstance(node, str) or not _K8S_SUBDOMAIN.fullmatch(node) or len(node) > 253:
+        bad(
+            "policies.kubernetes.nodeName",
+            f"{_short(node)} is not a node name (a DNS-1123 subdomain)",
+            "set nodeName, or $NODE_NAME from the downward API (fieldRef: spec.nodeName)",
+        )
+        ok = False
+    if not ok:
+        return None
+    assert isinstance(namespace, str) and isinstance(node, str)
+    return KubernetesPolicies(namespace, node, kubeconfig)
+
+
+_K8S_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_K8S_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
 def _policies(x: Any, given: bool, source: str, base: Path | None, bad: Any) -> Path | None:
     """The policy directory, relative to the config file; never the config's own directory."""
-    example = "e.g. 'policies: ./policies', or leave the key out"
+    example = f"e.g. 'policies: ./policies', or leave the key out, or {_KUBE_EXAMPLE}"
     if x is None:
         return None
     if not isinstance(x, str) or not x.strip():

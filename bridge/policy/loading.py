@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from itertools import accumulate
 from pathlib import Path
 from typing import Any, Final
@@ -144,17 +144,27 @@ _QUOTE_HINT: Final = (
 class _Doc:
     """Collects the problems of one document."""
 
-    __slots__ = ("file", "index", "name", "problems")
+    __slots__ = ("file", "index", "label", "name", "problems")
 
-    def __init__(self, file: str, index: int, problems: list[str]) -> None:
+    def __init__(
+        self, file: str, index: int, problems: list[str], label: str | None = None
+    ) -> None:
+        """``label`` replaces ``"<file>: document <n> (<name>)"`` before each problem (an API
+        object is no document of a file); ``""``: the problem starts with the field path."""
         self.file = file
         self.index = index
+        self.label = label
         self.name = "unnamed"
         self.problems = problems
 
     def add(self, path: str, reason: str, fix: str) -> None:
+        head = (
+            f"{self.file}: document {self.index} ({self.name})"
+            if self.label is None
+            else self.label
+        )
         self.problems.append(
-            f"{self.file}: document {self.index} ({self.name}): {path}: {reason}; fix: {fix}"
+            f"{head}: {path}: {reason}; fix: {fix}" if head else f"{path}: {reason}; fix: {fix}"
         )
 
     def unknown_keys(self, path: str, value: Mapping[Any, Any], allowed: Sequence[str]) -> None:
@@ -193,14 +203,22 @@ def _parse_text(
     problems: list[str] = []
     policies: list[ServicePolicy] = []
     known = frozenset(vlans)
+    for index, doc in yaml_documents(text, filename, problems):
+        policy = _parse_document(doc, _Doc(filename, index, problems), known)
+        if policy is not None:
+            policies.append(policy)
+    return policies, problems
+
+
+def yaml_documents(text: str, filename: str, problems: list[str]) -> Iterator[tuple[int, Any]]:
+    """(number from 1, content) of each non-empty YAML document of a file, parsed strictly
+    (duplicate keys refused, nesting bounded). A file that stops parsing adds one problem
+    (line, column, reason, fix) to ``problems`` and ends the documents there."""
     index = 0
     try:
         for index, doc in enumerate(yaml.load_all(text, Loader=_loader_for(text)), start=1):
-            if doc is None:
-                continue
-            policy = _parse_document(doc, _Doc(filename, index, problems), known)
-            if policy is not None:
-                policies.append(policy)
+            if doc is not None:
+                yield index, doc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1} column {mark.column + 1}" if mark is not None else "yaml"
@@ -224,7 +242,6 @@ def _parse_text(
             f" {type(exc).__name__}: {_short(str(exc), 120)};"
             " fix: correct the value (quote long numbers)"
         )
-    return policies, problems
 
 
 def _check_unique_names(policies: Sequence[ServicePolicy], problems: list[str]) -> None:

@@ -97,7 +97,10 @@ class ServicePolicy:
 
     @property
     def where(self) -> str:
-        """``"name (file, document n)"``, for messages."""
+        """``"name (file, document n)"``, for messages; ``"name (origin)"`` for document 0 (an
+        object of the Kubernetes API: the origin names it)."""
+        if self.source[1] == 0:
+            return f"{self.name} ({self.source[0]})"
         return f"{self.name} ({self.source[0]}, document {self.source[1]})"
 
 
