@@ -178,7 +178,7 @@ class Gateway:
         for collector in (
             DnsCollector(self.server.stats, self.resolver, self.ondemand),
             MdnsCollector(self.ingest, self.browser, self.transport),
-            StoreCollector(self.store),
+            StoreCollector(self.store, config.vlans),
             GatewayCollector(self.diagnostics),
             MemoryCollector(self.memory),
             JobsCollector(self.periodic),

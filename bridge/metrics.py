@@ -10,7 +10,7 @@ reflector's (in their packages), in the one registry /metrics serves.
 from __future__ import annotations
 
 import platform
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -132,7 +132,10 @@ class MdnsCollector(Collector):
         c = CounterMetricFamily(
             f"{NS}_mdns_packets_dropped", "mDNS packets rejected", labels=["vlan", "reason"]
         )
-        for (vlan, reason), n in sorted(ing.dropped.items()):
+        # off_subnet from 0 on every VLAN: an alert's increase() sees the first one too
+        dropped = dict.fromkeys(((v, "off_subnet") for v in ing.links.vlans), 0)
+        dropped.update(ing.dropped)
+        for (vlan, reason), n in sorted(dropped.items()):
             c.add_metric([vlan, reason], n)
         yield c
         c = CounterMetricFamily(
@@ -176,8 +179,9 @@ class MdnsCollector(Collector):
 class StoreCollector(Collector):
     """mdns_gateway_store_*: the record store's size, capacity and what it let go."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, vlans: Iterable[str]) -> None:
         self.store = store
+        self.vlans = tuple(vlans)
 
     def collect(self) -> Iterator[Metric]:
         store = self.store
@@ -198,7 +202,10 @@ class StoreCollector(Collector):
             "New records not cached: the store was full and their VLAN held its share of it",
             labels=["vlan"],
         )
-        for vlan, n in sorted(store.refused.items()):
+        # from 0 on every VLAN: an alert's increase() sees the first refusal too
+        refused = dict.fromkeys(self.vlans, 0)
+        refused.update(store.refused)
+        for vlan, n in sorted(refused.items()):
             c.add_metric([vlan], n)
         yield c
 

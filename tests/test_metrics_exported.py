@@ -84,6 +84,8 @@ def test_the_counters_kept_are_exported() -> None:
     assert sample(f"{NS}memory_full_collections_total") == 5
     assert sample(f"{NS}memory_cycles_freed_total") == 6
     assert sample(f"{NS}chrony_mdns_answers_dropped_total") == 7
+    # the configured bound beside the offset, for the skew alert
+    assert sample(f"{NS}chrony_max_offset_seconds", {"server": "router"}) == 0.010
 
 
 def test_ingest_counts_the_parser_reason_of_a_malformed_packet() -> None:

@@ -61,6 +61,15 @@ class ChronyCollector:
             ),
         )
         yield gauge("stratum", "NTP stratum of chronyd", tracked(lambda t: float(t.stratum)))
+        # the configured bound beside the offset, so that an alert compares the two without
+        # repeating the config (deploy/prometheus/rules.yaml, MdnsGatewayClockSkewDetected)
+        bound = self.svc.config.max_offset_seconds
+        yield gauge(
+            "max_offset_seconds",
+            "The configured bound on |offset| (chrony.max_offset_seconds) beyond which the "
+            "server is withdrawn",
+            lambda st: bound,
+        )
         yield gauge(
             "offset_seconds",
             "System time minus true time as chronyd estimates it (positive: fast)",

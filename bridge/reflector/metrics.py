@@ -9,7 +9,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from ..metrics import NS
-from .decide import Reflector
+from .decide import SPOOFED, Reflector
 
 
 class ReflectorCollector(Collector):
@@ -27,7 +27,10 @@ class ReflectorCollector(Collector):
             "rate_limited, spoofed, probe, legacy_unicast, too_big, send_error, error",
             labels=["from_vlan", "to_vlan", "outcome"],
         )
-        for (src, dst, outcome), n in sorted(r.packets.items()):
+        # spoofed from 0 on every VLAN: an alert's rate() sees the first ones too
+        packets = dict.fromkeys(((v, "", SPOOFED) for v in r.vlans), 0)
+        packets.update(r.packets)
+        for (src, dst, outcome), n in sorted(packets.items()):
             c.add_metric([src, dst, outcome], n)
         yield c
         c = CounterMetricFamily(
@@ -45,7 +48,10 @@ class ReflectorCollector(Collector):
             "(echo: records we sent came back; cross_vlan: seen on another VLAN just before)",
             labels=["vlan", "kind"],
         )
-        for (vlan, kind), n in sorted(r.loops.items()):
+        # from 0 on every VLAN and kind: an alert's increase() sees the first detection too
+        loops = dict.fromkeys(((v, k) for v in r.vlans for k in ("echo", "cross_vlan")), 0)
+        loops.update(r.loops)
+        for (vlan, kind), n in sorted(loops.items()):
             c.add_metric([vlan, kind], n)
         yield c
         c = CounterMetricFamily(
