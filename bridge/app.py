@@ -3,7 +3,9 @@
 Read this module to see who receives what. No component imports it or receives the Gateway:
 each gets the collaborators it uses (the store, the links, a send function, a clock, ...).
 
-- mDNS packet -> ``Ingest`` (store) -> its listeners: the chrony responder, the reflector.
+- mDNS packet -> ``Ingest`` (store) -> its listeners: the chrony responder, the publisher's
+  responder (ServiceAnnouncements, lease names), the reflector.
+- policies directory -> the policy engine and the ServiceAnnouncements (one load, one set).
 - store change -> the browser (refresh schedule), on-demand lookups, the DNS server's caches.
 - policy change -> the DNS server's views, the reflector's plan.
 - link change (interface scan) -> the transport's groups, the browser, the reflector, DNS zones.
@@ -27,6 +29,8 @@ from prometheus_client import ProcessCollector
 from prometheus_client.registry import CollectorRegistry
 
 from . import const
+from .announce.metrics import AnnounceCollector
+from .announce.service import Publisher
 from .chrony import ChronyCollector, ChronyService
 from .config import ALL_VIEW, Config
 from .diagnostics import Diagnostics, PolicyStatus
@@ -141,6 +145,8 @@ class Gateway:
             self.chrony = ChronyService(
                 config.chrony, self.store, self.links, self.transport.send, clock
             )
+        # ServiceAnnouncements and DHCP lease names: its own responder, its pinned records
+        self.publisher = Publisher(self.store, self.links, self.transport.send, clock)
         self.reflector: ReflectorGlue | None = None  # multicast reflection between VLANs
         if config.reflector.enabled:
             reflector = Reflector(
@@ -165,6 +171,7 @@ class Gateway:
         # mDNS packets, after ingest has stored their records
         if self.chrony is not None:
             self.ingest.listeners.append(self.chrony.shell.on_packet)
+        self.ingest.listeners.append(self.publisher.on_packet)
         if self.reflector is not None:
             self.ingest.listeners.append(self.reflector.on_packet)
         # the browser asks for a tick when it has questions due (batched)
@@ -183,6 +190,7 @@ class Gateway:
             MemoryCollector(self.memory),
             JobsCollector(self.periodic),
             BuildInfoCollector(),
+            AnnounceCollector(self.publisher),
         ):
             self.registry.register(collector)
         ProcessCollector(registry=self.registry)
@@ -224,6 +232,7 @@ class Gateway:
             on_change=self.apply_engine,
             on_error=self._policy_rejected,
             engine=self.engine if missing else None,
+            on_announcements=self.publisher.set_announcements,
         )
         if missing:
             log.warning(
@@ -322,6 +331,7 @@ class Gateway:
                 self.transport.join(link.ifindex, link.has_v4, link.has_v6)
                 self.browser.start_vlan(link.vlan, loop_time())
         if joins or gone:
+            self.publisher.sync()  # a VLAN gone: its announcements withdrawn
             self.resolver.zones = self._zones()
             self.server.addresses_changed()
             self.answers.set_views(self.answers.views)
@@ -344,6 +354,8 @@ class Gateway:
             if self.chrony is not None:
                 stack.push_async_callback(self.chrony.stop)  # goodbyes, sockets still open
                 await self.chrony.start()
+            stack.callback(self.publisher.stop)  # goodbyes, sockets still open
+            self.publisher.start(loop)
             stack.push_async_callback(self.server.close)
             await self.server.start(self._dns_listeners())
             if self.http is not None and self.config.http.listen is not None:

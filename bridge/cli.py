@@ -61,7 +61,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .policy import PolicyError, load_policy_dir
+    from .policy import PolicyError
+    from .policy.loading import load_resource_dir
 
     if args.policies is not None:
         return _check_manifests(args)
@@ -78,7 +79,8 @@ def cmd_check(args: argparse.Namespace) -> int:
             )
             return EXIT_INVALID
         try:
-            count = len(load_policy_dir(cfg.policies, cfg.vlans))
+            found = load_resource_dir(cfg.policies, cfg.vlans)  # announcements too
+            count = len(found.policies) + len(found.announcements)
         except PolicyError as exc:
             print(f"invalid policies:\n{exc}", file=sys.stderr)
             return EXIT_INVALID

@@ -114,6 +114,9 @@ MDNS_PROBE_DEFER = 1.0  # s; lost a simultaneous-probe tie-break: probe again af
 MDNS_CONFLICT_WINDOW = 10.0  # s; 15 conflicts inside this window ...
 MDNS_CONFLICT_LIMIT = 15
 MDNS_CONFLICT_BACKOFF = 5.0  # s; ... and each further probe waits this long (§8.1)
+# s; an announcement or lease name a device holds: we stand aside and probe again this often
+# (one probe round a minute, never a rename storm; the name is ours within a minute of it going)
+MDNS_STAND_ASIDE_RETRY = 60.0
 MDNS_ANNOUNCE_COUNT = 3  # unsolicited announcements (at least two, §8.3)
 MDNS_ANNOUNCE_FIRST_INTERVAL = 1.0  # s; then doubling
 MDNS_MULTICAST_MIN_INTERVAL = 1.0  # s; a record is multicast at most once a second per link (§6)

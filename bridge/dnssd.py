@@ -138,6 +138,11 @@ def instance_name(label: str, stype: str) -> dns.name.Name:
     return dns.name.Name((label.encode(), *service_type_name(stype).labels))
 
 
+def subtype_name(subtype: str, stype: str) -> dns.name.Name:
+    """``_universal``, ``_ipp._tcp`` -> ``_universal._sub._ipp._tcp.local.``"""
+    return dns.name.Name((subtype.encode(), SUB_LABEL, *service_type_name(stype).labels))
+
+
 def host_name(label: str) -> dns.name.Name:
     """``<label>.local.``"""
     return dns.name.Name((label.encode(), *LOCAL.labels))

@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 _limited = RateLimitedLog(log)
 
 RRKey = tuple[str, dns.name.Name, int]  # (vlan, owner, rdtype)
+Pin = tuple[str, dns.name.Name, int, dns.rdata.Rdata]  # one of our own records: (vlan, ...)
 _FOREVER = float("inf")  # expiry of pinned records
 _ABSENT: Any = object()
 # (vlan, owner, rdtype, rdata, added): one record appeared (True) or went (False)
@@ -519,6 +520,14 @@ class Store:
     def remove(self, vlan: str, name: dns.name.Name, rdtype: int, rdata: dns.rdata.Rdata) -> None:
         """Withdraw a record now (our own, when we stop advertising it)."""
         self._remove((vlan, name, rdtype), rdata)
+
+    def repin(self, old: set[Pin], new: set[Pin], ttl: int, now: float) -> None:
+        """A publisher's pinned records go from ``old`` to ``new``: what left is removed, what
+        came is pinned, what stayed is not touched (no change seen by readers)."""
+        for vlan, name, rdtype, rdata in old - new:
+            self._remove((vlan, name, rdtype), rdata)
+        for vlan, name, rdtype, rdata in new - old:
+            self.add(vlan, name, rdtype, rdata, ttl, now, pinned=True)
 
     def sweep(self, now: float, limit: int = const.STORE_SWEEP_MAX) -> int:
         """Drop records whose time has come, at most ``limit`` (the rest go in the next

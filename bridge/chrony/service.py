@@ -156,12 +156,8 @@ class ChronyService:
         self._apply_store(records)
 
     def _apply_store(self, records: set[tuple[str, dns.name.Name, int, dns.rdata.Rdata]]) -> None:
-        store = self.store
         now = self.clock() if self._loop is not None else 0.0
-        for vlan, name, rdtype, rdata in self._pinned - records:
-            store.remove(vlan, name, rdtype, rdata)
-        for vlan, name, rdtype, rdata in records - self._pinned:
-            store.add(vlan, name, rdtype, rdata, const.OWN_RECORD_TTL, now, pinned=True)
+        self.store.repin(self._pinned, records, const.OWN_RECORD_TTL, now)
         self._pinned = records
 
     def advertised_on(self, server: str) -> list[str]:

@@ -13,6 +13,9 @@ A registration is one host name (A/AAAA) plus the service instances that point a
   them with other data is a conflict: the name is renamed ("router (2)" for an instance,
   "router-2" for a host) and probing starts over. Simultaneous probes are tie-broken (§8.2).
   Fifteen conflicts in ten seconds slow each further attempt to one per five seconds.
+  A registration made with ``rename=False`` (an operator's announcement, a lease's host
+  name) is never renamed: the device that holds the name keeps it, the registration stands
+  aside (state "conflict", nothing published) and probes again once a minute.
 * announcing (§8.3): unsolicited responses, the unique records with the cache-flush bit,
   at 0, 1 and 3 s.
 * answering (§6): multicast, or unicast for QU questions (§5.4) and legacy unicast queries
@@ -47,7 +50,7 @@ import dns.rdtypes.IN.AAAA
 import dns.rdtypes.IN.SRV
 
 from .. import const
-from ..dnssd import SERVICES, host_name, instance_name, service_type_name
+from ..dnssd import SERVICES, host_name, instance_name, service_type_name, subtype_name
 from . import wire
 from .links import Links
 
@@ -65,7 +68,7 @@ A, AAAA, PTR, SRV, TXT, NSEC, ANY = (
 )
 _RESPONSE_FLAGS = wire.FLAG_QR | wire.FLAG_AA
 
-PROBING, ANNOUNCING, ANNOUNCED = "probing", "announcing", "announced"
+PROBING, ANNOUNCING, ANNOUNCED, CONFLICT = "probing", "announcing", "announced", "conflict"
 
 RecordKey = tuple[dns.name.Name, int, dns.rdata.Rdata]
 
@@ -80,6 +83,7 @@ class ServiceSpec:
     txt: tuple[bytes, ...] = ()
     priority: int = 0
     weight: int = 0
+    subtypes: tuple[str, ...] = ()  # "_universal": <sub>._sub.<type>.local PTR (RFC 6763 §7.1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +94,8 @@ class Spec:
     addresses: tuple[str, ...]
     services: tuple[ServiceSpec, ...] = ()
     ttl: int = const.OWN_RECORD_TTL
+    # False: on a conflict the other device keeps the name; we stand aside and retry later
+    rename: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +141,12 @@ def build_records(spec: Spec, host_label: str, instance_labels: list[str]) -> li
         inst = instance_name(label, svc.stype)
         out.append(wire.Record(stype, PTR, ttl, dns.rdtypes.ANY.PTR.PTR(IN, PTR, inst)))
         out.append(wire.Record(SERVICES, PTR, ttl, dns.rdtypes.ANY.PTR.PTR(IN, PTR, stype)))
+        for sub in svc.subtypes:
+            out.append(
+                wire.Record(
+                    subtype_name(sub, svc.stype), PTR, ttl, dns.rdtypes.ANY.PTR.PTR(IN, PTR, inst)
+                )
+            )
         out.append(
             wire.Record(
                 inst,
@@ -174,6 +186,7 @@ class _Registration:
         "records",
         "spec",
         "state",
+        "stood_aside",
         "vlan",
     )
 
@@ -189,6 +202,7 @@ class _Registration:
         self.announced_once = False  # something went out: withdrawal needs goodbyes
         self.next_at = now + start
         self.conflicts: deque[float] = deque(maxlen=const.MDNS_CONFLICT_LIMIT)
+        self.stood_aside = False  # a device held one of its names (rename=False)
         self.records: list[wire.Record] = []
         self.rebuild()
 
@@ -204,8 +218,8 @@ class _Registration:
 
     @property
     def live(self) -> bool:
-        """Answers for its names may go out (probing is over)."""
-        return self.state != PROBING
+        """Answers for its names may go out (probing is over, no device holds them)."""
+        return self.state in (ANNOUNCING, ANNOUNCED)
 
 
 class Responder:
@@ -217,11 +231,15 @@ class Responder:
         # delayed multicast answers: (when, seq, vlan, answers, additional)
         self._pending: list[tuple[float, int, str, list[wire.Record], list[wire.Record]]] = []
         self._seq = 0
+        # VLAN -> every owner name its registrations publish (None: rebuild on next use), so
+        # a packet that names none of ours costs a few set look-ups however many we publish
+        self._names: dict[str, set[dns.name.Name]] | None = None
         self._last_multicast: dict[tuple[str, RecordKey], float] = {}
         # (vlan, key) whose names changed or which finished probing: tell the owner
         self.listeners: list[Callable[[str, str], None]] = []
         self.sent: Counter[str] = Counter()  # kind -> packets: probe, announce, answer, goodbye
         self.conflicts = 0
+        self.stand_asides = 0  # conflicts where the device kept the name (rename=False)
         self.dropped_answers = 0
 
     # --- registrations -------------------------------------------------------------------
@@ -240,11 +258,13 @@ class Responder:
             fresh = self.withdraw(vlan, key, now) if reg is not None else []
             start = self.rng.uniform(0.0, const.MDNS_PROBE_INTERVAL)
             self._regs[(vlan, key)] = _Registration(vlan, key, spec, now, start)
+            self._names = None
             return fresh
         # same names, other data (TXT, addresses, port, priority): re-announce, no re-probe
         old = reg.records
         reg.spec = spec
         reg.rebuild()
+        self._names = None
         out: list[Outgoing] = []
         if reg.announced_once:
             gone = self._unshared(
@@ -261,6 +281,7 @@ class Responder:
         reg = self._regs.pop((vlan, key), None)
         if reg is None:
             return []
+        self._names = None
         for rec in reg.records:
             self._last_multicast.pop((vlan, _key(rec)), None)
         if not reg.announced_once:
@@ -302,6 +323,8 @@ class Responder:
         for reg in list(self._regs.values()):
             if reg.state == ANNOUNCED or reg.next_at > now:
                 continue
+            if reg.state == CONFLICT:  # the device may have gone: ask again
+                reg.state, reg.probes = PROBING, 0
             if reg.state == PROBING:
                 if reg.probes < const.MDNS_PROBE_COUNT:
                     out.append(self._probe(reg))
@@ -309,6 +332,7 @@ class Responder:
                     reg.next_at = now + const.MDNS_PROBE_INTERVAL
                     continue
                 reg.state, reg.announces = ANNOUNCING, 0
+                reg.stood_aside = False
                 log.info(
                     "VLAN %s: %s established (%s)",
                     reg.vlan,
@@ -352,14 +376,28 @@ class Responder:
         on_link: bool,
         now: float,
     ) -> list[Outgoing]:
-        regs = [r for (v, _), r in self._regs.items() if v == vlan]
-        if not regs:
+        names = self._names_on(vlan)
+        if not names or not (
+            any(q.name in names for q in packet.questions)
+            or any(r.name in names for r in packet.answers)
+            or any(r.name in names for r in packet.additionals)
+            or any(r.name in names for r in packet.authorities)
+        ):
             return []
+        regs = [r for (v, _), r in self._regs.items() if v == vlan]
         if packet.is_response:
             return self._check_response(regs, packet, now)
         if packet.authorities:
             self._tie_break(regs, packet, now)
         return self._answer(vlan, regs, packet, src, port, family, on_link, now)
+
+    def _names_on(self, vlan: str) -> set[dns.name.Name]:
+        if self._names is None:
+            index: dict[str, set[dns.name.Name]] = {}
+            for (v, _), reg in self._regs.items():
+                index.setdefault(v, set()).update(r.name for r in reg.records)
+            self._names = index
+        return self._names.get(vlan, set())
 
     def _check_response(
         self, regs: list[_Registration], packet: wire.Packet, now: float
@@ -376,6 +414,8 @@ class Responder:
                     continue
                 if reg.state == PROBING:
                     out += self._conflict(reg, rec.name, now)
+                elif reg.state == CONFLICT:
+                    continue
                 elif rec.ttl > 0 and any(
                     r.name == rec.name and r.rdtype == rec.rdtype and r.cache_flush
                     for r in reg.records
@@ -423,6 +463,8 @@ class Responder:
         self.conflicts += 1
         reg.conflicts.append(now)
         old = str(name)
+        if not reg.spec.rename:
+            return self._stand_aside(reg, name, now)
         if name == host_name(reg.host_label):
             reg.host_label = next_host_label(reg.host_label)
             new = reg.host_label
@@ -436,6 +478,7 @@ class Responder:
                 return []
         old_records = reg.records
         reg.rebuild()
+        self._names = None
         reg.probes = 0
         busy = (
             len(reg.conflicts) >= const.MDNS_CONFLICT_LIMIT
@@ -455,6 +498,28 @@ class Responder:
             reg.vlan,
             self._unshared(reg.vlan, [r for r in old_records if _key(r) not in fresh], reg),
         )
+
+    def _stand_aside(self, reg: _Registration, name: dns.name.Name, now: float) -> list[Outgoing]:
+        """A device on the link holds the name: it keeps it; we publish nothing and ask again
+        in a minute (one probe round a minute: never a rename storm)."""
+        if not reg.stood_aside:  # logged once; the minute's retries only when they change
+            reg.stood_aside = True
+            log.warning(
+                "VLAN %s: %s is held by another device there; it keeps the name, %s stands"
+                " aside and probes again every %.0f s (rename one of them)",
+                reg.vlan,
+                name,
+                reg.key,
+                const.MDNS_STAND_ASIDE_RETRY,
+            )
+        self.stand_asides += 1
+        reg.state, reg.probes = CONFLICT, 0
+        reg.next_at = now + const.MDNS_STAND_ASIDE_RETRY
+        self._notify(reg)
+        if not reg.announced_once:
+            return []
+        reg.announced_once = False  # so _unshared does not count it as still publishing
+        return self._goodbye(reg.vlan, self._unshared(reg.vlan, reg.records, None))
 
     def _answer(
         self,

@@ -19,7 +19,9 @@ Semantics (issue 3):
 * The view ``"*"`` is the router itself: it sees everything.
 
 Modules by concept: :mod:`.model` (the resource, its limits and patterns, :class:`PolicyError`),
-:mod:`.loading` (files -> validated policies), :mod:`.engine` (the compiled engine),
+:mod:`.announcement` (the ServiceAnnouncement resource, loaded beside the policies),
+:mod:`.document` (one document's problems and the checks every kind shares), :mod:`.loading`
+(files -> validated resources), :mod:`.engine` (the compiled engine),
 :mod:`.instances` (instance globs), :mod:`.explain` (why a view sees a service or not) and
 :mod:`.watch` (hot reload of the policies directory). Nothing does I/O except
 :func:`load_policy_dir`, which reads the files it is given, and the watcher.

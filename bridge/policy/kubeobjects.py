@@ -2,7 +2,7 @@
 
 The watch (:mod:`.kubesource`) and ``mdns-gateway check --policies`` both go through
 :func:`validate_object`, which runs the file loader's own document checks
-(:func:`.loading._parse_document`: one piece of code validates a policy, wherever it comes
+(:func:`.loading.parse_document`: one piece of code validates a policy, wherever it comes
 from). What the API server adds to an object it stores (``status``, and the metadata it writes:
 ``uid``, ``resourceVersion``, ``generation``, ``managedFields``, ...) is set aside first, so an
 object validates exactly as the document it was applied from.
@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from .. import const
-from .loading import _Doc, _parse_document, _short, read_bounded, yaml_documents
+from .document import Document, short
+from .loading import parse_document, read_bounded, yaml_documents
 from .model import API_VERSION, KIND, MAX_FILE_BYTES, MAX_POLICIES, ServicePolicy
 
 #: metadata the API server writes into every object it stores; not the author's
@@ -98,8 +99,8 @@ def validate_object(
     """
     problems: list[str] = []
     known = vlans if isinstance(vlans, frozenset) else frozenset(vlans)
-    policy = _parse_document(authored(raw), _Doc(origin, 0, problems, label=label), known)
-    if policy is None:
+    policy = parse_document(authored(raw), Document(origin, 0, problems, label=label), known)
+    if not isinstance(policy, ServicePolicy):  # None: invalid (another kind is not passed)
         return Verdict(None, tuple(problems))
     key = object_key(raw)
     name = f"{key[0]}/{key[1]}" if key is not None and key[0] else policy.name
@@ -186,7 +187,7 @@ def _check_document(
     if not isinstance(doc, dict):
         report.problems.append(
             f"{where}: (document): expected a Kubernetes object (a mapping with apiVersion and "
-            f"kind), got {_short(doc)}; fix: remove it or write a ServicePolicy"
+            f"kind), got {short(doc)}; fix: remove it or write a ServicePolicy"
         )
         return
     kind = doc.get("kind")
@@ -195,7 +196,7 @@ def _check_document(
             _check_document(item, f"{where} items[{i}]", vlans, report, seen)
         return
     if kind != KIND:
-        report.notes.append(f"{where}: kind {_short(kind)} ignored: not a {KIND}")
+        report.notes.append(f"{where}: kind {short(kind)} ignored: not a {KIND}")
         return
     key = object_key(doc)
     label = f"{where} ({key[1] if key else 'unnamed'})"

@@ -1,10 +1,15 @@
-"""ServicePolicy files -> validated :class:`ServicePolicy` values, every problem named."""
+"""Resource files -> validated ServicePolicy and ServiceAnnouncement values, every problem named.
+
+The entry points are kind-agnostic: :func:`parse_document` takes one decoded document (from a
+file here, or from another source such as the Kubernetes API) and returns the resource of its
+kind; :func:`load_resource_dir` reads a directory into :class:`Resources`.
+"""
 
 from __future__ import annotations
 
-import difflib
 import re
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from itertools import accumulate
 from pathlib import Path
 from typing import Any, Final
@@ -12,14 +17,22 @@ from typing import Any, Final
 import yaml
 
 from .. import const
+from .announcement import KIND as ANNOUNCEMENT_KIND
+from .announcement import MAX_ANNOUNCEMENTS, ServiceAnnouncement, parse_announcement
+from .document import (
+    Document,
+    parse_bool,
+    parse_list,
+    parse_metadata,
+    parse_vlans,
+    short,
+    type_name,
+)
 from .model import (
     _GLOB_RE,
     _INSTANCE_KEYS,
-    _META_KEYS,
-    _NAME_RE,
     _SPEC_KEYS,
     _TOP_KEYS,
-    _VLAN_RE,
     ANY,
     API_VERSION,
     CRD_KIND,
@@ -27,12 +40,8 @@ from .model import (
     MAX_FILE_BYTES,
     MAX_GLOB_LENGTH,
     MAX_GLOBS,
-    MAX_META_ENTRIES,
-    MAX_NAME_LENGTH,
     MAX_POLICIES,
     MAX_SERVICES_PER_POLICY,
-    MAX_VLAN_NAME_LENGTH,
-    MAX_VLANS_PER_LIST,
     Action,
     PolicyError,
     ServicePolicy,
@@ -115,69 +124,24 @@ def read_bounded(file: Path) -> bytes:
         return f.read(MAX_FILE_BYTES + 1)
 
 
-def _type_name(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return f"boolean {str(value).lower()}"
-    if isinstance(value, int | float):
-        return f"number {value}"
-    if isinstance(value, str):
-        return f"string {_short(value)}"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return f"{type(value).__name__} {value}"
+Resource = ServicePolicy | ServiceAnnouncement
+KINDS: Final = (KIND, ANNOUNCEMENT_KIND)
 
 
-def _short(value: object, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """What a policies directory holds, by kind, in file and document order."""
 
+    policies: tuple[ServicePolicy, ...] = ()
+    announcements: tuple[ServiceAnnouncement, ...] = ()
 
-_QUOTE_HINT: Final = (
-    "quote it; YAML reads unquoted yes/no/on/off/true/false as booleans and digits as numbers"
-)
-
-
-class _Doc:
-    """Collects the problems of one document."""
-
-    __slots__ = ("file", "index", "label", "name", "problems")
-
-    def __init__(
-        self, file: str, index: int, problems: list[str], label: str | None = None
-    ) -> None:
-        """``label`` replaces ``"<file>: document <n> (<name>)"`` before each problem (an API
-        object is no document of a file); ``""``: the problem starts with the field path."""
-        self.file = file
-        self.index = index
-        self.label = label
-        self.name = "unnamed"
-        self.problems = problems
-
-    def add(self, path: str, reason: str, fix: str) -> None:
-        head = (
-            f"{self.file}: document {self.index} ({self.name})"
-            if self.label is None
-            else self.label
+    @classmethod
+    def of(cls, resources: Iterable[Resource]) -> Resources:
+        items = list(resources)
+        return cls(
+            tuple(r for r in items if isinstance(r, ServicePolicy)),
+            tuple(r for r in items if isinstance(r, ServiceAnnouncement)),
         )
-        self.problems.append(
-            f"{head}: {path}: {reason}; fix: {fix}" if head else f"{path}: {reason}; fix: {fix}"
-        )
-
-    def unknown_keys(self, path: str, value: Mapping[Any, Any], allowed: Sequence[str]) -> None:
-        for key in value:
-            if key not in allowed:
-                sub = f"{path}.{key}" if path else str(key)
-                close = difflib.get_close_matches(str(key), allowed, n=1)
-                hint = f"did you mean {close[0]!r}?" if close else "remove it"
-                self.add(
-                    sub,
-                    f"unknown field {_short(key)}",
-                    f"{hint} (allowed here: {', '.join(allowed)})",
-                )
 
 
 def parse_policy_text(text: str, filename: str, vlans: Collection[str]) -> list[ServicePolicy]:
@@ -189,25 +153,30 @@ def parse_policy_text(text: str, filename: str, vlans: Collection[str]) -> list[
     skipped, and so are CustomResourceDefinition documents, so the CRD may live beside the
     policies. Every problem of the file is collected; any problem raises :class:`PolicyError`.
     """
-    policies, problems = _parse_text(text, filename, vlans)
-    _check_unique_names(policies, problems)
+    return list(parse_resource_text(text, filename, vlans).policies)
+
+
+def parse_resource_text(text: str, filename: str, vlans: Collection[str]) -> Resources:
+    """:func:`parse_policy_text` for every kind (ServiceAnnouncement too)."""
+    resources, problems = _parse_text(text, filename, vlans)
+    _check_unique_names(resources, problems)
     if problems:
         raise PolicyError(problems)
-    return policies
+    return Resources.of(resources)
 
 
 def _parse_text(
     text: str, filename: str, vlans: Collection[str]
-) -> tuple[list[ServicePolicy], list[str]]:
-    """The valid policies of a file, and the problems of the others."""
+) -> tuple[list[Resource], list[str]]:
+    """The valid resources of a file, and the problems of the others."""
     problems: list[str] = []
-    policies: list[ServicePolicy] = []
+    resources: list[Resource] = []
     known = frozenset(vlans)
-    for index, doc in yaml_documents(text, filename, problems):
-        policy = _parse_document(doc, _Doc(filename, index, problems), known)
-        if policy is not None:
-            policies.append(policy)
-    return policies, problems
+    for index, raw in yaml_documents(text, filename, problems):
+        resource = parse_document(raw, Document(filename, index, problems), known)
+        if resource is not None:
+            resources.append(resource)
+    return resources, problems
 
 
 def yaml_documents(text: str, filename: str, problems: list[str]) -> Iterator[tuple[int, Any]]:
@@ -239,28 +208,32 @@ def yaml_documents(text: str, filename: str, problems: list[str]) -> Iterator[tu
     except Exception as exc:  # e.g. ValueError: an integer of more digits than int() converts
         problems.append(
             f"{filename}: document {index + 1} (unnamed): cannot be read:"
-            f" {type(exc).__name__}: {_short(str(exc), 120)};"
+            f" {type(exc).__name__}: {short(str(exc), 120)};"
             " fix: correct the value (quote long numbers)"
         )
 
 
-def _check_unique_names(policies: Sequence[ServicePolicy], problems: list[str]) -> None:
-    first: dict[str, ServicePolicy] = {}
-    for policy in policies:
-        earlier = first.setdefault(policy.name, policy)
-        if earlier is not policy:
+def _check_unique_names(resources: Sequence[Resource], problems: list[str]) -> None:
+    """Names are unique per kind (as in Kubernetes: a policy and an announcement may share)."""
+    first: dict[tuple[type, str], Resource] = {}
+    for res in resources:
+        earlier = first.setdefault((type(res), res.name), res)
+        if earlier is not res:
+            what = "policy" if isinstance(res, ServicePolicy) else "announcement"
             problems.append(
-                f"{policy.source[0]}: document {policy.source[1]} ({policy.name}): metadata.name: "
-                f"{policy.name!r} is already used by {earlier.where}; "
-                "fix: give every policy a unique name"
+                f"{res.source[0]}: document {res.source[1]} ({res.name}): metadata.name: "
+                f"{res.name!r} is already used by {earlier.where}; "
+                f"fix: give every {what} a unique name"
             )
 
 
-def _parse_document(raw: object, doc: _Doc, vlans: frozenset[str]) -> ServicePolicy | None:
+def parse_document(raw: object, doc: Document, vlans: frozenset[str]) -> Resource | None:
+    """One decoded document -> the resource of its kind; None (problems in ``doc``) if invalid,
+    or for a CustomResourceDefinition (the CRDs may live beside the resources)."""
     if not isinstance(raw, dict):
         doc.add(
             "(document)",
-            f"expected a mapping with apiVersion, kind, metadata and spec, got {_type_name(raw)}",
+            f"expected a mapping with apiVersion, kind, metadata and spec, got {type_name(raw)}",
             f"start the document with 'apiVersion: {API_VERSION}'",
         )
         return None
@@ -270,117 +243,55 @@ def _parse_document(raw: object, doc: _Doc, vlans: frozenset[str]) -> ServicePol
     before = len(doc.problems)
     meta = raw.get("metadata")
     if isinstance(meta, dict) and isinstance(meta.get("name"), str) and meta["name"]:
-        doc.name = _short(meta["name"], 80).strip("'\"")
+        doc.name = short(meta["name"], 80).strip("'\"")
     doc.unknown_keys("", raw, _TOP_KEYS)
 
     api = raw.get("apiVersion")
     if api is None:
         doc.add("apiVersion", "required field is missing", f"add 'apiVersion: {API_VERSION}'")
     elif api != API_VERSION:
-        doc.add("apiVersion", f"unsupported {_type_name(api)}", f"use {API_VERSION!r}")
+        doc.add("apiVersion", f"unsupported {type_name(api)}", f"use {API_VERSION!r}")
     if kind is None:
         doc.add("kind", "required field is missing", f"add 'kind: {KIND}'")
-    elif kind != KIND:
+    elif kind not in KINDS:
         doc.add(
             "kind",
-            f"unsupported kind {_type_name(kind)}",
-            f"this directory holds only {KIND} resources (and the CRD); use 'kind: {KIND}'",
+            f"unsupported kind {type_name(kind)}",
+            f"this directory holds only {KIND} and {ANNOUNCEMENT_KIND} resources (and their"
+            f" CRDs); use 'kind: {KIND}' or 'kind: {ANNOUNCEMENT_KIND}'",
         )
-    name = _parse_metadata(meta, doc)
+    name = parse_metadata(meta, doc)
     spec = raw.get("spec")
+    if kind == ANNOUNCEMENT_KIND:
+        announcement = parse_announcement(name or "", spec, doc, vlans)
+        if len(doc.problems) != before or name is None:
+            return None
+        return announcement
     parsed = _parse_spec(spec, doc, vlans)
     if len(doc.problems) != before or name is None or parsed is None:
         return None
     return ServicePolicy(name=name, source=(doc.file, doc.index), **parsed)
 
 
-def _parse_metadata(meta: object, doc: _Doc) -> str | None:
-    if meta is None:
-        doc.add("metadata", "required field is missing", "add 'metadata: {name: my-policy}'")
-        return None
-    if not isinstance(meta, dict):
-        doc.add(
-            "metadata",
-            f"expected a mapping, got {_type_name(meta)}",
-            "write 'metadata: {name: my-policy}'",
-        )
-        return None
-    doc.unknown_keys("metadata", meta, _META_KEYS)
-    name = meta.get("name")
-    result: str | None = None
-    if name is None:
-        doc.add(
-            "metadata.name",
-            "required field is missing",
-            "add a name such as 'printers-for-everyone'",
-        )
-    elif not isinstance(name, str):
-        doc.add("metadata.name", f"expected a string, got {_type_name(name)}", _QUOTE_HINT)
-    elif len(name) > MAX_NAME_LENGTH:
-        doc.add("metadata.name", f"longer than {MAX_NAME_LENGTH} characters", "shorten it")
-    elif not _NAME_RE.fullmatch(name):
-        doc.add(
-            "metadata.name",
-            f"{_short(name)} is not a DNS-1123 name",
-            "use lower-case letters, digits, '-' and '.', "
-            "starting and ending with a letter or digit",
-        )
-    else:
-        result = name
-    namespace = meta.get("namespace")
-    if namespace is not None and not (
-        isinstance(namespace, str)
-        and len(namespace) <= 63
-        and _NAME_RE.fullmatch(namespace)
-        and "." not in namespace
-    ):
-        doc.add(
-            "metadata.namespace",
-            f"invalid namespace {_type_name(namespace)}",
-            "use a DNS-1123 label or remove it",
-        )
-    for key in ("labels", "annotations"):
-        value = meta.get(key)
-        if value is None:
-            continue
-        if not isinstance(value, dict):
-            doc.add(
-                f"metadata.{key}",
-                f"expected a mapping of strings, got {_type_name(value)}",
-                "write 'key: value' pairs",
-            )
-        elif len(value) > MAX_META_ENTRIES:
-            doc.add(f"metadata.{key}", f"more than {MAX_META_ENTRIES} entries", "remove some")
-        else:
-            for k, v in value.items():
-                if not isinstance(k, str) or not isinstance(v, str):
-                    doc.add(
-                        f"metadata.{key}.{k}",
-                        f"expected a string, got {_type_name(v if isinstance(k, str) else k)}",
-                        _QUOTE_HINT,
-                    )
-    return result
-
-
-def _parse_spec(spec: object, doc: _Doc, vlans: frozenset[str]) -> dict[str, Any] | None:
+def _parse_spec(spec: object, doc: Document, vlans: frozenset[str]) -> dict[str, Any] | None:
     if spec is None:
         doc.add("spec", "required field is missing", "add a spec with from, to and services")
         return None
     if not isinstance(spec, dict):
         doc.add(
             "spec",
-            f"expected a mapping, got {_type_name(spec)}",
+            f"expected a mapping, got {type_name(spec)}",
             "write spec as a mapping with from, to and services",
         )
         return None
     doc.unknown_keys("spec", spec, _SPEC_KEYS)
-    from_vlans = _parse_vlans(spec.get("from"), "spec.from", doc, vlans)
-    to_vlans = _parse_vlans(spec.get("to"), "spec.to", doc, vlans)
+    from_vlans = parse_vlans(spec.get("from"), "spec.from", doc, vlans)
+    to_vlans = parse_vlans(spec.get("to"), "spec.to", doc, vlans)
     services = _parse_services(spec.get("services"), doc)
     allow, deny = _parse_instances(spec.get("instances"), doc)
-    hosts = _parse_bool(spec, "hosts", doc)
-    reflect = _parse_bool(spec, "reflect", doc)
-    wide_area = _parse_bool(spec, "wideArea", doc)
+    hosts = parse_bool(spec, "hosts", doc)
+    reflect = parse_bool(spec, "reflect", doc)
+    wide_area = parse_bool(spec, "wideArea", doc)
     action: Action = "allow"
     raw_action = spec.get("action")
     if raw_action is not None:
@@ -390,7 +301,7 @@ def _parse_spec(spec: object, doc: _Doc, vlans: frozenset[str]) -> dict[str, Any
             fix = "write 'allow' or 'deny'"
             if isinstance(raw_action, str) and raw_action.lower() in ("allow", "deny"):
                 fix = f"write it in lower case: {raw_action.lower()!r}"
-            doc.add("spec.action", f"{_type_name(raw_action)} is not one of allow, deny", fix)
+            doc.add("spec.action", f"{type_name(raw_action)} is not one of allow, deny", fix)
     if action == "deny":
         for key, flag in (("reflect", reflect), ("wideArea", wide_area)):
             if flag:
@@ -415,114 +326,8 @@ def _parse_spec(spec: object, doc: _Doc, vlans: frozenset[str]) -> dict[str, Any
     }
 
 
-def _parse_bool(spec: Mapping[str, Any], key: str, doc: _Doc) -> bool | None:
-    value = spec.get(key)
-    if value is None or isinstance(value, bool):
-        return value
-    doc.add(
-        f"spec.{key}",
-        f"expected true or false, got {_type_name(value)}",
-        f"write '{key}: true' or '{key}: false' without quotes",
-    )
-    return None
-
-
-def _parse_list(
-    value: object, path: str, doc: _Doc, *, what: str, example: str, min_items: int, max_items: int
-) -> tuple[list[tuple[str, str]], bool] | None:
-    """Checks the list's shape and items.
-
-    None when the shape is wrong; else ``(path, item)`` for the string items, in order, and
-    whether every item was a distinct string (so callers still check the good items).
-    """
-    if value is None:
-        doc.add(path, "required field is missing", f"add a list of {what}, e.g. {example}")
-        return None
-    if not isinstance(value, list):
-        fix = (
-            f"write a list: [{value}]"
-            if isinstance(value, str)
-            else f"write a list of {what}, e.g. {example}"
-        )
-        doc.add(path, f"expected a list of {what}, got {_type_name(value)}", fix)
-        return None
-    if len(value) < min_items:
-        doc.add(path, f"is empty; list at least one of the {what}", f"e.g. {example}")
-        return None
-    if len(value) > max_items:
-        doc.add(
-            path,
-            f"lists {len(value)} {what}, more than {max_items}",
-            "split the policy into several",
-        )
-        return None
-    items: list[tuple[str, str]] = []
-    seen: set[str] = set()
-    ok = True
-    for i, item in enumerate(value):
-        sub = f"{path}[{i}]"
-        if not isinstance(item, str):
-            doc.add(sub, f"expected a string, got {_type_name(item)}", _QUOTE_HINT)
-            ok = False
-            continue
-        if item in seen:
-            doc.add(sub, f"{_short(item)} is listed twice", "remove the duplicate")
-            ok = False
-            continue
-        seen.add(item)
-        items.append((sub, item))
-    return items, ok
-
-
-def _parse_vlans(
-    value: object, path: str, doc: _Doc, vlans: frozenset[str]
-) -> frozenset[str] | None:
-    checked = _parse_list(
-        value,
-        path,
-        doc,
-        what="VLAN names",
-        example='[iot] or ["*"]',
-        min_items=1,
-        max_items=MAX_VLANS_PER_LIST,
-    )
-    if checked is None:
-        return None
-    items, ok = checked
-    result: set[str] = set()
-    for sub, item in items:
-        if len(item) > MAX_VLAN_NAME_LENGTH:
-            doc.add(
-                sub,
-                f"VLAN name longer than {MAX_VLAN_NAME_LENGTH} characters",
-                "use the VLAN's key from the config's 'vlans:'",
-            )
-            ok = False
-        elif not _VLAN_RE.fullmatch(item):
-            doc.add(
-                sub,
-                f"{_short(item)} is not a VLAN name (letters, digits, '.', '_', '-'; or \"*\")",
-                "use the VLAN's key from the config's 'vlans:', or \"*\" for every VLAN",
-            )
-            ok = False
-        elif item != ANY and item not in vlans:
-            names = sorted(vlans)
-            close = difflib.get_close_matches(item, names, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            listed = ", ".join(names) if names else "none are configured"
-            doc.add(
-                sub,
-                f"unknown VLAN {item!r}",
-                f"use a VLAN from the config's 'vlans:' ({listed}){hint} or \"*\"",
-            )
-            ok = False
-        else:
-            result.add(item)
-    return frozenset(result) if ok else None
-
-
-def _parse_services(value: object, doc: _Doc) -> frozenset[str] | None:
-    checked = _parse_list(
+def _parse_services(value: object, doc: Document) -> frozenset[str] | None:
+    checked = parse_list(
         value,
         "spec.services",
         doc,
@@ -545,14 +350,14 @@ def _parse_services(value: object, doc: _Doc) -> frozenset[str] | None:
 
 
 def _parse_instances(
-    value: object, doc: _Doc
+    value: object, doc: Document
 ) -> tuple[tuple[str, ...] | None, tuple[str, ...] | None]:
     if value is None:
         return (ANY,), ()
     if not isinstance(value, dict):
         doc.add(
             "spec.instances",
-            f"expected a mapping with allow and/or deny, got {_type_name(value)}",
+            f"expected a mapping with allow and/or deny, got {type_name(value)}",
             'write instances: {allow: ["*"], deny: ["*Guest*"]}',
         )
         return None, None
@@ -566,8 +371,10 @@ def _parse_instances(
     return allow, deny
 
 
-def _parse_globs(value: object, path: str, doc: _Doc, *, min_items: int) -> tuple[str, ...] | None:
-    checked = _parse_list(
+def _parse_globs(
+    value: object, path: str, doc: Document, *, min_items: int
+) -> tuple[str, ...] | None:
+    checked = parse_list(
         value,
         path,
         doc,
@@ -590,7 +397,7 @@ def _parse_globs(value: object, path: str, doc: _Doc, *, min_items: int) -> tupl
         elif not _GLOB_RE.fullmatch(item):
             doc.add(
                 sub,
-                f"{_short(item)} is empty or holds control characters",
+                f"{short(item)} is empty or holds control characters",
                 'use printable text with * and ? wildcards, e.g. "*Printer*"',
             )
             ok = False
@@ -598,15 +405,20 @@ def _parse_globs(value: object, path: str, doc: _Doc, *, min_items: int) -> tupl
 
 
 def load_policy_dir(path: Path, vlans: Collection[str]) -> list[ServicePolicy]:
+    """The ServicePolicies of :func:`load_resource_dir` (the announcements are validated too)."""
+    return list(load_resource_dir(path, vlans).policies)
+
+
+def load_resource_dir(path: Path, vlans: Collection[str]) -> Resources:
     """Load every ``*.yaml`` / ``*.yml`` file of ``path`` (not recursive), in name order.
 
     Hidden files (editor locks and swap files) are skipped, symlinks are followed (a Kubernetes
     ConfigMap mount is a directory of symlinks). CustomResourceDefinition documents are skipped.
-    Policy names must be unique across the directory. Raises :class:`PolicyError` listing every
-    problem of every file.
+    Names must be unique per kind across the directory. Raises :class:`PolicyError` listing
+    every problem of every file.
     """
     problems: list[str] = []
-    policies: list[ServicePolicy] = []
+    resources: list[Resource] = []
     try:
         files = policy_files(path)
     except OSError as exc:
@@ -649,17 +461,23 @@ def load_policy_dir(path: Path, vlans: Collection[str]) -> list[ServicePolicy]:
             )
             continue
         found, found_problems = _parse_text(text, str(file), vlans)
-        policies.extend(found)
+        resources.extend(found)
         problems.extend(found_problems)
-    _check_unique_names(policies, problems)
-    if len(policies) > MAX_POLICIES:
+    _check_unique_names(resources, problems)
+    result = Resources.of(resources)
+    if len(result.policies) > MAX_POLICIES:
         problems.append(
-            f"{path}: {len(policies)} policies, more than {MAX_POLICIES}; "
+            f"{path}: {len(result.policies)} policies, more than {MAX_POLICIES}; "
             "fix: merge policies that share from and to"
+        )
+    if len(result.announcements) > MAX_ANNOUNCEMENTS:
+        problems.append(
+            f"{path}: {len(result.announcements)} announcements, more than {MAX_ANNOUNCEMENTS};"
+            " fix: announce fewer services, or split them over routers"
         )
     if problems:
         raise PolicyError(problems)
-    return policies
+    return result
 
 
 def policy_files(path: Path) -> list[Path]:

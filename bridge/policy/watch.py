@@ -32,8 +32,9 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Final, TypeVar
 
+from .announcement import ServiceAnnouncement
 from .engine import PolicyEngine
-from .loading import load_policy_dir, policy_files, read_bounded
+from .loading import load_resource_dir, policy_files, read_bounded
 from .model import MAX_FILE_BYTES, PolicyError
 
 __all__ = ["PolicyWatcher"]
@@ -51,6 +52,7 @@ _Signature = tuple[_Entry, ...]
 #: the signature of a directory that cannot be listed (no file has an empty name)
 _MISSING: Final[_Signature] = (("", -1, -1, -1, b""),)
 _T = TypeVar("_T")
+Announcements = tuple[ServiceAnnouncement, ...]
 
 
 class PolicyWatcher:
@@ -58,7 +60,9 @@ class PolicyWatcher:
 
     ``on_change(engine)`` runs on the event loop after every successful change;
     ``on_error(message)`` gets the :class:`PolicyError` text (file, document, field, reason) of a
-    rejected change. Exceptions raised by the callbacks are logged, never propagated.
+    rejected change; ``on_announcements(announcements)`` gets the directory's
+    ServiceAnnouncements whenever they change (the same load: one set is in force or neither).
+    Exceptions raised by the callbacks are logged, never propagated.
     """
 
     def __init__(
@@ -70,6 +74,7 @@ class PolicyWatcher:
         interval: float = DEFAULT_INTERVAL,
         *,
         engine: PolicyEngine | None = None,
+        on_announcements: Callable[[Announcements], None] | None = None,
     ) -> None:
         """``engine`` is the engine already in force, if the caller loaded one at start-up."""
         if interval <= 0:
@@ -80,6 +85,8 @@ class PolicyWatcher:
         self._on_change = on_change
         self._on_error = on_error
         self._engine = engine
+        self._on_announcements = on_announcements
+        self.announcements: Announcements = ()  # those in force
         self._applied: _Signature | None = None  # the signature of the engine in force
         self._failed: _Signature | None = None  # the last signature that failed to load
         self._pending: _Signature | None = None  # a new signature, waiting one poll to settle
@@ -181,19 +188,23 @@ class PolicyWatcher:
         self._pending = None
         return self._apply(self._signature(), self._read())
 
-    def _read(self) -> PolicyEngine | str:
-        """The compiled policies of the directory, or the problems (file, document, reason).
+    def _read(self) -> tuple[PolicyEngine, Announcements] | str:
+        """The compiled policies and the announcements of the directory, or the problems
+        (file, document, reason).
 
         Safe to run in a worker thread: it touches no state of the watcher.
         """
         try:
-            return PolicyEngine(load_policy_dir(self.path, self.vlans), self.vlans)
+            found = load_resource_dir(self.path, self.vlans)
+            return PolicyEngine(found.policies, self.vlans), found.announcements
         except PolicyError as exc:
             return str(exc)
         except Exception as exc:  # a loader bug must reject the set, not stop the watcher
             return f"{self.path}: cannot load: {type(exc).__name__}: {exc}; fix: report this"
 
-    def _apply(self, signature: _Signature, result: PolicyEngine | str) -> bool:
+    def _apply(
+        self, signature: _Signature, result: tuple[PolicyEngine, Announcements] | str
+    ) -> bool:
         """Put a read result in force (on the loop). Returns True if it was valid."""
         if isinstance(result, str):
             self._failed = signature
@@ -208,7 +219,11 @@ class PolicyWatcher:
             )
             self._call(self._on_error, result)
             return False
-        engine = result
+        engine, announcements = result
+        if announcements != self.announcements:
+            self.announcements = announcements
+            if self._on_announcements is not None:
+                self._call(self._on_announcements, announcements)
         self._applied = signature
         recovered, self._failed = self._failed is not None, None
         if self._engine is not None and engine.policies == self._engine.policies:
