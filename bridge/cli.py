@@ -44,6 +44,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = _load_or_report(args.config)
     if cfg is None:
         return EXIT_INVALID
+    if args.http_listen:
+        try:
+            cfg = config.with_http_listen(cfg, args.http_listen)
+        except config.ConfigError as exc:
+            print(f"invalid configuration:\n{exc}", file=sys.stderr)
+            return EXIT_INVALID
     absent = checks.absent_addresses(cfg, local_addresses())
     if absent:
         print("cannot start:\n" + "\n".join(absent), file=sys.stderr)
@@ -231,6 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run the gateway in the foreground")
     common(p)
+    p.add_argument(
+        "--http-listen",
+        metavar="HOST[:PORT]",
+        help="serve /metrics, /healthz, /readyz and the API here instead of http.listen (the "
+        "port stays http.listen's unless given): in a DaemonSet, the node's address",
+    )
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("check", help="validate the configuration and policies, then exit")
     common(p)

@@ -13,7 +13,7 @@ import re
 import reprlib
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +72,7 @@ class DnsConfig:
 
 @dataclass(frozen=True, slots=True)
 class HttpConfig:
-    listen: Address | None = ("127.0.0.1", 9353)
+    listen: Address | None = ("127.0.0.1", const.HTTP_DEFAULT_PORT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -898,9 +898,34 @@ def _control(x: Any, key: str, bad: Any) -> Address | str | None:
     text = x.strip()
     if text.startswith("/"):
         return text
-    port = const.CHRONY_COMMAND_PORT
+    return _address(_with_port(text, const.CHRONY_COMMAND_PORT), key, bad)
+
+
+def _with_port(text: str, port: int) -> str:
+    """HOST, [V6] or a bare V6 address without a port -> with ``port``; HOST:PORT as given."""
     if (text.startswith("[") and "]:" not in text) or text.count(":") == 0:
-        text = f"{text}:{port}"
-    elif text.count(":") > 1 and not text.startswith("["):
-        text = f"[{text}]:{port}"
-    return _address(text, key, bad)
+        return f"{text}:{port}"
+    if text.count(":") > 1 and not text.startswith("["):
+        return f"[{text}]:{port}"
+    return text
+
+
+def with_http_listen(cfg: Config, text: str, key: str = "--http-listen") -> Config:
+    """The config with HTTP on ``text`` (HOST[:PORT], the port http.listen's by default).
+
+    For a DaemonSet on the host network: the node's address comes from the downward API
+    (``$(HOST_IP)``), which a config file in a ConfigMap shared by every node cannot name.
+    """
+    problems: list[str] = []
+
+    def bad(k: str, problem: str, fix: str) -> None:
+        problems.append(f"{k}: {problem}; fix: {fix}")
+
+    port = cfg.http.listen[1] if cfg.http.listen else const.HTTP_DEFAULT_PORT
+    addr = _address(_with_port(text.strip(), port), key, bad)
+    dns_cfg = cfg.dns
+    if addr in [*dns_cfg.listen, *(a for v in dns_cfg.view_listeners.values() for a in v)]:
+        bad(key, f"{text} is also a DNS listener", "give HTTP a port of its own")
+    if problems or addr is None:
+        raise ConfigError(problems)
+    return replace(cfg, http=HttpConfig(addr))

@@ -48,6 +48,7 @@ STORE_ANCESTORS_MEMO_MAX = 4096  # memoised parent names (service types and a fe
 
 # --- DNS front end -----------------------------------------------------------------------
 DNS_DEFAULT_PORT = 5300
+HTTP_DEFAULT_PORT = 9353  # /metrics, /healthz, /readyz, /api (http.listen's default)
 DNS_NAMESERVER_LABEL = "ns"  # the gateway's own name in each zone it serves: ns.<zone> (NS, SOA)
 DNS_MAX_TTL = 10  # s; RFC 8766 §5.5.1 suggests 10 s for proxied answers (configurable)
 DNS_NEGATIVE_TTL = 10  # s; SOA TTL on NXDOMAIN/NODATA (CoreDNS reads the SOA record's own TTL)
