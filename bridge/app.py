@@ -36,6 +36,7 @@ from .config import ALL_VIEW, Config
 from .diagnostics import Diagnostics, PolicyStatus
 from .dnsfront.answer import Answers, view_by_address
 from .dnsfront.ondemand import OnDemand
+from .dnsfront.ratelimit import ResponseRateLimiter
 from .dnsfront.resolver import Resolver, View, Zones
 from .dnsfront.server import DnsServer, Listener
 from .http import HttpSurface
@@ -128,10 +129,18 @@ class Gateway:
         self.answers = Answers(self.resolver, self.ondemand, self.store)
         self.ondemand.changes = self.store.subscribe(self.ondemand.on_change, active=False)
         self.store.subscribe(self.browser.on_record)
+        rrl = config.dns.rate_limit
+        self.rate_limiter = (
+            ResponseRateLimiter(rrl.responses_per_second, rrl.window, rrl.slip)
+            if rrl is not None
+            else None
+        )
         self.server = DnsServer(
             self.answers,
             self.ondemand.lookup,
             view_by_address(self.links.vlan_of_address, config.dns.default_view),
+            config.dns.max_udp_payload,
+            self.rate_limiter,
         )
         self.memory = MemoryKeeper(self.store.__len__)
         self.periodic = Periodic(clock)
@@ -183,7 +192,7 @@ class Gateway:
         # metrics (and the process's own: process_cpu_seconds_total, _resident_memory_bytes,
         # _open_fds, ... from /proc)
         for collector in (
-            DnsCollector(self.server.stats, self.resolver, self.ondemand),
+            DnsCollector(self.server.stats, self.resolver, self.ondemand, self.rate_limiter),
             MdnsCollector(self.ingest, self.browser, self.transport),
             StoreCollector(self.store, config.vlans),
             GatewayCollector(self.diagnostics),

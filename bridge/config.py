@@ -57,6 +57,15 @@ class VlanConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RateLimitConfig:
+    """Response rate limiting on UDP listeners beyond loopback (bridge/dnsfront/ratelimit.py)."""
+
+    responses_per_second: float = const.DNS_RRL_RATE  # per client /24 or /56
+    window: float = const.DNS_RRL_WINDOW  # s; the longest a prefix stays limited after a flood
+    slip: int = const.DNS_RRL_SLIP  # every slip-th limited response is sent as TC=1; 0: none
+
+
+@dataclass(frozen=True, slots=True)
 class DnsConfig:
     listen: tuple[Address, ...] = (("127.0.0.1", const.DNS_DEFAULT_PORT),)
     view_listeners: Mapping[str, tuple[Address, ...]] = field(default_factory=dict)
@@ -68,6 +77,9 @@ class DnsConfig:
     # the gateway's own host label in every zone it serves: <label>.<zone> is each apex's NS
     # and SOA MNAME, with the router's addresses on the asking client's VLAN
     nameserver: str = const.DNS_NAMESERVER_LABEL
+    # bytes; UDP answers to clients beyond loopback fit in this whatever EDNS size they ask
+    max_udp_payload: int = const.DNS_UDP_CLAMP
+    rate_limit: RateLimitConfig | None = RateLimitConfig()  # None: off
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,7 +287,10 @@ _DNS_KEYS = {
     "default_view",
     "ondemand_timeout",
     "nameserver",
+    "max_udp_payload",
+    "rate_limit",
 }
+_RATE_LIMIT_KEYS = {"responses_per_second", "window", "slip"}
 _VLAN_KEYS = {"interface", "domain", "subnets", "trust_any_address"}
 
 
@@ -426,19 +441,11 @@ def _reflector(raw: Any, bad: Any) -> ReflectorConfig:
         enabled = False
     return ReflectorConfig(
         enabled=enabled,
-        rate=_float(
-            raw.get("rate", const.REFLECT_RATE),
-            "reflector.rate",
-            1.0,
-            const.CONFIG_MAX_REFLECT_RATE,
-            bad,
+        rate=_float_at(
+            raw, "reflector", "rate", const.REFLECT_RATE, 1.0, const.CONFIG_MAX_REFLECT_RATE, bad
         ),
-        burst=_int(
-            raw.get("burst", const.REFLECT_BURST),
-            "reflector.burst",
-            1,
-            const.CONFIG_MAX_REFLECT_BURST,
-            bad,
+        burst=_int_at(
+            raw, "reflector", "burst", const.REFLECT_BURST, 1, const.CONFIG_MAX_REFLECT_BURST, bad
         ),
     )
 
@@ -530,6 +537,50 @@ def _dns(raw: Any, vlans: Mapping[str, VlanConfig], bad: Any) -> DnsConfig:
             bad,
         ),
         nameserver=nameserver,
+        max_udp_payload=_int(
+            raw.get("max_udp_payload", const.DNS_UDP_CLAMP),
+            "dns.max_udp_payload",
+            const.DNS_PLAIN_UDP_LIMIT,
+            const.DNS_MAX_UDP_PAYLOAD,
+            bad,
+        ),
+        rate_limit=_rate_limit(raw.get("rate_limit", {}), bad),
+    )
+
+
+def _rate_limit(raw: Any, bad: Any) -> RateLimitConfig | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        bad(
+            "dns.rate_limit",
+            "expected a mapping, or null to turn it off",
+            "e.g. 'rate_limit: {responses_per_second: 100, window: 15, slip: 2}'",
+        )
+        return RateLimitConfig()
+    _unknown_keys(raw, _RATE_LIMIT_KEYS, "dns.rate_limit", bad)
+    return RateLimitConfig(
+        responses_per_second=_float_at(
+            raw,
+            "dns.rate_limit",
+            "responses_per_second",
+            const.DNS_RRL_RATE,
+            1.0,
+            const.CONFIG_MAX_RRL_RATE,
+            bad,
+        ),
+        window=_float_at(
+            raw,
+            "dns.rate_limit",
+            "window",
+            const.DNS_RRL_WINDOW,
+            1.0,
+            const.CONFIG_MAX_RRL_WINDOW,
+            bad,
+        ),
+        slip=_int_at(
+            raw, "dns.rate_limit", "slip", const.DNS_RRL_SLIP, 0, const.CONFIG_MAX_RRL_SLIP, bad
+        ),
     )
 
 
@@ -761,6 +812,26 @@ def _float(x: Any, key: str, lo: float, hi: float, bad: Any) -> float:
         bad(key, f"{_short(x)} is not a number from {lo} to {hi}", f"set a value in {lo}..{hi}")
         return lo
     return float(x)
+
+
+def _int_at(
+    raw: Mapping[str, Any], section: str, key: str, default: int, lo: int, hi: int, bad: Any
+) -> int:
+    """``section.key`` of ``raw`` as a whole number in lo..hi (``default`` when absent)."""
+    return _int(raw.get(key, default), f"{section}.{key}", lo, hi, bad)
+
+
+def _float_at(
+    raw: Mapping[str, Any],
+    section: str,
+    key: str,
+    default: float,
+    lo: float,
+    hi: float,
+    bad: Any,
+) -> float:
+    """``section.key`` of ``raw`` as a number in lo..hi (``default`` when absent)."""
+    return _float(raw.get(key, default), f"{section}.{key}", lo, hi, bad)
 
 
 _CHRONY_KEYS = {"servers", "max_offset_seconds", "vlans"}

@@ -55,6 +55,19 @@ DNS_NEGATIVE_TTL = 10  # s; SOA TTL on NXDOMAIN/NODATA (CoreDNS reads the SOA re
 DNS_PLAIN_UDP_LIMIT = 512  # bytes; RFC 1035 limit without EDNS
 DNS_MAX_UDP_PAYLOAD = 4096  # bytes; largest EDNS payload size we honour
 DNS_MAX_TCP_MESSAGE = 65535  # bytes
+DNS_UDP_CLAMP = 1232  # bytes; UDP answers to clients beyond loopback are cut to this whatever
+#   EDNS size they ask for (DNS flag day 2020, RFC 9715: no IP fragmentation on any usual path;
+#   an answer 89x its query once left at EDNS 4096); dns.max_udp_payload changes it
+DNS_RRL_RATE = 100  # responses/s per client prefix (RRL, as BIND and Knot: one prefix floods, the
+#   others are served); a household's direct clients share a /24 and stay far below
+DNS_RRL_WINDOW = 15.0  # s; a prefix over its rate owes at most rate x window responses: limited
+#   for at most this long after its flood stops (BIND's window, default 15)
+DNS_RRL_SLIP = 2  # every 2nd limited response goes out as an empty TC=1 reply (a real client
+#   retries over TCP, a spoofed victim gets a small packet), as BIND's default; 0 drops them all
+DNS_RRL_IPV4_PREFIX = 24  # bits; client addresses counted together (BIND's and Knot's defaults)
+DNS_RRL_IPV6_PREFIX = 56  # bits; a household's delegated IPv6 prefix
+DNS_RRL_TABLE_MAX = 16_384  # prefixes tracked; beyond, the one tracked longest goes (it starts
+#   again with a second's credit: a flooder gains a second's worth per 16,384 new prefixes)
 DNS_TCP_IDLE_TIMEOUT = 30.0  # s; above CoreDNS's 10 s pool expiry so it never retries for us
 DNS_TCP_MAX_CONNECTIONS = 512  # concurrent TCP clients; when full, the one idle longest is
 #   closed for a new one (none idle: the new one is refused)
@@ -186,6 +199,9 @@ CONFIG_MAX_REFLECT_RATE = 1_000_000.0  # packets/s; reflector.rate (100x what on
 CONFIG_MAX_REFLECT_BURST = 1_000_000  # packets; reflector.burst
 CONFIG_MAX_TTL = 86400  # s; dns.max_ttl and dns.negative_ttl: a day (mDNS data changes faster)
 CONFIG_MAX_ONDEMAND_TIMEOUT = 1.9  # s; dns.ondemand_timeout stays under CoreDNS's 2 s per attempt
+CONFIG_MAX_RRL_RATE = 1_000_000  # responses/s; dns.rate_limit.responses_per_second (a sanity bound)
+CONFIG_MAX_RRL_WINDOW = 3600.0  # s; dns.rate_limit.window: an hour (BIND allows 1..3600)
+CONFIG_MAX_RRL_SLIP = 10  # dns.rate_limit.slip (BIND allows 0..10)
 CONFIG_MIN_CHRONY_OFFSET = 1e-6  # s; chrony.max_offset_seconds: below a microsecond no clock holds
 CONFIG_MAX_CHRONY_OFFSET = 10.0  # s; ... and a bound above 10 s would advertise a broken clock
 

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from .diagnostics import Diagnostics
     from .dnsfront.answer import Stats
     from .dnsfront.ondemand import OnDemand
+    from .dnsfront.ratelimit import ResponseRateLimiter
     from .dnsfront.resolver import Resolver
     from .http import HttpSurface
     from .mdns.browser import Browser
@@ -35,10 +36,17 @@ NS = "mdns_gateway"
 class DnsCollector(Collector):
     """mdns_gateway_dns_*: the DNS server's and the resolver's counters, on-demand lookups."""
 
-    def __init__(self, stats: Stats, resolver: Resolver, ondemand: OnDemand) -> None:
+    def __init__(
+        self,
+        stats: Stats,
+        resolver: Resolver,
+        ondemand: OnDemand,
+        rate_limiter: ResponseRateLimiter | None = None,
+    ) -> None:
         self.stats = stats
         self.resolver = resolver
         self.ondemand = ondemand
+        self.rate_limiter = rate_limiter  # None: RRL is off (counted as zero)
 
     def collect(self) -> Iterator[Metric]:
         stats = self.stats
@@ -82,6 +90,16 @@ class DnsCollector(Collector):
             "Replies that could not be sent",
         )
         c.add_metric([], stats.dropped)
+        yield c
+        c = CounterMetricFamily(
+            f"{NS}_dns_rate_limited",
+            "UDP responses over a client prefix's rate (RRL): dropped, or slipped (sent as an "
+            "empty TC=1 reply)",
+            labels=["action"],
+        )
+        rrl = self.rate_limiter
+        c.add_metric(["dropped"], rrl.dropped if rrl is not None else 0)
+        c.add_metric(["slipped"], rrl.slipped if rrl is not None else 0)
         yield c
         c = CounterMetricFamily(f"{NS}_dns_tcp_connections", "TCP connections accepted")
         c.add_metric([], stats.tcp_connections)

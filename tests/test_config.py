@@ -99,6 +99,26 @@ def test_readme_chrony_block_is_valid(tmp_path: Path) -> None:
             "dns.nameserver",
             "the router's host name",
         ),
+        (
+            {"vlans": {"t": {"interface": "br10"}}, "dns": {"max_udp_payload": 9000}},
+            "dns.max_udp_payload",
+            "512..4096",
+        ),
+        (
+            {"vlans": {"t": {"interface": "br10"}}, "dns": {"rate_limit": 100}},
+            "dns.rate_limit",
+            "responses_per_second: 100",
+        ),
+        (
+            {"vlans": {"t": {"interface": "br10"}}, "dns": {"rate_limit": {"rate": 5}}},
+            "dns.rate_limit.rate",
+            "responses_per_second",
+        ),
+        (
+            {"vlans": {"t": {"interface": "br10"}}, "dns": {"rate_limit": {"slip": -1}}},
+            "dns.rate_limit.slip",
+            "0..10",
+        ),
     ],
 )
 def test_errors_name_file_key_and_fix(data: dict, key: str, fix: str) -> None:  # type: ignore[type-arg]
@@ -338,3 +358,15 @@ def test_trust_any_address_is_a_per_vlan_boolean() -> None:
     (line,) = err.value.problems
     assert line.startswith("f.yaml: vlans.t.trust_any_address: expected true or false")
     assert "fix: write 'trust_any_address: true'" in line
+
+
+def test_udp_clamp_and_rate_limit_default_on_and_rate_limit_null_turns_it_off() -> None:
+    cfg = config.from_dict({"vlans": {"t": {"interface": "br10"}}}, "c.yaml")
+    assert cfg.dns.max_udp_payload == const.DNS_UDP_CLAMP == 1232
+    assert cfg.dns.rate_limit == config.RateLimitConfig(
+        const.DNS_RRL_RATE, const.DNS_RRL_WINDOW, const.DNS_RRL_SLIP
+    )
+    off = config.from_dict(
+        {"vlans": {"t": {"interface": "br10"}}, "dns": {"rate_limit": None}}, "c.yaml"
+    )
+    assert off.dns.rate_limit is None

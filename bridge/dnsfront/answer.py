@@ -125,8 +125,8 @@ class Pending:
     qname: dns.name.Name
     qtype: int
     answer: Answer
-    limit: int
-    tcp: bool
+    limit: int  # bytes this reply may take
+    ceiling: int  # the transport's (TCP's, or the UDP listener's): which cache keeps it
     parsed: tuple[QueryKey, int] | None
     miss: tuple[str, dns.name.Name, int]
 
@@ -155,8 +155,11 @@ class Answers:
         self._store = store
         self._generation = store.generation
         self._generations = dict(store.generations)
-        self._udp: dict[str, ResponseCache] = {}  # view -> pre-rendered UDP answers
-        self._tcp: dict[str, ResponseCache] = {}  # and TCP (no truncation)
+        # message ceiling (TCP's, or a UDP listener's) -> view -> pre-rendered answers: the
+        # answers of one ceiling never reach a client of another (a loopback client's 4,000
+        # bytes never go to a remote client clamped to 1,232). A UDP listener picks its mapping
+        # once per batch, so the clamp costs the hot path nothing
+        self._by_ceiling: dict[int, dict[str, ResponseCache]] = {}
         self._seeing: dict[str, list[ResponseCache]] = {}  # VLAN -> caches of views seeing it
 
     # --- validity ----------------------------------------------------------------------
@@ -164,7 +167,7 @@ class Answers:
     def set_views(self, views: Mapping[str, View]) -> None:
         """New policy: new views; every pre-rendered answer goes (the old ones may leak)."""
         self.views = dict(views)
-        for caches in (self._udp, self._tcp):
+        for caches in self._by_ceiling.values():
             for cache in caches.values():
                 cache.clear()
         self._index_caches()
@@ -175,13 +178,19 @@ class Answers:
             if cache.entries:
                 cache.clear()
 
-    def caches(self, tcp: bool) -> Mapping[str, ResponseCache]:
-        """The pre-rendered answers by view, the store's changes applied: read them only
-        through this, once per batch of queries (the caches are cleared in place and never
-        replaced, so the mapping stays good for the batch)."""
+    def caches(
+        self, tcp: bool, udp_max: int = const.DNS_MAX_UDP_PAYLOAD
+    ) -> Mapping[str, ResponseCache]:
+        """The pre-rendered answers by view for a transport (and a UDP listener's ceiling),
+        the store's changes applied: read them only through this, once per batch of queries
+        (the caches are cleared in place and never replaced: the mapping stays good)."""
         if self._store.generation != self._generation:
             self._sync()
-        return self._tcp if tcp else self._udp
+        ceiling = const.DNS_MAX_TCP_MESSAGE if tcp else udp_max
+        caches = self._by_ceiling.get(ceiling)
+        if caches is None:
+            caches = self._by_ceiling[ceiling] = {}
+        return caches
 
     def _sync(self) -> None:
         """Apply the store's changes since the last answer: drop the answers of every VLAN
@@ -195,7 +204,7 @@ class Answers:
 
     def _index_caches(self) -> None:
         seeing: dict[str, list[ResponseCache]] = {}
-        for caches in (self._udp, self._tcp):
+        for caches in self._by_ceiling.values():
             for view_name, cache in caches.items():
                 view = self.views.get(view_name)
                 if view is not None:
@@ -203,8 +212,8 @@ class Answers:
                         seeing.setdefault(vlan, []).append(cache)
         self._seeing = seeing
 
-    def _cache(self, view: str, tcp: bool) -> ResponseCache:
-        caches = self._tcp if tcp else self._udp
+    def _cache(self, view: str, ceiling: int) -> ResponseCache:
+        caches = self._by_ceiling.setdefault(ceiling, {})
         cache = caches.get(view)
         if cache is None:
             cache = caches[view] = ResponseCache()
@@ -213,19 +222,34 @@ class Answers:
 
     # --- answering ---------------------------------------------------------------------
 
-    def answer(self, data: bytes, view: str, tcp: bool, now: float) -> bytes | Pending | None:
+    def answer(
+        self,
+        data: bytes,
+        view: str,
+        tcp: bool,
+        now: float,
+        udp_max: int = const.DNS_MAX_UDP_PAYLOAD,
+    ) -> bytes | Pending | None:
         """The reply to one query: pre-rendered if it can be, else from the slow path; None:
         send nothing."""
-        cache = self.caches(tcp).get(view)
+        cache = self.caches(tcp, udp_max).get(view)
         if cache is not None:
             reply = cached(cache, data, now)
             if reply is not None:
                 self.stats.cache_hits += 1
                 return reply
-        return self.miss(data, view, tcp, now)
+        return self.miss(data, view, tcp, now, udp_max)
 
-    def miss(self, data: bytes, view_name: str, tcp: bool, now: float) -> bytes | Pending | None:
-        """The slow path, for a query ``cached`` had no answer for."""
+    def miss(
+        self,
+        data: bytes,
+        view_name: str,
+        tcp: bool,
+        now: float,
+        udp_max: int = const.DNS_MAX_UDP_PAYLOAD,
+    ) -> bytes | Pending | None:
+        """The slow path, for a query ``cached`` had no answer for. ``udp_max``: the UDP
+        listener's ceiling (DNS_UDP_CLAMP beyond loopback), whatever EDNS size the client asks."""
         self.stats.slow += 1
         parsed = query_key(data)
         if parsed is None:
@@ -273,13 +297,14 @@ class Answers:
         if view is None:
             return self._done(error(query, dns.rcode.REFUSED), "REFUSED")
         answer = self.resolver.resolve(view, q.name, q.rdtype, now)
-        limit = const.DNS_MAX_TCP_MESSAGE if tcp else udp_limit(query)
+        ceiling = const.DNS_MAX_TCP_MESSAGE if tcp else udp_max
+        limit = ceiling if tcp else min(udp_limit(query), ceiling)
         if answer.ondemand and not answer.answer:
             miss = (view_name, q.name, q.rdtype)
             if not self.ondemand.recently_missed(miss, now) and not self.ondemand.saturated:
                 self.stats.ondemand += 1
-                return Pending(query, view, q.name, q.rdtype, answer, limit, tcp, parsed, miss)
-        return self._finish(query, view, answer, limit, tcp, parsed, now)
+                return Pending(query, view, q.name, q.rdtype, answer, limit, ceiling, parsed, miss)
+        return self._finish(query, view, answer, limit, ceiling, parsed, now)
 
     def complete(self, p: Pending, answered: bool, now: float) -> bytes:
         """The reply to a query that waited for mDNS (``answered``: some record came)."""
@@ -289,7 +314,7 @@ class Answers:
         answer = self.resolver.resolve(view, p.qname, p.qtype, now)
         if not answered or not answer.answer:
             self.ondemand.remember_miss(p.miss, now)
-        return self._finish(p.query, view, answer, p.limit, p.tcp, p.parsed, now)
+        return self._finish(p.query, view, answer, p.limit, p.ceiling, p.parsed, now)
 
     def _finish(
         self,
@@ -297,7 +322,7 @@ class Answers:
         view: View,
         answer: Answer,
         limit: int,
-        tcp: bool,
+        ceiling: int,
         parsed: tuple[QueryKey, int] | None,
         now: float,
     ) -> bytes:
@@ -323,14 +348,14 @@ class Answers:
             _limited.debug((rcode, view.name), "%s %s: %s", rcode, query.question[0], why)
         if rcode == "REFUSED":  # a name outside every zone: not kept per name (100,000 such
             return self._done(wire, rcode)  # names once added 69 MB to one cache)
-        return self._cacheable(wire, rcode, view.name, tcp, parsed, valid)
+        return self._cacheable(wire, rcode, view.name, ceiling, parsed, valid)
 
     def _cacheable(
         self,
         wire: bytes,
         rcode: str,
         view: str,
-        tcp: bool,
+        ceiling: int,
         parsed: tuple[QueryKey, int] | None,
         valid: float,
     ) -> bytes:
@@ -339,7 +364,7 @@ class Answers:
             key, qend = parsed
             if self._store.generation != self._generation:
                 self._sync()  # before, not after: this answer already saw those changes
-            cache = self._cache(view, tcp)
+            cache = self._cache(view, ceiling)
             evicted = cache.evicted
             cache.put(key, wire, qend, valid)
             self.stats.cache_evicted += cache.evicted - evicted

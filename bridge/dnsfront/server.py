@@ -4,11 +4,16 @@ UDP listeners are raw non-blocking sockets drained by ``loop.add_reader`` (up to
 DNS_UDP_DRAIN_BATCH datagrams per wake-up): a cached answer costs a dict lookup and a splice.
 Misses go to the slow path (``Answers.miss``), which may wait for mDNS; the wait is a task here.
 Each listener is bound to one exact address, so replies leave from the address queried.
+What a listener's address says about its clients is decided once, at bind time: beyond
+loopback, UDP answers are clamped to DNS_UDP_CLAMP bytes and, on listeners chosen by client
+address, rate-limited per client prefix (RRL); loopback and the view listeners CoreDNS
+forwards to are neither (they are CoreDNS, or the router itself).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import socket
 import struct
@@ -22,6 +27,7 @@ from ..config import Address
 from ..logutil import RateLimitedLog
 from .answer import NO_VIEW, Answers, Pending, cached
 from .ondemand import Key
+from .ratelimit import ResponseRateLimiter
 
 log = logging.getLogger(__name__)
 _limited = RateLimitedLog(log)
@@ -48,8 +54,12 @@ class DnsServer:
         answers: Answers,
         lookup: Callable[[Iterable[Key]], Awaitable[bool]],
         view_of_address: Callable[[str], str | None],
+        udp_clamp: int = const.DNS_UDP_CLAMP,
+        rate_limiter: ResponseRateLimiter | None = None,
     ) -> None:
         self.answers = answers
+        self.udp_clamp = udp_clamp  # bytes; UDP ceiling for listeners beyond loopback
+        self.rate_limiter = rate_limiter  # RRL for listeners beyond loopback; None: off
         self.lookup = lookup  # OnDemand.lookup: ask mDNS, wait (bounded) for an answer
         self.view_of_address = view_of_address
         self.stats = answers.stats
@@ -91,7 +101,7 @@ class DnsServer:
         """Bind every listener, then serve on all of them: an answer on one means all are up
         (a client that polls one port for readiness never finds another one still closed)."""
         loop = self._loop = asyncio.get_running_loop()
-        bound: list[tuple[socket.socket, str | None]] = []
+        bound: list[tuple[socket.socket, str | None, int, ResponseRateLimiter | None]] = []
         for lst in listeners:
             host, port = lst.address
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -103,7 +113,10 @@ class DnsServer:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
             sock.bind((host, port))
             sock.setblocking(False)
-            bound.append((sock, lst.view))
+            loopback = ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+            udp_max = const.DNS_MAX_UDP_PAYLOAD if loopback else self.udp_clamp
+            limiter = None if loopback or lst.view is not None else self.rate_limiter
+            bound.append((sock, lst.view, udp_max, limiter))
             server = await asyncio.start_server(
                 lambda r, w, v=lst.view: self._tcp_client(r, w, v),  # type: ignore[misc]
                 host,
@@ -120,8 +133,8 @@ class DnsServer:
                 port,
                 lst.view or "by client address",
             )
-        for sock, view in bound:
-            loop.add_reader(sock.fileno(), self._udp_ready, sock, view)
+        for sock, view, udp_max, limiter in bound:
+            loop.add_reader(sock.fileno(), self._udp_ready, sock, view, udp_max, limiter)
         for server in self._tcp_servers:
             await server.start_serving()
 
@@ -150,13 +163,20 @@ class DnsServer:
 
     # --- UDP -----------------------------------------------------------------------------
 
-    def _udp_ready(self, sock: socket.socket, fixed_view: str | None) -> None:
+    def _udp_ready(
+        self,
+        sock: socket.socket,
+        fixed_view: str | None,
+        udp_max: int,
+        limiter: ResponseRateLimiter | None,
+    ) -> None:
         """Drain up to DNS_UDP_DRAIN_BATCH datagrams. The loop is the hot path: bound methods,
         the view's cache and the counts are hoisted out of it, so a query whose bytes are a
-        cached key costs one call to ``cached`` (a slice, a dict lookup) and one sendto."""
+        cached key costs one call to ``cached`` (a slice, a dict lookup) and one sendto.
+        ``udp_max`` picks the caches of the listener's ceiling; ``limiter``: RRL, or None."""
         assert self._loop is not None
         now = self._loop.time()
-        caches = self.answers.caches(False)  # the store's changes applied, once per batch
+        caches = self.answers.caches(False, udp_max)  # the store's changes applied, once a batch
         recvfrom, sendto, lookup = sock.recvfrom, sock.sendto, cached
         cache = caches.get(fixed_view) if fixed_view is not None else None
         view: str = fixed_view or NO_VIEW
@@ -182,25 +202,36 @@ class DnsServer:
                     reply = lookup(cache, data, now)
                     if reply is not None:
                         hits += 1
+                        if limiter is not None:
+                            reply = limiter.admit(addr[0], data, reply, now)
+                            if reply is None:
+                                continue
                         try:
                             sendto(reply, addr)
                         except OSError as exc:
                             self._send_failed(addr, exc)
                         continue
-                self._udp_miss(sock, data, addr, view, now)
+                self._udp_miss(sock, data, addr, view, now, udp_max, limiter)
         finally:
             stats = self.stats
             stats.queries["udp"] += received
             stats.cache_hits += hits
 
     def _udp_miss(
-        self, sock: socket.socket, data: bytes, addr: tuple[str, int], view: str, now: float
+        self,
+        sock: socket.socket,
+        data: bytes,
+        addr: tuple[str, int],
+        view: str,
+        now: float,
+        udp_max: int,
+        limiter: ResponseRateLimiter | None,
     ) -> None:
-        reply = self.answers.miss(data, view, False, now)
+        reply = self.answers.miss(data, view, False, now, udp_max)
         if isinstance(reply, bytes):
-            self._sendto(sock, reply, addr)
+            self._send_limited(sock, data, reply, addr, limiter, now)
         elif reply is not None:
-            task = asyncio.ensure_future(self._finish_udp(sock, addr, reply))
+            task = asyncio.ensure_future(self._finish_udp(sock, data, addr, reply, limiter))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
@@ -208,17 +239,33 @@ class DnsServer:
         self.stats.dropped += 1
         log.debug("UDP send to %s failed: %s", addr[0], exc)
 
-    def _sendto(self, sock: socket.socket, reply: bytes, addr: tuple[str, int]) -> None:
-        try:
-            sock.sendto(reply, addr)
-        except OSError as exc:
-            self._send_failed(addr, exc)
+    def _send_limited(
+        self,
+        sock: socket.socket,
+        query: bytes,
+        reply: bytes,
+        addr: tuple[str, int],
+        limiter: ResponseRateLimiter | None,
+        now: float,
+    ) -> None:
+        out = reply if limiter is None else limiter.admit(addr[0], query, reply, now)
+        if out is not None:
+            try:
+                sock.sendto(out, addr)
+            except OSError as exc:
+                self._send_failed(addr, exc)
 
     async def _finish_udp(
-        self, sock: socket.socket, addr: tuple[str, int], pending: Pending
+        self,
+        sock: socket.socket,
+        query: bytes,
+        addr: tuple[str, int],
+        pending: Pending,
+        limiter: ResponseRateLimiter | None,
     ) -> None:
         reply = await self._wait(pending)
-        self._sendto(sock, reply, addr)
+        assert self._loop is not None
+        self._send_limited(sock, query, reply, addr, limiter, self._loop.time())
 
     # --- TCP -----------------------------------------------------------------------------
 

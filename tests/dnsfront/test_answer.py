@@ -188,6 +188,28 @@ def test_tcp_and_udp_have_their_own_answers(p: Pipeline) -> None:
     assert "trusted" not in p.answers.caches(False)
 
 
+def test_udp_clamp_cuts_big_answers_and_each_ceiling_keeps_its_own(p: Pipeline) -> None:
+    """A remote client (the 1232-byte ceiling) asking with EDNS 4096 gets TC=1 where a loopback
+    client gets the whole answer, on the slow path and from the pre-rendered answers alike,
+    in either order: neither's answer is ever served to the other."""
+    txt = " ".join(f'"{chr(97 + i) * 200}"' for i in range(8))  # 1,608 bytes of rdata
+    rdata = dns.rdata.from_text("IN", "TXT", txt)
+    p.store.add("trusted", dns.name.from_text("big.local."), dns.rdatatype.TXT, rdata, 120, T0)
+    data = wire("big.local.", "TXT", use_edns=0, payload=4096)
+    for _ in range(2):  # slow path, then pre-rendered
+        clamped = p.answers.answer(data, "trusted", False, T0, const.DNS_UDP_CLAMP)
+        full = p.answers.answer(data, "trusted", False, T0)
+        assert isinstance(clamped, bytes) and isinstance(full, bytes)
+        assert len(clamped) <= const.DNS_UDP_CLAMP < len(full)
+        assert dns.message.from_wire(clamped).flags & dns.flags.TC
+        assert dns.message.from_wire(full).answer[0][0] == rdata
+    assert p.answers.stats.cache_hits == 2
+    assert p.answers.caches(False, const.DNS_UDP_CLAMP)["trusted"].entries
+    small = wire("office.local.", use_edns=0, payload=4096, qid=9)  # fits: answered in full
+    reply = p.answers.answer(small, "trusted", False, T0, const.DNS_UDP_CLAMP)
+    assert isinstance(reply, bytes) and not dns.message.from_wire(reply).flags & dns.flags.TC
+
+
 # --- validity: store and policy changes --------------------------------------------------
 
 
