@@ -13,26 +13,32 @@ DaemonSet.
 
 from __future__ import annotations
 
-import functools
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import kubernetes_validate
 import pytest
 import yaml
 
 from bridge import cli, config
+from tests.support.deploy import (
+    BUILDS,
+    KUBE,
+    OVERLAY,
+    ROOT,
+    arg,
+    args,
+    configmap_volume,
+    container,
+    one,
+    rendered,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
 UNIT = ROOT / "deploy" / "systemd" / "mdns-gateway.service"
 INSTALLED = "/opt/mdns-gateway/bin/mdns-gateway"
-KUBE = ROOT / "deploy" / "kubernetes"
-OVERLAY = KUBE / "overlays" / "three-vlan-router"
-BUILDS = {"base": KUBE, "three-vlan-router": OVERLAY}
 KUBERNETES_VERSION = "1.32"  # the schemas objects are checked against (kubectl's own version)
 
 
@@ -88,37 +94,12 @@ def test_systemd_rates_the_unit_exposure_low(tmp_path: Path) -> None:
 # --- Kubernetes ------------------------------------------------------------------------------
 
 
-@functools.cache
-def _rendered(build: str) -> tuple[dict[str, Any], ...]:
-    """``kubectl kustomize`` of a build, as objects."""
-    res = subprocess.run(
-        ["kubectl", "kustomize", str(BUILDS[build])],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert res.returncode == 0, res.stderr
-    return tuple(d for d in yaml.safe_load_all(res.stdout) if d is not None)
-
-
-def _one(build: str, kind: str) -> dict[str, Any]:
-    found = [o for o in _rendered(build) if o["kind"] == kind]
-    assert len(found) == 1, (build, kind, [o["metadata"]["name"] for o in found])
-    return found[0]
-
-
-def _container(build: str) -> dict[str, Any]:
-    pod = _one(build, "DaemonSet")["spec"]["template"]["spec"]
-    assert len(pod["containers"]) == 1
-    return dict(pod["containers"][0])
-
-
 @pytest.mark.parametrize("build", sorted(BUILDS))
 def test_the_build_renders_the_whole_deployment(build: str) -> None:
-    kinds = sorted(o["kind"] for o in _rendered(build))
+    kinds = sorted(o["kind"] for o in rendered(build))
     expected = [
         "ConfigMap",
+        "CustomResourceDefinition",
         "CustomResourceDefinition",
         "DaemonSet",
         "Namespace",
@@ -130,7 +111,7 @@ def test_the_build_renders_the_whole_deployment(build: str) -> None:
     if build == "three-vlan-router":
         expected += ["ServicePolicy"] * 3
     assert kinds == sorted(expected)
-    for o in _rendered(build):
+    for o in rendered(build):
         if o["kind"] not in ("Namespace", "CustomResourceDefinition"):
             assert o["metadata"]["namespace"] == "mdns-gateway", o["metadata"]
 
@@ -138,38 +119,46 @@ def test_the_build_renders_the_whole_deployment(build: str) -> None:
 @pytest.mark.parametrize("build", sorted(BUILDS))
 def test_every_object_validates_against_the_kubernetes_schemas(build: str) -> None:
     ours = ("mdnsgateway.io/v1alpha1", "monitoring.coreos.com/v1")  # tests of their own below
-    checked = [o for o in _rendered(build) if o["apiVersion"] not in ours]
+    checked = [o for o in rendered(build) if o["apiVersion"] not in ours]
     for o in checked:
         kubernetes_validate.validate(o, KUBERNETES_VERSION, strict=True)
-    assert len(checked) == 7
+    assert len(checked) == 8
 
 
 def test_the_overlays_service_policies_pass_check(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    policies = [o for o in _rendered("three-vlan-router") if o["kind"] == "ServicePolicy"]
+    policies = [o for o in rendered("three-vlan-router") if o["kind"] == "ServicePolicy"]
     assert {p["metadata"]["namespace"] for p in policies} == {"mdns-gateway"}
     (tmp_path / "policies").mkdir()
     (tmp_path / "policies" / "rendered.yaml").write_text(yaml.safe_dump_all(policies))
-    cfg = _configmap_config("three-vlan-router", tmp_path)
+    cfg = configmap_volume("three-vlan-router", tmp_path)
     argv = ["check", "--config", str(cfg), "--policies", str(tmp_path / "policies")]
     assert cli.main(argv) == cli.EXIT_OK, capsys.readouterr().err
     assert f"{len(policies)} ServicePolicy object(s)" in capsys.readouterr().out
 
 
 def test_strict_validation_would_catch_a_misspelt_field() -> None:
-    ds = _one("base", "DaemonSet")
+    ds = one("base", "DaemonSet")
     bad = yaml.safe_load(yaml.safe_dump(ds))
     bad["spec"]["template"]["spec"]["hostNetwrok"] = True
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(bad, KUBERNETES_VERSION, strict=True)
 
 
-def test_the_crd_is_policies_crd_yaml() -> None:
-    copy = KUBE / "base" / "crd-servicepolicies.yaml"
-    assert copy.read_text() == (ROOT / "policies" / "crd.yaml").read_text(), (
-        "deploy/kubernetes/base/crd-servicepolicies.yaml differs from policies/crd.yaml: "
-        "cp policies/crd.yaml deploy/kubernetes/base/crd-servicepolicies.yaml"
+@pytest.mark.parametrize(
+    ("copy", "source"),
+    [
+        ("crd-servicepolicies.yaml", "crd.yaml"),
+        ("crd-serviceannouncements.yaml", "crd-announcement.yaml"),
+    ],
+)
+def test_the_crds_are_those_in_policies(copy: str, source: str) -> None:
+    """Kustomize reads no file outside the directory it builds: the base holds copies."""
+    here, there = KUBE / "base" / copy, ROOT / "policies" / source
+    assert here.read_text() == there.read_text(), (
+        f"{here.relative_to(ROOT)} differs from {there.relative_to(ROOT)}: "
+        f"cp {there.relative_to(ROOT)} {here.relative_to(ROOT)}"
     )
 
 
@@ -182,7 +171,7 @@ def test_the_overlays_policies_are_the_example_routers() -> None:
 
 
 def test_rbac_is_exactly_what_the_gateway_asks_for() -> None:
-    role = _one("base", "Role")
+    role = one("base", "Role")
     rules = sorted(
         (tuple(r["apiGroups"]), tuple(sorted(r["resources"])), tuple(sorted(r["verbs"])))
         for r in role["rules"]
@@ -196,8 +185,8 @@ def test_rbac_is_exactly_what_the_gateway_asks_for() -> None:
         ),
         (("mdnsgateway.io",), ("servicepolicies/status",), ("patch",)),
     ]
-    binding = _one("base", "RoleBinding")
-    sa = _one("base", "ServiceAccount")
+    binding = one("base", "RoleBinding")
+    sa = one("base", "ServiceAccount")
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
         "kind": "Role",
@@ -206,37 +195,8 @@ def test_rbac_is_exactly_what_the_gateway_asks_for() -> None:
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": "mdns-gateway"}
     ]
-    pod = _one("base", "DaemonSet")["spec"]["template"]["spec"]
+    pod = one("base", "DaemonSet")["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == sa["metadata"]["name"]
-
-
-def _args(build: str) -> list[str]:
-    return [str(a) for a in _container(build)["args"]]
-
-
-def _arg(build: str, flag: str) -> str:
-    args = _args(build)
-    return args[args.index(flag) + 1]
-
-
-def _configmap_config(build: str, tmp_path: Path) -> Path:
-    """The ConfigMap's config.yaml written where the DaemonSet mounts it, as the kubelet
-    writes a ConfigMap volume (each key a symlink into a timestamped ..data directory)."""
-    pod = _one(build, "DaemonSet")["spec"]["template"]["spec"]
-    (mount,) = _container(build)["volumeMounts"]
-    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
-    cm = _one(build, "ConfigMap")
-    assert volume["configMap"]["name"] == cm["metadata"]["name"]  # the generated name
-    root = tmp_path / mount["mountPath"].lstrip("/")
-    data = root / "..2026_12_02_00_00_00.000000001"
-    data.mkdir(parents=True)
-    for key, text in cm["data"].items():
-        (data / key).write_text(text)
-        (root / key).symlink_to(Path("..data") / key)
-    (root / "..data").symlink_to(data.name)
-    path = Path(_arg(build, "--config"))
-    assert path.parent == Path(mount["mountPath"])
-    return tmp_path / path.relative_to("/")
 
 
 @pytest.mark.parametrize("build", sorted(BUILDS))
@@ -244,7 +204,7 @@ def test_the_configmaps_config_passes_check(
     build: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("NODE_NAME", "router1")  # as the DaemonSet sets it (downward API)
-    path = _configmap_config(build, tmp_path)
+    path = configmap_volume(build, tmp_path)
     assert cli.main(["check", "--config", str(path)]) == cli.EXIT_OK, capsys.readouterr().err
     cfg = config.load(path)
     assert cfg.policies is None  # nothing read from the mount: ServicePolicy objects
@@ -254,25 +214,25 @@ def test_the_configmaps_config_passes_check(
 
 @pytest.mark.parametrize("build", sorted(BUILDS))
 def test_the_daemonset_runs_on_the_router_nodes_network(build: str) -> None:
-    pod = _one(build, "DaemonSet")["spec"]["template"]["spec"]
+    pod = one(build, "DaemonSet")["spec"]["template"]["spec"]
     assert pod["hostNetwork"] is True
     assert pod["dnsPolicy"] == "ClusterFirstWithHostNet"
     assert pod["nodeSelector"] == {"mdnsgateway.io/router": "true"}
-    env = {e["name"]: e for e in _container(build)["env"]}
+    env = {e["name"]: e for e in container(build)["env"]}
     assert env["NODE_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
     assert env["HOST_IP"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.hostIP"}}
     # the DaemonSet's arguments are the command line's own (Kubernetes expands $(HOST_IP))
-    args = [a.replace("$(HOST_IP)", "192.0.2.1") for a in _args(build)]
-    parsed = cli.build_parser().parse_args(args)
+    argv = [a.replace("$(HOST_IP)", "192.0.2.1") for a in args(build)]
+    parsed = cli.build_parser().parse_args(argv)
     assert parsed.func is cli.cmd_run and parsed.http_listen == "192.0.2.1"
 
 
 @pytest.mark.parametrize("build", sorted(BUILDS))
 def test_the_container_is_unprivileged(build: str) -> None:
-    pod = _one(build, "DaemonSet")["spec"]["template"]["spec"]
+    pod = one(build, "DaemonSet")["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] != 0
-    sc = _container(build)["securityContext"]
+    sc = container(build)["securityContext"]
     assert sc["readOnlyRootFilesystem"] is True
     assert sc["allowPrivilegeEscalation"] is False
     # mDNS (5353), the DNS and view ports and HTTP are all above 1024; joining groups needs none
@@ -281,7 +241,7 @@ def test_the_container_is_unprivileged(build: str) -> None:
 
 def test_no_listener_needs_a_privileged_port(tmp_path: Path) -> None:
     for build in BUILDS:
-        cfg = config.load(_configmap_config(build, tmp_path / build))
+        cfg = config.load(configmap_volume(build, tmp_path / build))
         ports = [p for _, p in cfg.dns.listen]
         ports += [p for addrs in cfg.dns.view_listeners.values() for _, p in addrs]
         assert cfg.http.listen is not None
@@ -290,17 +250,17 @@ def test_no_listener_needs_a_privileged_port(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("build", sorted(BUILDS))
 def test_probes_and_scrapes_reach_the_gateways_http_port(build: str, tmp_path: Path) -> None:
-    cfg = config.load(_configmap_config(build, tmp_path))
-    c = _container(build)
+    cfg = config.load(configmap_volume(build, tmp_path))
+    c = container(build)
     (port,) = c["ports"]
     assert cfg.http.listen is not None
     assert port == {"name": "metrics", "containerPort": cfg.http.listen[1], "protocol": "TCP"}
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
     assert c["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
-    monitor = _one(build, "PodMonitor")
+    monitor = one(build, "PodMonitor")
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
-    labels = _one(build, "DaemonSet")["spec"]["template"]["metadata"]["labels"]
+    labels = one(build, "DaemonSet")["spec"]["template"]["metadata"]["labels"]
     selector = monitor["spec"]["selector"]["matchLabels"]
     assert selector.items() <= labels.items()
     assert set(monitor["spec"]) == {"selector", "podMetricsEndpoints"}
@@ -317,7 +277,7 @@ def _quantity(q: str) -> float:
 
 
 def test_resources_cover_the_measured_figures() -> None:
-    res = _container("base")["resources"]
+    res = container("base")["resources"]
     mb = 1e6
     # README, Performance: 37 MB RSS with 1,000 services (a large home), 102 MB with 10,000
     # services and every name asked; the limit leaves the rest of cache.max_records room
@@ -334,9 +294,9 @@ def test_the_image_runs_the_config_the_daemonset_mounts() -> None:
     lines = [line.strip() for line in text.splitlines() if not line.startswith("#")]
     cmd = [line for line in lines if line.startswith("CMD ")]
     assert cmd == ['CMD ["run", "--config", "/etc/mdns-gateway/config.yaml"]']
-    assert _arg("base", "--config") == "/etc/mdns-gateway/config.yaml"
+    assert arg("base", "--config") == "/etc/mdns-gateway/config.yaml"
     user = [line for line in lines if line.startswith("USER ")]
-    uid = _one("base", "DaemonSet")["spec"]["template"]["spec"]["securityContext"]["runAsUser"]
+    uid = one("base", "DaemonSet")["spec"]["template"]["spec"]["securityContext"]["runAsUser"]
     assert user == [f"USER {uid}:{uid}"]
     # nothing of the image's own under the config mount: the ConfigMap would hide it
     assert not [line for line in lines if re.match(r"(COPY|ADD) .* /etc/mdns-gateway", line)]

@@ -1,0 +1,73 @@
+"""deploy/kubernetes as the cluster would see it: rendered by kubectl kustomize, and a
+ConfigMap volume written the way the kubelet writes it (tests/test_deploy.py and the lab)."""
+
+from __future__ import annotations
+
+import functools
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+KUBE = ROOT / "deploy" / "kubernetes"
+OVERLAY = KUBE / "overlays" / "three-vlan-router"
+BUILDS = {"base": KUBE, "three-vlan-router": OVERLAY}
+
+
+@functools.cache
+def rendered(build: str) -> tuple[dict[str, Any], ...]:
+    """``kubectl kustomize`` of a build (a key of BUILDS), as objects."""
+    res = subprocess.run(
+        ["kubectl", "kustomize", str(BUILDS[build])],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert res.returncode == 0, res.stderr
+    return tuple(d for d in yaml.safe_load_all(res.stdout) if d is not None)
+
+
+def one(build: str, kind: str) -> dict[str, Any]:
+    found = [o for o in rendered(build) if o["kind"] == kind]
+    assert len(found) == 1, (build, kind, [o["metadata"]["name"] for o in found])
+    return found[0]
+
+
+def container(build: str) -> dict[str, Any]:
+    """The DaemonSet's one container."""
+    pod = one(build, "DaemonSet")["spec"]["template"]["spec"]
+    assert len(pod["containers"]) == 1
+    return dict(pod["containers"][0])
+
+
+def args(build: str) -> list[str]:
+    return [str(a) for a in container(build)["args"]]
+
+
+def arg(build: str, flag: str) -> str:
+    argv = args(build)
+    return argv[argv.index(flag) + 1]
+
+
+def configmap_volume(build: str, root: Path) -> Path:
+    """The DaemonSet's config volume under ``root`` as the kubelet writes a ConfigMap volume
+    (each key a symlink through ``..data`` into a timestamped directory); returns the path
+    the container's ``--config`` names, under ``root``."""
+    pod = one(build, "DaemonSet")["spec"]["template"]["spec"]
+    (mount,) = container(build)["volumeMounts"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    cm = one(build, "ConfigMap")
+    assert volume["configMap"]["name"] == cm["metadata"]["name"]  # the generated name
+    top = root / mount["mountPath"].lstrip("/")
+    data = top / "..2026_12_02_00_00_00.000000001"
+    data.mkdir(parents=True)
+    for key, text in cm["data"].items():
+        (data / key).write_text(text)
+        (top / key).symlink_to(Path("..data") / key)
+    (top / "..data").symlink_to(data.name)
+    path = Path(arg(build, "--config"))
+    assert path.parent == Path(mount["mountPath"])
+    return root / path.relative_to("/")
