@@ -56,8 +56,9 @@ class VlanBlock:
 
 
 def _bindable(addr: IPInterface) -> bool:
-    """Clients can send to it: fe80:: would need a zone index, loopback is not on the VLAN."""
-    return not (addr.ip.is_loopback or (addr.version == 6 and addr.ip.is_link_local))
+    """A DNS server address for the VLAN's clients: not loopback (not on the VLAN), not link-
+    local (fe80:: needs a zone index; 169.254/16 is no address DHCP hands out as the DNS)."""
+    return not (addr.ip.is_loopback or addr.ip.is_link_local)
 
 
 def plan(

@@ -228,7 +228,7 @@ def test_configured_subnets_make_the_reverse_zones_and_ipv6_upstreams_are_bracke
         },
         "lab.yaml",
     )
-    text = corefile.render(cfg, _interfaces(["br7=10.7.1.1/24"]))
+    text = corefile.render(cfg, _interfaces(["br7=10.7.1.1/24", "br7=169.254.7.1/16"]))
     block = parse(text)[0]
     assert block.zones() >= {
         dns.name.from_text("7.10.in-addr.arpa."),

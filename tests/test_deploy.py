@@ -138,6 +138,32 @@ def test_the_overlays_service_policies_pass_check(
     assert f"{len(policies)} ServicePolicy object(s)" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("build", sorted(BUILDS))
+def test_kustomize_piped_into_kubernetes_validate_strict_passes(build: str) -> None:
+    """The issue's own check, as an operator's CI would run it."""
+    built = subprocess.run(
+        ["kubectl", "kustomize", str(BUILDS[build])],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    res = subprocess.run(
+        [sys.executable, "-m", "kubernetes_validate", "--strict", "-k", KUBERNETES_VERSION, "-"],
+        input=built.stdout,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out
+    assert out.count(" passed for resource ") == 8, out
+    unchecked = [line for line in out.splitlines() if not line.startswith("INFO ")]
+    schemas_elsewhere = ("kind PodMonitor ", "kind ServicePolicy ")  # checked above
+    assert all(any(k in line for k in schemas_elsewhere) for line in unchecked), out
+
+
 def test_strict_validation_would_catch_a_misspelt_field() -> None:
     ds = one("base", "DaemonSet")
     bad = yaml.safe_load(yaml.safe_dump(ds))
