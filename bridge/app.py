@@ -159,7 +159,11 @@ class Gateway:
         self.reflector: ReflectorGlue | None = None  # multicast reflection between VLANs
         if config.reflector.enabled:
             reflector = Reflector(
-                list(config.vlans), config.reflector, self.engine, holds=self.store.has_name
+                list(config.vlans),
+                config.reflector,
+                self.engine,
+                holds=self.store.has_name,
+                cached=self.store.get,
             )
             self.reflector = ReflectorGlue(reflector, self.links, self.transport.send)
         self.diagnostics = Diagnostics(

@@ -155,6 +155,12 @@ REFLECT_SERVICES_PER_HOST = 32  # services remembered per SRV target host; oldes
 REFLECT_TARGET_MIN_TTL = 10.0  # s; an SRV target is remembered at least this long
 LINK_SOURCES_MAX = 4_096  # memoised on-link checks of source addresses per link; cleared when full
 REFLECT_DEFAULT_MTU = 1500  # bytes; used when an interface's MTU cannot be read
+ONESHOT_PENDING_MAX = 256  # one-shot (legacy unicast) queriers waiting for answers from other
+#   VLANs, in all; more are refused (counted): a querier retries, a flood costs bounded memory
+ONESHOT_WAIT = 3.0  # s; how long answers are relayed to a one-shot querier (dig, drill and
+#   glibc wait 5 s per try; responders answer within 0.5 s, §6)
+ONESHOT_REPLIES_MAX = 8  # unicast replies relayed to one one-shot querier (one per arriving
+#   answer; most queriers take the first): bounds what one query can draw
 
 # --- interfaces ----------------------------------------------------------------------------
 IFACE_RESCAN_INTERVAL = 2.0  # s; interface changes (link flap, re-added VLAN) seen within this

@@ -277,8 +277,11 @@ class Store:
         pinned: bool = False,
         digest: bytes | None = None,
         source: str | None = None,
-    ) -> None:
+    ) -> bool:
         """Apply one received record (RFC 6762 §10: TTL 0 is a goodbye; cache-flush bit).
+        False when ownership refused it (counted), so that no other consumer acts on it
+        either (the reflector does not pass it on); a record the store has no room for is
+        not refused by this measure.
 
         ``pinned`` records are the router's own (published by us, e.g. the NTP service):
         they never expire, are never evicted or refreshed, and received records of the same
@@ -290,13 +293,15 @@ class Store:
         key = (vlan, name, rdtype)
         if pinned:
             self._pin(key, rdata, ttl, now)
-            return
+            return True
         if digest is None:
             digest = rdata.to_digestable()
         rrset = self._rrsets.get(key)
         if rrset:  # never empty: an RRset goes with its last record
-            if source is not None and not self._may_change(rrset, digest, ttl, source, now):
-                return
+            if source is not None:
+                verdict = self._may_change(rrset, digest, ttl, source, now)
+                if verdict is not True:
+                    return verdict is None  # None: a copy its owner holds, ignored
             # the usual cache-flush record is its RRset's one rdata again: nothing to flush
             if cache_flush and (len(rrset) > 1 or rrset[0].digest != digest):
                 self._flush_others(rrset, digest, now)
@@ -304,21 +309,22 @@ class Store:
             if ttl == 0:
                 if held is not None:
                     self._goodbye(held, now)
-                return
+                return True
             if held is not None:
                 self._refreshed(held, now, ttl)
-                return
+                return True
             key = rrset[0].key  # one key tuple per RRset, not per record
             if len(rrset) >= (_MAX_PTR_RRSET if rdtype == _PTR else _MAX_RRSET):
                 self._remove_entry(min(rrset, key=lambda e: e.received), rrset)
                 rrset = self._rrsets.get(key)
         elif ttl == 0:
-            return  # a goodbye for a record we do not hold
+            return True  # a goodbye for a record we do not hold
         if self._size >= self.max_records:
             if not self._make_room(vlan, bool(cache_flush and rrset), source):
-                return
+                return True  # no room (counted as such): not the guard's refusal
             rrset = self._rrsets.get(key)  # the eviction may have emptied it
         self._insert(key, rrset, rdata, digest, now, ttl, source, cache_flush)
+        return True
 
     # the steps of add, in the order it takes them
 
@@ -407,10 +413,10 @@ class Store:
 
     def _may_change(
         self, rrset: list[Entry], digest: bytes, ttl: int, source: str, now: float
-    ) -> bool:
-        """Ownership: may ``source`` send this record (or goodbye) for ``rrset``? A refusal is
-        counted; a copy of a unique record its owner holds (the same device over its other
-        address family, a reflector's echo) is ignored without being counted."""
+    ) -> bool | None:
+        """Ownership: may ``source`` send this record (or goodbye) for ``rrset``? A refusal
+        (False) is counted; a copy of a unique record its owner holds (the same device over its
+        other address family, a reflector's echo) is ignored without being counted (None)."""
         same = _find(rrset, digest)
         owner: str | None
         if ttl == 0:
@@ -422,7 +428,7 @@ class Store:
             if not owners:
                 return True
             if same is not None:
-                return False
+                return None
             owner = owners[0]
         vlan, name, _ = rrset[0].key
         key = (vlan, NOT_OWNER)

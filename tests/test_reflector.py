@@ -7,6 +7,7 @@ import dataclasses
 import ipaddress
 import socket
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 
 import dns.name
@@ -27,7 +28,10 @@ from bridge.policy import PolicyEngine, ServicePolicy
 from bridge.reflector import (
     DUPLICATE,
     FILTERED,
-    LEGACY,
+    ONESHOT_ANSWERED,
+    ONESHOT_ASKED,
+    ONESHOT_FULL,
+    ONESHOT_RELAYED,
     PROBE,
     RATE_LIMITED,
     REFLECTED,
@@ -165,6 +169,11 @@ class Run:
         if src is None:
             src = SRC[vlan] if family == V4 else SRC6[vlan]
         return self.r.handle(vlan, parsed, raw, src, port, family, self.now)
+
+
+def bye(r: Record) -> Record:
+    """``r``'s goodbye (TTL 0)."""
+    return Record(r.name, r.rdtype, 0, r.rdata, r.rdclass, r.cache_flush)
 
 
 def by_vlan(outputs: Sequence[Output]) -> dict[str, list[Packet]]:
@@ -353,8 +362,9 @@ def test_spoofed_probe_and_legacy_are_not_reflected() -> None:
     probe = query(q("printer.local.", "ANY"), authorities=[rec("printer.local.", "A", "1.2.3.4")])
     assert run.send("trusted", probe) == []
     assert run.r.packets[("trusted", "", PROBE)] == 1
-    assert run.send("trusted", query(q("_ipp._tcp.local.")), port=40000) == []
-    assert run.r.packets[("trusted", "", LEGACY)] == 1
+    # nor is a one-shot query: its reply would go by unicast to whoever the source claims
+    assert run.send("trusted", query(q("_ipp._tcp.local.")), src="192.0.2.9", port=40000) == []
+    assert run.r.packets[("trusted", "", SPOOFED)] == 2
     # IPv6 link-local sources are on every link
     assert run.send("trusted", query(q("_ipp._tcp.local.")), src="fe80::5", family=V6)
 
@@ -612,7 +622,7 @@ def test_glue_counts_send_errors_and_keeps_going() -> None:
     reflector = Reflector(VLANS, ReflectorConfig(True), PolicyEngine(pols, VLANS))
     attempts: list[int] = []
 
-    def send(data: bytes, ifindex: int, family: int) -> bool:
+    def send(data: bytes, ifindex: int, family: int, dest: tuple[str, int] | None) -> bool:
         attempts.append(ifindex)
         return ifindex != 1  # trusted's interface fails
 
@@ -870,6 +880,75 @@ def test_gateway_wires_the_reflector_and_exports_its_counters() -> None:
     )
 
 
+class Wired:
+    """A whole Gateway (ingest, store, reflector) on three fake interfaces; the transport's
+    sends are recorded as (ifindex, payload, unicast destination) instead of sent."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, **config: object) -> None:
+        from bridge import store as store_module
+        from bridge.app import Gateway
+        from bridge.config import from_dict
+        from bridge.interfaces import IFF_MULTICAST, IFF_UP, Interface
+        from bridge.mdns import ingest as ingest_module
+        from bridge.mdns.transport import MdnsTransport
+        from bridge.reflector import decide as decide_module
+
+        self.sent: list[tuple[int, bytes, tuple[str, int] | None]] = []
+        sent = self.sent
+
+        def send(
+            transport: MdnsTransport,
+            data: bytes,
+            ifindex: int,
+            family: int,
+            dest: tuple[str, int] | None = None,
+        ) -> bool:
+            sent.append((ifindex, data, dest))
+            return True
+
+        monkeypatch.setattr(MdnsTransport, "send", send)
+        # the rate-limited logs this gateway writes do not silence other tests' (module state)
+        for module in (ingest_module, store_module, decide_module):
+            monkeypatch.setattr(module._limited, "_last", OrderedDict())
+        vlans = {v: {"interface": f"br{IDX[v]}"} for v in VLANS}
+        reflector = {"enabled": True, "rate": 1e6, "burst": 10**6}
+        self.gw = gw = Gateway(from_dict({"vlans": vlans, "reflector": reflector, **config}, "t"))
+        self.ifindex = ifindex = {v: i + 1 for i, v in enumerate(VLANS)}
+        gw.links._scan = lambda: [  # type: ignore[method-assign]
+            Interface(
+                f"br{IDX[v]}",
+                ifindex[v],
+                IFF_UP | IFF_MULTICAST,
+                (
+                    ipaddress.ip_interface(f"10.{IDX[v]}.0.1/24"),
+                    ipaddress.ip_interface(f"fd00:{IDX[v]}::1/64"),
+                ),
+            )
+            for v in VLANS
+        ]
+        gw.links.refresh()
+        assert gw.reflector is not None
+        self.glue = gw.reflector
+        self.reflector = gw.reflector.reflector
+        self.glue.mtu = lambda interface: 1500
+        self.glue.refresh_links()
+        self.now = 1.0
+
+    def policies(self, *policies: ServicePolicy) -> None:
+        self.gw.apply_engine(PolicyEngine(policies, VLANS))
+
+    def receive(
+        self, vlan: str, packet: Packet, src: str | None = None, port: int = 5353, dt: float = 0.1
+    ) -> list[tuple[int, bytes, tuple[str, int] | None]]:
+        """Ingest ``packet`` as received on ``vlan``; what the reflector sent for it."""
+        self.now += dt
+        before = len(self.sent)
+        self.gw.ingest.handle(
+            wire.encode(packet), src or SRC[vlan], port, self.ifindex[vlan], V4, self.now
+        )
+        return self.sent[before:]
+
+
 def test_reflection_goes_on_while_the_cache_refuses_a_flood(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -877,52 +956,13 @@ def test_reflection_goes_on_while_the_cache_refuses_a_flood(
     VLAN's new records (counted per VLAN) and the reflector still carries every announcement."""
     from prometheus_client import generate_latest
 
-    from bridge.app import Gateway
-    from bridge.config import from_dict
-    from bridge.interfaces import IFF_MULTICAST, IFF_UP, Interface
-    from bridge.mdns.transport import MdnsTransport
-
-    sent: list[int] = []
-
-    def send(
-        self: MdnsTransport,
-        data: bytes,
-        ifindex: int,
-        family: int,
-        dest: tuple[str, int] | None = None,
-    ) -> bool:
-        sent.append(ifindex)
-        return True
-
-    monkeypatch.setattr(MdnsTransport, "send", send)
-    vlans = {v: {"interface": f"br{IDX[v]}"} for v in VLANS}
-    gw = Gateway(
-        from_dict(
-            {
-                "vlans": vlans,
-                "cache": {"max_records": 100},
-                "reflector": {"enabled": True, "rate": 1e6, "burst": 10**6},
-            },
-            "test",
-        )
-    )
-    ifindex = {v: i + 1 for i, v in enumerate(VLANS)}
-    gw.links._scan = lambda: [  # type: ignore[method-assign]
-        Interface(
-            f"br{IDX[v]}",
-            ifindex[v],
-            IFF_UP | IFF_MULTICAST,
-            (ipaddress.ip_interface(f"10.{IDX[v]}.0.1/24"),),
-        )
-        for v in VLANS
-    ]
-    gw.links.refresh()
-    gw.apply_engine(PolicyEngine([policy("all", ["iot"], ["trusted"], ["*"])], VLANS))
-    gw.reflector.mtu = lambda interface: 1500
-    gw.reflector.refresh_links()
+    w = Wired(monkeypatch, cache={"max_records": 100})
+    gw = w.gw
+    w.policies(policy("all", ["iot"], ["trusted"], ["*"]))
     for i in range(60):  # 4 new records each: the 100-record cache is full after 25
         inst = f"s{i}._x{i}._tcp.local."
-        raw = wire.encode(
+        w.receive(
+            "iot",
             response(
                 rec(f"_x{i}._tcp.local.", "PTR", inst),
                 additionals=[
@@ -930,13 +970,119 @@ def test_reflection_goes_on_while_the_cache_refuses_a_flood(
                     rec(inst, "TXT", '"v=1"', flush=True),
                     rec(f"h{i}.local.", "A", f"10.20.0.{i + 2}", flush=True),
                 ],
-            )
+            ),
+            dt=0.01,
         )
-        gw.ingest.handle(raw, SRC["iot"], 5353, ifindex["iot"], V4, 1.0 + i / 100)
-    assert sent == [ifindex["trusted"]] * 60
+    assert [ifindex for ifindex, _, _ in w.sent] == [w.ifindex["trusted"]] * 60
     assert len(gw.store) == 100 and gw.store.refused == {"iot": 140} and gw.store.evicted == 0
     text = generate_latest(gw.registry).decode()
     assert 'mdns_gateway_store_refused_records_total{vlan="iot"} 140.0' in text
+
+
+# --- reflection consistent with the record guard (issue 12) ---------------------------------
+
+
+def test_records_the_guard_refuses_are_not_reflected(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A goodbye or a flush of another device's record, and an address off the VLAN, are
+    refused by ingest's record guard; the reflector does not carry them into trusted either
+    (counted as ``refused``), while the owner's own goodbye crosses."""
+    from prometheus_client import generate_latest
+
+    w = Wired(monkeypatch)
+    w.policies(*POLICIES)
+    attacker = "10.20.0.66"
+    (out,) = w.receive("iot", response(*OFFICE, additionals=OFFICE_EXTRA))
+    assert "Office._ipp._tcp.local. SRV 0 0 631 printer.local." in texts(wire.parse(out[1]))
+    # another host says goodbye for the printer's service, then flushes its SRV to itself
+    srv = OFFICE_EXTRA[0]
+    goodbye = bye(OFFICE[0])
+    assert w.receive("iot", response(goodbye), src=attacker, dt=2) == []
+    hijack = rec("Office._ipp._tcp.local.", "SRV", "0 0 631 evil.local.", flush=True)
+    assert w.receive("iot", response(hijack), src=attacker, dt=2) == []
+    # addresses that cannot be on iot for the printer's host name (which would cross)
+    off = [rec("printer.local.", "A", "8.8.8.8"), rec("printer.local.", "AAAA", "fd00:10::9")]
+    assert w.receive("iot", response(*off), dt=2) == []
+    removed = w.reflector.records
+    assert removed[("iot", "trusted", "refused")] == 4
+    assert (
+        w.gw.store.get("iot", n("Office._ipp._tcp.local."), dns.rdatatype.SRV, w.now)[0].rdata
+        == srv.rdata
+    )
+    # the owner's own goodbye is accepted and reflected
+    (out,) = w.receive("iot", response(goodbye), dt=2)
+    assert [r.ttl for r in wire.parse(out[1]).answers] == [0]
+    text = generate_latest(w.gw.registry).decode()
+    assert (
+        'mdns_gateway_reflector_records_removed_total{from_vlan="iot",reason="refused",'
+        'to_vlan="trusted"} 4.0' in text
+    )
+
+
+def test_refused_records_are_removed_from_a_copy_and_teach_nothing() -> None:
+    """The pure side: records in ``Packet.refused`` (set by ingest) are left out of every copy,
+    and an SRV among them does not make its target's addresses cross later."""
+    r = make()
+    run = Run(r)
+    records = [*OFFICE, *OFFICE_EXTRA]
+    raw = wire.encode(response(*OFFICE, additionals=OFFICE_EXTRA))
+    parsed = wire.parse(raw)
+    srv = records.index(OFFICE_EXTRA[0])
+    txt = records.index(OFFICE_EXTRA[1])
+    parsed.refused = 1 << srv | 1 << txt
+    out = by_vlan(r.handle("iot", parsed, raw, SRC["iot"], 5353, V4, run.now))
+    got = texts(out["trusted"][0])
+    # the PTR; not the SRV and TXT, nor the host's addresses that only the SRV let through
+    assert got == {"_ipp._tcp.local. PTR Office._ipp._tcp.local."}
+    assert r.records[("iot", "trusted", "refused")] == 2
+    # no SRV was learned: the host's address alone, later, has nowhere to go
+    later = run.send("iot", response(OFFICE_EXTRA[2]), dt=5)
+    assert later == [] and r.learned_targets() == 0
+
+
+# --- a service nobody elsewhere can reach (issue 19) -----------------------------------------
+
+
+LINK_LOCAL_ONLY = [
+    rec("Office._ipp._tcp.local.", "SRV", "0 0 631 printer.local.", flush=True),
+    rec("Office._ipp._tcp.local.", "TXT", '"rp=x"', 4500, True),
+    rec("printer.local.", "AAAA", "fe80::1234", flush=True),
+    rec("printer.local.", "A", "169.254.7.7", flush=True),
+]
+
+
+def test_a_service_whose_host_has_only_link_local_addresses_is_not_reflected() -> None:
+    r = make()
+    run = Run(r)
+    assert run.send("iot", response(*OFFICE, additionals=LINK_LOCAL_ONLY)) == []
+    # PTR, SRV and TXT: no_address; the two addresses: link_local
+    assert r.records[("iot", "trusted", "no_address")] == 3
+    assert r.records[("iot", "trusted", "link_local")] == 2
+    # its goodbyes still cross (taking something away never strands a client)
+    gone = [bye(x) for x in (*OFFICE, *LINK_LOCAL_ONLY[:2])]
+    out = by_vlan(run.send("iot", response(*gone), dt=5))
+    assert {x.ttl for x in out["trusted"][0].records()} == {0}
+    # with a usable address next to the link-local ones it crosses
+    usable = [*LINK_LOCAL_ONLY, rec("printer.local.", "A", "10.20.0.2", flush=True)]
+    out = by_vlan(run.send("iot", response(*OFFICE, additionals=usable), dt=5))
+    assert "printer.local. A 10.20.0.2" in texts(out["trusted"][0])
+
+
+def test_the_hosts_addresses_may_come_from_the_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An answer that carries only the PTR, or only the SRV, is decided by the addresses the
+    store holds for the host: link-local only keeps it out, a usable one lets it cross, and
+    none known lets it cross (the addresses are still to come, as the DNS side decides)."""
+    w = Wired(monkeypatch)
+    w.policies(*POLICIES)
+    assert w.receive("iot", response(*OFFICE, additionals=LINK_LOCAL_ONLY)) == []
+    assert w.receive("iot", response(*OFFICE), dt=2) == []  # the PTR alone: the store knows
+    assert w.receive("iot", response(LINK_LOCAL_ONLY[0]), dt=2) == []  # the SRV alone
+    assert w.reflector.records[("iot", "trusted", "no_address")] == 5
+    w.receive("iot", response(rec("printer.local.", "A", "10.20.0.2", flush=True)), dt=2)
+    (out,) = w.receive("iot", response(*OFFICE), dt=2)
+    assert texts(wire.parse(out[1])) == {"_ipp._tcp.local. PTR Office._ipp._tcp.local."}
+    nothing_known = rec("Cam._ipp._tcp.local.", "SRV", "0 0 631 cam.local.", flush=True)
+    (out,) = w.receive("iot", response(nothing_known), dt=2)
+    assert " SRV " in next(iter(texts(wire.parse(out[1]))))
 
 
 # --- one device per name per VLAN (issue 13) -------------------------------------------------
@@ -978,3 +1124,128 @@ def test_an_instance_name_taken_on_the_destination_is_not_passed() -> None:
     out = by_vlan(Run(r).send("iot", response(*OFFICE, additionals=OFFICE_EXTRA)))
     assert "trusted" not in out
     assert r.records[("iot", "trusted", "name_conflict")] >= 3  # PTR, SRV, TXT
+
+
+# --- one-shot (legacy unicast) queries across VLANs (issue 13, part 5) ----------------------
+
+
+QUERIER = ("10.10.0.7", 40000)  # a one-shot querier on trusted (drill, dig, an embedded one)
+
+
+def oneshot(qid: int, *questions: Question) -> Packet:
+    return Packet(qid, 0, list(questions))
+
+
+def test_oneshot_is_answered_from_the_store_by_unicast(monkeypatch: pytest.MonkeyPatch) -> None:
+    """RFC 6762 §6.7: the reply goes by unicast to the querier's address and port, with its ID
+    and its question, TTLs capped at 10 s, no cache-flush bit; only what trusted may see."""
+    w = Wired(monkeypatch)
+    w.policies(*POLICIES)
+    w.receive("iot", response(*OFFICE, additionals=OFFICE_EXTRA))
+    for qid, question, want in [
+        (0x1234, q("_ipp._tcp.local."), {"_ipp._tcp.local. PTR Office._ipp._tcp.local."}),
+        (
+            7,
+            q("office._IPP._tcp.local.", "SRV"),
+            {"Office._ipp._tcp.local. SRV 0 0 631 printer.local."},
+        ),
+        (8, q("PRINTER.local.", "A"), {"printer.local. A 10.20.0.2"}),  # not 169.254.7.7
+    ]:
+        (sent,) = w.receive("trusted", oneshot(qid, question), src=QUERIER[0], port=QUERIER[1])
+        ifindex, data, dest = sent
+        assert (ifindex, dest) == (w.ifindex["trusted"], QUERIER)
+        got = wire.parse(data)
+        assert got.id == qid and got.is_response and got.flags & FLAG_AA
+        assert got.questions == [question]  # repeated as asked, in the querier's case
+        # names compress onto the question, so they come back in its case: DNS compares
+        # them case-insensitively
+        assert {t.lower() for t in texts(got)} == {t.lower() for t in want}
+        assert all(r.ttl <= 10 and not r.cache_flush for r in got.answers)
+    assert w.reflector.packets[("trusted", "", ONESHOT_ANSWERED)] == 3
+
+
+def test_oneshot_gets_nothing_the_policy_does_not_allow(monkeypatch: pytest.MonkeyPatch) -> None:
+    w = Wired(monkeypatch)
+    w.policies(*POLICIES)
+    ssh = rec("_ssh._tcp.local.", "PTR", "Box._ssh._tcp.local.")
+    w.receive("iot", response(*OFFICE, ssh, additionals=OFFICE_EXTRA))
+    w.receive("trusted", response(rec("_ipp._tcp.local.", "PTR", "Trusted._ipp._tcp.local.")))
+    packets = w.reflector.packets
+    filtered = packets[("trusted", "", FILTERED)], packets[("iot", "", FILTERED)]
+    # _ssh._tcp is unicast-DNS only (reflect: false); nothing reflects from trusted into iot
+    assert w.receive("trusted", oneshot(1, q("_ssh._tcp.local.")), src=QUERIER[0], port=4000) == []
+    assert w.receive("iot", oneshot(2, q("_ipp._tcp.local.")), src="10.20.0.9", port=4000) == []
+    assert (packets[("trusted", "", FILTERED)], packets[("iot", "", FILTERED)]) == (
+        filtered[0] + 1,
+        filtered[1] + 1,
+    )
+    assert len(w.reflector.oneshot) == 0
+
+
+def test_oneshot_asks_the_other_vlans_and_relays_answers_as_they_arrive(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """guest may see iot's printers named Guest*: the store holds none, so the question is
+    asked on iot (a multicast query, ID 0, QU clear) and the answers relayed when they come,
+    each once, only those guest may see, only while the querier waits."""
+    w = Wired(monkeypatch)
+    w.policies(*POLICIES)
+    querier = ("10.30.0.7", 41000)
+    (sent,) = w.receive(
+        "guest", oneshot(99, q("_ipp._tcp.local.")), src=querier[0], port=querier[1]
+    )
+    ifindex, data, dest = sent
+    assert (ifindex, dest) == (w.ifindex["iot"], None)
+    asked = wire.parse(data)
+    assert asked.id == 0 and asked.questions == [q("_ipp._tcp.local.")] and not asked.records()
+    assert w.reflector.packets[("guest", "", ONESHOT_ASKED)] == 1
+    assert len(w.reflector.oneshot) == 1
+    lobby = rec("_ipp._tcp.local.", "PTR", "Guest Lobby._ipp._tcp.local.", 4500)
+    sent = w.receive("iot", response(lobby, *OFFICE))
+    relayed = [(d, wire.parse(x)) for i, x, d in sent if d is not None]
+    assert [d for d, _ in relayed] == [querier]
+    ((_, got),) = relayed
+    assert got.id == 99 and got.questions == [q("_ipp._tcp.local.")]
+    assert texts(got) == {"_ipp._tcp.local. PTR Guest\\032Lobby._ipp._tcp.local."}
+    assert got.answers[0].ttl == 10
+    # the same answer again is not relayed twice; a second device's answer is
+    assert [x for x in w.receive("iot", response(lobby), dt=1) if x[2]] == []
+    hall = rec("_ipp._tcp.local.", "PTR", "Guest Hall._ipp._tcp.local.", 4500)
+    assert [x[2] for x in w.receive("iot", response(hall), dt=0.5) if x[2]] == [querier]
+    assert w.reflector.packets[("iot", "guest", ONESHOT_RELAYED)] == 2
+    # once the querier has given up, nothing more is relayed and its place is free
+    later = rec("_ipp._tcp.local.", "PTR", "Guest Late._ipp._tcp.local.", 4500)
+    assert [x for x in w.receive("iot", response(later), dt=3) if x[2]] == []
+    assert len(w.reflector.oneshot) == 0
+
+
+def test_oneshot_waiting_queriers_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bridge import const
+
+    monkeypatch.setattr(const, "ONESHOT_PENDING_MAX", 4)
+    r = make()
+    run = Run(r)
+    r.oneshot.cap = 4
+    for i in range(6):
+        run.send("guest", oneshot(i, q(f"Guest {i}._ipp._tcp.local.", "SRV")), port=5000 + i)
+    assert len(r.oneshot) == 4
+    assert r.packets[("guest", "", ONESHOT_FULL)] == 2
+    # a retransmission (same source, port and ID) renews its wait, taking no second place
+    run.send("guest", oneshot(0, q("Guest 0._ipp._tcp.local.", "SRV")), port=5000, dt=2)
+    assert len(r.oneshot) == 4
+    run.now += 2  # the others have given up; the retried one still waits
+    run.send("guest", oneshot(9, q("Guest 9._ipp._tcp.local.", "SRV")), port=5009)
+    assert len(r.oneshot) == 2
+
+
+def test_oneshot_reply_fits_512_bytes_with_tc() -> None:
+    from bridge.reflector.oneshot import reply
+
+    many = [
+        rec("_ipp._tcp.local.", "PTR", f"Printer number {i}._ipp._tcp.local.") for i in range(40)
+    ]
+    data = reply(5, [q("_ipp._tcp.local.")], many)
+    got = wire.parse(data)
+    assert len(data) <= 512 and got.flags & FLAG_TC and 0 < len(got.answers) < 40
+    small = wire.parse(reply(5, [q("_ipp._tcp.local.")], many[:2]))
+    assert not small.flags & FLAG_TC and len(small.answers) == 2

@@ -158,27 +158,38 @@ class Ingest:
         store = self.store
         vlan = link.vlan
         count = 0
-        for rec in packet.answers + packet.additionals + packet.authorities:
-            rdtype = rec.rdtype
-            if rdtype in _SKIP_TYPES:
-                continue
-            if rdtype in _ADDRESS_TYPES:
-                raw = rec.digest  # the parser's: the address's 4 or 16 octets
-                if raw is None or not link.holds_address(raw):
-                    self._refuse(vlan, ADDRESS, src, 1, rec)
+        refused = 0  # over packet.records(): answers, authorities, additionals
+        na = len(packet.answers)
+        for at, section in (
+            (0, packet.answers),
+            (na + len(packet.authorities), packet.additionals),
+            (na, packet.authorities),
+        ):
+            for i, rec in enumerate(section, at):
+                rdtype = rec.rdtype
+                if rdtype in _SKIP_TYPES:
                     continue
-            store.add(
-                vlan,
-                rec.name,
-                rdtype,
-                rec.rdata,
-                rec.ttl,
-                now,
-                rec.cache_flush,
-                digest=rec.digest,
-                source=src,
-            )
-            count += 1
+                if rdtype in _ADDRESS_TYPES:
+                    raw = rec.digest  # the parser's: the address's 4 or 16 octets
+                    if raw is None or not link.holds_address(raw):
+                        self._refuse(vlan, ADDRESS, src, 1, rec)
+                        refused |= 1 << i
+                        continue
+                if store.add(
+                    vlan,
+                    rec.name,
+                    rdtype,
+                    rec.rdata,
+                    rec.ttl,
+                    now,
+                    rec.cache_flush,
+                    digest=rec.digest,
+                    source=src,
+                ):
+                    count += 1
+                else:  # ownership (counted by the store)
+                    refused |= 1 << i
+        packet.refused = refused
         self.records[vlan] += count
 
     def _refuse(

@@ -570,9 +570,9 @@ class Responder:
                 packet.id if legacy else 0,
                 _RESPONSE_FLAGS,
                 list(packet.questions) if legacy else [],
-                _legacy(answers) if legacy else answers,
+                wire.legacy_unicast(answers) if legacy else answers,
                 [],
-                _legacy(additional) if legacy else additional,
+                wire.legacy_unicast(additional) if legacy else additional,
             )
             return [Outgoing(vlan, wire.encode(reply), (src, port), family)]
         shared = any(not r.cache_flush for r in answers)
@@ -722,14 +722,6 @@ class Responder:
 
 def _tname(rdtype: int) -> str:
     return dns.rdatatype.to_text(dns.rdatatype.RdataType.make(rdtype))
-
-
-def _legacy(records: list[wire.Record]) -> list[wire.Record]:
-    """§6.7: legacy unicast replies: no cache-flush bits, TTLs of at most ten seconds."""
-    return [
-        wire.Record(r.name, r.rdtype, min(r.ttl, const.MDNS_LEGACY_TTL), r.rdata, r.rdclass)
-        for r in records
-    ]
 
 
 # --- asyncio glue --------------------------------------------------------------------------

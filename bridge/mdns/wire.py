@@ -132,6 +132,9 @@ class Packet:
     # a meta type (OPT, EDNS plumbing, is dropped without being counted)
     not_in: int = 0
     meta: int = 0
+    # records the record guard refused at ingest, a bitmask over ``records()``: nothing else
+    # acts on them (the reflector does not pass them on)
+    refused: int = 0
 
     @property
     def is_response(self) -> bool:
@@ -489,6 +492,14 @@ def _read_record(data: bytes, pos: int, names: _Seen) -> tuple[Record | int, int
 
 
 # --- encoding ------------------------------------------------------------------------------
+
+
+def legacy_unicast(records: list[Record]) -> list[Record]:
+    """RFC 6762 §6.7: records in a reply to a one-shot (legacy unicast) querier, a plain DNS
+    client: no cache-flush bits, TTLs of at most ten seconds (the responder's replies and the
+    reflector's relayed ones)."""
+    cap = const.MDNS_LEGACY_TTL
+    return [Record(r.name, r.rdtype, min(r.ttl, cap), r.rdata, r.rdclass) for r in records]
 
 
 def encode(packet: Packet) -> bytes:

@@ -1,7 +1,8 @@
 """Directional, policy-filtered mDNS reflection between VLANs, IPv4 and IPv6, that cannot storm.
 
 One module per concept: ``plan`` (the policy folded into VLAN bitmasks), ``suppress``
-(duplicate marks and token buckets), ``decide`` (:class:`Reflector`, pure: one accepted
+(duplicate marks and token buckets), ``oneshot`` (one-shot queriers waiting for answers, and
+the replies they get), ``decide`` (:class:`Reflector`, pure: one accepted
 datagram and ``now`` in, one :class:`Output` per destination out, every outcome counted),
 ``metrics`` (its collector) and ``shell`` (:class:`ReflectorGlue`: ingest's packets in, the
 transport's send out). The raw-packet rewrite is ``bridge/mdns/rewrite.py``; ``bridge/app.py``
@@ -15,12 +16,21 @@ What crosses (``reflect: true`` ServicePolicies, via ``ViewPolicy.reflect_visibl
 * a record from VLAN S goes to VLAN D only when D may see it: PTR/SRV/TXT/NSEC by the service
   they name, ``_services._dns-sd._udp`` PTRs by type, address records (and other host records)
   only with an SRV that targets the host, in the same packet or seen before;
-  link-local A/AAAA (169.254/16, fe80::/10) never cross;
+  link-local A/AAAA (169.254/16, fe80::/10) never cross, nor does a service whose host has
+  addresses and none other than link-local ones (a client elsewhere could never reach it);
+* a record the ingest record guard refused (a goodbye or flush of another device's record, an
+  address off the VLAN) is not reflected either: reflection never carries what the cache
+  would not believe;
 * records a destination may not see are removed from its copy; a query is sent only with a
   question left, a response only with an answer left;
 * never back into the source VLAN, never a packet off the source's link, no probes (their
-  authority section claims a name on their own link), no legacy unicast queries; QU bits are
-  cleared so answers come back by multicast (TTL 255 is the transport's business).
+  authority section claims a name on their own link); QU bits are cleared so answers come back
+  by multicast (TTL 255 is the transport's business);
+* one-shot (legacy unicast) queries, from a port other than 5353 (``oneshot``, RFC 6762 §6.7,
+  as avahi's reflector does): under the same policy, answered by unicast to the querier's
+  address and port with its ID, from the store when it holds what the querier's VLAN may see,
+  else the question is asked in the other VLANs and their answers relayed as they arrive
+  (bounded: ``const.ONESHOT_PENDING_MAX`` waiting queriers, ``const.ONESHOT_WAIT`` each).
 
 Storms and loops: each packet, question and record is sent into a VLAN at most once per
 ``const.REFLECT_DUP_WINDOW`` (also when it arrived there first); token buckets per VLAN and
@@ -37,7 +47,10 @@ from .decide import (
     DUPLICATE,
     ERROR,
     FILTERED,
-    LEGACY,
+    ONESHOT_ANSWERED,
+    ONESHOT_ASKED,
+    ONESHOT_FULL,
+    ONESHOT_RELAYED,
     PROBE,
     RATE_LIMITED,
     REFLECTED,
@@ -55,7 +68,10 @@ __all__ = [
     "DUPLICATE",
     "ERROR",
     "FILTERED",
-    "LEGACY",
+    "ONESHOT_ANSWERED",
+    "ONESHOT_ASKED",
+    "ONESHOT_FULL",
+    "ONESHOT_RELAYED",
     "PROBE",
     "RATE_LIMITED",
     "REFLECTED",

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import dns.name
+import dns.rdataclass
 import dns.rdatatype
 
 from .. import const
@@ -27,6 +28,8 @@ from ..mdns import wire
 from ..mdns.links import Link
 from ..mdns.rewrite import Layout, Unsupported, clear_qu, layout, rebuild
 from ..policy import PolicyEngine
+from ..store import Cached
+from .oneshot import Pending, Querier, reply
 from .plan import Plan, bits, sources_where
 from .suppress import GOODBYE, OURS, Marks, TokenBucket, question_key, record_key
 
@@ -49,23 +52,37 @@ DUPLICATE = "duplicate"  # already sent into / seen on the destination within th
 RATE_LIMITED = "rate_limited"  # a token bucket was empty (to "": the source's)
 SPOOFED = "spoofed"  # source address not on the arrival VLAN's link
 PROBE = "probe"  # probes are not reflected
-LEGACY = "legacy_unicast"  # one-shot queries from a port other than 5353 are not reflected
+# one-shot (legacy unicast) queries, from a port other than 5353 (oneshot.py): to "" the query
+ONESHOT_ANSWERED = "oneshot_answered"  # answered from the store by unicast
+ONESHOT_ASKED = "oneshot_asked"  # sent into the VLANs that may answer; the querier waits
+ONESHOT_FULL = "oneshot_full"  # the table of waiting queriers is full: not asked
+ONESHOT_RELAYED = "oneshot_relayed"  # an answer that arrived, relayed to a waiting querier
 TOO_BIG = "too_big"  # a single record does not fit the destination MTU
 # a record naming a host or instance that a different device holds on the destination
 NAME_CONFLICT = "name_conflict"
 SEND_ERROR = "send_error"  # the transport could not send
+# reasons a record is removed for every destination (Reflector.records, with FILTERED,
+# DUPLICATE, TOO_BIG and NAME_CONFLICT)
+LINK_LOCAL = "link_local"  # a link-local address: useless off its link
+REFUSED = "refused"  # the record guard refused it at ingest (spoofed owner, off-VLAN address)
+NO_ADDRESS = "no_address"  # a service whose host has addresses, none usable off its link
 ERROR = "error"  # a bug: the packet raised (logged)
 
 
 @dataclass(frozen=True, slots=True)
 class Output:
-    """One datagram to multicast into ``vlan`` (interface ``ifindex``) with ``family``."""
+    """One datagram to multicast into ``vlan`` (interface ``ifindex``) with ``family``; to
+    ``dest`` (address, port) by unicast instead when set (a reply to a one-shot querier)."""
 
     vlan: str
     ifindex: int
     family: int
     data: bytes
+    dest: tuple[str, int] | None = None
 
+
+# records removed for every destination, each bitmask (over a packet's records) with its reason
+_Why = tuple[tuple[int, str], ...]
 
 _Parts = tuple[str, str | None] | None
 _SERVICES_PARTS: _Parts = ("", "")  # marks the enumeration name in _PARTS
@@ -106,11 +123,15 @@ class Reflector:
         engine: PolicyEngine | None = None,
         window: float = const.REFLECT_DUP_WINDOW,
         holds: Callable[[str, dns.name.Name], bool] | None = None,
+        cached: Callable[[str, dns.name.Name, int, float], Sequence[Cached]] | None = None,
     ) -> None:
         config = config or ReflectorConfig()
         # (VLAN, name): a device on that VLAN holds the name (the store, as its own devices
         # announced it); None: no name-conflict check
         self.holds = holds
+        # (VLAN, name, type, now) -> the records the store holds (``Store.get``): the addresses
+        # of a service's host that an announcement does not carry; None: the packet only
+        self.cached = cached
         self.vlans = tuple(vlans)
         self.config = config
         self.window = window
@@ -131,6 +152,7 @@ class Reflector:
         self.loops: Counter[tuple[str, str]] = Counter()  # (vlan, kind) another reflector
         self.bytes_sent: Counter[str] = Counter()  # to VLAN -> bytes
         self._layout_cache: tuple[bytes, Layout, list[int]] | None = None
+        self.oneshot = Pending()  # one-shot queriers waiting for answers
         self._goodbyes = 0  # responses with a goodbye record seen so far (fingerprint epoch)
 
     # --- inputs that change rarely ----------------------------------------------------------
@@ -166,6 +188,8 @@ class Reflector:
         family: int,
         now: float,
     ) -> list[Output]:
+        """The copies of one datagram for the other VLANs (a one-shot query: its unicast reply
+        or the question asked elsewhere); ``relay`` is the response's other use."""
         plan = self.plan
         si = plan.index.get(vlan)
         if si is None:
@@ -182,11 +206,9 @@ class Reflector:
             keys, goodbye, echoed = self._arrive(si, vlan, packet, src, family, now)
         if not cand:
             return self._drop(vlan, FILTERED)
-        if not response:
-            if port != const.MDNS_PORT:
-                return self._drop(vlan, LEGACY)
-            if packet.authorities:
-                return self._drop(vlan, PROBE)
+        oneshot = not response and port != const.MDNS_PORT
+        if not response and not oneshot and packet.authorities:
+            return self._drop(vlan, PROBE)
         if not self._source_on_link(si, src):
             _limited.info(
                 ("spoofed", vlan, src),
@@ -195,6 +217,10 @@ class Reflector:
                 src,
             )
             return self._drop(vlan, SPOOFED)
+        if oneshot:  # never a duplicate: its retransmission wants a reply too
+            if not self._in[si].take(now):
+                return self._drop(vlan, RATE_LIMITED)
+            return self._oneshot(si, vlan, packet, src, port, family, cand, now)
 
         # the whole packet: seen (arrived, or sent by us) on which VLANs within the window?
         # A goodbye anywhere starts a new generation, so a re-announcement right after one is
@@ -232,7 +258,8 @@ class Reflector:
 
     def sent_failed(self, out: Output, src_vlan: str) -> None:
         """The transport could not send ``out`` (counted; the other destinations go on)."""
-        self.packets[(src_vlan, out.vlan, REFLECTED)] -= 1
+        if out.dest is None:  # a unicast reply to a one-shot querier is not a reflected copy
+            self.packets[(src_vlan, out.vlan, REFLECTED)] -= 1
         self.packets[(src_vlan, out.vlan, SEND_ERROR)] += 1
 
     def _drop(self, vlan: str, outcome: str) -> list[Output]:
@@ -302,7 +329,7 @@ class Reflector:
                 self.packets[(vlan, dest, DUPLICATE)] += 1
                 continue
             rs = [j for j, m in enumerate(rmasks) if m >> d & 1]
-            self._count_removed(vlan, dest, rmasks, link_local, d)
+            self._count_removed(vlan, dest, rmasks, ((link_local, LINK_LOCAL),), d)
             whole = (
                 len(qs) == nq
                 and len(rs) == len(rmasks)
@@ -348,19 +375,169 @@ class Reflector:
                         masks[i] |= 1 << d
         return masks, link_local
 
+    # --- one-shot (legacy unicast) queries ----------------------------------------------------
+
+    def _oneshot(
+        self,
+        si: int,
+        vlan: str,
+        packet: wire.Packet,
+        src: str,
+        port: int,
+        family: int,
+        cand: int,
+        now: float,
+    ) -> list[Output]:
+        """RFC 6762 §6.7 across VLANs (``oneshot.py``): each question the policy lets ``vlan``
+        ask elsewhere is answered from the store by unicast; the others are sent into the
+        VLANs that may answer them, and the querier waits for their answers (``relay``)."""
+        link = self._links[si]
+        if link is None:
+            return self._drop(vlan, FILTERED)
+        answered: list[wire.Question] = []
+        answers: list[wire.Record] = []
+        ask: list[wire.Question] = []
+        for q in packet.questions:
+            if q.rdclass != dns.rdataclass.IN:
+                continue
+            mask = self._question_mask(si, q, now) & ~(1 << si)
+            if not mask:
+                continue
+            found = self._from_store(si, q, mask, now)
+            if found:
+                answered.append(q)
+                answers += found
+            else:
+                ask.append(q)
+        if not answered and not ask:
+            return self._drop(vlan, FILTERED)
+        outputs: list[Output] = []
+        if answered:
+            if self._out[si].take(now):
+                data = reply(packet.id, answered, answers)
+                outputs.append(Output(vlan, link.ifindex, family, data, (src, port)))
+                self.packets[(vlan, "", ONESHOT_ANSWERED)] += 1
+                self.bytes_sent[vlan] += len(data)
+            else:
+                self.packets[(vlan, vlan, RATE_LIMITED)] += 1
+        questions: list[wire.Question] = []
+        until = now + const.ONESHOT_WAIT
+        for q in ask:
+            if self.oneshot.add(Querier(si, src, port, family, packet.id, q, until), now):
+                questions.append(wire.Question(q.name, q.rdtype, q.rdclass, False))
+            else:
+                self.packets[(vlan, "", ONESHOT_FULL)] += 1
+                _limited.warning(
+                    ("oneshot_full", vlan),
+                    "reflector: %d one-shot queries already wait for answers; not asking "
+                    "other VLANs for %s (from %s on VLAN %s)",
+                    len(self.oneshot),
+                    q.name,
+                    src,
+                    vlan,
+                )
+        if questions:  # as a multicast querier asks: ID 0, no known answers, no EDNS
+            self.packets[(vlan, "", ONESHOT_ASKED)] += 1
+            query = wire.Packet(0, 0, questions)
+            outputs += self._query(si, vlan, query, wire.encode(query), family, cand, now)
+        return outputs
+
+    def _from_store(self, si: int, q: wire.Question, mask: int, now: float) -> list[wire.Record]:
+        """The records of the VLANs in ``mask`` that answer ``q`` and that ``si`` may see."""
+        cached = self.cached
+        if cached is None:
+            return []
+        out: list[wire.Record] = []
+        for d in bits(mask):
+            records = [
+                wire.Record(c.name, c.rdtype, int(c.remaining), c.rdata)
+                for c in cached(self.vlans[d], q.name, q.rdtype, now)
+                if c.remaining >= 1
+            ]
+            if records:
+                masks, _ = self._record_masks(d, records, now, learn=False)
+                self._unreachable(d, self.vlans[d], records, masks, 0, now)
+                if self.holds is not None:
+                    self._name_conflicts(self.vlans[d], records, masks, 1 << si)
+                out += [r for j, r in enumerate(records) if masks[j] >> si & 1]
+        return out
+
+    def relay(self, vlan: str, packet: wire.Packet, now: float) -> list[Output]:
+        """Pass the answers in a response from ``vlan`` to the one-shot queriers of other VLANs
+        waiting for them, by unicast, each answer once, where the policy lets their VLAN see
+        it (with the same rules as multicast: link-local, guard, names, reachability). Called
+        for every response after ``handle``; costs an integer test while nobody waits."""
+        pending = self.oneshot
+        if not pending.count or not packet.is_response:
+            return []
+        si = self.plan.index.get(vlan)
+        if si is None:
+            return []
+        records = packet.records()
+        refused = packet.refused
+        matched: list[tuple[Querier, int]] = []
+        for j, rec in enumerate(records):
+            if rec.ttl and not refused >> j & 1:
+                for waiting in pending.waiting_for(rec.name, rec.rdtype, now):
+                    if waiting.vlan != si:
+                        matched.append((waiting, j))
+        if not matched:
+            return []
+        masks, _ = self._record_masks(si, records, now, learn=False, refused=refused)
+        self._unreachable(si, vlan, records, masks, refused, now)
+        if self.holds is not None:
+            dests = 0
+            for waiting, _ in matched:
+                dests |= 1 << waiting.vlan
+            self._name_conflicts(vlan, records, masks, dests)
+        per: dict[Querier, list[wire.Record]] = {}
+        for waiting, j in matched:
+            if masks[j] >> waiting.vlan & 1:
+                key = record_key(records[j], 0)
+                if key not in waiting.relayed:
+                    waiting.relayed.add(key)
+                    per.setdefault(waiting, []).append(records[j])
+        outputs: list[Output] = []
+        for waiting, answers in per.items():
+            dest = self.vlans[waiting.vlan]
+            link = self._links[waiting.vlan]
+            if link is None:
+                continue
+            if not self._out[waiting.vlan].take(now):
+                self.packets[(vlan, dest, RATE_LIMITED)] += 1
+                continue
+            data = reply(waiting.id, [waiting.question], answers)
+            outputs.append(
+                Output(dest, link.ifindex, waiting.family, data, (waiting.src, waiting.port))
+            )
+            self.packets[(vlan, dest, ONESHOT_RELAYED)] += 1
+            self.bytes_sent[dest] += len(data)
+            waiting.replies += 1
+            if waiting.replies >= const.ONESHOT_REPLIES_MAX:
+                pending.done(waiting)
+        return outputs
+
     # --- responses --------------------------------------------------------------------------
 
     def _record_masks(
-        self, si: int, records: Sequence[wire.Record], now: float, learn: bool = True
+        self,
+        si: int,
+        records: Sequence[wire.Record],
+        now: float,
+        learn: bool = True,
+        refused: int = 0,
     ) -> tuple[list[int], int]:
         """Per record: the VLANs that may see it; and a bitmask of link-local records.
-        With ``learn`` (responses), remember which services and SRV targets live on ``si``."""
+        With ``learn`` (responses), remember which services and SRV targets live on ``si``.
+        Records in ``refused`` (the record guard's) go nowhere and teach nothing."""
         plan = self.plan
         masks = [0] * len(records)
         hosts: list[int] = []
         targets: dict[dns.name.Name, int] = {}
         homes: dict[tuple[int, str, str], int] = {}  # services announced here -> TTL
         for i, rec in enumerate(records):
+            if refused and refused >> i & 1:
+                continue
             t = rec.rdtype
             parts = _parts(rec.name)
             if parts is _SERVICES_PARTS:
@@ -468,12 +645,15 @@ class Reflector:
             return self._drop(vlan, FILTERED)
         if echoed == (1 << len(records)) - 1:
             return self._drop(vlan, DUPLICATE)
-        rmasks, link_local = self._record_masks(si, records, now, learn=not echoed)
+        refused = packet.refused
+        rmasks, link_local = self._record_masks(si, records, now, learn=not echoed, refused=refused)
         j = 0
         while echoed >> j:
             if echoed >> j & 1:
                 rmasks[j] = 0
             j += 1
+        unreachable = self._unreachable(si, vlan, records, rmasks, refused, now)
+        gone: _Why = ((refused, REFUSED), (link_local, LINK_LOCAL), (unreachable, NO_ADDRESS))
         clashed = self._name_conflicts(vlan, records, rmasks, cand) if self.holds else None
         n_answers = len(packet.answers)
         wanted = 0
@@ -482,7 +662,7 @@ class Reflector:
         wanted &= cand
         window = self.window
         if not wanted:
-            self._count_filtered_records(vlan, cand, rmasks, link_local)
+            self._count_filtered_records(vlan, cand, rmasks, gone)
             return self._drop(vlan, FILTERED)
         outputs: list[Output] = []
         nr = len(records)
@@ -511,7 +691,7 @@ class Reflector:
                 continue
             if dups:
                 self.records[(vlan, dest, DUPLICATE)] += dups
-            self._count_removed(vlan, dest, rmasks, link_local, d, clashed)
+            self._count_removed(vlan, dest, rmasks, gone, d, clashed)
             if self._emit(
                 si,
                 d,
@@ -656,7 +836,7 @@ class Reflector:
         vlan: str,
         dest: str,
         rmasks: list[int],
-        link_local: int,
+        why: _Why,
         d: int,
         clashed: dict[int, int] | None = None,
     ) -> None:
@@ -665,8 +845,95 @@ class Reflector:
             if not m >> d & 1:
                 if conflicts >> j & 1:
                     continue  # counted by _name_conflicts
-                reason = "link_local" if link_local >> j & 1 else FILTERED
+                reason = FILTERED
+                for mask, because in why:
+                    if mask >> j & 1:
+                        reason = because
+                        break
                 self.records[(vlan, dest, reason)] += 1
+
+    def _unreachable(
+        self,
+        si: int,
+        vlan: str,
+        records: Sequence[wire.Record],
+        rmasks: list[int],
+        refused: int,
+        now: float,
+    ) -> int:
+        """Issue 19: a service whose host has addresses and none usable off its link (only
+        link-local ones, which never cross) is not reflected: its PTR, SRV and TXT would let
+        clients elsewhere discover a device they can never reach. The host's addresses are
+        those in the packet, else the store's (``cached``); with none known, the service
+        crosses (its addresses are still to come, as the DNS side decides too). Goodbyes
+        always cross. Clears the bits of ``rmasks`` of the records kept out; returns them."""
+        instances: dict[dns.name.Name, int] = {}  # instance -> its records here that cross
+        srvs: dict[dns.name.Name, list[dns.name.Name]] = {}  # instance -> SRV targets here
+        usable: dict[dns.name.Name, bool] = {}  # host -> an address here is usable
+        for j, rec in enumerate(records):
+            if not rec.ttl or refused >> j & 1:
+                continue
+            t = rec.rdtype
+            if t in (_A, _AAAA):
+                usable[rec.name] = usable.get(rec.name, False) or not _link_local(rec)
+                continue
+            if not rmasks[j]:
+                continue
+            parts = _parts(rec.name)
+            if parts is None or parts is _SERVICES_PARTS:
+                continue
+            if parts[1] is not None:
+                inst = rec.name
+                if t == _SRV:
+                    srvs.setdefault(inst, []).append(rec.rdata.target)  # type: ignore[attr-defined]
+            elif t == _PTR:
+                inst = rec.rdata.target  # type: ignore[attr-defined]
+            else:
+                continue
+            instances[inst] = instances.get(inst, 0) | 1 << j
+        if not instances:
+            return 0
+        cached = self.cached
+        out = 0
+        for inst, which in instances.items():
+            targets = srvs.get(inst)
+            if targets is None:  # the SRV is not in this packet: the store may know it
+                if cached is None:
+                    continue
+                targets = [c.rdata.target for c in cached(vlan, inst, _SRV, now)]  # type: ignore[attr-defined]
+                if not targets:
+                    continue
+            if any(self._host_reachable(vlan, t, usable, now) for t in targets):
+                continue
+            out |= which
+            _limited.info(
+                ("no_address", vlan),
+                "reflector: VLAN %s: not reflecting %s: its host has only link-local "
+                "addresses, which other VLANs cannot use",
+                vlan,
+                inst,
+            )
+        if out:
+            for j in bits(out):
+                rmasks[j] = 0
+        return out
+
+    def _host_reachable(
+        self, vlan: str, host: dns.name.Name, usable: dict[dns.name.Name, bool], now: float
+    ) -> bool:
+        """``host`` on ``vlan`` has an address usable off its link, or none known yet."""
+        here = usable.get(host)
+        if here:
+            return True
+        known = here is not None
+        cached = self.cached
+        if cached is not None:
+            for rdtype in (_A, _AAAA):
+                for c in cached(vlan, host, rdtype, now):
+                    known = True
+                    if not is_link_local(address_octets(c.rdata.address)):  # type: ignore[attr-defined]
+                        return True
+        return not known
 
     def _name_conflicts(
         self, vlan: str, records: Sequence[wire.Record], rmasks: list[int], cand: int
@@ -736,11 +1003,9 @@ class Reflector:
             self.records[(vlan, vlans[d], NAME_CONFLICT)] += bin(removed).count("1")
         return clashed
 
-    def _count_filtered_records(
-        self, vlan: str, cand: int, rmasks: list[int], link_local: int
-    ) -> None:
+    def _count_filtered_records(self, vlan: str, cand: int, rmasks: list[int], why: _Why) -> None:
         for d in bits(cand):
-            self._count_removed(vlan, self.vlans[d], rmasks, link_local, d)
+            self._count_removed(vlan, self.vlans[d], rmasks, why, d)
 
     # --- SRV targets --------------------------------------------------------------------------
 

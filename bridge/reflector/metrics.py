@@ -24,7 +24,10 @@ class ReflectorCollector(Collector):
             f"{NS}_reflector_packets",
             "mDNS packets by direction and outcome (to_vlan empty: "
             "decided for every destination at once): reflected, filtered, duplicate, "
-            "rate_limited, spoofed, probe, legacy_unicast, too_big, send_error, error",
+            "rate_limited, spoofed, probe, too_big, name_conflict, send_error, error; one-shot "
+            "(legacy unicast) queries: oneshot_answered (from the store), oneshot_asked (sent "
+            "into the VLANs that may answer), oneshot_full (too many waiting), and per "
+            "direction oneshot_relayed (an answer passed to a waiting querier)",
             labels=["from_vlan", "to_vlan", "outcome"],
         )
         # spoofed from 0 on every VLAN: an alert's rate() sees the first ones too
@@ -36,7 +39,9 @@ class ReflectorCollector(Collector):
         c = CounterMetricFamily(
             f"{NS}_reflector_records_removed",
             "Records removed from reflected packets by "
-            "direction and reason (filtered, link_local, duplicate, too_big)",
+            "direction and reason (filtered, link_local, refused: the record guard's, "
+            "no_address: a service whose host has only link-local addresses, duplicate, "
+            "too_big, name_conflict)",
             labels=["from_vlan", "to_vlan", "reason"],
         )
         for (src, dst, reason), n in sorted(r.records.items()):
@@ -64,4 +69,11 @@ class ReflectorCollector(Collector):
             f"{NS}_reflector_marks", "Recent packet/record marks kept for duplicate suppression"
         )
         g.add_metric([], len(r.marks))
+        yield g
+        g = GaugeMetricFamily(
+            f"{NS}_reflector_oneshot_pending",
+            "One-shot (legacy unicast) queriers waiting for answers from other VLANs "
+            "(at most ONESHOT_PENDING_MAX)",
+        )
+        g.add_metric([], len(r.oneshot))
         yield g

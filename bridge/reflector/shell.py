@@ -27,7 +27,8 @@ def interface_mtu(name: str) -> int:
         return const.REFLECT_DEFAULT_MTU
 
 
-Sender = Callable[[bytes, int, int], bool]  # (payload, ifindex, family) -> sent?
+# (payload, ifindex, family, unicast destination or None for the group) -> sent?
+Sender = Callable[[bytes, int, int, tuple[str, int] | None], bool]
 
 
 class ReflectorGlue:
@@ -58,7 +59,10 @@ class ReflectorGlue:
     ) -> None:
         """An ``Ingest.listeners`` entry; ``now`` is ingest's, on the event loop's clock."""
         try:
-            outputs = self.reflector.handle(vlan, packet, raw, src, port, family, now)
+            reflector = self.reflector
+            outputs = reflector.handle(vlan, packet, raw, src, port, family, now)
+            if reflector.oneshot.count:  # one-shot queriers wait for answers
+                outputs += reflector.relay(vlan, packet, now)
         except Exception:  # a packet must never take the reader down
             self.errors += 1
             self.reflector.packets[(vlan, "", ERROR)] += 1
@@ -68,7 +72,7 @@ class ReflectorGlue:
             log.debug("reflector failure", exc_info=True)
             return
         for out in outputs:
-            if not self.send(out.data, out.ifindex, out.family):
+            if not self.send(out.data, out.ifindex, out.family, out.dest):
                 self.reflector.sent_failed(out, vlan)
 
     def refresh_links(self) -> None:

@@ -16,7 +16,8 @@ the router's trusted address, so the gateway answers them with the trusted view:
 Each is queried by ``dig`` from trusted1 and compared with the gateway's direct answers
 (names compared case-insensitively). glibc (``getent ahosts``) asks the gateway on port 53; the
 reflector (``reflect: true``) is on, and python-zeroconf on trusted must reach only trusted's
-speaker.
+speaker; so must avahi-resolve on trusted and on iot (each over a private D-Bus to an
+avahi-daemon of its own host).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import pytest
 from netlab.lab import (
     AvahiPublisher,
     GatewayProcess,
+    Host,
     Lab,
     ZeroconfBrowser,
     gateway_config,
@@ -324,3 +326,79 @@ def test_reflector_never_passes_a_service_whose_host_name_is_taken(
     poll_until(lambda: _name_conflicts(lab) > 0, timeout=20, message="a counted name conflict")
     assert not browser.seen("Lounge"), browser.events
     browser.stop()
+
+
+# avahi-resolve talks to its host's avahi-daemon over D-Bus: each client host gets a private
+# system bus (a dbus-daemon on a socket of its own, everything allowed: root is the only user
+# in the lab) and an avahi-daemon with D-Bus on; both programs find the bus through
+# DBUS_SYSTEM_BUS_ADDRESS, as they would find /run/dbus/system_bus_socket on a real machine.
+_BUS_CONFIG = """\
+<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path={path}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_destination="*"/>
+    <allow receive_sender="*"/>
+  </policy>
+</busconfig>
+"""
+
+
+def _avahi_client(lab: Lab, host: Host, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Start a private system bus and an avahi-daemon using it on ``host``; the bus address."""
+    workdir = Path(lab.workdir) / f"dbus-{host.name}"
+    workdir.mkdir(exist_ok=True)
+    sock = workdir / "system_bus_socket"
+    config = workdir / "system.conf"
+    config.write_text(_BUS_CONFIG.format(path=sock))
+    lab.popen(
+        host.ns,
+        "dbus-daemon",
+        f"--config-file={config}",
+        "--nofork",
+        "--nopidfile",
+        name=f"dbus-daemon@{host.name}",
+    )
+    poll_until(sock.exists, timeout=10, message=f"the D-Bus socket on {host.name}")
+    address = f"unix:path={sock}"
+    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", address)  # the avahi-daemon started next
+    daemon = AvahiPublisher(
+        lab, host, host_name=f"client-{host.name}", extra_config={"server": {"enable-dbus": "yes"}}
+    )
+    daemon.start()
+    daemon.wait_running()
+    return address
+
+
+def test_avahi_resolve_on_each_vlan_reaches_its_own_speaker(
+    lab: Lab, world: dict[str, object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """avahi-resolve (avahi's own client, over D-Bus) on trusted and on iot resolves
+    ``speaker.local`` to the speaker of its own VLAN only, IPv4 and IPv6, with the reflector on:
+    the other VLAN's same-named device never answers into it."""
+    for vlan in ("trusted", "iot"):
+        client = lab.hosts[f"{vlan}2"]
+        speaker = lab.hosts[f"{vlan}1"]
+        bus = _avahi_client(lab, client, monkeypatch)
+        # avahi answers with whichever address record comes first: for IPv6 the speaker's
+        # global or its link-local one (both are that device; the other speaker's are not)
+        ipv6 = {speaker.ipv6, speaker.link_local}
+        for flag, want in (("-4", {speaker.ipv4}), ("-6", ipv6)):
+            res = run(
+                client.ns,
+                "env",
+                f"DBUS_SYSTEM_BUS_ADDRESS={bus}",
+                "avahi-resolve",
+                "-n",
+                flag,
+                "speaker.local",
+                check=False,
+            )
+            assert res.returncode == 0, res.stderr
+            name, address = res.stdout.split()
+            assert name == "speaker.local" and address in want, (vlan, flag, res.stdout)

@@ -303,6 +303,118 @@ def test_link_local_addresses_stay_home(lab: Lab, world: dict[str, Any], family:
         sniffer.close()
 
 
+def test_refused_and_unreachable_records_stay_home(lab: Lab, world: dict[str, Any]) -> None:
+    """Reflection agrees with the record guard (issue 12): another host's goodbye for the
+    printer's service is refused by the gateway and not carried into trusted. And a service
+    whose host has only link-local addresses is not reflected (issue 19): trusted's clients
+    could never reach it. A control announcement sent after both shows the path is open."""
+    probes: dict[str, Host] = world["probes"]
+    attacker = probes["iot"]
+    sender = Sender(attacker)
+    sniffer = Sniffer(probes["trusted"])
+    try:
+        routers = router_sources(lab, "trusted")
+        refused0 = counter(lab.gw, "reflector_records_removed", reason="refused")
+        t0 = time.monotonic()
+        spoof = announce(LAB_PRINTER, "labprinter", [], ttl=0)  # PTR and SRV goodbyes
+        unreachable = announce("LL Only", "llonly", ["169.254.9.9"])
+        control = announce("Control Box", "controlbox", [attacker.ipv4])
+
+        def control_arrived() -> bool:
+            for data in (spoof, unreachable, control):
+                sender.send(data)
+            return bool(sniffer.since(t0, src=routers, contains=b"controlbox"))
+
+        poll_until(control_arrived, 10, interval=0.5, message="the control in trusted")
+        for got in sniffer.since(t0, src=routers, contains=b"Lab Printer"):
+            assert all(r.ttl for r in wire.parse(got.data).records()), "a spoofed goodbye crossed"
+        assert sniffer.since(t0, src=routers, contains=b"llonly") == []
+        assert counter(lab.gw, "reflector_records_removed", reason="refused") >= refused0 + 2
+        assert counter(lab.gw, "reflector_records_removed", reason="no_address") >= 2
+    finally:
+        sender.close()
+        sniffer.close()
+
+
+# --- one-shot (legacy unicast) queries across VLANs (issue 13, part 5) ---------------------------
+#
+# The one-shot querier is drill (ldnsutils): it sends to the group from an ephemeral port and
+# takes the unicast reply from whichever address answers, as RFC 6762 §6.7 expects of a
+# one-shot querier. dig 9.18 and kdig 3.2 cannot be used: they discard every reply whose source
+# is not the address they asked, and for a question to 224.0.0.251 every reply is (checked
+# against a real avahi-daemon on the same link: dig times out, kdig reports "unexpected reply
+# source", drill and a plain socket get the answer).
+
+
+def drill(host: Host, *args: str, ip_version: str = "v4", wait: int = 4) -> str:
+    """``drill`` from ``host`` to the mDNS group; its output ("" when nothing answered within
+    ``wait`` seconds: drill itself would retry for much longer)."""
+    if ip_version == "v4":
+        # a host with a default route has this one; the lab's hosts have no default route
+        run(host.ns, "ip", "route", "replace", "224.0.0.0/4", "dev", host.ifname)
+        group = ["-4", "@224.0.0.251"]
+    else:
+        group = ["-6", "@ff02::fb"]
+    res = run(host.ns, "timeout", str(wait), "drill", *group, "-p", "5353", *args, check=False)
+    return res.stdout if res.returncode == 0 else ""
+
+
+def answers(out: str) -> list[list[str]]:
+    """The ANSWER section of drill's output, each record split into its fields."""
+    section = out.split(";; ANSWER SECTION:", 1)[-1].split(";; AUTHORITY SECTION:", 1)[0]
+    return [line.split() for line in section.splitlines() if line and not line.startswith(";")]
+
+
+@pytest.mark.parametrize("ip_version", ["v4", "v6"])
+def test_oneshot_query_from_another_vlan_is_answered_where_policy_allows(
+    lab: Lab, world: dict[str, Any], ip_version: str
+) -> None:
+    """drill on trusted asks the group for iot's printer: the gateway answers by unicast
+    (from its store: avahi announced it), TTL at most 10 s, IPv4 to 224.0.0.251 and IPv6 to
+    ff02::fb; the camera trusted may not see,
+    and anything of iot asked from guest, get no answer."""
+    probes: dict[str, Host] = world["probes"]
+    iot1 = lab.hosts["iot1"]
+    address = iot1.ipv4 if ip_version == "v4" else iot1.ipv6
+    rdtype = "A" if ip_version == "v4" else "AAAA"
+    asker = probes["trusted"]
+
+    def answered() -> list[list[str]]:
+        return answers(drill(asker, "labprinter.local", rdtype, ip_version=ip_version))
+
+    got = poll_until(answered, 30, interval=0.5, message="drill's answer through the gateway")
+    assert [r[3:] for r in got] == [[rdtype, address]], got  # never a link-local address
+    assert all(r[0].lower() == "labprinter.local." and 0 < int(r[1]) <= 10 for r in got), got
+    # (not a PTR question: trusted's own printer answers that on its link, first)
+    srv = answers(drill(asker, "Lab\\032Printer._ipp._tcp.local", "SRV", ip_version=ip_version))
+    assert [r[3:] for r in srv] == [["SRV", "0", "0", "631", "labprinter.local."]], srv
+    assert answers(drill(asker, "_rtsp._tcp.local", "PTR", ip_version=ip_version)) == []
+    guest = probes["guest"]
+    assert answers(drill(guest, "labprinter.local", rdtype, ip_version=ip_version)) == []
+    assert counter(lab.gw, "reflector_packets", from_vlan="trusted", outcome="oneshot_answered")
+
+
+def test_oneshot_question_the_store_cannot_answer_is_asked_and_relayed(
+    lab: Lab, world: dict[str, Any]
+) -> None:
+    """An ANY question: the store answers by type, so the gateway asks iot and relays what
+    avahi answers, by unicast, to drill on trusted (RFC 6762 §6.7)."""
+    asker = world["probes"]["trusted"]
+    asked = counter(lab.gw, "reflector_packets", from_vlan="trusted", outcome="oneshot_asked")
+
+    def relayed() -> list[list[str]]:
+        return answers(drill(asker, "Lab\\032Printer._ipp._tcp.local", "ANY"))
+
+    got = poll_until(relayed, 30, interval=0.5, message="avahi's answer relayed to drill")
+    types = {r[3] for r in got}
+    assert "SRV" in types and types <= {"SRV", "TXT"}, got
+    assert all(int(r[1]) <= 10 for r in got), got
+    assert (
+        counter(lab.gw, "reflector_packets", from_vlan="trusted", outcome="oneshot_asked") > asked
+    )
+    assert counter(lab.gw, "reflector_packets", to_vlan="trusted", outcome="oneshot_relayed") >= 1
+
+
 # --- two reflectors on the same segments --------------------------------------------------------
 
 
