@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import resource
 import signal
 from collections.abc import Callable, Mapping
@@ -57,6 +58,8 @@ from .metrics import (
 )
 from .periodic import Periodic
 from .policy import PolicyEngine, default_engine
+from .policy.kubemetrics import KubeCollector
+from .policy.kubesource import KubePolicySource
 from .policy.watch import PolicyWatcher
 from .reflector import Reflector, ReflectorCollector, ReflectorGlue
 from .store import Store
@@ -149,6 +152,13 @@ class Gateway:
         self.policy_rejections = 0
         self.watcher: PolicyWatcher | None = None  # built at start: it reads the directory
         self._reloads: set[asyncio.Task[bool]] = set()  # SIGHUP reloads under way
+        self.kube: KubePolicySource | None = None  # ServicePolicy objects of the Kubernetes API
+        if config.kubernetes is not None:
+            k = config.kubernetes
+            self.kube = KubePolicySource(
+                k.namespace, k.node_name, k.kubeconfig, config.vlans, self._kube_policies,
+                env=os.environ,
+            )  # fmt: skip
         self.chrony: ChronyService | None = None  # NTP advertiser bound to chronyd's health
         if config.chrony is not None:
             self.chrony = ChronyService(
@@ -174,6 +184,7 @@ class Gateway:
             ready=self.ready.is_set,
             policy=self.policy_status,
             refusals=self.ingest.refusals,
+            not_ready=self.kube.not_ready if self.kube is not None else lambda: None,
         )
         self.registry = CollectorRegistry(auto_describe=False)
         self.http: HttpSurface | None = None
@@ -213,6 +224,8 @@ class Gateway:
             self.registry.register(ChronyCollector(self.chrony))
         if self.reflector is not None:
             self.registry.register(ReflectorCollector(self.reflector.reflector))
+        if self.kube is not None:
+            self.registry.register(KubeCollector(self.kube))
         # periodic jobs (supervised: a failure is counted, logged once per burst)
         self.periodic.add("sweep", const.STORE_SWEEP_INTERVAL, lambda: self.store.sweep(clock()))
         self.periodic.add("memory", const.MEMORY_INTERVAL, lambda: self.memory.tick(clock()))
@@ -256,10 +269,17 @@ class Gateway:
         elif await self.watcher.reload():
             log.info("policies loaded: %d from %s", len(self.engine.policies), path)
 
+    def _kube_policies(self, engine: PolicyEngine, problems: str | None) -> None:
+        """The Kubernetes objects changed: the accepted ones in force, the rejected ones'
+        problems shown (/api/policies, mdns_gateway_policy_valid 0) until they are fixed."""
+        self.apply_engine(engine)
+        self.policy_error = problems
+
     def _on_sighup(self) -> None:
         """Reload the policies off the event loop; signals during a reload coalesce."""
         if self.watcher is None:
             log.info("SIGHUP: no policies directory is configured, nothing to reload")
+            # (the Kubernetes source watches: a change applies without a signal)
             return
         task = asyncio.create_task(self.watcher.reload())
         self._reloads.add(task)
@@ -298,6 +318,8 @@ class Gateway:
     def policy_status(self) -> PolicyStatus:
         watcher = self.watcher
         reloads = None if watcher is None else watcher.reloads
+        if self.kube is not None:
+            reloads = self.kube.builds
         coalesced = 0 if watcher is None else watcher.coalesced
         return PolicyStatus(
             self.engine, self.policy_error, self.policy_rejections, reloads, coalesced
@@ -359,6 +381,10 @@ class Gateway:
         try:
             stack.push_async_callback(self._cancel_reloads)
             await self._load_policies()
+            if self.kube is not None:
+                # the default policy is in force (and /readyz says why) until the first list
+                stack.push_async_callback(self.kube.stop)
+                self.kube.start()
             # each undo is registered before its step runs (a half-done step is undone too);
             # the stack unwinds in reverse: what starts first stops last
             stack.callback(self.transport.close)

@@ -222,6 +222,27 @@ COREFILE_CACHE_DENIAL = 1024  # packets in its negative cache per block: names n
 POLICY_GLOB_CACHE_MAX = 1024  # compiled instance-glob lists kept; policies share a few lists and a
 #   reload recompiles only new ones
 
+# --- policies from the Kubernetes API (bridge/policy/kubesource.py) -----------------------
+KUBE_BACKOFF_MIN = 0.5  # s; first retry after the API failed (times a jitter in [0.5, 1))
+KUBE_BACKOFF_MAX = 30.0  # s; retries never wait longer: a router comes back within half a minute
+#   of its API server, and 2 s of jitter-spread load per gateway is nothing to the server
+KUBE_WATCH_TIMEOUT = 300  # s; timeoutSeconds asked of each watch (the server ends it then, and
+#   the gateway resumes from the last version); jittered down by up to a fifth, as client-go does
+KUBE_WATCH_IDLE = 60.0  # s beyond the watch timeout without a byte: the connection is dead
+#   (a router rebooted under a half-open TCP connection); resumed from the last version
+KUBE_REQUEST_TIMEOUT = 30.0  # s for a list page, a status patch or an event
+KUBE_LIST_PAGE = 250  # objects a list page asks for (limit=, then continue=)
+KUBE_MAX_LIST_BYTES = 64 << 20  # bytes of one list page read at most; 250 policies of the largest
+#   size the CRD allows are far less, so more is a wrong server
+KUBE_MAX_EVENT_BYTES = 3 << 20  # bytes of one watch event line; etcd stores objects of at most
+#   1.5 MiB, so a longer line is no event (the watch is resumed)
+KUBE_MAX_OBJECTS = 8192  # objects tracked; twice the policies an engine takes (the rest rejected),
+#   more are counted and ignored
+KUBE_STATUS_MESSAGE_MAX = 1024  # characters of a condition message (every problem, cut there)
+KUBE_STATUS_ATTEMPTS = 5  # status patches of one object refused with 409 Conflict before waiting
+#   for the next change
+KUBE_ERROR_BODY_MAX = 4096  # bytes of an error response read for its message
+
 # --- logging -------------------------------------------------------------------------------
 LOG_RATE_LIMIT_INTERVAL = 10.0  # s; a repeated warning (same key) is logged at most this often
 LOG_RATE_LIMIT_KEYS_MAX = 4096  # distinct rate-limit keys remembered (keys include peer

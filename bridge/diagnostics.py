@@ -38,3 +38,13 @@ class Diagnostics:
     policy: Callable[[], PolicyStatus]
     # the record guard's refusals so far: (VLAN, reason) -> records (Ingest.refusals)
     refusals: Callable[[], Mapping[tuple[str, str], int]]
+    # why the gateway is up but not ready (the Kubernetes policies not listed yet); None: ready
+    not_ready: Callable[[], str | None] = lambda: None
+
+    def readiness(self) -> tuple[bool, str | None]:
+        """(ready, the reason when there is one): what /readyz says, whichever server serves
+        it. Before start-up has bound every listener: not ready, no reason."""
+        if not self.ready():
+            return False, None
+        reason = self.not_ready()
+        return reason is None, reason

@@ -175,8 +175,11 @@ class HttpSurface:
         return _json({"status": "ok"})
 
     async def readyz(self, query: Mapping[str, str]) -> Response:
-        ready = self.diag.ready()
-        return _json({"ready": ready}, status=200 if ready else 503)
+        ready, reason = self.diag.readiness()
+        body: dict[str, Any] = (
+            {"ready": ready} if reason is None else {"ready": ready, "reason": reason}
+        )
+        return _json(body, status=200 if ready else 503)
 
     async def vlans(self, query: Mapping[str, str]) -> Response:
         out: dict[str, Any] = {}

@@ -26,6 +26,7 @@ def gateway() -> Gateway:
                 "vlans": {"trusted": {"interface": "br10", "domain": "trusted.home.arpa."}},
                 "reflector": {"enabled": True},
                 "chrony": {"servers": [{"name": "router", "control": "127.0.0.1:323"}]},
+                "policies": {"kubernetes": {"namespace": "lab", "nodeName": "router-1"}},
             },
             "test.yaml",
         )

@@ -684,7 +684,7 @@ def test_top_level_errors() -> None:
         doc("x", "from: [iot]\nto: [trusted]\nservices: ['*']", api="mdnsgateway.io/v1")
         + "---\nkind: Foo\n---\n- a list\n---\napiVersion: mdnsgateway.io/v1alpha1\n"
         "kind: ServicePolicy\nmetadata: {name: Bad_Name, uid: '1'}\n"
-        "spec: {from: [iot], to: [iot], services: ['*']}\nstatus: {}\n"
+        "spec: {from: [iot], to: [iot], services: ['*']}\nstatuses: {}\n"
     )
     text = "\n".join(lines)
     assert "document 1 (x): apiVersion: unsupported string 'mdnsgateway.io/v1'" in text
@@ -694,7 +694,7 @@ def test_top_level_errors() -> None:
     assert "document 3 (unnamed): (document): expected a mapping" in text
     assert "document 4 (Bad_Name): metadata.name: 'Bad_Name' is not a DNS-1123 name" in text
     assert "document 4 (Bad_Name): metadata.uid: unknown field 'uid'" in text
-    assert "document 4 (Bad_Name): status: unknown field 'status'" in text
+    assert "document 4 (Bad_Name): statuses: unknown field 'statuses'" in text
     assert all(ERROR_LINE.match(line) for line in lines), lines
 
 

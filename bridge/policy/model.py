@@ -53,7 +53,9 @@ _GLOB_RE: Final = re.compile(GLOB_PATTERN)
 
 Action = Literal["allow", "deny"]
 
-_TOP_KEYS: Final = ("apiVersion", "kind", "metadata", "spec")
+# status: the API server drops it from what is applied (the CRD has a status subresource), so
+# a file may hold it (e.g. one exported with kubectl get -o yaml); it is ignored
+_TOP_KEYS: Final = ("apiVersion", "kind", "metadata", "spec", "status")
 _META_KEYS: Final = ("name", "namespace", "labels", "annotations")
 _SPEC_KEYS: Final = (
     "from", "to", "services", "instances", "hosts", "action", "reflect", "wideArea",

@@ -1,0 +1,61 @@
+"""The Kubernetes policy source's counters (``mdns_gateway_kube_*``), registered by
+``bridge/app.py`` when ``policies: {kubernetes: ...}`` is configured."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from ..metrics import NS
+from .kubesource import KubePolicySource
+
+
+class KubeCollector(Collector):
+    def __init__(self, source: KubePolicySource) -> None:
+        self.source = source
+
+    def collect(self) -> Iterator[Metric]:
+        s = self.source
+        g = GaugeMetricFamily(
+            f"{NS}_kube_synced", "1 once a whole list of ServicePolicy objects has arrived"
+        )
+        g.add_metric([], 1.0 if s.state.listed else 0.0)
+        yield g
+        g = GaugeMetricFamily(
+            f"{NS}_kube_objects", "ServicePolicy objects by verdict", labels=["verdict"]
+        )
+        rejected = len(s.state.rejected())
+        g.add_metric(["accepted"], len(s.state.objects) - rejected)
+        g.add_metric(["rejected"], rejected)
+        yield g
+        for name, doc, value in (
+            ("lists", "Complete lists of ServicePolicy objects (every page)", s.lists),
+            ("relists", "Lists forced by 410 Gone (the watch's version was too old)", s.relists),
+            ("watches", "Watch requests the API server accepted", s.watches),
+            ("engine_builds", "Policy engines built from the objects and put in force", s.builds),
+            ("status_writes", "Status entries written (servicepolicies/status)", s.status_writes),
+            ("status_conflicts", "Status patches refused with 409 Conflict", s.status_conflicts),
+            ("events_created", "Warning Events posted for rejected objects", s.events_created),
+            ("objects_ignored", "Objects beyond the tracking bound, ignored", s.state.ignored),
+        ):
+            c = CounterMetricFamily(f"{NS}_kube_{name}", doc)
+            c.add_metric([], value)
+            yield c
+        c = CounterMetricFamily(
+            f"{NS}_kube_watch_events", "Watch events received by type", labels=["type"]
+        )
+        for kind in ("ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"):
+            c.add_metric([kind], s.events[kind])
+        yield c
+        c = CounterMetricFamily(
+            f"{NS}_kube_errors",
+            "Failures talking to the API by reason (connection, timeout, unauthorized, "
+            "forbidden, http_<code>, bad_json, bad_event, bad_list, too_large, "
+            "event_too_large, watch_error, empty_watch, config, status, engine)",
+            labels=["reason"],
+        )
+        for reason, n in sorted(s.errors.items()):
+            c.add_metric([reason], n)
+        yield c
