@@ -25,6 +25,7 @@ import os
 import resource
 import signal
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from prometheus_client import ProcessCollector
 from prometheus_client.registry import CollectorRegistry
@@ -32,7 +33,6 @@ from prometheus_client.registry import CollectorRegistry
 from . import const
 from .announce.metrics import AnnounceCollector
 from .announce.service import Publisher
-from .chrony import ChronyCollector, ChronyService
 from .config import ALL_VIEW, Config
 from .diagnostics import Diagnostics, PolicyStatus
 from .dnsfront.answer import Answers, view_by_address
@@ -61,8 +61,14 @@ from .policy import PolicyEngine, default_engine
 from .policy.kubemetrics import KubeCollector
 from .policy.kubesource import KubePolicySource
 from .policy.watch import PolicyWatcher
-from .reflector import Reflector, ReflectorCollector, ReflectorGlue
 from .store import Store
+
+# Optional components are imported where they are built, only when the config asks for them:
+# chrony and the reflector are 13 modules, 2.6 % of the import time before the first answer
+# (-X importtime; docs/performance.md, "Start-up").
+if TYPE_CHECKING:
+    from .chrony import ChronyService
+    from .reflector import ReflectorGlue
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +167,8 @@ class Gateway:
             )  # fmt: skip
         self.chrony: ChronyService | None = None  # NTP advertiser bound to chronyd's health
         if config.chrony is not None:
+            from .chrony import ChronyService  # optional: see the imports
+
             self.chrony = ChronyService(
                 config.chrony, self.store, self.links, self.transport.send, clock
             )
@@ -168,6 +176,8 @@ class Gateway:
         self.publisher = Publisher(self.store, self.links, self.transport.send, clock)
         self.reflector: ReflectorGlue | None = None  # multicast reflection between VLANs
         if config.reflector.enabled:
+            from .reflector import Reflector, ReflectorGlue  # optional: see the imports
+
             reflector = Reflector(
                 list(config.vlans),
                 config.reflector,
@@ -221,8 +231,12 @@ class Gateway:
         if self.http is not None:
             self.registry.register(HttpCollector(self.http))
         if self.chrony is not None:
+            from .chrony import ChronyCollector
+
             self.registry.register(ChronyCollector(self.chrony))
         if self.reflector is not None:
+            from .reflector import ReflectorCollector
+
             self.registry.register(ReflectorCollector(self.reflector.reflector))
         if self.kube is not None:
             self.registry.register(KubeCollector(self.kube))

@@ -3,15 +3,19 @@ start unwinds what was started (real sockets on loopback; the mDNS sockets are r
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import errno
 import os
 import socket
+import subprocess
+import sys
 
 import pytest
 
 from bridge.app import Gateway
 from bridge.config import Config, from_dict
+from tests.support.cli import ROOT
 
 
 def _port(kind: int) -> socket.socket:
@@ -137,3 +141,27 @@ def test_no_component_receives_the_gateway() -> None:
         slots = getattr(type(component), "__slots__", ())
         values = list(held.values()) + [getattr(component, s, None) for s in slots]
         assert not any(v is gw for v in values), component
+
+
+def test_optional_components_are_imported_only_when_configured() -> None:
+    """chrony and the reflector stay unimported (start-up cost) unless the config has them."""
+
+    def optional_modules_loaded(extra: str) -> set[str]:
+        code = (
+            "import sys; from bridge.app import Gateway; from bridge.config import from_dict; "
+            f"Gateway(from_dict({{'vlans': {{'a': {{'interface': 'nosuch0'}}}}{extra}}}, 't')); "
+            "print(sorted(m for m in sys.modules if m.startswith(('bridge.chrony', "
+            "'bridge.reflector'))))"
+        )
+        res = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60
+        )
+        assert res.returncode == 0, res.stderr
+        return set(ast.literal_eval(res.stdout))
+
+    assert optional_modules_loaded("") == set()
+    both = (
+        ", 'reflector': {'enabled': True},"
+        " 'chrony': {'servers': [{'name': 'r', 'control': '127.0.0.1'}]}"
+    )
+    assert {"bridge.chrony", "bridge.reflector"} <= optional_modules_loaded(both)
