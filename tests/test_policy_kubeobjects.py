@@ -149,13 +149,19 @@ def test_manifest_problems_name_file_document_item_and_field(tmp_path: Path) -> 
 def test_check_policies_exit_codes_and_messages(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    good = write(tmp_path / "ok" / "p.yaml", policy("printers"), {"kind": "Namespace"})
+    good = write(
+        tmp_path / "ok" / "p.yaml",
+        policy("printers"),
+        {"kind": "Namespace"},
+        {"apiVersion": API, "kind": "ServiceAnnouncement", "metadata": {"name": "a"}},
+    )
     config = write_config(tmp_path)
     rc, out, err = run_main(
         capsys, "check", "--config", str(config), "--policies", str(good.parent)
     )
     assert (rc, out.strip()) == (0, f"{good.parent}: OK: 1 ServicePolicy object(s)")
     assert "kind 'Namespace' ignored" in err and "not checked" not in err
+    assert "kind ServiceAnnouncement ignored: the Kubernetes source reads" in err
     write(tmp_path / "bad" / "p.yaml", policy("printers", **{"from": ["lab"]}))
     rc, out, err = run_main(capsys, "check", "--config", str(config), "--policies",
                             str(tmp_path / "bad"))  # fmt: skip

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from .. import const
+from .announcement import KIND as ANNOUNCEMENT_KIND
 from .document import Document, short
 from .loading import parse_document, read_bounded, yaml_documents
 from .model import API_VERSION, KIND, MAX_FILE_BYTES, MAX_POLICIES, ServicePolicy
@@ -194,6 +195,12 @@ def _check_document(
     if kind == LIST_KIND and isinstance(doc.get("items"), list):
         for i, item in enumerate(doc["items"]):
             _check_document(item, f"{where} items[{i}]", vlans, report, seen)
+        return
+    if kind == ANNOUNCEMENT_KIND:
+        report.notes.append(
+            f"{where}: kind {kind} ignored: the Kubernetes source reads {KIND} objects only "
+            "(announcements are read from a policies directory)"
+        )
         return
     if kind != KIND:
         report.notes.append(f"{where}: kind {short(kind)} ignored: not a {KIND}")

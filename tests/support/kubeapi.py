@@ -41,6 +41,7 @@ import base64
 import copy
 import json
 import socket
+import ssl
 import threading
 import uuid
 from collections.abc import Callable, Coroutine, Mapping
@@ -93,7 +94,10 @@ class KubeApi:
         token: str = "lab-token",
         bookmark_interval: float = 0.5,
         make_socket: Callable[[], socket.socket] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        """``ssl_context``: serve HTTPS with it (the API server's certificate)."""
+        self._ssl = ssl_context
         self.token = token
         self.bookmark_interval = bookmark_interval
         self.gone_as_http = False
@@ -124,7 +128,7 @@ class KubeApi:
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5)
         await self._runner.setup()
-        await web.SockSite(self._runner, sock).start()
+        await web.SockSite(self._runner, sock, ssl_context=self._ssl).start()
         return self.port
 
     async def stop(self) -> None:
