@@ -97,10 +97,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     # the config may be written for another machine: its addresses are a warning here
     for line in checks.absent_addresses(cfg, local_addresses()) + unusable:
         print(f"warning: {line}", file=sys.stderr)
-    print(
-        f"{cfg.source}: OK: {len(cfg.vlans)} VLAN(s) "
-        f"({', '.join(cfg.vlans) or '-'}), {count} policy resource(s)"
+    kube = cfg.kubernetes
+    source = (
+        f"{count} policy resource(s)"
+        if kube is None
+        else f"policies from the Kubernetes API (namespace {kube.namespace}, node "
+        f"{kube.node_name}; check manifests with --policies DIR)"
     )
+    print(f"{cfg.source}: OK: {len(cfg.vlans)} VLAN(s) ({', '.join(cfg.vlans) or '-'}), {source}")
     return EXIT_OK
 
 

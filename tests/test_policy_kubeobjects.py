@@ -200,3 +200,16 @@ def test_config_kubernetes_errors_name_the_key(kube: Any, expect: str) -> None:
     with pytest.raises(ConfigError) as exc:
         from_dict({"vlans": VLAN_CFG, "policies": {"kubernetes": kube}}, "g.yaml", env={})
     assert expect in str(exc.value) and "fix:" in str(exc.value)
+
+
+def test_check_of_a_config_with_the_kubernetes_source_says_where_policies_come_from(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NODE_NAME", "router-7")
+    config = write_config(tmp_path)
+    data = yaml.safe_load(config.read_text())
+    data["policies"] = {"kubernetes": {"namespace": "mdns-gateway"}}
+    config.write_text(yaml.safe_dump(data))
+    rc, out, _ = run_main(capsys, "check", "--config", str(config))
+    assert rc == cli.EXIT_OK
+    assert "policies from the Kubernetes API (namespace mdns-gateway, node router-7" in out
