@@ -347,7 +347,7 @@ class Reflector:
     ) -> tuple[list[int], int]:
         """Known answers go where their VLAN may see them, and also back to the VLAN they live
         on when the asker may see them there (so answers it holds are not sent again)."""
-        masks, link_local = self._record_masks(si, records, now, learn=False)
+        masks, link_local, _ = self._record_masks(si, records, now, learn=False)
         plan = self.plan
         dests = bits(cand)
         for i, rec in enumerate(records):
@@ -455,8 +455,7 @@ class Reflector:
                 if c.remaining >= 1
             ]
             if records:
-                masks, _ = self._record_masks(d, records, now, learn=False)
-                self._unreachable(d, self.vlans[d], records, masks, 0, now)
+                masks, _, _ = self._record_masks(d, records, now, learn=False, reach=True)
                 if self.holds is not None:
                     self._name_conflicts(self.vlans[d], records, masks, 1 << si)
                 out += [r for j, r in enumerate(records) if masks[j] >> si & 1]
@@ -483,8 +482,7 @@ class Reflector:
                         matched.append((waiting, j))
         if not matched:
             return []
-        masks, _ = self._record_masks(si, records, now, learn=False, refused=refused)
-        self._unreachable(si, vlan, records, masks, refused, now)
+        masks, _, _ = self._record_masks(si, records, now, learn=False, skip=refused, reach=True)
         if self.holds is not None:
             dests = 0
             for waiting, _ in matched:
@@ -525,18 +523,24 @@ class Reflector:
         records: Sequence[wire.Record],
         now: float,
         learn: bool = True,
-        refused: int = 0,
-    ) -> tuple[list[int], int]:
-        """Per record: the VLANs that may see it; and a bitmask of link-local records.
-        With ``learn`` (responses), remember which services and SRV targets live on ``si``.
-        Records in ``refused`` (the record guard's) go nowhere and teach nothing."""
+        skip: int = 0,
+        reach: bool = False,
+    ) -> tuple[list[int], int, int]:
+        """Per record: the VLANs that may see it; a bitmask of link-local records; and with
+        ``reach``, a bitmask of the records of services nobody elsewhere can reach (see
+        ``_unreachable``), whose masks are cleared. With ``learn`` (responses), remember which
+        services and SRV targets live on ``si``. Records in ``skip`` (the record guard's
+        refusals, echoes of ours) go nowhere and teach nothing."""
         plan = self.plan
         masks = [0] * len(records)
         hosts: list[int] = []
         targets: dict[dns.name.Name, int] = {}
         homes: dict[tuple[int, str, str], int] = {}  # services announced here -> TTL
+        # with reach: (instance, record) for its records here that would cross; its SRV targets
+        instances: list[tuple[dns.name.Name, int]] = []
+        srvs: dict[dns.name.Name, list[dns.name.Name]] = {}
         for i, rec in enumerate(records):
-            if refused and refused >> i & 1:
+            if skip and skip >> i & 1:
                 continue
             t = rec.rdtype
             parts = _parts(rec.name)
@@ -554,31 +558,64 @@ class Reflector:
                 if t == _PTR:
                     tp = _parts(rec.rdata.target)  # type: ignore[attr-defined]
                     if tp is not None and tp[1] is not None and tp[0] == stype:
-                        masks[i] = plan.record_mask(si, stype, tp[1])
-                        if learn and rec.ttl:
-                            homes[(si, stype, tp[1])] = rec.ttl
+                        m = masks[i] = plan.record_mask(si, stype, tp[1])
+                        if rec.ttl:
+                            if learn:
+                                homes[(si, stype, tp[1])] = rec.ttl
+                            if reach and m:
+                                instances.append((rec.rdata.target, i))  # type: ignore[attr-defined]
                 else:
                     masks[i] = plan.record_mask(si, stype, None)
                 continue
             m = masks[i] = plan.record_mask(si, stype, instance)
-            if learn and rec.ttl:
-                homes[(si, stype, instance)] = rec.ttl
+            ttl = rec.ttl
+            if ttl:
+                if learn:
+                    homes[(si, stype, instance)] = ttl
+                if reach and m:
+                    instances.append((rec.name, i))
             if t == _SRV:
                 hk = rec.rdata.target  # type: ignore[attr-defined]
                 targets[hk] = targets.get(hk, 0) | m
-                if learn and rec.ttl:
-                    self._learn(si, hk, stype, instance, rec.ttl, now)
+                if ttl:
+                    if learn:
+                        self._learn(si, hk, stype, instance, ttl, now)
+                    if reach and m:
+                        srvs.setdefault(rec.name, []).append(hk)
         if homes:  # an instance's PTR, SRV and TXT name it once here
             self._home(homes, now)
         link_local = 0
+        usable: dict[dns.name.Name, bool] = {}  # host -> an address here is usable (reach)
         for i in hosts:
             rec = records[i]
             if _link_local(rec):
                 link_local |= 1 << i
+                if reach and rec.ttl:
+                    usable.setdefault(rec.name, False)
                 continue
             hk = rec.name
+            if reach and rec.ttl and (rec.rdtype == _A or rec.rdtype == _AAAA):
+                usable[hk] = True
             masks[i] = targets.get(hk, 0) | self._learned_mask(si, hk, now)
-        return masks, link_local
+        unreachable = 0
+        if instances:
+            # the usual announcement: every instance's SRV is here, its host's address too
+            for inst, _ in instances:
+                hks = srvs.get(inst)
+                if hks is None:
+                    break
+                for hk in hks:
+                    if usable.get(hk):
+                        break
+                else:
+                    break
+            else:
+                return masks, link_local, 0
+            unreachable = self._unreachable(self.vlans[si], instances, srvs, usable, now)
+            if unreachable:
+                for j in bits(unreachable):
+                    masks[j] = 0
+        return masks, link_local, unreachable
 
     def _arrive(
         self, si: int, vlan: str, packet: wire.Packet, src: str, family: int, now: float
@@ -646,13 +683,9 @@ class Reflector:
         if echoed == (1 << len(records)) - 1:
             return self._drop(vlan, DUPLICATE)
         refused = packet.refused
-        rmasks, link_local = self._record_masks(si, records, now, learn=not echoed, refused=refused)
-        j = 0
-        while echoed >> j:
-            if echoed >> j & 1:
-                rmasks[j] = 0
-            j += 1
-        unreachable = self._unreachable(si, vlan, records, rmasks, refused, now)
+        rmasks, link_local, unreachable = self._record_masks(
+            si, records, now, learn=not echoed, skip=refused | echoed, reach=True
+        )
         gone: _Why = ((refused, REFUSED), (link_local, LINK_LOCAL), (unreachable, NO_ADDRESS))
         clashed = self._name_conflicts(vlan, records, rmasks, cand) if self.holds else None
         n_answers = len(packet.answers)
@@ -854,56 +887,32 @@ class Reflector:
 
     def _unreachable(
         self,
-        si: int,
         vlan: str,
-        records: Sequence[wire.Record],
-        rmasks: list[int],
-        refused: int,
+        instances: list[tuple[dns.name.Name, int]],
+        srvs: dict[dns.name.Name, list[dns.name.Name]],
+        usable: dict[dns.name.Name, bool],
         now: float,
     ) -> int:
         """Issue 19: a service whose host has addresses and none usable off its link (only
         link-local ones, which never cross) is not reflected: its PTR, SRV and TXT would let
         clients elsewhere discover a device they can never reach. The host's addresses are
-        those in the packet, else the store's (``cached``); with none known, the service
-        crosses (its addresses are still to come, as the DNS side decides too). Goodbyes
-        always cross. Clears the bits of ``rmasks`` of the records kept out; returns them."""
-        instances: dict[dns.name.Name, int] = {}  # instance -> its records here that cross
-        srvs: dict[dns.name.Name, list[dns.name.Name]] = {}  # instance -> SRV targets here
-        usable: dict[dns.name.Name, bool] = {}  # host -> an address here is usable
-        for j, rec in enumerate(records):
-            if not rec.ttl or refused >> j & 1:
-                continue
-            t = rec.rdtype
-            if t in (_A, _AAAA):
-                usable[rec.name] = usable.get(rec.name, False) or not _link_local(rec)
-                continue
-            if not rmasks[j]:
-                continue
-            parts = _parts(rec.name)
-            if parts is None or parts is _SERVICES_PARTS:
-                continue
-            if parts[1] is not None:
-                inst = rec.name
-                if t == _SRV:
-                    srvs.setdefault(inst, []).append(rec.rdata.target)  # type: ignore[attr-defined]
-            elif t == _PTR:
-                inst = rec.rdata.target  # type: ignore[attr-defined]
-            else:
-                continue
-            instances[inst] = instances.get(inst, 0) | 1 << j
-        if not instances:
-            return 0
+        those in the packet (``usable``), else the store's (``cached``); with none known, the
+        service crosses (its addresses are still to come, as the DNS side decides too).
+        Goodbyes always cross. Returns the bits of the records (``instances``) kept out."""
         cached = self.cached
+        records: dict[dns.name.Name, int] = {}  # instance -> its records' bits
+        for inst, i in instances:
+            records[inst] = records.get(inst, 0) | 1 << i
         out = 0
-        for inst, which in instances.items():
-            targets = srvs.get(inst)
-            if targets is None:  # the SRV is not in this packet: the store may know it
+        for inst, which in records.items():
+            hosts = srvs.get(inst)
+            if hosts is None:  # the SRV is not in this packet: the store may know it
                 if cached is None:
                     continue
-                targets = [c.rdata.target for c in cached(vlan, inst, _SRV, now)]  # type: ignore[attr-defined]
-                if not targets:
+                hosts = [c.rdata.target for c in cached(vlan, inst, _SRV, now)]  # type: ignore[attr-defined]
+                if not hosts:
                     continue
-            if any(self._host_reachable(vlan, t, usable, now) for t in targets):
+            if any(self._host_reachable(vlan, h, usable, now) for h in hosts):
                 continue
             out |= which
             _limited.info(
@@ -913,9 +922,6 @@ class Reflector:
                 vlan,
                 inst,
             )
-        if out:
-            for j in bits(out):
-                rmasks[j] = 0
         return out
 
     def _host_reachable(
