@@ -7,8 +7,9 @@ import logging
 import sys
 import time
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from datetime import UTC, datetime
+from functools import partialmethod
 from typing import Any
 
 from . import const
@@ -20,21 +21,37 @@ class RateLimitedLog:
     Key by what happened and where (reason, VLAN), never by a peer's address: rotating source
     addresses once wrote one line per packet. Pass the peer as ``source`` instead: the next
     line says how many were quiet and the last source among them.
+
+    Time is the caller's ``now`` when it has one (ingest, the store and the DNS answers pass
+    theirs, the event loop's), else ``clock()``: monotonic, as the event loop's own clock is;
+    tests pass a clock they move.
     """
 
     def __init__(
-        self, logger: logging.Logger, interval: float = const.LOG_RATE_LIMIT_INTERVAL
+        self,
+        logger: logging.Logger,
+        interval: float = const.LOG_RATE_LIMIT_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.logger = logger
         self.interval = interval
+        self.clock = clock
         self._last: OrderedDict[Hashable, list[Any]] = OrderedDict()  # [time, quiet, source]
 
-    def _emit(
-        self, level: int, key: Hashable, msg: str, args: tuple[object, ...], source: str | None
+    def log(
+        self,
+        level: int,
+        key: Hashable,
+        msg: str,
+        *args: object,
+        source: str | None = None,
+        now: float | None = None,
     ) -> None:
+        """``logger.log(level, msg, *args)`` unless ``key`` logged within the interval."""
         if not self.logger.isEnabledFor(level):
             return
-        now = time.monotonic()
+        if now is None:
+            now = self.clock()
         slot = self._last.get(key)
         if slot is not None and now - slot[0] < self.interval:
             slot[1] += 1
@@ -51,14 +68,9 @@ class RateLimitedLog:
             msg += f", the last from {last})" if last else ")"
         self.logger.log(level, msg, *args)
 
-    def warning(self, key: Hashable, msg: str, *args: object, source: str | None = None) -> None:
-        self._emit(logging.WARNING, key, msg, args, source)
-
-    def info(self, key: Hashable, msg: str, *args: object, source: str | None = None) -> None:
-        self._emit(logging.INFO, key, msg, args, source)
-
-    def debug(self, key: Hashable, msg: str, *args: object, source: str | None = None) -> None:
-        self._emit(logging.DEBUG, key, msg, args, source)
+    warning = partialmethod(log, logging.WARNING)
+    info = partialmethod(log, logging.INFO)
+    debug = partialmethod(log, logging.DEBUG)
 
 
 class JsonFormatter(logging.Formatter):

@@ -7,7 +7,6 @@ import io
 import json
 import logging
 import re
-import time
 from collections.abc import Iterator
 
 import dns.name
@@ -103,7 +102,8 @@ def test_rate_limited_log_keys_by_reason_and_names_the_last_source(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Keyed by source address, rotating sources once wrote one line per packet."""
-    log = RateLimitedLog(logging.getLogger("test.ratelimit"), interval=0.05)
+    clock = [100.0]
+    log = RateLimitedLog(logging.getLogger("test.ratelimit"), interval=10.0, clock=lambda: clock[0])
     with caplog.at_level(logging.INFO, logger="test.ratelimit"):
         for i in range(100):
             log.warning(
@@ -113,10 +113,24 @@ def test_rate_limited_log_keys_by_reason_and_names_the_last_source(
                 source=f"10.0.0.{i}",
             )
         assert [r.getMessage() for r in caplog.records] == ["VLAN iot: malformed from 10.0.0.0"]
-        time.sleep(0.06)  # the interval passes (time, not synchronisation)
+        clock[0] += 9.9
+        log.warning(("malformed", "iot"), "quiet", source="10.0.0.99")
+        assert len(caplog.records) == 1
+        clock[0] += 0.1  # the interval has passed
         log.warning(
             ("malformed", "iot"), "VLAN iot: malformed from %s", "10.0.0.200", source="10.0.0.200"
         )
     assert caplog.records[-1].getMessage() == (
-        "VLAN iot: malformed from 10.0.0.200 (and 99 more like it, the last from 10.0.0.99)"
+        "VLAN iot: malformed from 10.0.0.200 (and 100 more like it, the last from 10.0.0.99)"
     )
+
+
+def test_rate_limited_log_takes_the_callers_now(caplog: pytest.LogCaptureFixture) -> None:
+    """A caller's ``now`` (the event loop's time in ingest and the DNS answers) paces it, not
+    the clock."""
+    log = RateLimitedLog(logging.getLogger("test.ratelimit.now"), interval=10.0, clock=lambda: 0.0)
+    with caplog.at_level(logging.INFO, logger="test.ratelimit.now"):
+        log.info("k", "first", now=1000.0)
+        log.info("k", "quiet", now=1005.0)
+        log.info("k", "again", now=1010.5)
+    assert [r.getMessage() for r in caplog.records] == ["first", "again (and 1 more like it)"]

@@ -259,7 +259,9 @@ class Answers:
                     self.stats.rcodes["NOTIMP"] += 1
                     return formerr_header(data, dns.rcode.NOTIMP)
                 self.stats.malformed[shape] += 1
-                _limited.info(("malformed", shape), "DNS query of invalid shape (%s)", shape)
+                _limited.info(
+                    ("malformed", shape), "DNS query of invalid shape (%s)", shape, now=now
+                )
                 return formerr_header(data) if shape != "response" else None
         try:
             query = dns.message.from_wire(data, ignore_trailing=False)
@@ -269,7 +271,9 @@ class Answers:
         except (dns.exception.DNSException, ValueError, IndexError, UnicodeError) as exc:
             reason = type(exc).__name__
             self.stats.malformed[reason] += 1
-            _limited.info(("malformed", reason), "malformed DNS query (%s): %s", reason, exc)
+            _limited.info(
+                ("malformed", reason), "malformed DNS query (%s): %s", reason, exc, now=now
+            )
             return formerr_header(data)
         if query.flags & dns.flags.QR:
             self.stats.malformed["response"] += 1
@@ -290,7 +294,7 @@ class Answers:
                     if q.rdclass != dns.rdataclass.IN
                     else "zone transfers are not served"
                 )
-                _limited.debug(("refused", why), "REFUSED %s: %s", q, why)
+                _limited.debug(("refused", why), "REFUSED %s: %s", q, why, now=now)
             # not pre-rendered: one entry per name would let a client grow the cache at will
             return self._done(error(query, dns.rcode.REFUSED), "REFUSED")
         view = self.views.get(view_name)
@@ -345,7 +349,7 @@ class Answers:
                 else f"no such name in view {view.name} (never announced, expired, or hidden "
                 "by policy)"
             )
-            _limited.debug((rcode, view.name), "%s %s: %s", rcode, query.question[0], why)
+            _limited.debug((rcode, view.name), "%s %s: %s", rcode, query.question[0], why, now=now)
         if rcode == "REFUSED":  # a name outside every zone: not kept per name (100,000 such
             return self._done(wire, rcode)  # names once added 69 MB to one cache)
         return self._cacheable(wire, rcode, view.name, ceiling, parsed, valid)

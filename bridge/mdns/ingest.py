@@ -75,14 +75,23 @@ class Ingest:
         if link is None:
             self.dropped[("", "unknown_interface")] += 1
             _limited.debug(
-                ("unknown", ifindex), "dropped mDNS from %s: interface %d is no VLAN", src, ifindex
+                ("unknown", ifindex),
+                "dropped mDNS from %s: interface %d is no VLAN",
+                src,
+                ifindex,
+                source=src,
+                now=now,
             )
             return None
         vlan = link.vlan
         if src in self.links.own_addresses:
             self.dropped[(vlan, "own_packet")] += 1
             _limited.debug(
-                ("own", vlan), "VLAN %s: dropped our own mDNS packet (looped back)", vlan
+                ("own", vlan),
+                "VLAN %s: dropped our own mDNS packet (looped back)",
+                vlan,
+                source=src,
+                now=now,
             )
             return None
         if len(data) > const.MDNS_MAX_PACKET:
@@ -93,6 +102,8 @@ class Ingest:
                 vlan,
                 len(data),
                 src,
+                source=src,
+                now=now,
             )
             return None
         try:
@@ -107,21 +118,25 @@ class Ingest:
                 src,
                 port,
                 exc,
+                source=src,
+                now=now,
             )
             return None
         if packet.not_in:
-            self._refuse(vlan, NOT_IN, src, packet.not_in)
+            self._refuse(vlan, NOT_IN, src, packet.not_in, now)
         if packet.meta:
-            self._refuse(vlan, META, src, packet.meta)
+            self._refuse(vlan, META, src, packet.meta, now)
         if packet.opcode != 0 or packet.flags & 0x000F:
             self.dropped[(vlan, "bad_opcode_or_rcode")] += 1
             _limited.debug(
-                ("opcode", vlan, src),
+                ("opcode", vlan),
                 "VLAN %s: dropped mDNS from %s: opcode %d / rcode %d (RFC 6762 §18.3, §18.11)",
                 vlan,
                 src,
                 packet.opcode,
                 packet.flags & 0x000F,
+                source=src,
+                now=now,
             )
             return None
         if packet.is_response:
@@ -134,6 +149,8 @@ class Ingest:
                     vlan,
                     src,
                     port,
+                    source=src,
+                    now=now,
                 )
                 return None
             if not link.on_link(src):
@@ -143,6 +160,8 @@ class Ingest:
                     "VLAN %s: ignored response from off-subnet %s",
                     vlan,
                     src,
+                    source=src,
+                    now=now,
                 )
                 return None
             self.received[(vlan, "response")] += 1
@@ -172,7 +191,7 @@ class Ingest:
                 if rdtype in _ADDRESS_TYPES:
                     raw = rec.digest  # the parser's: the address's 4 or 16 octets
                     if raw is None or not link.holds_address(raw):
-                        self._refuse(vlan, ADDRESS, src, 1, rec)
+                        self._refuse(vlan, ADDRESS, src, 1, now, rec)
                         refused |= 1 << i
                         continue
                 if store.add(
@@ -193,7 +212,13 @@ class Ingest:
         self.records[vlan] += count
 
     def _refuse(
-        self, vlan: str, reason: str, src: str, count: int, rec: wire.Record | None = None
+        self,
+        vlan: str,
+        reason: str,
+        src: str,
+        count: int,
+        now: float,
+        rec: wire.Record | None = None,
     ) -> None:
         self.refused[(vlan, reason)] += count
         what = f" {rec.name} {dns.rdatatype.to_text(rec.rdata.rdtype)} {rec.rdata}" if rec else ""
@@ -205,4 +230,6 @@ class Ingest:
             what,
             src,
             self.refused[(vlan, reason)],
+            source=src,
+            now=now,
         )
