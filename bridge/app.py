@@ -58,16 +58,16 @@ from .metrics import (
 )
 from .periodic import Periodic
 from .policy import PolicyEngine, default_engine
-from .policy.kubemetrics import KubeCollector
-from .policy.kubesource import KubePolicySource
 from .policy.watch import PolicyWatcher
 from .store import Store
 
-# Optional components are imported where they are built, only when the config asks for them:
-# chrony and the reflector are 13 modules, 2.6 % of the import time before the first answer
-# (-X importtime; docs/performance.md, "Start-up").
+# Optional components are imported where they are built, only when the config asks for them
+# (-X importtime, share of the import time before the first answer; docs/performance.md,
+# "Start-up"): chrony and the reflector, 13 modules, 2.6 %; the Kubernetes policy source with
+# aiohttp, its HTTP client, 106 modules, 37 %.
 if TYPE_CHECKING:
     from .chrony import ChronyService
+    from .policy.kubesource import KubePolicySource
     from .reflector import ReflectorGlue
 
 log = logging.getLogger(__name__)
@@ -160,6 +160,9 @@ class Gateway:
         self._reloads: set[asyncio.Task[bool]] = set()  # SIGHUP reloads under way
         self.kube: KubePolicySource | None = None  # ServicePolicy objects of the Kubernetes API
         if config.kubernetes is not None:
+            # optional: with aiohttp, a third of the start-up (see the imports)
+            from .policy.kubesource import KubePolicySource
+
             k = config.kubernetes
             self.kube = KubePolicySource(
                 k.namespace, k.node_name, k.kubeconfig, config.vlans, self._kube_policies,
@@ -239,6 +242,8 @@ class Gateway:
 
             self.registry.register(ReflectorCollector(self.reflector.reflector))
         if self.kube is not None:
+            from .policy.kubemetrics import KubeCollector
+
             self.registry.register(KubeCollector(self.kube))
         # periodic jobs (supervised: a failure is counted, logged once per burst)
         self.periodic.add("sweep", const.STORE_SWEEP_INTERVAL, lambda: self.store.sweep(clock()))

@@ -144,14 +144,15 @@ def test_no_component_receives_the_gateway() -> None:
 
 
 def test_optional_components_are_imported_only_when_configured() -> None:
-    """chrony and the reflector stay unimported (start-up cost) unless the config has them."""
+    """chrony, the reflector and the Kubernetes policy source (with aiohttp, its client) stay
+    unimported (start-up cost) unless the config has them."""
 
     def optional_modules_loaded(extra: str) -> set[str]:
         code = (
             "import sys; from bridge.app import Gateway; from bridge.config import from_dict; "
             f"Gateway(from_dict({{'vlans': {{'a': {{'interface': 'nosuch0'}}}}{extra}}}, 't')); "
-            "print(sorted(m for m in sys.modules if m.startswith(('bridge.chrony', "
-            "'bridge.reflector'))))"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'aiohttp' or "
+            "m.startswith(('bridge.chrony', 'bridge.reflector', 'bridge.policy.kube'))))"
         )
         res = subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60
@@ -160,8 +161,14 @@ def test_optional_components_are_imported_only_when_configured() -> None:
         return set(ast.literal_eval(res.stdout))
 
     assert optional_modules_loaded("") == set()
-    both = (
+    every = (
         ", 'reflector': {'enabled': True},"
-        " 'chrony': {'servers': [{'name': 'r', 'control': '127.0.0.1'}]}"
+        " 'chrony': {'servers': [{'name': 'r', 'control': '127.0.0.1'}]},"
+        " 'policies': {'kubernetes': {'namespace': 'gw', 'nodeName': 'router'}}"
     )
-    assert {"bridge.chrony", "bridge.reflector"} <= optional_modules_loaded(both)
+    assert {
+        "bridge.chrony",
+        "bridge.reflector",
+        "bridge.policy.kubesource",
+        "aiohttp",
+    } <= optional_modules_loaded(every)
