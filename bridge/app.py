@@ -6,8 +6,9 @@ each gets the collaborators it uses (the store, the links, a send function, a cl
 - mDNS packet -> ``Ingest`` (store) -> its listeners: the chrony responder, the publisher's
   responder (ServiceAnnouncements, lease names), the reflector.
 - policies directory -> the policy engine and the ServiceAnnouncements (one load, one set).
-- store change -> the browser (refresh schedule), on-demand lookups, the DNS server's caches.
-- policy change -> the DNS server's views, the reflector's plan.
+- store change -> the browser (refresh schedule), on-demand lookups, the DNS server's caches,
+  the wide-area publisher.
+- policy change -> the DNS server's views, the reflector's plan, the wide-area publisher.
 - link change (interface scan) -> the transport's groups, the browser, the reflector, DNS zones.
 - metrics -> one registry of collectors, each reading one component's counters.
 
@@ -69,6 +70,7 @@ if TYPE_CHECKING:
     from .chrony import ChronyService
     from .policy.kubesource import KubePolicySource
     from .reflector import ReflectorGlue
+    from .widearea.publisher import WideAreaPublisher
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +191,12 @@ class Gateway:
                 cached=self.store.get,
             )
             self.reflector = ReflectorGlue(reflector, self.links, self.transport.send)
+        self.widearea: WideAreaPublisher | None = None  # RFC 2136 publishing into a DNS zone
+        if config.wide_area is not None:
+            from .widearea.publisher import WideAreaPublisher  # optional: see the imports
+
+            self.widearea = WideAreaPublisher(config.wide_area, config.vlans, self.store, clock)
+            self.store.subscribe(self.widearea.on_change)
         self.diagnostics = Diagnostics(
             vlans=config.vlans,
             links=self.links,
@@ -217,6 +225,8 @@ class Gateway:
         self.policy_consumers: list[Callable[[PolicyEngine], None]] = []
         if self.reflector is not None:
             self.policy_consumers.append(self.reflector.set_policy)
+        if self.widearea is not None:
+            self.policy_consumers.append(self.widearea.set_policy)
         # metrics (and the process's own: process_cpu_seconds_total, _resident_memory_bytes,
         # _open_fds, ... from /proc)
         for collector in (
@@ -245,6 +255,10 @@ class Gateway:
             from .policy.kubemetrics import KubeCollector
 
             self.registry.register(KubeCollector(self.kube))
+        if self.widearea is not None:
+            from .widearea.metrics import WideAreaCollector
+
+            self.registry.register(WideAreaCollector(self.widearea))
         # periodic jobs (supervised: a failure is counted, logged once per burst)
         self.periodic.add("sweep", const.STORE_SWEEP_INTERVAL, lambda: self.store.sweep(clock()))
         self.periodic.add("memory", const.MEMORY_INTERVAL, lambda: self.memory.tick(clock()))
@@ -421,6 +435,9 @@ class Gateway:
                 await self.http.start(self.config.http.listen)
             stack.push_async_callback(self.periodic.stop)
             self.periodic.start()
+            if self.widearea is not None:
+                stack.push_async_callback(self.widearea.stop)
+                self.widearea.start()
             if self.watcher is not None:
                 # hot reload: a change applies within about a second (one stable poll)
                 stack.push_async_callback(self.watcher.stop)

@@ -151,8 +151,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
             )
             return EXIT_USAGE
     engine = PolicyEngine(policies, cfg.vlans)
+    wa = cfg.wide_area
+    wide_area = None if wa is None else (wa.zone, f"{wa.server[0]}:{wa.server[1]}")
     try:
-        print(engine.explain(args.view, args.vlan, args.service))
+        print(engine.explain(args.view, args.vlan, args.service, wide_area))
     except ValueError as exc:
         print(f"{args.service}: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -24,6 +24,8 @@ from . import const, lan
 from .dnssd import LOCAL
 from .errors import GatewayError
 from .interfaces import list_interfaces
+from .widearea import tsigkey
+from .widearea.tsigkey import TsigKey
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +130,17 @@ class KubernetesPolicies:
 
 
 @dataclass(frozen=True, slots=True)
+class WideAreaConfig:
+    """Wide-area publishing (bridge/widearea): RFC 2136 UPDATEs signed with TSIG."""
+
+    server: Address  # the zone's primary: UPDATEs and the TSIG AXFR go there
+    zone: dns.name.Name  # the gateway publishes under <vlan>.<zone>
+    key: TsigKey  # read from tsig.secret_file at load time
+    ttl: int = const.WIDEAREA_DEFAULT_TTL  # s; the TTL of every published record
+    reconcile_interval: float = const.WIDEAREA_RECONCILE_INTERVAL  # s; between zone transfers
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     vlans: Mapping[str, VlanConfig]
     dns: DnsConfig = DnsConfig()
@@ -139,6 +152,7 @@ class Config:
     reflector: ReflectorConfig = ReflectorConfig()  # disabled unless 'reflector: {enabled: true}'
     kubernetes: KubernetesPolicies | None = None  # 'policies: {kubernetes: ...}' (then policies
     #   is None)
+    wide_area: WideAreaConfig | None = None  # None: nothing is published into a DNS zone
 
 
 # --- loading -------------------------------------------------------------------------------
@@ -276,7 +290,7 @@ def _vlan_name_from(ifname: str) -> str:
     return name[:63]
 
 
-_TOP_KEYS = {"vlans", "dns", "http", "policies", "cache", "chrony", "reflector"}
+_TOP_KEYS = {"vlans", "dns", "http", "policies", "cache", "chrony", "reflector", "wide_area"}
 _REFLECTOR_KEYS = {"enabled", "rate", "burst"}
 _DNS_KEYS = {
     "listen",
@@ -421,10 +435,21 @@ def from_dict(
             )
     chrony = _chrony(data["chrony"], vlans, bad) if data.get("chrony") is not None else None
     reflector = _reflector(data.get("reflector"), bad)
+    raw_wide = data.get("wide_area")
+    wide_area = None if raw_wide is None else _wide_area(raw_wide, base, bad)
     if problems:
         raise ConfigError(problems)
     return Config(
-        vlans, dns_cfg, http, policies, max_records, source, chrony, reflector, kubernetes
+        vlans,
+        dns_cfg,
+        http,
+        policies,
+        max_records,
+        source,
+        chrony,
+        reflector,
+        kubernetes,
+        wide_area,
     )
 
 
@@ -1000,3 +1025,117 @@ def with_http_listen(cfg: Config, text: str, key: str = "--http-listen") -> Conf
     if problems or addr is None:
         raise ConfigError(problems)
     return replace(cfg, http=HttpConfig(addr))
+
+
+_WIDE_AREA_KEYS = {"server", "zone", "tsig", "ttl", "reconcile_interval"}
+_TSIG_KEYS = {"name", "algorithm", "secret_file"}
+_WIDE_AREA_EXAMPLE = (
+    'e.g. \'wide_area: {server: "192.0.2.53:53", zone: dnssd.example.com., tsig: {name: '
+    "mdns-gateway., algorithm: hmac-sha256, secret_file: /etc/mdns-gateway/tsig.key}}'"
+)
+
+
+def _wide_area(raw: Any, base: Path | None, bad: Any) -> WideAreaConfig | None:
+    """The ``wide_area:`` section; the TSIG secret file is read and checked here (readable,
+    not world-readable, one of the formats bridge/widearea/tsigkey.py reads)."""
+    if not isinstance(raw, dict):
+        bad("wide_area", "expected a mapping", _WIDE_AREA_EXAMPLE)
+        return None
+    _unknown_keys(raw, _WIDE_AREA_KEYS, "wide_area", bad)
+    server = None
+    if "server" not in raw:
+        bad("wide_area.server", "missing", 'the zone\'s primary, e.g. "192.0.2.53:53"')
+    else:
+        server = _address(raw["server"], "wide_area.server", bad)
+    zone = None
+    if "zone" not in raw:
+        bad("wide_area.zone", "missing", "the zone to publish into, e.g. dnssd.example.com.")
+    else:
+        zone = _zone(raw["zone"], "wide_area.zone", bad)
+    ttl = _int(
+        raw.get("ttl", const.WIDEAREA_DEFAULT_TTL),
+        "wide_area.ttl",
+        const.CONFIG_MIN_WIDEAREA_TTL,
+        const.CONFIG_MAX_TTL,
+        bad,
+    )
+    interval = _float(
+        raw.get("reconcile_interval", const.WIDEAREA_RECONCILE_INTERVAL),
+        "wide_area.reconcile_interval",
+        const.CONFIG_MIN_RECONCILE_INTERVAL,
+        const.CONFIG_MAX_TTL,
+        bad,
+    )
+    key = _tsig(raw.get("tsig"), base, bad)
+    if server is None or zone is None or key is None:
+        return None
+    return WideAreaConfig(server, zone, key, ttl, interval)
+
+
+def _tsig(raw: Any, base: Path | None, bad: Any) -> TsigKey | None:
+    example = (
+        "e.g. 'tsig: {name: mdns-gateway., algorithm: hmac-sha256, "
+        "secret_file: /etc/mdns-gateway/tsig.key}'"
+    )
+    if not isinstance(raw, dict):
+        bad("wide_area.tsig", "missing or not a mapping", example)
+        return None
+    _unknown_keys(raw, _TSIG_KEYS, "wide_area.tsig", bad)
+    name = None
+    raw_name = raw.get("name")
+    try:
+        if isinstance(raw_name, str) and raw_name:
+            name = dns.name.from_text(raw_name)
+    except Exception:  # dnspython raises several types for bad names
+        name = None
+    if name is None:
+        bad("wide_area.tsig.name", f"{_short(raw_name)} is not a key name", example)
+    algorithm = raw.get("algorithm", "hmac-sha256")
+    if not isinstance(algorithm, str) or algorithm.lower() not in tsigkey.ALGORITHMS:
+        bad(
+            "wide_area.tsig.algorithm",
+            f"{_short(algorithm)} is not a TSIG algorithm the gateway signs with",
+            f"use one of {', '.join(tsigkey.ALGORITHMS)} (hmac-sha256 is what both "
+            "tsig-keygen and keymgr make by default)",
+        )
+        algorithm = None
+    else:
+        algorithm = algorithm.lower()
+    secret_file = raw.get("secret_file")
+    if not isinstance(secret_file, str) or not secret_file.strip():
+        bad("wide_area.tsig.secret_file", f"{_short(secret_file)} is not a file path", example)
+        return None
+    path = Path(secret_file)
+    if not path.is_absolute() and base is not None:
+        path = base / path
+    key = "wide_area.tsig.secret_file"
+    make = (
+        "write it with 'tsig-keygen -a hmac-sha256 NAME > FILE' (BIND), "
+        "'keymgr -t NAME hmac-sha256 > FILE' (Knot) or one line of base64, then "
+        "'chmod 600 FILE'"
+    )
+    try:
+        mode = path.stat().st_mode
+        if mode & 0o004:
+            bad(
+                key,
+                f"{path} is readable by every user (mode {mode & 0o777:o}): anyone could "
+                "publish into the zone with it",
+                f"chmod o-rwx {path} (and chown it to the gateway's user)",
+            )
+            return None
+        with path.open("rb") as f:
+            data = f.read(const.WIDEAREA_KEY_FILE_MAX_BYTES + 1)
+    except OSError as exc:
+        bad(key, f"cannot read {path}: {exc.strerror}", f"check the path and permissions; {make}")
+        return None
+    if len(data) > const.WIDEAREA_KEY_FILE_MAX_BYTES:
+        bad(key, f"{path} is larger than a key file", f"check the path; {make}")
+        return None
+    if name is None or algorithm is None:
+        return None
+    try:
+        return tsigkey.parse(data.decode("utf-8", "replace"), name, algorithm)
+    except tsigkey.KeyFileProblem as exc:
+        bad(key, f"{path}: {exc}", make + "; tsig.name and tsig.algorithm must match the key's")
+        return None

@@ -188,6 +188,36 @@ POLICY_CYAML_DEPTH_BOUND = 2_000  # nesting bound ('[' and '{' plus twice the lo
 #   which libyaml's parser is used; its composer recurses in C and crashes the process near
 #   20,000 levels, so deeper-looking files go to the pure-Python parser (RecursionError-safe)
 
+# --- wide-area publishing (issue 16, bridge/widearea) ---------------------------------------
+WIDEAREA_DEFAULT_TTL = 120  # s; published records' TTL: mDNS's own for host records (RFC 6762
+#   §10), so a record the gateway failed to delete misleads resolvers for two minutes at most
+WIDEAREA_RECONCILE_INTERVAL = 600.0  # s; between TSIG zone transfers that repair the zone (a
+#   crash, an edit by hand); one AXFR of a few thousand records every 10 min costs the server little
+WIDEAREA_BATCH_DELAY = 0.2  # s; changes gathered before an UPDATE: an announcement's records
+#   (PTR, SRV, TXT, A, AAAA) arrive in one packet or a few within milliseconds
+WIDEAREA_MIN_INTERVAL = 0.05  # s between UPDATEs (20/s): the server's journal and its
+#   NOTIFYs to secondaries are not flooded by a flapping device
+WIDEAREA_UPDATE_MAX_RRSETS = 400  # RRsets changed in one UPDATE; a start-up with thousands of
+#   services is several messages (each well under TCP's 64 KB with TSIG)
+WIDEAREA_UDP_MAX_RECORDS = 8  # records; an UPDATE changing more goes over TCP: 8 records of
+#   ~100 B and the TSIG stay under 1,232 B (the DNS flag day's safe UDP size)
+WIDEAREA_FIRST_RECONCILE = 5.0  # s after start-up: the first zone transfer waits until the
+#   browser has heard the network's answers, so a restart does not delete what comes back
+WIDEAREA_TIMEOUT = 5.0  # s; an UPDATE or the start of a zone transfer without an answer
+WIDEAREA_AXFR_TIMEOUT = 60.0  # s; a whole zone transfer
+WIDEAREA_RETRY_MIN = 1.0  # s; the first retry after a timeout or SERVFAIL, doubling ...
+WIDEAREA_RETRY_MAX = 60.0  # s; ... up to this (a server down for an hour is asked once a minute)
+WIDEAREA_CONFIG_RETRY = 300.0  # s; retry after REFUSED/NOTAUTH/BADKEY/BADSIG/BADTIME: a fix
+#   of the server or the key is picked up within 5 min without hammering the server meanwhile
+WIDEAREA_CHUNK = 250  # service instances computed per event-loop turn: 1,000 learned at once
+#   never hold the loop for more than a few milliseconds at a time
+WIDEAREA_MAX_INSTANCES = 100_000  # instances followed in all; beyond, new ones are counted, not
+#   published (the store's own bound, STORE_MAX_RECORDS, keeps this far away in practice)
+WIDEAREA_KEY_FILE_MAX_BYTES = 65_536  # bytes; a key file is ~100 B, a wrong path must not be read
+CONFIG_MIN_WIDEAREA_TTL = 1  # s; wide_area.ttl
+CONFIG_MIN_RECONCILE_INTERVAL = 10.0  # s; wide_area.reconcile_interval: a transfer a second
+#   would be the server's load, not a repair
+
 # --- configuration -------------------------------------------------------------------------
 CONFIG_MAX_BYTES = 1_048_576  # bytes read of --config at most; a config is a few KB, a wrong path
 #   (a device, a log) must not be read whole

@@ -6,7 +6,8 @@ and ``policy.PolicyError`` (every problem with its file, key and fix), ``mdns.wi
 ``chrony.ChronyError`` (chronyd's answer not understood), ``mdns.rewrite.Unsupported`` (bytes
 the reflector cannot rebuild in place), ``policy.kubeauth.KubeConfigError`` (no usable
 Kubernetes API endpoint), ``policy.kubewatch.KubeProtocolError`` (what the API sent is not the
-watch protocol) and ``mdns.dnspython_check.DnspythonMismatch``. A boundary (the command line,
+watch protocol), ``widearea.tsigkey.KeyFileProblem`` (a TSIG key file not understood) and
+``mdns.dnspython_check.DnspythonMismatch``. A boundary (the command line,
 a reload, a packet handler) catches ``GatewayError`` and turns it into a message, a counter or
 a protocol outcome; anything else that escapes is a bug.
 """

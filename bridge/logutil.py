@@ -68,6 +68,7 @@ class RateLimitedLog:
             msg += f", the last from {last})" if last else ")"
         self.logger.log(level, msg, *args)
 
+    error = partialmethod(log, logging.ERROR)
     warning = partialmethod(log, logging.WARNING)
     info = partialmethod(log, logging.INFO)
     debug = partialmethod(log, logging.DEBUG)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import io
 import socket
 import struct
+import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import dns.exception
@@ -258,6 +260,28 @@ def _seeded_hash(name: dns.name.Name) -> int:
 # unseeded one, and a Python loop per octet (~8 us a name). Set once, when this module is
 # imported (bridge/__init__.py imports it first, before any dict keyed by names is built).
 dns.name.Name.__hash__ = _seeded_hash  # type: ignore[method-assign,assignment]
+
+
+def _rehash_dnspython_tables() -> None:
+    """dnspython's own dicts keyed by Names, built at its import with the old hash, rebuilt in
+    place: dns.tsig's ``mac_sizes`` and ``HMACTSig._hashes`` were unreachable (every TSIG
+    signature raised KeyError: the wide-area publisher's UPDATEs and zone transfers)."""
+    for module in [m for n, m in sys.modules.items() if n == "dns" or n.startswith("dns.")]:
+        spaces: list[Mapping[str, object]] = [vars(module)]
+        spaces += [vars(v) for v in vars(module).values() if isinstance(v, type)]
+        for space in spaces:
+            for value in list(space.values()):
+                if (
+                    isinstance(value, dict)
+                    and value
+                    and all(isinstance(k, dns.name.Name) for k in value)
+                ):
+                    items = list(value.items())
+                    value.clear()
+                    value.update(items)
+
+
+_rehash_dnspython_tables()
 
 
 def intern(labels: tuple[bytes, ...]) -> dns.name.Name:

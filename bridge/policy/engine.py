@@ -6,6 +6,8 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
+import dns.name
+
 from ..dnssd import service_type_text
 from .explain import Explanation, explain
 from .instances import InstanceFilter, fold
@@ -276,13 +278,20 @@ class PolicyEngine:
                 f"unknown view {view!r}; views are the VLANs {sorted(self.vlans)} and '*'"
             ) from None
 
-    def explain(self, view: str, vlan: str, service: str) -> Explanation:
+    def explain(
+        self,
+        view: str,
+        vlan: str,
+        service: str,
+        wide_area: tuple[dns.name.Name, str] | None = None,
+    ) -> Explanation:
         """Which policies decide whether ``view`` sees ``service`` from ``vlan``, and why.
 
-        ``service`` is a type (``"_ipp._tcp"``) or an instance (``"My Printer._ipp._tcp"``).
+        ``service`` is a type (``"_ipp._tcp"``) or an instance (``"My Printer._ipp._tcp"``);
+        ``wide_area``: the configured (zone, server), to say where it is published.
         Raises ValueError for an unknown view or VLAN or a malformed service name.
         """
-        return explain(self, view, vlan, service)
+        return explain(self, view, vlan, service, wide_area)
 
 
 def _bits(mask: int) -> Iterator[int]:

@@ -8,6 +8,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import dns.name
+
 from .instances import InstanceFilter, fold
 from .model import (
     ANY,
@@ -36,10 +38,17 @@ class Explanation:
         return "\n".join(self.reasons)
 
 
-def explain(engine: PolicyEngine, view: str, vlan: str, service: str) -> Explanation:
+def explain(
+    engine: PolicyEngine,
+    view: str,
+    vlan: str,
+    service: str,
+    wide_area: tuple[dns.name.Name, str] | None = None,
+) -> Explanation:
     """Which policies decide whether ``view`` sees ``service`` from ``vlan``, and why.
 
     ``service`` is a type (``"_ipp._tcp"``) or an instance (``"My Printer._ipp._tcp"``).
+    ``wide_area``: the configured (zone, server), to say where a published service goes.
     Raises ValueError for an unknown view or VLAN or a malformed service name.
     """
     if view != ANY and view not in engine.vlans:
@@ -64,7 +73,40 @@ def explain(engine: PolicyEngine, view: str, vlan: str, service: str) -> Explana
     reasons.extend(_why_flag(engine, view, vlan, stype, instance, "reflect"))
     reasons.append(f"published wide-area: {'yes' if wide else 'no'}")
     reasons.extend(_why_flag(engine, view, vlan, stype, instance, "wideArea"))
+    reasons.extend(
+        _where(
+            engine.view(ANY).wide_area_visible(vlan, stype, instance),
+            vlan,
+            stype,
+            instance,
+            wide_area,
+        )
+    )
     return Explanation(view, vlan, stype, instance, visible, reflect, wide, reasons)
+
+
+def _where(
+    published: bool,
+    vlan: str,
+    stype: str,
+    instance: str | None,
+    wide_area: tuple[dns.name.Name, str] | None,
+) -> list[str]:
+    """Where the publisher (which follows the router's view: any VLAN view's policy) puts it."""
+    if not published:
+        return []
+    if wide_area is None:
+        return ["  but the configuration has no wide_area: section: nothing is published"]
+    zone, server = wide_area
+    sub = dns.name.Name((vlan.encode(), *zone.labels))
+    where = dns.name.Name((*dns.name.from_text(stype, origin=None).labels, *sub.labels))
+    if instance is not None:
+        where = dns.name.Name((instance.encode(), *where.labels))
+    what = "as" if instance is not None else "under the type name"
+    return [
+        f"  published {what} {where.to_text()} (zone {zone.to_text()} on {server}), "
+        "with its host's usable addresses"
+    ]
 
 
 def _matches(

@@ -1,0 +1,298 @@
+"""Wide-area publishing against real authoritative servers in the namespace lab.
+
+Real peers: ``knotd`` (Debian's knot) and ``named`` (Debian's bind9) in the router namespace on
+its loopback, each configured from the README's example blocks as written (paths, the address
+and the secret replaced), so the key is confined to the gateway's subdomains and the browse
+names; python-zeroconf publishes in the IoT VLAN; ``kdig`` reads the zone (TSIG AXFR) and
+``knsupdate`` edits it by hand. Topology: tests/integration/conftest.py (trusted, iot, guest).
+
+The tests run in order on one world (Knot, a publisher, a gateway).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from netlab.lab import (
+    GatewayProcess,
+    Lab,
+    ZeroconfPublisher,
+    gateway_config,
+    poll_until,
+    popen,
+    terminate,
+)
+from netlab.mdns_probe import http_get
+from tests.support.cli import ROOT
+
+pytestmark = [pytest.mark.lab, pytest.mark.timeout(300)]
+
+ZONE = "dnssd.example.com"
+KNOT_PORT = 5392
+BIND_PORT = 5393
+HTTP_PORT = 9353
+PRINTER = "Living Room Printer"
+SCANNER = "Hall Scanner"
+WEB = "Printer Web"
+WIDE_POLICY = """apiVersion: mdnsgateway.io/v1alpha1
+kind: ServicePolicy
+metadata: {name: printers-wide-area}
+spec: {from: [iot], to: [trusted], services: [_ipp._tcp], wideArea: %s}
+---
+apiVersion: mdnsgateway.io/v1alpha1
+kind: ServicePolicy
+metadata: {name: web-visible-only}
+spec: {from: [iot], to: [trusted], services: [_http._tcp]}
+"""
+ZONE_FILE = f"""$ORIGIN {ZONE}.
+$TTL 300
+@ SOA ns hostmaster 1 3600 600 86400 60
+@ NS ns
+ns A 127.0.0.1
+"""
+
+pytestmark.append(
+    pytest.mark.skipif(
+        not all(shutil.which(t) for t in ("knotd", "kdig", "knsupdate", "keymgr")),
+        reason="Debian's knot and knot-dnsutils are not installed",
+    )
+)
+
+
+def readme_block(marker: str) -> str:
+    """The README's fenced code block whose first line contains ``marker``."""
+    blocks = re.findall(r"^```[a-z]*\n(.*?)^```", (ROOT / "README.md").read_text(), re.M | re.S)
+    found = [b for b in blocks if marker in b.splitlines()[0]]
+    assert len(found) == 1, f"README has {len(found)} blocks starting with {marker!r}"
+    return found[0]
+
+
+def keymgr_key() -> tuple[str, str]:
+    """(Knot's key text, its secret) as ``keymgr -t`` makes it."""
+    out = subprocess.run(
+        ["keymgr", "-t", "mdns-gateway", "hmac-sha256"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout
+    secret = re.search(r"secret: (\S+)", out)
+    assert secret is not None, out
+    return out, secret.group(1)
+
+
+@dataclass
+class Server:
+    """An authoritative server we start and stop ourselves (untracked by the lab: some tests
+    restart it and later tests use it); the module fixture ends it."""
+
+    lab: Lab
+    argv: list[str]
+    port: int
+    log: Path
+    proc: subprocess.Popen[Any] | None = None
+
+    def start(self) -> None:
+        logf = self.log.open("ab")
+        try:
+            self.proc = popen(self.lab.gw, *self.argv, stdout=logf, stderr=subprocess.STDOUT)
+        finally:
+            logf.close()
+        poll_until(
+            lambda: "NOERROR" in self.dig(f"{ZONE}.", "SOA", check=False),
+            timeout=20,
+            interval=0.1,
+            message=lambda: f"{self.argv[0]} to serve {ZONE}:\n{self.log.read_text()[-2000:]}",
+        )
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            terminate(self.proc, 10.0)
+            self.proc = None
+
+    def dig(self, *args: str, check: bool = True) -> str:
+        res = self.lab.run(
+            self.lab.gw, "kdig", "@127.0.0.1", "-p", str(self.port), *args, check=check
+        )
+        return res.stdout
+
+
+def write_knot(directory: Path, secret: str) -> list[str]:
+    """knotd's argv, its config being the README's block with paths, address and secret set."""
+    (directory / "db").mkdir(parents=True)
+    text = (
+        readme_block("knot.conf (wide-area example)")
+        .replace('"/run/knot"', f'"{directory}"')
+        .replace('"/var/lib/knot"', f'"{directory}/db"', 1)
+        .replace('"/var/lib/knot"', f'"{directory}"')
+        .replace("192.0.2.53@53", f"127.0.0.1@{KNOT_PORT}")
+        .replace("SECRET-FROM-KEYMGR", secret)
+    )
+    (directory / "knot.conf").write_text(text)
+    (directory / f"{ZONE}.zone").write_text(ZONE_FILE)
+    subprocess.run(
+        ["knotc", "-c", str(directory / "knot.conf"), "conf-check"],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    return ["knotd", "-c", str(directory / "knot.conf")]
+
+
+@dataclass
+class World:
+    lab: Lab
+    knot: Server
+    secret: str
+    key_file: Path
+    policies: Path
+    publisher: ZeroconfPublisher
+    gw: GatewayProcess
+    servers: list[Server] = field(default_factory=list)
+
+    def zone(
+        self, server: Server | None = None, secret: str | None = None
+    ) -> list[tuple[str, str, str]]:
+        """The zone's records (owner lower-cased, type, rdata) by TSIG AXFR, less SOA/NS/TSIG."""
+        server = server or self.knot
+        out = server.dig(
+            "-y",
+            f"hmac-sha256:mdns-gateway:{secret or self.secret}",
+            f"{ZONE}.",
+            "AXFR",
+            "+nocomments",
+        )
+        records = []
+        for line in out.splitlines():
+            if not line.strip() or line.startswith(";"):
+                continue
+            owner, _ttl, _cls, rdtype, rdata = line.split(None, 4)
+            if rdtype not in ("SOA", "NS", "TSIG") and owner.lower() != f"ns.{ZONE}.":
+                records.append((owner.lower(), rdtype, rdata.strip()))
+        return records
+
+    def wait_zone(
+        self, check: Any, what: str, timeout: float = 10.0, **kw: Any
+    ) -> list[tuple[str, str, str]]:
+        records: list[tuple[str, str, str]] = []
+
+        def done() -> bool:
+            nonlocal records
+            records = self.zone(**kw)
+            return bool(check(records))
+
+        poll_until(done, timeout, interval=0.2, message=lambda: f"{what}; the zone holds {records}")
+        return records
+
+    def metric(self, name: str, port: int = HTTP_PORT) -> float:
+        text = http_get(self.lab.gw, "127.0.0.1", port, "/metrics")
+        m = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
+        return float(m.group(1)) if m else 0.0
+
+
+def instance(label: str, rdtype: str, records: list[tuple[str, str, str]]) -> list[str]:
+    owner = label.lower().replace(" ", "\\032") + f"._ipp._tcp.iot.{ZONE}."
+    return [r for o, t, r in records if o == owner and t == rdtype]
+
+
+def ptrs(records: list[tuple[str, str, str]], owner: str = f"_ipp._tcp.iot.{ZONE}.") -> list[str]:
+    return sorted(r for o, t, r in records if o == owner and t == "PTR")
+
+
+def gateway(
+    lab: Lab, key_file: Path, policies: Path, *, server_port: int = KNOT_PORT
+) -> GatewayProcess:
+    cfg = gateway_config(
+        lab,
+        policies=str(policies),
+        http={"listen": f"127.0.0.1:{HTTP_PORT}"},
+        wide_area={
+            "server": f"127.0.0.1:{server_port}",
+            "zone": f"{ZONE}.",
+            "tsig": {
+                "name": "mdns-gateway.",
+                "algorithm": "hmac-sha256",
+                "secret_file": str(key_file),
+            },
+            "ttl": 120,
+        },
+    )
+    gw = GatewayProcess(lab, cfg)
+    gw.start()
+    gw.wait_ready()
+    return gw
+
+
+@pytest.fixture(scope="module")
+def world(lab: Lab) -> Iterator[World]:
+    base = lab.workdir / "widearea"
+    key_text, secret = keymgr_key()
+    knot = Server(lab, write_knot(base / "knot", secret), KNOT_PORT, base / "knot.log")
+    knot.start()
+    key_file = base / "tsig.key"
+    key_file.write_text(key_text)  # Knot's form
+    key_file.chmod(0o600)
+    policies = base / "policies"
+    policies.mkdir()
+    (policies / "wide.yaml").write_text(WIDE_POLICY % "true")
+    iot1 = lab.hosts["iot1"]
+    assert iot1.link_local is not None
+    publisher = ZeroconfPublisher(
+        lab,
+        iot1,
+        [
+            {
+                "name": PRINTER,
+                "type": "_ipp._tcp",
+                "port": 631,
+                "txt": ["rp=ipp/print", "Ty=Laser"],
+                "server": "printer",
+                "addresses": [iot1.ipv4, iot1.ipv6, iot1.link_local],
+            },
+            {"name": WEB, "type": "_http._tcp", "port": 80, "server": "printer"},
+        ],
+        host_name="printer",
+    )
+    publisher.wait_ready()
+    gw = gateway(lab, key_file, policies)
+    w = World(lab, knot, secret, key_file, policies, publisher, gw, [knot])
+    yield w
+    gw.stop()
+    for server in w.servers:
+        server.stop()
+
+
+def test_publish_with_its_content(world: World) -> None:
+    iot1 = world.lab.hosts["iot1"]
+    records = world.wait_zone(lambda r: instance(PRINTER, "SRV", r), "the printer's SRV")
+    assert ptrs(records) == [
+        f"living\\032room\\032printer._ipp._tcp.iot.{ZONE}."
+    ]  # Knot lower-cases
+    assert instance(PRINTER, "SRV", records) == [f"0 0 631 printer.iot.{ZONE}."]
+    assert instance(PRINTER, "TXT", records) == ['"rp=ipp/print" "Ty=Laser"']  # verbatim
+    host = f"printer.iot.{ZONE}."
+    assert sorted(r for o, t, r in records if o == host) == sorted(
+        [iot1.ipv4, iot1.ipv6]
+    )  # no fe80
+    assert ptrs(records, f"_services._dns-sd._udp.iot.{ZONE}.") == [f"_ipp._tcp.iot.{ZONE}."]
+    for label in ("b", "db", "lb"):
+        assert ptrs(records, f"{label}._dns-sd._udp.{ZONE}.") == [f"iot.{ZONE}."]
+    assert len(records) == len(set(records))  # nothing twice
+    poll_until(lambda: world.metric("mdns_gateway_widearea_records") == len(records), 10)
+    assert world.metric('mdns_gateway_widearea_updates_total{result="ok"}') >= 1
+    assert world.metric("mdns_gateway_widearea_last_success_timestamp_seconds") > time.time() - 300
+
+
+def test_a_service_of_a_non_wide_area_policy_is_never_published(world: World) -> None:
+    records = world.zone()
+    assert not [o for o, _, _ in records if "_http._tcp" in o]
+    assert not [r for _, _, r in records if "_http._tcp" in r]
