@@ -6,17 +6,12 @@ sockets); its registry is what /metrics serves.
 
 from __future__ import annotations
 
-import re
 import socket
-
-from prometheus_client.registry import CollectorRegistry
 
 from bridge.app import Gateway
 from bridge.config import from_dict
-from tests.support.cli import ROOT
 from tests.support.links import setup
-
-NS = "mdns_gateway_"
+from tests.support.metrics import NS, documented, exported
 
 
 def gateway() -> Gateway:
@@ -31,34 +26,6 @@ def gateway() -> Gateway:
             "test.yaml",
         )
     )
-
-
-def exported(registry: CollectorRegistry) -> set[str]:
-    """Metric names as scraped: counters with their _total."""
-    return {
-        m.name + ("_total" if m.type == "counter" else "")
-        for m in registry.collect()
-        if m.name.startswith(NS)
-    }
-
-
-def documented() -> set[str]:
-    """Names in the README's metric tables; a row may abbreviate its further names to a
-    suffix (``mdns_gateway_store_records`` / ``_max``, ``..._evicted_records_total``,
-    ``_expired_records_total``): each suffix may replace any tail of the row's full name."""
-    names: set[str] = set()
-    for line in (ROOT / "README.md").read_text().splitlines():
-        if not line.startswith("|"):
-            continue
-        tokens = re.findall(r"`([a-z_]+)(?:\{[^}`]*\})?`", line.split("|")[1])
-        full = [t for t in tokens if t.startswith(NS)]
-        names.update(full)
-        if not full:
-            continue
-        parts = full[0].split("_")
-        for suffix in (t for t in tokens if t.startswith("_")):
-            names.update("_".join(parts[:k]) + suffix for k in range(2, len(parts) + 1))
-    return names
 
 
 def test_every_exported_metric_is_in_the_readme() -> None:

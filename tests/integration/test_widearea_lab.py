@@ -32,11 +32,10 @@ from netlab.lab import (
     terminate,
 )
 from netlab.mdns_probe import http_get
-from tests.support.cli import ROOT
+from tests.support.widearea import ZONE, knot_config
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(300)]
 
-ZONE = "dnssd.example.com"
 KNOT_PORT = 5392
 BIND_PORT = 5393
 HTTP_PORT = 9353
@@ -53,12 +52,6 @@ kind: ServicePolicy
 metadata: {name: web-visible-only}
 spec: {from: [iot], to: [trusted], services: [_http._tcp]}
 """
-ZONE_FILE = f"""$ORIGIN {ZONE}.
-$TTL 300
-@ SOA ns hostmaster 1 3600 600 86400 60
-@ NS ns
-ns A 127.0.0.1
-"""
 
 pytestmark.append(
     pytest.mark.skipif(
@@ -66,14 +59,6 @@ pytestmark.append(
         reason="Debian's knot and knot-dnsutils are not installed",
     )
 )
-
-
-def readme_block(marker: str) -> str:
-    """The README's fenced code block whose first line contains ``marker``."""
-    blocks = re.findall(r"^```[a-z]*\n(.*?)^```", (ROOT / "README.md").read_text(), re.M | re.S)
-    found = [b for b in blocks if marker in b.splitlines()[0]]
-    assert len(found) == 1, f"README has {len(found)} blocks starting with {marker!r}"
-    return found[0]
 
 
 def keymgr_key() -> tuple[str, str]:
@@ -124,28 +109,6 @@ class Server:
             self.lab.gw, "kdig", "@127.0.0.1", "-p", str(self.port), *args, check=check
         )
         return res.stdout
-
-
-def write_knot(directory: Path, secret: str) -> list[str]:
-    """knotd's argv, its config being the README's block with paths, address and secret set."""
-    (directory / "db").mkdir(parents=True)
-    text = (
-        readme_block("knot.conf (wide-area example)")
-        .replace('"/run/knot"', f'"{directory}"')
-        .replace('"/var/lib/knot"', f'"{directory}/db"', 1)
-        .replace('"/var/lib/knot"', f'"{directory}"')
-        .replace("192.0.2.53@53", f"127.0.0.1@{KNOT_PORT}")
-        .replace("SECRET-FROM-KEYMGR", secret)
-    )
-    (directory / "knot.conf").write_text(text)
-    (directory / f"{ZONE}.zone").write_text(ZONE_FILE)
-    subprocess.run(
-        ["knotc", "-c", str(directory / "knot.conf"), "conf-check"],
-        check=True,
-        capture_output=True,
-        timeout=30,
-    )
-    return ["knotd", "-c", str(directory / "knot.conf")]
 
 
 @dataclass
@@ -236,7 +199,11 @@ def gateway(
 def world(lab: Lab) -> Iterator[World]:
     base = lab.workdir / "widearea"
     key_text, secret = keymgr_key()
-    knot = Server(lab, write_knot(base / "knot", secret), KNOT_PORT, base / "knot.log")
+    config = knot_config(base / "knot", secret, KNOT_PORT)
+    subprocess.run(
+        ["knotc", "-c", str(config), "conf-check"], check=True, capture_output=True, timeout=30
+    )
+    knot = Server(lab, ["knotd", "-c", str(config)], KNOT_PORT, base / "knot.log")
     knot.start()
     key_file = base / "tsig.key"
     key_file.write_text(key_text)  # Knot's form

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from bridge import cli
-from tests.widearea.test_config import BIND
+from tests.support.widearea import BIND
 
 POLICY = """apiVersion: mdnsgateway.io/v1alpha1
 kind: ServicePolicy

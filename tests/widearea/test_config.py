@@ -13,14 +13,7 @@ import pytest
 
 from bridge.config import ConfigError, from_dict
 from bridge.widearea import tsigkey
-
-SECRET = bytes(range(32))
-B64 = base64.b64encode(SECRET).decode()
-BIND = f'key "mdns-gateway" {{\n\talgorithm hmac-sha256;\n\tsecret "{B64}";\n}};\n'
-KNOT = (
-    "# hmac-sha256:mdns-gateway:" + B64 + "\nkey:\n  - id: mdns-gateway\n"
-    "    algorithm: hmac-sha256\n    secret: " + B64 + "\n"
-)
+from tests.support.widearea import B64, BIND, KNOT, SECRET
 
 
 def cfg(tmp_path: Path, content: str = BIND, mode: int = 0o600, **over: Any) -> dict[str, Any]:

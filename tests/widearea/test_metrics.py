@@ -7,8 +7,8 @@ from pathlib import Path
 
 from bridge.app import Gateway
 from bridge.config import from_dict
-from tests.test_metrics_exported import NS, documented, exported
-from tests.widearea.test_config import BIND
+from tests.support.metrics import NS, documented, exported
+from tests.support.widearea import BIND
 
 
 def gateway(tmp_path: Path) -> Gateway:

@@ -35,7 +35,7 @@ from bridge.policy.model import ServicePolicy
 from bridge.store import Store
 from bridge.widearea.publisher import WideAreaPublisher
 from bridge.widearea.update import axfr_query
-from tests.integration.test_widearea_lab import ZONE, ZONE_FILE, readme_block
+from tests.support.widearea import ZONE, knot_config
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("knotd") and shutil.which("knsupdate")), reason="knot is not installed"
@@ -56,23 +56,13 @@ class Knot:
     def __init__(self, base: Path, secret: str) -> None:
         self.base = base
         self.port = free_port()
-        (base / "db").mkdir(parents=True)
-        text = (
-            readme_block("knot.conf (wide-area example)")
-            .replace('"/run/knot"', f'"{base}"')
-            .replace('"/var/lib/knot"', f'"{base}/db"', 1)
-            .replace('"/var/lib/knot"', f'"{base}"')
-            .replace("192.0.2.53@53", f"127.0.0.1@{self.port}")
-            .replace("SECRET-FROM-KEYMGR", secret)
-        )
-        (base / "knot.conf").write_text(text)
-        (base / f"{ZONE}.zone").write_text(ZONE_FILE)
+        self.config = knot_config(base, secret, self.port)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         log = (self.base / "knotd.log").open("ab")
         self.proc = subprocess.Popen(
-            ["knotd", "-c", str(self.base / "knot.conf")], stdout=log, stderr=subprocess.STDOUT
+            ["knotd", "-c", str(self.config)], stdout=log, stderr=subprocess.STDOUT
         )
         log.close()
 
