@@ -197,8 +197,9 @@ WIDEAREA_BATCH_DELAY = 0.2  # s; changes gathered before an UPDATE: an announcem
 #   (PTR, SRV, TXT, A, AAAA) arrive in one packet or a few within milliseconds
 WIDEAREA_MIN_INTERVAL = 0.05  # s between UPDATEs (20/s): the server's journal and its
 #   NOTIFYs to secondaries are not flooded by a flapping device
-WIDEAREA_UPDATE_MAX_RRSETS = 400  # RRsets changed in one UPDATE; a start-up with thousands of
-#   services is several messages (each well under TCP's 64 KB with TSIG)
+WIDEAREA_UPDATE_MAX_RECORDS = 100  # records changed in one UPDATE: ~100 B each, a message stays
+#   far under 64 KB, and rendering and signing one holds the event loop ~20-50 ms, not 0.2 s
+WIDEAREA_MAX_MESSAGE = 65_535  # bytes; the largest DNS message (over TCP), our EDNS payload size
 WIDEAREA_UDP_MAX_RECORDS = 8  # records; an UPDATE changing more goes over TCP: 8 records of
 #   ~100 B and the TSIG stay under 1,232 B (the DNS flag day's safe UDP size)
 WIDEAREA_FIRST_RECONCILE = 5.0  # s after start-up: the first zone transfer waits until the
@@ -209,7 +210,7 @@ WIDEAREA_RETRY_MIN = 1.0  # s; the first retry after a timeout or SERVFAIL, doub
 WIDEAREA_RETRY_MAX = 60.0  # s; ... up to this (a server down for an hour is asked once a minute)
 WIDEAREA_CONFIG_RETRY = 300.0  # s; retry after REFUSED/NOTAUTH/BADKEY/BADSIG/BADTIME: a fix
 #   of the server or the key is picked up within 5 min without hammering the server meanwhile
-WIDEAREA_CHUNK = 250  # service instances computed per event-loop turn: 1,000 learned at once
+WIDEAREA_CHUNK = 100  # service instances computed per event-loop turn: 1,000 learned at once
 #   never hold the loop for more than a few milliseconds at a time
 WIDEAREA_MAX_INSTANCES = 100_000  # instances followed in all; beyond, new ones are counted, not
 #   published (the store's own bound, STORE_MAX_RECORDS, keeps this far away in practice)

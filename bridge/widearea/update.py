@@ -14,7 +14,7 @@ a vanished gateway leaves; Knot and BIND ignore it, hence the reconciliation.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 import dns.edns
@@ -88,31 +88,40 @@ def messages(
     zone: dns.name.Name,
     key: TsigKey,
     ttl: int,
-    max_rrsets: int = const.WIDEAREA_UPDATE_MAX_RRSETS,
-) -> list[tuple[dns.update.UpdateMessage, list[Change]]]:
+    max_records: int = const.WIDEAREA_UPDATE_MAX_RECORDS,
+) -> Iterator[tuple[dns.update.UpdateMessage, list[Change]]]:
     """The UPDATEs applying ``changes`` (one group's: a VLAN or the apex), each with the
-    changes it carries: deletes before adds within a message, an RRset's changes never split
-    across two messages, at most ``max_rrsets`` RRsets per message."""
+    changes it carries, built one at a time (the sender awaits between them): deletes before
+    adds within a message, at most ``max_records`` changes per message, and an RRset's changes
+    in one message unless they alone are more (a type's PTR RRset of a thousand instances: its
+    additions need no atomicity)."""
     rrsets: dict[tuple[dns.name.Name, int], list[Change]] = {}
     for change in changes:
         rrsets.setdefault((change.rec.owner, change.rec.rdtype), []).append(change)
-    out: list[tuple[dns.update.UpdateMessage, list[Change]]] = []
-    items = list(rrsets.values())
+    batches: list[list[Change]] = [[]]
+    for group in rrsets.values():
+        for start in range(0, len(group), max_records):
+            piece = group[start : start + max_records]
+            if batches[-1] and len(batches[-1]) + len(piece) > max_records:
+                batches.append([])
+            batches[-1].extend(piece)
     keyring = key.keyring()
-    for start in range(0, len(items), max_rrsets):
+    for batch in batches:
+        if not batch:
+            continue
         msg = dns.update.UpdateMessage(
             zone, keyring=keyring, keyname=key.name, keyalgorithm=key.algorithm
         )
-        msg.use_edns(0, options=[lease_option(ttl)])
-        batch = [c for group in items[start : start + max_rrsets] for c in group]
+        # payload: dnspython renders a message no larger than its own EDNS payload size (the
+        # default, 1,232 B, refused every UPDATE of more than about ten records with TooBig)
+        msg.use_edns(0, payload=const.WIDEAREA_MAX_MESSAGE, options=[lease_option(ttl)])
         for c in batch:
             if not c.add:
                 msg.delete(c.rec.owner, c.rec.rdata)
         for c in batch:
             if c.add:
                 msg.add(c.rec.owner, ttl, c.rec.rdata)
-        out.append((msg, batch))
-    return out
+        yield msg, batch
 
 
 def lease_option(ttl: int) -> dns.edns.Option:

@@ -19,14 +19,8 @@ from bridge.widearea.desired import (
     usable,
     wide,
 )
+from tests.support.zones import AAAA, PTR, SRV, TXT, A
 
-PTR, SRV, TXT, A, AAAA = (
-    dns.rdatatype.PTR,
-    dns.rdatatype.SRV,
-    dns.rdatatype.TXT,
-    dns.rdatatype.A,
-    dns.rdatatype.AAAA,
-)
 ZONE = dns.name.from_text("dnssd.example.test.")
 LABEL = "Living Room.2nd ✓"  # a space, a dot and UTF-8 inside one label
 INSTANCE = dns.name.Name((LABEL.encode(), b"_ipp", b"_tcp", b"local", b""))

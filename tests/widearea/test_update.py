@@ -70,10 +70,25 @@ def test_the_update_lease_option_carries_the_ttl() -> None:
 
 def test_no_delete_of_all_types_at_a_name() -> None:
     """Knot refuses type ANY deletes under an ACL listing update-type: only rdata deletes."""
-    msgs = update.messages([update.Change(rec(INST, SRV, "0 0 1 a.test."), False)], ZONE, KEY, 120)
+    change = update.Change(rec(INST, SRV, "0 0 1 a.test."), False)
+    msgs = list(update.messages([change], ZONE, KEY, 120))
     for msg, _ in msgs:
         for rrset in received(msg).authority:
             assert rrset.rdtype != dns.rdatatype.ANY and rrset.deleting == dns.rdataclass.NONE
+
+
+def test_a_huge_rrset_is_split_and_every_message_fits() -> None:
+    """A type's PTR RRset of 1,000 instances: dnspython refused the one message (TooBig)."""
+    owner = dns.name.from_text("_ipp._tcp.iot.dnssd.example.test.")
+    changes = [
+        update.Change(
+            rec(owner, PTR, f"Printer\\032{i:04}._ipp._tcp.iot.dnssd.example.test."), True
+        )
+        for i in range(1000)
+    ]
+    msgs = list(update.messages(changes, ZONE, KEY, 120))
+    assert sum(len(c) for _, c in msgs) == 1000
+    assert all(len(m.to_wire()) < 65535 for m, _ in msgs)
 
 
 def test_large_batches_split_by_rrset_never_inside_one() -> None:
@@ -84,7 +99,7 @@ def test_large_batches_split_by_rrset_never_inside_one() -> None:
             update.Change(rec(owner, dns.rdatatype.A, "10.0.0.1"), False),
             update.Change(rec(owner, dns.rdatatype.A, "10.0.0.2"), True),
         ]
-    msgs = update.messages(changes, ZONE, KEY, 120, max_rrsets=2)
+    msgs = list(update.messages(changes, ZONE, KEY, 120, max_records=4))
     assert [len(c) for _, c in msgs] == [4, 4, 2]
     for _, carried in msgs:
         owners = {c.rec.owner for c in carried}
