@@ -9,9 +9,12 @@ kubelet's probes and Prometheus reach HTTP on the node's address (--http-listen 
 here the router's trusted address), and CoreDNS's blocks from ``mdns-gateway corefile``,
 written in the router namespace from its real interfaces, forward to where it answers.
 
-The config's ``policies: {kubernetes: ...}`` is left out: there is no API server here (the
-Kubernetes source has its own tests); without policies each VLAN sees only itself, which is
-what the gateway applies until its first list of ServicePolicy objects.
+The policies are the overlay's three ServicePolicy objects, served by the stand-in API
+server of tests/support/kubeapi.py (no real one can run here) in the router namespace; the
+config gains only ``kubeconfig:`` pointing at it, as the service account's in-cluster token
+(/var/run/secrets/kubernetes.io/serviceaccount) cannot be given to a process here. Every
+request the gateway makes is checked against the base's Role (the verbs the API server's
+authorizer would derive from it).
 """
 
 from __future__ import annotations
@@ -27,9 +30,10 @@ import pytest
 import yaml
 
 from netlab.coredns_forward import ForwardClient
-from netlab.lab import GatewayProcess, Lab, ZeroconfPublisher, poll_until
+from netlab.lab import GatewayProcess, Lab, ZeroconfPublisher, netns_socket, poll_until
 from tests.support.cli import run_module
-from tests.support.deploy import args, configmap_volume, one
+from tests.support.deploy import args, configmap_volume, one, rendered
+from tests.support.kubeapi import KubeApi, KubeApiThread, write_kubeconfig
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(120)]
 
@@ -60,6 +64,30 @@ def _capabilities(pid: int) -> dict[str, int]:
     return fields
 
 
+def _role_allows(method: str, path: str, query: dict[str, str]) -> bool:
+    """Whether the base's Role lets this request through (RBAC's verb for each request:
+    GET of a collection is list, or watch with ?watch; GET of one object is get)."""
+    parts = [p for p in path.split("/") if p]
+    if parts[:2] == ["api", "v1"]:
+        group, rest = "", parts[2:]
+    elif parts[:1] == ["apis"]:
+        group, rest = parts[1], parts[3:]
+    else:
+        return False
+    if rest[:2] != ["namespaces", "mdns-gateway"]:  # a Role: its own namespace only
+        return False
+    rest = rest[2:]
+    resource = "/".join([rest[0], *rest[2:3]])
+    named = len(rest) >= 2
+    verb = {"POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}.get(method)
+    if method == "GET":
+        verb = "get" if named else ("watch" if query.get("watch") in ("1", "true") else "list")
+    for rule in one("base", "Role")["rules"]:
+        if group in rule["apiGroups"] and resource in rule["resources"] and verb in rule["verbs"]:
+            return True
+    return False
+
+
 def _forward_targets(text: str) -> dict[str, tuple[str, int]]:
     """VLAN -> the (host, port) its Corefile block forwards to (the block's comment names it)."""
     out: dict[str, tuple[str, int]] = {}
@@ -77,10 +105,32 @@ def _forward_targets(text: str) -> dict[str, tuple[str, int]]:
 def test_the_daemonsets_gateway_runs_unprivileged_and_answers_through_coredns(
     lab: Lab, tmp_path: Path
 ) -> None:
-    path = configmap_volume(BUILD, tmp_path)
-    cfg: dict[str, Any] = yaml.safe_load(path.read_text())
-    assert cfg.pop("policies") == {"kubernetes": {"namespace": "mdns-gateway"}}
-    (path.parent / "..data" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    def in_router() -> socket.socket:
+        return netns_socket(lab.gw, socket.AF_INET, socket.SOCK_STREAM)
+
+    with KubeApiThread(KubeApi(make_socket=in_router)) as api:
+        policies = [o for o in rendered(BUILD) if o["kind"] == "ServicePolicy"]
+        for obj in policies:
+            api.call(api.api.put, obj)
+        kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", f"http://127.0.0.1:{api.api.port}")
+        path = configmap_volume(BUILD, tmp_path)
+        cfg: dict[str, Any] = yaml.safe_load(path.read_text())
+        assert cfg["policies"] == {"kubernetes": {"namespace": "mdns-gateway"}}
+        cfg["policies"]["kubernetes"]["kubeconfig"] = str(kubeconfig)
+        (path.parent / "..data" / "config.yaml").write_text(yaml.safe_dump(cfg))
+        _run_as_the_daemonset(lab, path)
+        for obj in policies:  # its own status entry, under its NODE_NAME
+            name = obj["metadata"]["name"]
+            entry = api.call(api.api.gateway_entry, "mdns-gateway", name, "router1")
+            assert entry is not None and entry["conditions"][0]["type"] == "Accepted"
+            assert entry["conditions"][0]["status"] == "True", entry
+        requests = api.call(lambda: list(api.api.requests))
+        assert len(requests) >= 2  # the list and the watch at least
+        denied = [r for r in requests if not _role_allows(*r)]
+        assert denied == [], denied
+
+
+def _run_as_the_daemonset(lab: Lab, path: Path) -> None:
     node = lab.vlans["trusted"].ipv4  # the node's address: the kubelet's status.hostIP
     argv = [a.replace("$(HOST_IP)", node) for a in args(BUILD)]
     argv[argv.index("--config") + 1] = str(path)
@@ -135,9 +185,22 @@ def test_the_daemonsets_gateway_runs_unprivileged_and_answers_through_coredns(
 
         want = "Deploy\\032Check._http._tcp.trusted.home.arpa."
         poll_until(lambda: want in instances("trusted"), 15, message=f"{want} via trusted")
-        # guests see nothing of the trusted VLAN without a policy
+        # guests see nothing of the trusted VLAN: no policy lets them
         with ForwardClient(*targets["guest"], socket_factory=factory) as fwd:
             reply = fwd.exchange(question)
         assert not reply.answer and reply.rcode() in (dns.rcode.NXDOMAIN, dns.rcode.NOERROR)
+        pub.stop()
+
+        # the overlay's policies, from the API: trusted sees the IoT VLAN's printers, guests
+        # only one named "Guest Printer*"
+        printer = lab.hosts_in("iot")[0]
+        pub = ZeroconfPublisher(
+            lab, printer, [{"name": "Deploy Printer", "type": "_ipp._tcp", "port": 631}]
+        )
+        pub.wait_ready()
+        question = dns.message.make_query("_ipp._tcp.iot.home.arpa.", "PTR")
+        want = "Deploy\\032Printer._ipp._tcp.iot.home.arpa."
+        poll_until(lambda: want in instances("trusted"), 15, message=f"{want} via trusted")
+        assert want not in instances("guest")
         pub.stop()
     assert gw.proc is not None and gw.proc.returncode == 0, gw.logs()[-3000:]
