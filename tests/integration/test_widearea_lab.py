@@ -6,7 +6,8 @@ and the secret replaced), so the key is confined to the gateway's subdomains and
 names; python-zeroconf publishes in the IoT VLAN; ``kdig`` reads the zone (TSIG AXFR) and
 ``knsupdate`` edits it by hand. Topology: tests/integration/conftest.py (trusted, iot, guest).
 
-The tests run in order on one world (Knot, a publisher, a gateway).
+The tests run in order on one world (Knot, a publisher, a gateway); those that stop the
+gateway or the server come last and start what they need themselves.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from bridge import const
 from netlab.lab import (
     GatewayProcess,
     Lab,
@@ -263,3 +265,148 @@ def test_a_service_of_a_non_wide_area_policy_is_never_published(world: World) ->
     records = world.zone()
     assert not [o for o, _, _ in records if "_http._tcp" in o]
     assert not [r for _, _, r in records if "_http._tcp" in r]
+
+
+def test_a_port_change_replaces_the_srv_in_one_update(world: World) -> None:
+    iot1 = world.lab.hosts["iot1"]
+    # RFC 6762 §10.2: a cache-flush record flushes only rdatas received over a second ago (the
+    # gateway's first queries were answered just now); wait that out, else both ports are live
+    holds_for(lambda: True, const.MDNS_CACHE_FLUSH_GRACE + 0.5)
+    before = world.metric('mdns_gateway_widearea_updates_total{result="ok"}')
+    world.publisher.update(
+        {
+            "name": PRINTER,
+            "type": "_ipp._tcp",
+            "port": 632,
+            "txt": ["rp=ipp/print", "Ty=Laser"],
+            "server": "printer",
+            "addresses": [iot1.ipv4, iot1.ipv6, iot1.link_local],
+        }
+    )
+    records = world.wait_zone(
+        lambda r: instance(PRINTER, "SRV", r) == [f"0 0 632 printer.iot.{ZONE}."], "port 632 alone"
+    )
+    assert len(ptrs(records)) == 1
+    assert world.metric('mdns_gateway_widearea_updates_total{result="ok"}') == before + 1
+    # the flushed SRV leaves the store a second later (RFC 6762 §10.2): nothing more is sent
+    expired = world.metric("mdns_gateway_store_expired_records_total")
+    poll_until(lambda: world.metric("mdns_gateway_store_expired_records_total") > expired, 10)
+    holds_for(
+        lambda: world.metric('mdns_gateway_widearea_updates_total{result="ok"}') == before + 1, 1.0
+    )
+    assert instance(PRINTER, "SRV", world.zone()) == [f"0 0 632 printer.iot.{ZONE}."]
+
+
+def holds_for(predicate: Any, seconds: float) -> None:
+    """``predicate`` stays true for ``seconds`` (what must not happen, over a window)."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        assert predicate()
+        time.sleep(0.1)
+
+
+def test_a_policy_change_removes_and_restores(world: World) -> None:
+    (world.policies / "wide.yaml").write_text(WIDE_POLICY % "false")
+    world.wait_zone(lambda r: not r, "everything withdrawn", timeout=10)
+    (world.policies / "wide.yaml").write_text(WIDE_POLICY % "true")
+    world.wait_zone(lambda r: instance(PRINTER, "SRV", r), "the printer again", timeout=10)
+
+
+def test_a_goodbye_removes_the_service(world: World) -> None:
+    iot1 = world.lab.hosts["iot1"]
+    world.publisher.register(
+        {
+            "name": SCANNER,
+            "type": "_ipp._tcp",
+            "port": 8631,
+            "server": "printer",
+            "addresses": [iot1.ipv4],
+        }
+    )
+    world.wait_zone(lambda r: len(ptrs(r)) == 2, "two printers")
+    world.publisher.unregister(SCANNER)  # goodbye packets
+    records = world.wait_zone(lambda r: len(ptrs(r)) == 1, "the scanner gone", timeout=5)
+    assert not instance(SCANNER, "SRV", records) and instance(PRINTER, "SRV", records)
+
+
+def test_server_down_then_up_catches_up(world: World) -> None:
+    world.knot.stop()
+    iot1 = world.lab.hosts["iot1"]
+    world.publisher.register(
+        {
+            "name": SCANNER,
+            "type": "_ipp._tcp",
+            "port": 8631,
+            "server": "printer",
+            "addresses": [iot1.ipv4],
+        }
+    )
+    world.gw.wait_for_log(
+        r"wide-area: UPDATE to 127\.0\.0\.1:5392 .* failed: (network|timeout)", timeout=15
+    )
+    assert world.gw.running
+    world.knot.start()
+    world.wait_zone(
+        lambda r: instance(SCANNER, "SRV", r), "the scanner after the server's return", timeout=30
+    )
+    world.publisher.unregister(SCANNER)
+    world.wait_zone(lambda r: len(ptrs(r)) == 1, "the scanner gone", timeout=10)
+
+
+def test_a_wrong_key_is_a_clear_error_and_the_gateway_keeps_serving(world: World) -> None:
+    world.gw.stop()
+    wrong = world.key_file.parent / "wrong.key"
+    wrong.write_text(world.key_file.read_text().replace(world.secret, "A" * 43 + "="))
+    wrong.chmod(0o600)
+    gw = gateway(world.lab, wrong, world.policies)
+    line = gw.wait_for_log(
+        r"wide-area: .* to 127\.0\.0\.1:5392 for zone dnssd\.example\.com\. "
+        r"with key mdns-gateway\.: BADSIG.*likely fix: the secret",
+        timeout=20,
+    )
+    assert "Traceback" not in gw.logs(), gw.logs()[-3000:]
+    assert world.metric('mdns_gateway_widearea_updates_total{result="badsig"}') >= 1
+    poll_until(
+        lambda: world.metric('mdns_gateway_widearea_transfers_total{result="badsig"}') >= 1, 15
+    )
+    assert gw.running
+    out = world.lab.dig(
+        world.lab.gw, "@127.0.0.1", "-p", "5320", "+short", "_ipp._tcp.iot.home.arpa", "PTR"
+    )
+    assert "Printer" in out, (line.group(0), out)  # the DNS side answers meanwhile
+    gw.stop()
+
+
+def test_sigkill_an_orphan_by_hand_and_a_restart(world: World) -> None:
+    gw = gateway(world.lab, world.key_file, world.policies)
+    world.wait_zone(lambda r: instance(PRINTER, "SRV", r), "the printer")
+    gw.signal(9)
+    gw.proc.wait(10)  # type: ignore[union-attr]
+    edits = (
+        f"server 127.0.0.1 {KNOT_PORT}\nzone {ZONE}.\n"
+        f'add orphan._ipp._tcp.iot.{ZONE}. 120 TXT "left by hand"\n'
+        f"add _ipp._tcp.iot.{ZONE}. 120 PTR orphan._ipp._tcp.iot.{ZONE}.\n"
+        f"del printer.iot.{ZONE}. A\n"
+        "send\n"
+    )
+    world.lab.run(
+        world.lab.gw, "knsupdate", "-y", f"hmac-sha256:mdns-gateway:{world.secret}", input=edits
+    )
+    assert len(ptrs(world.zone())) == 2
+    gw = gateway(world.lab, world.key_file, world.policies)
+    iot1 = world.lab.hosts["iot1"]
+    records = world.wait_zone(
+        lambda r: (
+            len(ptrs(r)) == 1
+            and any(t == "A" for _, t, _ in r)
+            and not instance("orphan", "TXT", r)
+        ),
+        "the orphan gone and the address back",
+        timeout=20,
+    )
+    assert sorted(r for o, _, r in records if o == f"printer.iot.{ZONE}.") == sorted(
+        [iot1.ipv4, iot1.ipv6]
+    )
+    assert len(records) == len(set(records))
+    assert world.metric('mdns_gateway_widearea_reconciled_records_total{action="deleted"}') >= 2
+    gw.stop()
