@@ -77,6 +77,9 @@ DNS_TCP_WRITE_TIMEOUT = 10.0  # s for a client to read an answer; one that pipel
 #   never reads once kept its connection for over a minute, 2.8 MB queued
 DNS_TCP_MAX_PIPELINED = 64  # queries of one connection waiting for mDNS at once; then reading
 #   pauses until one is answered
+DNS_TCP_QUERIES_PER_TURN = 8  # pipelined queries one connection answers before it lets the event
+#   loop run others: queries already buffered never suspend its reads, and 50,000 REFUSED names
+#   pipelined on one connection held every other client for 3.2 s (lab, test_attacks_lab.py)
 DNS_CLOSE_ROUNDS = 10  # loop turns close() waits for connections accepted just before it (their
 #   tasks start a turn later); one or two suffice, ten bound a shutdown that keeps accepting
 DNS_TCP_BACKLOG = 256  # connections the kernel queues before accept (a reconnect burst of a

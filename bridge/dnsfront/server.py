@@ -290,6 +290,7 @@ class DnsServer:
         self.stats.tcp_connections += 1
         view = fixed_view if fixed_view is not None else self._view_for(host)
         waits: set[asyncio.Task[None]] = set()  # this connection's queries waiting for mDNS
+        turn = 0  # queries answered since this connection last let the loop run others
         clean = False
         assert self._loop is not None
         try:
@@ -319,6 +320,10 @@ class DnsServer:
                         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
                 elif reply is not None and not await self._send_tcp(writer, reply):
                     return
+                turn += 1
+                if turn >= const.DNS_TCP_QUERIES_PER_TURN:
+                    turn = 0
+                    await asyncio.sleep(0)  # buffered queries never suspend the reads above
         except (ConnectionError, OSError):
             return
         except asyncio.CancelledError:  # close(): end normally, or asyncio's stream callback
