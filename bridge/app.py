@@ -6,6 +6,7 @@ each gets the collaborators it uses (the store, the links, a send function, a cl
 - mDNS packet -> ``Ingest`` (store) -> its listeners: the chrony responder, the publisher's
   responder (ServiceAnnouncements, lease names), the reflector.
 - policies directory -> the policy engine and the ServiceAnnouncements (one load, one set).
+- DHCP lease files -> ``LeaseWatcher`` -> lease host names -> the publisher.
 - store change -> the browser (refresh schedule), on-demand lookups, the DNS server's caches,
   the wide-area publisher.
 - policy change -> the DNS server's views, the reflector's plan, the wide-area publisher.
@@ -68,6 +69,7 @@ from .store import Store
 # aiohttp, its HTTP client, 106 modules, 37 %.
 if TYPE_CHECKING:
     from .chrony import ChronyService
+    from .dhcp.watch import LeaseWatcher
     from .policy.kubesource import KubePolicySource
     from .reflector import ReflectorGlue
     from .widearea.publisher import WideAreaPublisher
@@ -178,7 +180,24 @@ class Gateway:
                 config.chrony, self.store, self.links, self.transport.send, clock
             )
         # ServiceAnnouncements and DHCP lease names: its own responder, its pinned records
-        self.publisher = Publisher(self.store, self.links, self.transport.send, clock)
+        self.publisher = Publisher(
+            self.store,
+            self.links,
+            self.transport.send,
+            clock,
+            publish_leases=config.dhcp is not None and config.dhcp.publish_mdns,
+        )
+        self.leases: LeaseWatcher | None = None  # DHCP lease files -> host names
+        if config.dhcp is not None:
+            from .dhcp.watch import LeaseWatcher  # optional: see the imports
+
+            self.leases = LeaseWatcher(
+                config.dhcp.leases,
+                self.links.vlan_of_address,
+                {name: v.domain for name, v in config.vlans.items()},
+                self.publisher.set_leases,
+                reserved=(config.dns.nameserver,),
+            )
         self.reflector: ReflectorGlue | None = None  # multicast reflection between VLANs
         if config.reflector.enabled:
             from .reflector import Reflector, ReflectorGlue  # optional: see the imports
@@ -206,6 +225,8 @@ class Gateway:
             policy=self.policy_status,
             refusals=self.ingest.refusals,
             not_ready=self.kube.not_ready if self.kube is not None else lambda: None,
+            published=self.publisher.origin,
+            announcements=lambda: self.publisher.announcements,
         )
         self.registry = CollectorRegistry(auto_describe=False)
         self.http: HttpSurface | None = None
@@ -247,6 +268,10 @@ class Gateway:
             from .chrony import ChronyCollector
 
             self.registry.register(ChronyCollector(self.chrony))
+        if self.leases is not None:
+            from .dhcp.metrics import DhcpCollector
+
+            self.registry.register(DhcpCollector(self.leases))
         if self.reflector is not None:
             from .reflector import ReflectorCollector
 
@@ -428,6 +453,9 @@ class Gateway:
                 await self.chrony.start()
             stack.callback(self.publisher.stop)  # goodbyes, sockets still open
             self.publisher.start(loop)
+            if self.leases is not None:
+                stack.push_async_callback(self.leases.stop)
+                self.leases.start()
             stack.push_async_callback(self.server.close)
             await self.server.start(self._dns_listeners())
             if self.http is not None and self.config.http.listen is not None:

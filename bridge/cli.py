@@ -135,11 +135,14 @@ def _check_manifests(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from .policy import PolicyEngine, PolicyError, load_policy_dir
+    from .announce.records import origin_lines
+    from .policy import PolicyEngine, PolicyError
+    from .policy.loading import Resources, load_resource_dir
 
     try:
         cfg = _load(args.config)
-        policies = load_policy_dir(cfg.policies, cfg.vlans) if cfg.policies else []
+        found = load_resource_dir(cfg.policies, cfg.vlans) if cfg.policies else Resources()
+        policies = found.policies
     except (config.ConfigError, PolicyError) as exc:
         print(f"invalid configuration or policies:\n{exc}", file=sys.stderr)
         return EXIT_INVALID
@@ -154,7 +157,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
     wa = cfg.wide_area
     wide_area = None if wa is None else (wa.zone, f"{wa.server[0]}:{wa.server[1]}")
     try:
-        print(engine.explain(args.view, args.vlan, args.service, wide_area))
+        exp = engine.explain(args.view, args.vlan, args.service, wide_area)
+        print(exp)
+        print(
+            "\n".join(origin_lines(found.announcements, exp.vlan, exp.service_type, exp.instance))
+        )
     except ValueError as exc:
         print(f"{args.service}: {exc}", file=sys.stderr)
         return EXIT_USAGE

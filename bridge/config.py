@@ -141,6 +141,22 @@ class WideAreaConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class LeaseFile:
+    """A DHCP server's lease file: ``dnsmasq`` (its lease file) or ``kea`` (memfile CSV)."""
+
+    format: str
+    path: Path
+
+
+@dataclass(frozen=True, slots=True)
+class DhcpConfig:
+    """Lease host names published as ``<host>.<VLAN domain>`` (and by mDNS if asked)."""
+
+    leases: tuple[LeaseFile, ...]
+    publish_mdns: bool = False  # also announce <host>.local on the lease's VLAN
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     vlans: Mapping[str, VlanConfig]
     dns: DnsConfig = DnsConfig()
@@ -153,6 +169,7 @@ class Config:
     kubernetes: KubernetesPolicies | None = None  # 'policies: {kubernetes: ...}' (then policies
     #   is None)
     wide_area: WideAreaConfig | None = None  # None: nothing is published into a DNS zone
+    dhcp: DhcpConfig | None = None  # None: no lease host names
 
 
 # --- loading -------------------------------------------------------------------------------
@@ -290,7 +307,20 @@ def _vlan_name_from(ifname: str) -> str:
     return name[:63]
 
 
-_TOP_KEYS = {"vlans", "dns", "http", "policies", "cache", "chrony", "reflector", "wide_area"}
+_TOP_KEYS = {
+    "vlans",
+    "dns",
+    "http",
+    "policies",
+    "cache",
+    "chrony",
+    "reflector",
+    "wide_area",
+    "dhcp",
+}
+_DHCP_KEYS = {"leases", "publish_mdns"}
+_LEASE_KEYS = {"format", "path"}
+_LEASE_FORMATS = ("dnsmasq", "kea")
 _REFLECTOR_KEYS = {"enabled", "rate", "burst"}
 _DNS_KEYS = {
     "listen",
@@ -437,6 +467,7 @@ def from_dict(
     reflector = _reflector(data.get("reflector"), bad)
     raw_wide = data.get("wide_area")
     wide_area = None if raw_wide is None else _wide_area(raw_wide, base, bad)
+    dhcp = _dhcp(data["dhcp"], base, bad) if data.get("dhcp") is not None else None
     if problems:
         raise ConfigError(problems)
     return Config(
@@ -450,7 +481,50 @@ def from_dict(
         reflector,
         kubernetes,
         wide_area,
+        dhcp,
     )
+
+
+def _dhcp(raw: Any, base: Path | None, bad: Any) -> DhcpConfig | None:
+    example = "e.g. 'dhcp: {leases: [{format: dnsmasq, path: /var/lib/misc/dnsmasq.leases}]}'"
+    if not isinstance(raw, dict):
+        bad("dhcp", "expected a mapping", example)
+        return None
+    _unknown_keys(raw, _DHCP_KEYS, "dhcp", bad)
+    publish = raw.get("publish_mdns", False)
+    if not isinstance(publish, bool):
+        bad("dhcp.publish_mdns", f"{_short(publish)} is not true or false", "write true or false")
+        publish = False
+    items = raw.get("leases")
+    if not isinstance(items, list) or not items:
+        bad("dhcp.leases", "missing or not a list of lease files", example)
+        return None
+    files: list[LeaseFile] = []
+    for i, item in enumerate(items):
+        key = f"dhcp.leases[{i}]"
+        if not isinstance(item, dict):
+            bad(key, "expected a mapping with format and path", "e.g. '{format: kea, path: ...}'")
+            continue
+        _unknown_keys(item, _LEASE_KEYS, key, bad)
+        fmt, path = item.get("format"), item.get("path")
+        if fmt not in _LEASE_FORMATS:
+            bad(f"{key}.format", f"{_short(fmt)} is not a lease file format", "use dnsmasq or kea")
+            continue
+        if not isinstance(path, str) or not path.strip():
+            bad(
+                f"{key}.path",
+                f"{_short(path)} is not a file path",
+                "e.g. '/var/lib/kea/kea-leases4.csv'",
+            )
+            continue
+        p = Path(path)
+        if not p.is_absolute() and base is not None:
+            p = base / p
+        if any(f.path == p for f in files):
+            bad(f"{key}.path", f"{path!r} is listed twice", "remove one of them")
+            continue
+        files.append(LeaseFile(fmt, p))
+    return DhcpConfig(tuple(files), publish) if files else None
 
 
 def _reflector(raw: Any, bad: Any) -> ReflectorConfig:

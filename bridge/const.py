@@ -277,6 +277,13 @@ KUBE_STATUS_ATTEMPTS = 5  # status patches of one object refused with 409 Confli
 #   for the next change
 KUBE_ERROR_BODY_MAX = 4096  # bytes of an error response read for its message
 
+# --- DHCP lease host names ------------------------------------------------------------------
+DHCP_POLL_INTERVAL = 1.0  # s; lease files are stat()ed this often: a lease shows in DNS within it
+# bytes read of one lease file: a Kea memfile appends a row per renewal until its hourly cleanup
+# (~150 bytes a row: 200,000 rows); a larger file is refused, its last leases stay in force
+DHCP_MAX_FILE_BYTES = 32 << 20
+DHCP_MAX_HOSTS = 8192  # lease host names published at once: bounds the store's pins and sync
+
 # --- logging -------------------------------------------------------------------------------
 LOG_RATE_LIMIT_INTERVAL = 10.0  # s; a repeated warning (same key) is logged at most this often
 LOG_RATE_LIMIT_KEYS_MAX = 4096  # distinct rate-limit keys remembered (keys include peer

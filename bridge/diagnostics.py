@@ -6,13 +6,17 @@ written here and nowhere else. They only read: the records, the links, the polic
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+import dns.name
+
+from .announce.records import Wanted
 from .config import VlanConfig
 from .mdns.links import Links
 from .policy import PolicyEngine
-from .store import Store
+from .policy.announcement import ServiceAnnouncement
+from .store import Cached, Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +44,10 @@ class Diagnostics:
     refusals: Callable[[], Mapping[tuple[str, str], int]]
     # why the gateway is up but not ready (the Kubernetes policies not listed yet); None: ready
     not_ready: Callable[[], str | None] = lambda: None
+    # what publishes a name we pin (an announcement or a lease), if one does (Publisher.origin)
+    published: Callable[[str, dns.name.Name], Wanted | None] = lambda v, n: None
+    # the ServiceAnnouncements in force
+    announcements: Callable[[], Sequence[ServiceAnnouncement]] = lambda: ()
 
     def readiness(self) -> tuple[bool, str | None]:
         """(ready, the reason when there is one): what /readyz says, whichever server serves
@@ -48,3 +56,14 @@ class Diagnostics:
             return False, None
         reason = self.not_ready()
         return reason is None, reason
+
+    def origin(self, record: Cached) -> tuple[str, str | None]:
+        """Where a record came from: ``("mdns", None)`` (a device announced it), ``("announcement",
+        "<name> (<file>, document n)")``, ``("lease", "<lease file>")`` or ``("router", None)``
+        (the router's own, e.g. its NTP service)."""
+        if record.remaining != float("inf"):
+            return "mdns", None
+        want = self.published(record.vlan, record.name)
+        if want is None:
+            return "router", None
+        return want.origin, want.source

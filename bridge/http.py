@@ -23,6 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
 from . import const
+from .announce.records import origin_lines
 from .diagnostics import Diagnostics
 
 log = logging.getLogger(__name__)
@@ -207,6 +208,7 @@ class HttpSurface:
         for c in store.items(self.diag.clock()):
             if vlan and c.vlan != vlan:
                 continue
+            origin, source = self.diag.origin(c)
             rows.append(
                 {
                     "vlan": c.vlan,
@@ -215,6 +217,8 @@ class HttpSurface:
                     "rdata": c.rdata.to_text(),
                     "ttl": c.ttl,
                     "remaining": None if c.remaining == float("inf") else round(c.remaining, 1),
+                    "origin": origin,  # mdns, announcement, lease or router
+                    "source": source,  # the announcement or lease file, else null
                 }
             )
             if len(rows) >= const.HTTP_MAX_RECORDS_LISTED:
@@ -238,11 +242,13 @@ class HttpSurface:
             exp = engine.explain(q.get("view", ""), q.get("vlan", ""), q.get("service", ""))
         except ValueError as exc:
             return _json({"error": str(exc)}, status=400)
+        origins = origin_lines(self.diag.announcements(), exp.vlan, exp.service_type, exp.instance)
         return _json(
             {
                 "visible": exp.visible,
                 "reflect": exp.reflect,
                 "reasons": list(exp.reasons),
-                "text": str(exp),
+                "origins": origins,
+                "text": "\n".join([str(exp), *origins]),
             }
         )

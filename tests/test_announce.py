@@ -475,3 +475,40 @@ def test_the_readme_example_is_the_issues_and_loads() -> None:
     (ann,) = parse(m.group(1)).announcements
     (want,) = parse(ISSUE_EXAMPLE).announcements
     assert ann == want
+
+
+def test_records_and_explain_say_where_a_name_came_from(tmp_path: Path) -> None:
+    """Issue 19 part 3: the API's records carry their origin; explain names the announcement."""
+    from bridge.announce.records import origin_lines
+
+    (tmp_path / "printer.yaml").write_text(ISSUE_EXAMPLE)
+
+    async def main() -> None:
+        gw, _ = _gateway(tmp_path)
+        await gw._load_policies()
+        pub = gw.publisher
+        pub.start(asyncio.get_running_loop())
+        await _until(pub, "trusted", "announcement:office-printer", ANNOUNCED)
+        now = pub.clock()
+        gw.store.add("trusted", N("tv.local."), A, dns.rdtypes.IN.A.A(IN, A, "10.10.0.9"), 120, now)
+        origins = {
+            (c.name.to_text(), c.rdtype): gw.diagnostics.origin(c)
+            for c in gw.store.items(now)
+            if c.vlan == "trusted"
+        }
+        assert origins[("printer.local.", A)] == (
+            "announcement",
+            f"office-printer ({tmp_path / 'printer.yaml'}, document 1)",
+        )
+        assert origins[("tv.local.", A)] == ("mdns", None)
+        lines = origin_lines(pub.announcements, "trusted", "_ipp._tcp", "office printer")
+        assert lines == [
+            f"origin: announcement office-printer ({tmp_path / 'printer.yaml'}, document 1):"
+            " the router announces 'Office Printer' for host printer on VLAN trusted"
+        ]
+        assert origin_lines(pub.announcements, "guest", "_ipp._tcp", None)[0].startswith(
+            "origin: mDNS"
+        )
+        pub.stop()
+
+    asyncio.run(main())

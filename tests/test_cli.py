@@ -168,7 +168,7 @@ BAD_CONFIGS = [
         "unknown top-level key",
         "vlans: {trusted: {interface: br10}}\npolices: ./p\n",
         "polices: unknown key",
-        "fix: use one of cache, chrony, dns, http, policies",
+        "fix: use one of cache, chrony, dhcp, dns, http, policies",
     ),
     ("no VLANs", "dns: {}\n", "vlans: missing or empty", "fix: add e.g. 'vlans:"),
     (

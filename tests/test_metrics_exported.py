@@ -1,7 +1,7 @@
 """Every counter the components keep reaches /metrics, and every metric is in the README.
 
-A gateway with the reflector and the chrony advertiser on is built without starting it (no
-sockets); its registry is what /metrics serves.
+A gateway with the reflector, the chrony advertiser and lease host names on is built without
+starting it (no sockets); its registry is what /metrics serves.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ def gateway() -> Gateway:
                 "reflector": {"enabled": True},
                 "chrony": {"servers": [{"name": "router", "control": "127.0.0.1:323"}]},
                 "policies": {"kubernetes": {"namespace": "lab", "nodeName": "router-1"}},
+                "dhcp": {"leases": [{"format": "kea", "path": "/nonexistent/kea-leases4.csv"}]},
             },
             "test.yaml",
         )
@@ -54,6 +55,11 @@ def test_the_counters_kept_are_exported() -> None:
     assert sample(f"{NS}chrony_mdns_answers_dropped_total") == 7
     # the configured bound beside the offset, for the skew alert
     assert sample(f"{NS}chrony_max_offset_seconds", {"server": "router"}) == 0.010
+    gw.publisher.responder.stand_asides += 8
+    assert gw.leases is not None
+    gw.leases.ignored["dot"] += 9
+    assert sample(f"{NS}announce_conflicts_total") == 8
+    assert sample(f"{NS}dhcp_names_ignored_total", {"reason": "dot"}) == 9
 
 
 def test_ingest_counts_the_parser_reason_of_a_malformed_packet() -> None:

@@ -119,3 +119,24 @@ def dns_records(spec: Spec, host_label: str, instance_labels: list[str]) -> list
 def host_names(wants: Mapping[RegKey, Wanted]) -> dict[tuple[str, dns.name.Name], Wanted]:
     """(VLAN, ``<host>.local``) -> what publishes it, for "where did this name come from"."""
     return {(vlan, host_name(w.spec.host)): w for (vlan, _), w in wants.items()}
+
+
+def origin_lines(
+    announcements: Iterable[ServiceAnnouncement], vlan: str, stype: str, instance: str | None
+) -> list[str]:
+    """Where a service of ``vlan`` comes from, for ``explain``: the announcements that publish
+    it (the router announces them for a device), or its devices' own mDNS."""
+    found = [
+        a
+        for a in announcements
+        if a.on(vlan)
+        and a.stype == stype
+        and (instance is None or a.instance.casefold() == instance.casefold())
+    ]
+    if not found:
+        return [f"origin: mDNS (devices on VLAN {vlan} announce it; no ServiceAnnouncement does)"]
+    return [
+        f"origin: announcement {a.where}: the router announces {a.instance!r} for host"
+        f" {a.host} on VLAN {vlan}"
+        for a in found
+    ]
