@@ -889,7 +889,6 @@ class Wired:
         from bridge.app import Gateway
         from bridge.config import from_dict
         from bridge.interfaces import IFF_MULTICAST, IFF_UP, Interface
-        from bridge.mdns import ingest as ingest_module
         from bridge.mdns.transport import MdnsTransport
         from bridge.reflector import decide as decide_module
 
@@ -907,8 +906,9 @@ class Wired:
             return True
 
         monkeypatch.setattr(MdnsTransport, "send", send)
-        # the rate-limited logs this gateway writes do not silence other tests' (module state)
-        for module in (ingest_module, store_module, decide_module):
+        # the rate-limited logs this gateway writes do not silence other tests' (module state;
+        # ingest keeps its own per instance)
+        for module in (store_module, decide_module):
             monkeypatch.setattr(module._limited, "_last", OrderedDict())
         vlans = {v: {"interface": f"br{IDX[v]}"} for v in VLANS}
         reflector = {"enabled": True, "rate": 1e6, "burst": 10**6}

@@ -27,7 +27,7 @@ from . import wire
 from .links import Link, Links
 
 log = logging.getLogger(__name__)
-_limited = RateLimitedLog(log)
+
 
 # Records that say something about what exists; NSEC/OPT are mDNS plumbing, not answers.
 _SKIP_TYPES = frozenset({dns.rdatatype.NSEC, dns.rdatatype.OPT})
@@ -56,6 +56,8 @@ class Ingest:
     def __init__(self, store: Store, links: Links) -> None:
         self.store = store
         self.links = links
+        # per instance, not per module: two gateways (or two tests) never quiet each other's lines
+        self._limited = RateLimitedLog(log)
         self.received: Counter[tuple[str, str]] = Counter()  # (vlan, kind) -> packets
         self.dropped: Counter[tuple[str, str]] = Counter()  # (vlan, reason) -> packets
         self.malformed: Counter[tuple[str, str]] = Counter()  # (vlan, WireError.reason) -> packets
@@ -74,7 +76,7 @@ class Ingest:
         link = self.links.by_index.get(ifindex)
         if link is None:
             self.dropped[("", "unknown_interface")] += 1
-            _limited.debug(
+            self._limited.debug(
                 ("unknown", ifindex),
                 "dropped mDNS from %s: interface %d is no VLAN",
                 src,
@@ -86,7 +88,7 @@ class Ingest:
         vlan = link.vlan
         if src in self.links.own_addresses:
             self.dropped[(vlan, "own_packet")] += 1
-            _limited.debug(
+            self._limited.debug(
                 ("own", vlan),
                 "VLAN %s: dropped our own mDNS packet (looped back)",
                 vlan,
@@ -96,7 +98,7 @@ class Ingest:
             return None
         if len(data) > const.MDNS_MAX_PACKET:
             self.dropped[(vlan, "oversized")] += 1
-            _limited.warning(
+            self._limited.warning(
                 ("oversized", vlan),
                 "VLAN %s: dropped %d-byte mDNS packet from %s",
                 vlan,
@@ -111,7 +113,7 @@ class Ingest:
         except wire.WireError as exc:
             self.dropped[(vlan, "malformed")] += 1
             self.malformed[(vlan, exc.reason)] += 1
-            _limited.warning(
+            self._limited.warning(
                 ("malformed", vlan),
                 "VLAN %s: malformed mDNS packet from %s:%d (%s)",
                 vlan,
@@ -128,7 +130,7 @@ class Ingest:
             self._refuse(vlan, META, src, packet.meta, now)
         if packet.opcode != 0 or packet.flags & 0x000F:
             self.dropped[(vlan, "bad_opcode_or_rcode")] += 1
-            _limited.debug(
+            self._limited.debug(
                 ("opcode", vlan),
                 "VLAN %s: dropped mDNS from %s: opcode %d / rcode %d (RFC 6762 §18.3, §18.11)",
                 vlan,
@@ -143,7 +145,7 @@ class Ingest:
             if port != const.MDNS_PORT:
                 # RFC 6762 §6: responses must come from port 5353 (or they are not mDNS)
                 self.dropped[(vlan, "bad_source_port")] += 1
-                _limited.info(
+                self._limited.info(
                     ("port", vlan),
                     "VLAN %s: ignored response from %s port %d",
                     vlan,
@@ -155,7 +157,7 @@ class Ingest:
                 return None
             if not link.on_link(src):
                 self.dropped[(vlan, "off_subnet")] += 1
-                _limited.info(
+                self._limited.info(
                     ("offlink", vlan),
                     "VLAN %s: ignored response from off-subnet %s",
                     vlan,
@@ -222,7 +224,7 @@ class Ingest:
     ) -> None:
         self.refused[(vlan, reason)] += count
         what = f" {rec.name} {dns.rdatatype.to_text(rec.rdata.rdtype)} {rec.rdata}" if rec else ""
-        _limited.warning(
+        self._limited.warning(
             ("refused", reason, vlan),
             "VLAN %s: refused mDNS record (%s)%s from %s (%d so far)",
             vlan,
