@@ -55,6 +55,14 @@ def _http_get(lab: Lab, host: str, port: int, path: str) -> tuple[int, str]:
     return int(head.split()[1]), body.decode(errors="replace")
 
 
+def _probe(lab: Lab, host: str, port: int, path: str) -> int:
+    """The status of one probe; 0 while nothing listens yet."""
+    try:
+        return _http_get(lab, host, port, path)[0]
+    except ConnectionRefusedError:
+        return 0
+
+
 def _capabilities(pid: int) -> dict[str, int]:
     fields = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -152,13 +160,9 @@ def _run_as_the_daemonset(lab: Lab, path: Path) -> None:
         # the kubelet's probes and a Prometheus scrape, on the node's address
         http_port = int(one(BUILD, "DaemonSet")["spec"]["template"]["spec"]["containers"][0]
                         ["ports"][0]["containerPort"])  # fmt: skip
-        assert _http_get(lab, node, http_port, "/healthz")[0] == 200
-        status, body = poll_until(
-            lambda: (r := _http_get(lab, node, http_port, "/readyz"))[0] == 200 and r,
-            15,
-            message="/readyz to say ready",
-        )
-        assert status == 200
+        # as the kubelet does: probe until it answers (HTTP starts after DNS)
+        for probe in ("/healthz", "/readyz"):
+            poll_until(lambda p=probe: _probe(lab, node, http_port, p) == 200, 15, message=probe)
         status, body = _http_get(lab, node, http_port, "/metrics")
         assert status == 200 and "mdns_gateway_build_info" in body
 
