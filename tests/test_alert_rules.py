@@ -99,14 +99,30 @@ def test_names_read_finds_metric_names_and_only_those() -> None:
     assert names_read('-x{a=~"$v"} < 1e6 / y[$__rate_interval]') == {"x", "y"}
 
 
+def values(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Each sample's value by its name and sorted labels."""
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
 @pytest.fixture(scope="module")
 def scrape(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with running_gateway(tmp_path_factory.mktemp("gateway")) as text:
         yield text
 
 
-def test_every_rule_reads_only_metrics_the_gateway_serves(scrape: str) -> None:
-    served = served_names(scrape)
+@pytest.fixture(scope="module")
+def kube_scrape(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The same gateway with its policies from Kubernetes (the kube families exist only then)."""
+    with running_gateway(tmp_path_factory.mktemp("gateway"), kubernetes=True) as text:
+        yield text
+
+
+def test_every_rule_reads_only_metrics_the_gateway_serves(scrape: str, kube_scrape: str) -> None:
+    served = served_names(scrape) | served_names(kube_scrape)
     read = {rule["alert"]: names_read(rule["expr"]) for rule in alerts()}
     assert all(read.values())
     unknown = {alert: sorted(names - served) for alert, names in read.items() if names - served}
@@ -117,11 +133,7 @@ def test_the_series_the_alerts_count_are_served_from_zero(scrape: str) -> None:
     """increase() and rate() miss the first event of a series that appears with it, so the
     collectors export the series the alerts count from 0, per VLAN, before anything happens;
     the configured offset bound is there for the skew alert to compare with."""
-    samples = {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(scrape)
-        for s in family.samples
-    }
+    samples = values(scrape)
     for vlan in ("trusted", "iot"):
         assert samples[("mdns_gateway_store_refused_records_total", (("vlan", vlan),))] == 0
         key: tuple[tuple[str, str], ...] = (("reason", "off_subnet"), ("vlan", vlan))
@@ -134,3 +146,11 @@ def test_the_series_the_alerts_count_are_served_from_zero(scrape: str) -> None:
         assert samples[("mdns_gateway_vlan_up", (("vlan", vlan),))] == 0  # no such interface
     assert samples[("mdns_gateway_chrony_max_offset_seconds", (("server", "router"),))] == 0.010
     assert samples[("mdns_gateway_policy_valid", ())] == 1
+
+
+def test_the_kube_source_is_served_unsynced_while_its_api_is_away(kube_scrape: str) -> None:
+    """What MdnsGatewayPolicySourceNotSynced reads, before the first list: synced 0, no watch."""
+    samples = values(kube_scrape)
+    assert samples[("mdns_gateway_kube_synced", ())] == 0
+    assert samples[("mdns_gateway_kube_watches_total", ())] == 0
+    assert samples[("mdns_gateway_kube_objects", (("verdict", "rejected"),))] == 0

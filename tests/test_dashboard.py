@@ -31,6 +31,9 @@ SHOWN = {
     "record-guard refusals": "mdns_gateway_mdns_records_refused_total",
     "TCP limits": "mdns_gateway_dns_tcp_connections_closed_total",
     "another reflector": "mdns_gateway_reflector_loops_detected_total",
+    "Kubernetes source synced": "mdns_gateway_kube_synced",
+    "Kubernetes relists": "mdns_gateway_kube_relists_total",
+    "Kubernetes objects rejected": "mdns_gateway_kube_objects",
 }
 
 
@@ -106,8 +109,12 @@ def test_the_dashboard_shows_what_the_issue_asks_for() -> None:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[set[str]]:
+    """Names a gateway serves with a policies directory, and with policies from Kubernetes
+    (the ``mdns_gateway_kube_*`` families exist only then; the two sources exclude each other)."""
     with running_gateway(tmp_path_factory.mktemp("gateway")) as text:
-        yield served_names(text)
+        names = served_names(text)
+    with running_gateway(tmp_path_factory.mktemp("gateway"), kubernetes=True) as text:
+        yield names | served_names(text)
 
 
 def test_every_query_reads_only_metrics_the_gateway_serves(served: set[str]) -> None:

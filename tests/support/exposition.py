@@ -22,6 +22,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from .cli import ROOT
+from .kubeapi import write_kubeconfig
 
 # suffixes a family's samples carry in the text format (a counter family "x" is scraped as
 # x_total; histograms and summaries as x_bucket, x_sum, x_count)
@@ -46,16 +47,24 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_gateway(directory: Path) -> Iterator[str]:
+def running_gateway(directory: Path, kubernetes: bool = False) -> Iterator[str]:
     """A gateway process on loopback with every optional component that exports metrics
     (reflector, chrony advertiser, policies directory); yields its /metrics text.
 
     Its VLANs' interfaces do not exist, so it joins no multicast group and sends nothing
     off the machine; chronyd is asked on a loopback port nothing listens on (the polls fail
     and are counted, which is what the chrony families look like when chronyd is down).
+    With ``kubernetes`` the policies come from the Kubernetes source instead of a directory
+    (the two exclude each other, and the ``mdns_gateway_kube_*`` families exist only then),
+    its API server a loopback port nothing listens on: the gateway starts with the default
+    policy, not ready, retrying, which is what those families look like when the API is away.
     """
-    policies = directory / "policies"
-    policies.mkdir()
+    policies: str | dict[str, object] = str(directory / "policies")
+    if kubernetes:
+        kubeconfig = write_kubeconfig(directory / "kubeconfig", f"http://127.0.0.1:{_free_port()}")
+        policies = {"kubernetes": {"namespace": "mdns-gateway", "kubeconfig": str(kubeconfig)}}
+    else:
+        (directory / "policies").mkdir()
     http_port = _free_port()
     config = {
         "vlans": {
@@ -66,7 +75,7 @@ def running_gateway(directory: Path) -> Iterator[str]:
         "http": {"listen": f"127.0.0.1:{http_port}"},
         "reflector": {"enabled": True},
         "chrony": {"servers": [{"name": "router", "control": f"127.0.0.1:{_free_port()}"}]},
-        "policies": str(policies),
+        "policies": policies,
     }
     path = directory / "gateway.yaml"
     path.write_text(yaml.safe_dump(config))
