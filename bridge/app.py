@@ -26,6 +26,7 @@ import logging
 import os
 import resource
 import signal
+import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
@@ -33,6 +34,7 @@ from prometheus_client import ProcessCollector
 from prometheus_client.registry import CollectorRegistry
 
 from . import const
+from .activity import EventLog, QueryNames
 from .announce.metrics import AnnounceCollector
 from .announce.service import Publisher
 from .config import ALL_VIEW, Config
@@ -42,7 +44,6 @@ from .dnsfront.ondemand import OnDemand
 from .dnsfront.ratelimit import ResponseRateLimiter
 from .dnsfront.resolver import Resolver, View, Zones
 from .dnsfront.server import DnsServer, Listener
-from .http import HttpSurface
 from .mdns.browser import Browser
 from .mdns.ingest import Ingest
 from .mdns.links import Links
@@ -69,9 +70,11 @@ from .store import Store
 # aiohttp, its HTTP client, 106 modules, 37 %.
 if TYPE_CHECKING:
     from .chrony import ChronyService
+    from .chrony.health import ServerState
     from .dhcp.watch import LeaseWatcher
     from .policy.kubesource import KubePolicySource
-    from .reflector import ReflectorGlue
+    from .reflector import Reflector, ReflectorGlue
+    from .web import HttpSurface
     from .widearea.publisher import WideAreaPublisher
 
 log = logging.getLogger(__name__)
@@ -216,6 +219,16 @@ class Gateway:
 
             self.widearea = WideAreaPublisher(config.wide_area, config.vlans, self.store, clock)
             self.store.subscribe(self.widearea.on_change)
+        # what happened lately, for the web page: the store's changes and the drop, refusal
+        # and loop counters become events; query packets feed the most-asked names
+        counters = {
+            "dropped": lambda: self.ingest.dropped,
+            "refused": self._refusals,
+        }
+        if self.reflector is not None:
+            counters["another_reflector"] = lambda: self._reflector().loops
+        self.events = EventLog(time.time, lambda: self.store.removing, counters)
+        self.query_names = QueryNames()
         self.diagnostics = Diagnostics(
             vlans=config.vlans,
             links=self.links,
@@ -227,11 +240,18 @@ class Gateway:
             not_ready=self.kube.not_ready if self.kube is not None else lambda: None,
             published=self.publisher.origin,
             announcements=lambda: self.publisher.announcements,
+            wall=time.time,
+            events=self.events,
+            query_names=self.query_names,
+            reflected=None if self.reflector is None else lambda: self._reflector().packets,
+            chrony=None if self.chrony is None else self._chrony_states,
         )
         self.registry = CollectorRegistry(auto_describe=False)
         self.http: HttpSurface | None = None
         if config.http.listen is not None:
-            self.http = HttpSurface(self.diagnostics, self.registry)
+            from .web import HttpSurface  # aiohttp: imported only when HTTP is on
+
+            self.http = HttpSurface(self.diagnostics, self.registry, config.http.token)
 
         # --- connections -----------------------------------------------------------------
         # mDNS packets, after ingest has stored their records
@@ -240,6 +260,9 @@ class Gateway:
         self.ingest.listeners.append(self.publisher.on_packet)
         if self.reflector is not None:
             self.ingest.listeners.append(self.reflector.on_packet)
+        self.ingest.listeners.append(self.query_names.on_packet)
+        # store changes: services announced and gone, for the event log
+        self.store.subscribe(self.events.on_record)
         # the browser asks for a tick when it has questions due (batched)
         self.browser.wake = self._wake_browser
         # policy changes (after the DNS server's views, see apply_engine)
@@ -289,6 +312,7 @@ class Gateway:
         self.periodic.add("memory", const.MEMORY_INTERVAL, lambda: self.memory.tick(clock()))
         self.periodic.add("browse", const.MDNS_REFRESH_TICK, lambda: self.browser.tick(clock()))
         self.periodic.add("link scan", const.IFACE_RESCAN_INTERVAL, self.refresh_links)
+        self.periodic.add("events", const.EVENTS_POLL_INTERVAL, self.events.poll)
         if self.chrony is not None:
             self.periodic.add(
                 "chrony poll", const.CHRONY_POLL_INTERVAL, self.chrony.poll_once, first=0.0
@@ -299,6 +323,24 @@ class Gateway:
                 config.reflector.rate,
                 config.reflector.burst,
             )
+
+    # --- readers of the components, for the event log and the diagnostics ----------------
+
+    def _reflector(self) -> Reflector:
+        assert self.reflector is not None
+        return self.reflector.reflector
+
+    def _refusals(self) -> Mapping[tuple[str, str], int]:
+        """Records refused: the record guard's, and the store's when full (reason store_full)."""
+        out = dict(self.ingest.refusals())
+        for vlan, n in self.store.refused.items():
+            out[(vlan, "store_full")] = n
+        return out
+
+    def _chrony_states(self) -> list[tuple[ServerState, list[str]]]:
+        assert self.chrony is not None
+        chrony = self.chrony
+        return [(st, chrony.advertised_on(name)) for name, st in chrony.states.items()]
 
     # --- policy --------------------------------------------------------------------------
 

@@ -48,6 +48,20 @@ def unusable_listeners(cfg: Config) -> list[str]:
     ]
 
 
+def open_http(cfg: Config) -> list[str]:
+    """An HTTP listener off loopback without a bearer token: it serves only /healthz and
+    /readyz (every other page answers 403 until http.token_file is set)."""
+    listen = cfg.http.listen
+    if listen is None or cfg.http.token is not None or ipaddress.ip_address(listen[0]).is_loopback:
+        return []
+    return [
+        f"{cfg.source}: http.listen: {listen[0]}:{listen[1]} is not loopback and "
+        "http.token_file is not set: only /healthz and /readyz will be served (403 for the "
+        "page, /metrics and /api); fix: set http.token_file to a file holding a token, or "
+        "listen on 127.0.0.1"
+    ]
+
+
 def no_usable_listener(cfg: Config) -> bool:
     """True when the config can serve nothing: no view listener, every plain DNS listener on
     loopback without a default view, and neither the reflector nor chrony advertising (a

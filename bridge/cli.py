@@ -1,5 +1,5 @@
 """Command line: argv, logging, exit codes. Calls config and app (after the dnspython
-self-check), nothing else."""
+self-check), and for ``browse`` / ``explain --live`` the running gateway (web/client.py)."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if absent:
         print("cannot start:\n" + "\n".join(absent), file=sys.stderr)
         return EXIT_INVALID
-    for line in checks.unusable_listeners(cfg):
+    for line in checks.unusable_listeners(cfg) + checks.open_http(cfg):
         log.warning("%s", line)
     if not cfg.vlans:
         log.warning("no VLANs: no usable interface found and none configured")
@@ -95,7 +95,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         print("no DNS client can be answered:\n" + "\n".join(unusable), file=sys.stderr)
         return EXIT_INVALID
     # the config may be written for another machine: its addresses are a warning here
-    for line in checks.absent_addresses(cfg, local_addresses()) + unusable:
+    warnings = checks.absent_addresses(cfg, local_addresses()) + unusable
+    for line in warnings + checks.open_http(cfg):
         print(f"warning: {line}", file=sys.stderr)
     kube = cfg.kubernetes
     source = (
@@ -134,10 +135,90 @@ def _check_manifests(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _live_target(args: argparse.Namespace) -> tuple[str, str | None] | None:
+    """(URL, token) of the running gateway: --url and --token-file, else the config's."""
+    from .web.client import default_url
+
+    token = None
+    if args.token_file:
+        try:
+            with open(args.token_file, encoding="utf-8", errors="replace") as f:
+                token = f.readline().strip() or None
+        except OSError as exc:
+            print(f"--token-file {args.token_file}: {exc.strerror or exc}", file=sys.stderr)
+            return None
+    url = args.url
+    if url is None or token is None:
+        cfg = _load_or_report(args.config)
+        if cfg is None:
+            return None
+        url = url or default_url(cfg.http.listen)
+        token = token or cfg.http.token
+        if url is None:
+            print(
+                f"{cfg.source}: http.listen is off: nothing to ask; fix: pass --url",
+                file=sys.stderr,
+            )
+            return None
+    return url, token
+
+
+def _ask(args: argparse.Namespace, path: str, query: dict[str, str]) -> dict[str, object] | None:
+    from .web.client import GatewayUnreachable, fetch
+
+    target = _live_target(args)
+    if target is None:
+        return None
+    try:
+        return fetch(target[0], path, query, target[1])
+    except GatewayUnreachable as exc:
+        print(f"mdns-gateway: {exc}", file=sys.stderr)
+        return None
+
+
+def cmd_browse(args: argparse.Namespace) -> int:
+    from .web.client import browse_lines
+
+    query = {k: v for k, v in (("vlan", args.vlan), ("view", args.view), ("type", args.type)) if v}
+    body = _ask(args, "/api/services", query)
+    if body is None:
+        return EXIT_INVALID
+    if "error" in body:
+        print(f"mdns-gateway: {body['error']}", file=sys.stderr)
+        return EXIT_USAGE
+    for line in browse_lines(body, args.resolve):
+        print(line)
+    return EXIT_OK
+
+
+def cmd_explain_live(args: argparse.Namespace) -> int:
+    from .web.client import explain_lines
+
+    query = {"view": args.view, "service": args.service}
+    if args.vlan:
+        query["vlan"] = args.vlan
+    body = _ask(args, "/api/explain/live", query)
+    if body is None:
+        return EXIT_INVALID
+    if "error" in body:
+        print(f"mdns-gateway: {body['error']}", file=sys.stderr)
+        return EXIT_USAGE
+    for line in explain_lines(body):
+        print(line)
+    return EXIT_OK
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     from .announce.records import origin_lines
     from .policy import PolicyEngine, PolicyError
     from .policy.loading import Resources, load_resource_dir
+
+    if args.live:
+        return cmd_explain_live(args)
+    if args.vlan is None:
+        args.usage.error(
+            "the following arguments are required: --vlan (only --live may leave it out)"
+        )
 
     try:
         cfg = _load(args.config)
@@ -267,14 +348,46 @@ def build_parser() -> argparse.ArgumentParser:
         "repository's CI; with --config, VLAN names are checked against it",
     )
     p.set_defaults(func=cmd_check)
+
+    def live(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--url",
+            help="the running gateway's HTTP surface (default: the config's http.listen, "
+            "e.g. http://127.0.0.1:9353)",
+        )
+        p.add_argument(
+            "--token-file",
+            metavar="FILE",
+            help="file holding the bearer token (default: the config's http.token_file)",
+        )
+
     p = sub.add_parser("explain", help="which policy lets a view see a service, and why")
     common(p)
     p.add_argument("--view", required=True, help="the client VLAN asking (or '*')")
-    p.add_argument("--vlan", required=True, help="the VLAN the service lives on")
+    p.add_argument("--vlan", help="the VLAN the service lives on (with --live: default every VLAN)")
+    p.add_argument(
+        "--live",
+        action="store_true",
+        help="ask the running gateway: is it announced, on which VLAN, when last seen, "
+        "what the policy says, would the reflector pass it",
+    )
+    live(p)
     p.add_argument(
         "service", help="a service type (_ipp._tcp) or instance ('My Printer._ipp._tcp')"
     )
-    p.set_defaults(func=cmd_explain)
+    p.set_defaults(func=cmd_explain, usage=p)
+    p = sub.add_parser(
+        "browse", help="list the services the running gateway holds, as avahi-browse does"
+    )
+    common(p)
+    p.add_argument("--vlan", help="only services announced on this VLAN")
+    p.add_argument("--view", help="only services this client VLAN may see (or '*')")
+    p.add_argument("--type", help="only this service type, e.g. _ipp._tcp")
+    p.add_argument(
+        "--resolve", "-r", action="store_true", help="host, addresses, port and TXT of each"
+    )
+    live(p)
+    p.set_defaults(func=cmd_browse)
     p = sub.add_parser(
         "dhcp-options",
         help="print DHCP options per VLAN: NTP servers (v4 42, "

@@ -87,6 +87,10 @@ class DnsConfig:
 @dataclass(frozen=True, slots=True)
 class HttpConfig:
     listen: Address | None = ("127.0.0.1", const.HTTP_DEFAULT_PORT)
+    # the bearer token (read from token_file at load); required for every page but /healthz
+    # and /readyz when listen is not loopback
+    token: str | None = None
+    token_file: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -422,14 +426,20 @@ def from_dict(
     http = HttpConfig()
     raw_http = data.get("http")
     if raw_http is not None:
-        if not isinstance(raw_http, dict) or set(raw_http) - {"listen"}:
+        if not isinstance(raw_http, dict) or set(raw_http) - {"listen", "token_file"}:
             bad(
-                "http", "expected a mapping with 'listen:'", "e.g. 'http: {listen: 127.0.0.1:9353}'"
+                "http",
+                "expected a mapping with 'listen:' and optionally 'token_file:'",
+                "e.g. 'http: {listen: 127.0.0.1:9353}'",
             )
-        elif "listen" in raw_http:
-            listen = raw_http["listen"]
-            off = listen is None or listen is False  # 0 == False, yet 0 is no way to say "off"
-            http = HttpConfig(None if off else _address(listen, "http.listen", bad))
+        else:
+            address = HttpConfig().listen
+            if "listen" in raw_http:
+                listen = raw_http["listen"]
+                off = listen is None or listen is False  # 0 == False, yet 0 is not "off"
+                address = None if off else _address(listen, "http.listen", bad)
+            token, token_file = _token(raw_http.get("token_file"), base, bad)
+            http = HttpConfig(address, token, token_file)
             dns_addrs = [*dns_cfg.listen, *(a for v in dns_cfg.view_listeners.values() for a in v)]
             if http.listen is not None and http.listen in dns_addrs:
                 bad(
@@ -893,6 +903,40 @@ def _policies(x: Any, given: bool, source: str, base: Path | None, bad: Any) -> 
         )
         return None
     return path
+
+
+def _token(x: Any, base: Path | None, bad: Any) -> tuple[str | None, Path | None]:
+    """The bearer token from ``http.token_file`` (relative to the config file): its first
+    line, stripped. Read here, once: the gateway never reads files at run time."""
+    if x is None:
+        return None, None
+    fix = "point it at a readable file holding one line, e.g. made by 'openssl rand -hex 32'"
+    if not isinstance(x, str) or not x.strip():
+        bad("http.token_file", f"{_short(x)} is not a file path", fix)
+        return None, None
+    path = Path(x)
+    if not path.is_absolute() and base is not None:
+        path = base / path
+    try:
+        with path.open("rb") as f:
+            data = f.read(const.HTTP_TOKEN_MAX_BYTES + 1)
+    except OSError as exc:
+        bad("http.token_file", f"{path}: cannot be read ({exc.strerror or exc})", fix)
+        return None, path
+    if len(data) > const.HTTP_TOKEN_MAX_BYTES:
+        bad("http.token_file", f"{path} is over {const.HTTP_TOKEN_MAX_BYTES} bytes", fix)
+        return None, path
+    lines = data.decode("utf-8", "replace").strip().splitlines()
+    token = lines[0].strip() if lines else ""
+    if len(token) < const.HTTP_TOKEN_MIN_CHARS or any(c.isspace() for c in token):
+        bad(
+            "http.token_file",
+            f"{path}: the token (its first line) must be at least "
+            f"{const.HTTP_TOKEN_MIN_CHARS} characters without spaces",
+            fix,
+        )
+        return None, path
+    return token, path
 
 
 def _int(x: Any, key: str, lo: int, hi: int, bad: Any) -> int:

@@ -177,6 +177,20 @@ HTTP_WRITE_TIMEOUT = 10.0  # s for a client to take its response; one that does 
 HTTP_MAX_QUERY_FIELDS = 16  # query-string fields; the API reads three at most
 HTTP_MAX_RECORDS_LISTED = 5000  # records in /api/records; a diagnostics page stays small on a
 #   busy network (the metrics give the totals)
+HTTP_SHUTDOWN_TIMEOUT = 2.0  # s that requests in flight get to finish at shutdown (a page's
+#   live stream is ended first); then they are cancelled
+HTTP_TOKEN_MAX_BYTES = 4096  # bytes of http.token_file; a bearer token is a line, not a document
+CLI_HTTP_TIMEOUT = 10.0  # s for `browse` / `explain --live` to get the running gateway's answer
+HTTP_TOKEN_MIN_CHARS = 16  # characters of a bearer token; shorter ones are guessable
+WEB_PUSH_INTERVAL = 1.0  # s between the live page's checks for news; a change reaches an open
+#   page within this (one state is built per interval, however many pages are open)
+WEB_MAX_SERVICES = 500  # service instances per VLAN on the page and in /api/services; a busy
+#   network must not make a page of megabytes (the totals are shown)
+WEB_TOP_N = 10  # entries in each "top advertisers" and "top queried names" list
+EVENTS_MAX = 200  # recent events kept (announced, goodbye, expired, refused, dropped, loops)
+EVENTS_POLL_INTERVAL = 1.0  # s between reads of the drop and refusal counters for new events
+QUERY_NAMES_MAX = 256  # distinct queried names counted per VLAN; further new names are counted
+#   as "other" (a client asking random names cannot grow it)
 FD_RESERVE = 128  # descriptors beyond the TCP DNS and HTTP caps (mDNS and DNS sockets per VLAN
 #   and listener, chronyc pipes, policy files); start-up warns when the limit leaves less
 FD_LIMIT_UNBOUNDED = 1_048_576  # descriptors asked for when the hard limit is unlimited (Linux's

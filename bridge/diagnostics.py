@@ -7,16 +7,21 @@ written here and nowhere else. They only read: the records, the links, the polic
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import dns.name
 
+from .activity import EventLog, QueryNames
 from .announce.records import Wanted
 from .config import VlanConfig
 from .mdns.links import Links
 from .policy import PolicyEngine
 from .policy.announcement import ServiceAnnouncement
 from .store import Cached, Store
+
+if TYPE_CHECKING:  # chrony is imported only when configured (bridge/app.py)
+    from .chrony.health import ServerState
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +53,15 @@ class Diagnostics:
     published: Callable[[str, dns.name.Name], Wanted | None] = lambda v, n: None
     # the ServiceAnnouncements in force
     announcements: Callable[[], Sequence[ServiceAnnouncement]] = lambda: ()
+
+    wall: Callable[[], float] = field(default=lambda: 0.0)  # wall-clock s (events, first seen)
+    events: EventLog | None = None  # recent events and first-seen times (the web page)
+    query_names: QueryNames | None = None  # the names asked most per VLAN
+    # the reflector's packets so far, (from VLAN, to VLAN or "", outcome) -> packets; None:
+    # no reflector
+    reflected: Callable[[], Mapping[tuple[str, str, str], int]] | None = None
+    # chronyd servers and the VLANs each is advertised on; None: no chrony section
+    chrony: Callable[[], Sequence[tuple[ServerState, Sequence[str]]]] | None = None
 
     def readiness(self) -> tuple[bool, str | None]:
         """(ready, the reason when there is one): what /readyz says, whichever server serves

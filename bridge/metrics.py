@@ -22,13 +22,13 @@ if TYPE_CHECKING:
     from .dnsfront.ondemand import OnDemand
     from .dnsfront.ratelimit import ResponseRateLimiter
     from .dnsfront.resolver import Resolver
-    from .http import HttpSurface
     from .mdns.browser import Browser
     from .mdns.ingest import Ingest
     from .mdns.transport import MdnsTransport
     from .memory import MemoryKeeper
     from .periodic import Periodic
     from .store import Store
+    from .web import HttpSurface
 
 NS = "mdns_gateway"
 
@@ -301,6 +301,16 @@ class HttpCollector(Collector):
         )
         for reason, n in sorted(self.http.closed.items()):
             c.add_metric([reason], n)
+        yield c
+        c = CounterMetricFamily(
+            f"{NS}_http_requests_refused",
+            "HTTP requests refused, by status: 401 (bearer token missing or wrong), 403 (no "
+            "token configured on a non-loopback address), 405, 400, 408 and 431 (request "
+            "head too slow or too large)",
+            labels=["status"],
+        )
+        for status, n in sorted(self.http.refused.items()):
+            c.add_metric([status], n)
         yield c
 
 

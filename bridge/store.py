@@ -63,6 +63,8 @@ _LARGEST_SCAN = const.STORE_SOURCE_SCAN
 # the record guard's reason counted here (ingest counts its own)
 NOT_OWNER = "not_owner"  # a goodbye, flush or change of another address's record
 _JITTER = const.MDNS_REFRESH_JITTER
+# why a record went (Store.removing, while its listeners are told)
+GOODBYE, EXPIRED, EVICTED, WITHDRAWN = "goodbye", "expired", "evicted", "withdrawn"
 
 
 class Entry:
@@ -249,6 +251,9 @@ class Store:
         self._listeners: list[ChangeListener] = []  # of the active subscriptions
         self.evicted = 0
         self.expired = 0
+        # why the record a listener is told about went: goodbye, expired, evicted, withdrawn
+        # (read by the event log during the call; one attribute, nothing per listener)
+        self.removing = WITHDRAWN
         self.refused: dict[str, int] = {}  # per VLAN: new records not cached (store full)
         # the record guard's refusals: (VLAN, NOT_OWNER) -> records
         self.refused_records: dict[tuple[str, str], int] = {}
@@ -315,7 +320,7 @@ class Store:
                 return True
             key = rrset[0].key  # one key tuple per RRset, not per record
             if len(rrset) >= (_MAX_PTR_RRSET if rdtype == _PTR else _MAX_RRSET):
-                self._remove_entry(min(rrset, key=lambda e: e.received), rrset)
+                self._remove_entry(min(rrset, key=lambda e: e.received), rrset, EVICTED)
                 rrset = self._rrsets.get(key)
         elif ttl == 0:
             return True  # a goodbye for a record we do not hold
@@ -464,7 +469,7 @@ class Store:
         elif updating and mine:
             victims = mine
         elif mine and source is not None and (victim := self._largest_source(vlan, source)):
-            self._remove_entry(victim)
+            self._remove_entry(victim, why=EVICTED)
             self.evicted += 1
             return True
         else:
@@ -482,7 +487,7 @@ class Store:
             )
             return False
         victim = next(iter(victims))
-        self._remove_entry(victim)
+        self._remove_entry(victim, why=EVICTED)
         self.evicted += 1
         if self._debug:
             _limited.debug(("evicted",), "store full: evicted %s for VLAN %s", victim, vlan)
@@ -539,8 +544,8 @@ class Store:
         """Drop records whose time has come, at most ``limit`` (the rest go in the next
         sweep: a mass expiry must not stall the event loop); returns how many went."""
         due = self._expiries.pop_due(now, limit, True)
-        for entry in due:
-            self._remove_entry(entry)
+        for entry in due:  # a goodbye left the record a TTL of 1 (see _goodbye)
+            self._remove_entry(entry, why=GOODBYE if entry.ttl == 1 else EXPIRED)
         self.expired += len(due)
         if self._debug and due:
             _limited.debug(("expired",), "expired %d record(s), e.g. %s", len(due), due[0])
@@ -578,6 +583,15 @@ class Store:
 
     def vlans(self) -> set[str]:
         return {k[0] for k in self._rrsets}
+
+    def names(self, vlan: str) -> list[dns.name.Name]:
+        """The owner names ``vlan`` holds records for (a copy: readers may outlive changes)."""
+        return list(self._names.get(vlan, ()))
+
+    def top_sources(self, vlan: str, n: int) -> list[tuple[str, int]]:
+        """The ``n`` source addresses holding the most records of ``vlan``, most first."""
+        sources = self._by_source.get(vlan, {})
+        return heapq.nlargest(n, sources.items(), key=lambda kv: kv[1])
 
     def items(self, now: float) -> Iterator[Cached]:
         for (vlan, name, rdtype), rrset in list(self._rrsets.items()):
@@ -642,7 +656,9 @@ class Store:
         if entry is not None:
             self._remove_entry(entry, rrset)
 
-    def _remove_entry(self, entry: Entry, rrset: list[Entry] | None = None) -> None:
+    def _remove_entry(
+        self, entry: Entry, rrset: list[Entry] | None = None, why: str = WITHDRAWN
+    ) -> None:
         """Drop a record known to be current (evicted, expired, withdrawn)."""
         key = entry.key
         if rrset is None:
@@ -668,7 +684,9 @@ class Store:
         if not rrset:
             del self._rrsets[key]
             self._name_removed(vlan, name, rdtype)
+        self.removing = why
         self._notify(vlan, name, rdtype, rdata, False)
+        self.removing = WITHDRAWN
 
     def _forget_age(self, vlan: str, entry: Entry) -> None:
         order = self._ages.get(vlan)

@@ -188,6 +188,16 @@ def _setns(fd: int) -> None:
         raise OSError(err, os.strerror(err))
 
 
+def enter_netns(ns: str) -> None:
+    """Move the calling thread into network namespace ``ns`` (for good: use a thread of its
+    own). Sockets it makes and processes it starts live there."""
+    fd = os.open(NETNS_RUN_DIR / ns, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _setns(fd)
+    finally:
+        os.close(fd)
+
+
 def _in_netns(ns: str | None, fn: Callable[[], Any]) -> Any:
     """Run ``fn`` in a short-lived thread that has entered namespace ``ns``."""
     if ns is None:
@@ -196,11 +206,7 @@ def _in_netns(ns: str | None, fn: Callable[[], Any]) -> Any:
 
     def worker() -> None:
         try:
-            fd = os.open(NETNS_RUN_DIR / ns, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                _setns(fd)
-            finally:
-                os.close(fd)
+            enter_netns(ns)
             box["value"] = fn()
         except BaseException as exc:  # handed to the caller
             box["error"] = exc

@@ -145,7 +145,7 @@ def test_no_component_receives_the_gateway() -> None:
 
 def test_optional_components_are_imported_only_when_configured() -> None:
     """chrony, the reflector and the Kubernetes policy source (with aiohttp, its client) stay
-    unimported (start-up cost) unless the config has them."""
+    unimported (start-up cost) unless the config has them; aiohttp comes with the HTTP surface."""
 
     def optional_modules_loaded(extra: str) -> set[str]:
         code = (
@@ -160,7 +160,9 @@ def test_optional_components_are_imported_only_when_configured() -> None:
         assert res.returncode == 0, res.stderr
         return set(ast.literal_eval(res.stdout))
 
-    assert optional_modules_loaded("") == set()
+    assert optional_modules_loaded(", 'http': {'listen': None}") == set()
+    # the HTTP surface (on by default) is aiohttp's server (issue 17), and nothing more
+    assert {m.split(".")[0] for m in optional_modules_loaded("")} == {"aiohttp"}
     every = (
         ", 'reflector': {'enabled': True},"
         " 'chrony': {'servers': [{'name': 'r', 'control': '127.0.0.1'}]},"

@@ -26,7 +26,8 @@ VLANS = {"trusted": "br10", "iot": "br20", "guest": "br30"}
 SUBCOMMANDS: dict[str, list[str]] = {  # subcommand -> what its --help must show
     "run": ["--config", "--log-level"],
     "check": ["--config", "--log-level"],
-    "explain": ["--config", "--view", "--vlan", "service"],
+    "explain": ["--config", "--view", "--vlan", "service", "--live", "--url", "--token-file"],
+    "browse": ["--vlan", "--view", "--type", "--resolve", "--url", "--token-file"],
     "dhcp-options": ["--config", "--format", "dnsmasq", "kea"],
     "corefile": ["--config", "--style", "--address"],
 }

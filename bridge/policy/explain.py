@@ -33,6 +33,9 @@ class Explanation:
     reflect: bool
     wide_area: bool
     reasons: list[str] = field(default_factory=list)
+    # what decided ``visible``: a policy's name, or one of the defaults (OWN_VLAN, NO_POLICY,
+    # ROUTER_VIEW), for a one-word answer (the web page's matrix cell)
+    decided_by: str = ""
 
     def __str__(self) -> str:
         return "\n".join(self.reasons)
@@ -82,7 +85,30 @@ def explain(
             wide_area,
         )
     )
-    return Explanation(view, vlan, stype, instance, visible, reflect, wide, reasons)
+    decided = _decided_by(engine, view, vlan, stype, instance)
+    return Explanation(view, vlan, stype, instance, visible, reflect, wide, reasons, decided)
+
+
+OWN_VLAN = "own VLAN (default)"
+NO_POLICY = "no allow policy (default)"
+ROUTER_VIEW = "router's view (*)"
+
+
+def _decided_by(
+    engine: PolicyEngine, view: str, vlan: str, stype: str, instance: str | None
+) -> str:
+    """The first deny that applies, else the first allow, else the default that held."""
+    if view == ANY:
+        return ROUTER_VIEW
+    allow: ServicePolicy | None = None
+    for p in engine.policies:
+        if _matches(engine, p, view, vlan, stype, instance)[0]:
+            if p.action == "deny":
+                return p.name
+            allow = allow or p
+    if allow is not None:
+        return allow.name
+    return OWN_VLAN if view == vlan else NO_POLICY
 
 
 def _where(
