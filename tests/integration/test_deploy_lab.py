@@ -42,12 +42,18 @@ SETPRIV = ["setpriv", "--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=
            "--no-new-privs", "--"]  # fmt: skip
 
 
-def _http_get(lab: Lab, host: str, port: int, path: str) -> tuple[int, str]:
+TOKEN = "deploy-lab-token-0123456789"  # the HTTP surface's bearer token (http.token_file)
+
+
+def _http_get(lab: Lab, host: str, port: int, path: str, token: str = "") -> tuple[int, str]:
     """One HTTP/1.1 GET from the router namespace (as the kubelet probes): (status, body)."""
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
     with lab.socket(lab.gw, socket.AF_INET, socket.SOCK_STREAM) as s:
         s.settimeout(5)
         s.connect((host, port))
-        s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        s.sendall(
+            f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Connection: close\r\n\r\n".encode()
+        )
         data = b""
         while chunk := s.recv(65536):
             data += chunk
@@ -125,6 +131,10 @@ def test_the_daemonsets_gateway_runs_unprivileged_and_answers_through_coredns(
         cfg: dict[str, Any] = yaml.safe_load(path.read_text())
         assert cfg["policies"] == {"kubernetes": {"namespace": "mdns-gateway"}}
         cfg["policies"]["kubernetes"]["kubeconfig"] = str(kubeconfig)
+        # off loopback every page but the probes needs a bearer token (README "Web page"):
+        # the scrape brings one, as a Prometheus with authorization.credentials_file would
+        (tmp_path / "http-token").write_text(TOKEN + "\n")
+        cfg.setdefault("http", {})["token_file"] = str(tmp_path / "http-token")
         (path.parent / "..data" / "config.yaml").write_text(yaml.safe_dump(cfg))
         _run_as_the_daemonset(lab, path)
         for obj in policies:  # its own status entry, under its NODE_NAME
@@ -163,7 +173,8 @@ def _run_as_the_daemonset(lab: Lab, path: Path) -> None:
         # as the kubelet does: probe until it answers (HTTP starts after DNS)
         for probe in ("/healthz", "/readyz"):
             poll_until(lambda p=probe: _probe(lab, node, http_port, p) == 200, 15, message=probe)
-        status, body = _http_get(lab, node, http_port, "/metrics")
+        assert _http_get(lab, node, http_port, "/metrics")[0] == 401
+        status, body = _http_get(lab, node, http_port, "/metrics", TOKEN)
         assert status == 200 and "mdns_gateway_build_info" in body
 
         # CoreDNS's blocks, written on the router from its interfaces
