@@ -498,11 +498,13 @@ class Gateway:
             if self.leases is not None:
                 stack.push_async_callback(self.leases.stop)
                 self.leases.start()
-            stack.push_async_callback(self.server.close)
-            await self.server.start(self._dns_listeners())
+            # HTTP before DNS: a DNS answer means the probes and /metrics answer too (the
+            # lab's start-up waits for DNS; aiohttp's set-up takes a few event-loop turns)
             if self.http is not None and self.config.http.listen is not None:
                 stack.push_async_callback(self.http.stop)
                 await self.http.start(self.config.http.listen)
+            stack.push_async_callback(self.server.close)
+            await self.server.start(self._dns_listeners())
             stack.push_async_callback(self.periodic.stop)
             self.periodic.start()
             if self.widearea is not None:

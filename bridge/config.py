@@ -1142,7 +1142,7 @@ def with_http_listen(cfg: Config, text: str, key: str = "--http-listen") -> Conf
         bad(key, f"{text} is also a DNS listener", "give HTTP a port of its own")
     if problems or addr is None:
         raise ConfigError(problems)
-    return replace(cfg, http=HttpConfig(addr))
+    return replace(cfg, http=replace(cfg.http, listen=addr))  # the token stays
 
 
 _WIDE_AREA_KEYS = {"server", "zone", "tsig", "ttl", "reconcile_interval"}
