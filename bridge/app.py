@@ -542,7 +542,7 @@ class Gateway:
             self._tick_handle = None
 
     async def stop(self) -> None:
-        """Unwind start-up: watcher, jobs, HTTP, DNS, chrony's goodbyes, mDNS sockets."""
+        """Unwind start-up: watcher, jobs, DNS, HTTP, chrony's goodbyes, mDNS sockets."""
         stack, self._stack = self._stack, None
         if stack is not None:
             await stack.aclose()
