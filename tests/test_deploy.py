@@ -29,6 +29,7 @@ from tests.support.deploy import (
     KUBE,
     OVERLAY,
     ROOT,
+    SECRET_TOKEN,
     arg,
     args,
     configmap_volume,
@@ -291,7 +292,23 @@ def test_probes_and_scrapes_reach_the_gateways_http_port(build: str, tmp_path: P
     assert selector.items() <= labels.items()
     assert set(monitor["spec"]) == {"selector", "podMetricsEndpoints"}
     (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
-    assert endpoint == {"port": "metrics", "path": "/metrics", "interval": "30s"}
+    auth = {"type": "Bearer", "credentials": {"name": "mdns-gateway-http-token", "key": "token"}}
+    assert endpoint == {
+        "port": "metrics",
+        "path": "/metrics",
+        "interval": "30s",
+        "authorization": auth,
+    }
+    # the token the scrape sends is the one the gateway reads: the same Secret, mounted where
+    # http.token_file points, readable by the gateway's group only
+    pod = one(build, "DaemonSet")["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if "secret" in v]
+    assert volume["secret"]["secretName"] == auth["credentials"]["name"]
+    assert volume["secret"]["defaultMode"] == 0o440 and pod["securityContext"]["fsGroup"] == 65532
+    (mount,) = [m for m in c["volumeMounts"] if m["name"] == volume["name"]]
+    assert cfg.http.token_file is not None
+    assert str(cfg.http.token_file).endswith(f"{mount['mountPath']}/{auth['credentials']['key']}")
+    assert cfg.http.token == SECRET_TOKEN
 
 
 def _quantity(q: str) -> float:

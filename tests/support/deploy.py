@@ -52,19 +52,32 @@ def arg(build: str, flag: str) -> str:
     return argv[argv.index(flag) + 1]
 
 
+SECRET_TOKEN = "deploy-test-token-0123456789abcdef"  # what the Secret volume holds
+
+
 def configmap_volume(build: str, root: Path) -> Path:
     """The DaemonSet's config volume under ``root`` as the kubelet writes a ConfigMap volume
-    (each key a symlink through ``..data`` into a timestamped directory); returns the path
-    the container's ``--config`` names, under ``root``."""
+    (each key a symlink through ``..data`` into a timestamped directory), and its Secret
+    volumes (the HTTP token, holding ``SECRET_TOKEN``); the config's paths into those mounts
+    are rewritten to lie under ``root``. Returns the path the container's ``--config`` names,
+    under ``root``."""
     pod = one(build, "DaemonSet")["spec"]["template"]["spec"]
-    (mount,) = container(build)["volumeMounts"]
-    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = container(build)["volumeMounts"]
+    (mount,) = [m for m in mounts if "configMap" in volumes[m["name"]]]
     cm = one(build, "ConfigMap")
-    assert volume["configMap"]["name"] == cm["metadata"]["name"]  # the generated name
+    assert volumes[mount["name"]]["configMap"]["name"] == cm["metadata"]["name"]  # generated
+    secrets = [m for m in mounts if "secret" in volumes[m["name"]]]
+    for m in secrets:
+        secret_dir = root / m["mountPath"].lstrip("/")
+        secret_dir.mkdir(parents=True)
+        (secret_dir / "token").write_text(SECRET_TOKEN)
     top = root / mount["mountPath"].lstrip("/")
     data = top / "..2026_12_02_00_00_00.000000001"
     data.mkdir(parents=True)
     for key, text in cm["data"].items():
+        for m in secrets:
+            text = text.replace(m["mountPath"] + "/", f"{root}{m['mountPath']}/")
         (data / key).write_text(text)
         (top / key).symlink_to(Path("..data") / key)
     (top / "..data").symlink_to(data.name)
