@@ -165,16 +165,6 @@ class Gateway:
         self.policy_rejections = 0
         self.watcher: PolicyWatcher | None = None  # built at start: it reads the directory
         self._reloads: set[asyncio.Task[bool]] = set()  # SIGHUP reloads under way
-        self.kube: KubePolicySource | None = None  # ServicePolicy objects of the Kubernetes API
-        if config.kubernetes is not None:
-            # optional: with aiohttp, a third of the start-up (see the imports)
-            from .policy.kubesource import KubePolicySource
-
-            k = config.kubernetes
-            self.kube = KubePolicySource(
-                k.namespace, k.node_name, k.kubeconfig, config.vlans, self._kube_policies,
-                env=os.environ,
-            )  # fmt: skip
         self.chrony: ChronyService | None = None  # NTP advertiser bound to chronyd's health
         if config.chrony is not None:
             from .chrony import ChronyService  # optional: see the imports
@@ -190,6 +180,16 @@ class Gateway:
             clock,
             publish_leases=config.dhcp is not None and config.dhcp.publish_mdns,
         )
+        self.kube: KubePolicySource | None = None  # ServicePolicy objects of the Kubernetes API
+        if config.kubernetes is not None:  # (and ServiceAnnouncements, for the publisher)
+            # optional: with aiohttp, a third of the start-up (see the imports)
+            from .policy.kubesource import KubePolicySource
+
+            k = config.kubernetes
+            self.kube = KubePolicySource(
+                k.namespace, k.node_name, k.kubeconfig, config.vlans, self._kube_policies,
+                env=os.environ, on_announcements=self.publisher.set_announcements,
+            )  # fmt: skip
         self.leases: LeaseWatcher | None = None  # DHCP lease files -> host names
         if config.dhcp is not None:
             from .dhcp.watch import LeaseWatcher  # optional: see the imports

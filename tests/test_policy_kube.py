@@ -443,3 +443,103 @@ def test_the_status_written_validates_against_the_crd_status_schema() -> None:
         assert errors == [], errors
         event = s.rejection_event(tracked, "2026-12-02T03:00:00Z")
         assert event["involvedObject"]["kind"] == "ServicePolicy"
+
+
+# --- ServiceAnnouncement objects: the same list/watch, their own state -----------------------
+
+
+def announcement(name: str, rv: int = 1, uid: str = "a1", **spec: Any) -> dict[str, Any]:
+    body = {"vlans": ["trusted"], "instance": "Office Printer", "type": "_ipp._tcp",
+            "host": "printer", "addresses": ["10.10.0.50"], "port": 631, **spec}  # fmt: skip
+    meta = {"name": name, "namespace": NS, "uid": uid, "generation": 1, "resourceVersion": str(rv)}
+    return {"apiVersion": API, "kind": "ServiceAnnouncement", "metadata": meta, "spec": body}
+
+
+def test_announcements_are_validated_as_files_are_and_have_no_status() -> None:
+    s = WatchState(VLANS, "r1", NS, kind="ServiceAnnouncement")
+    bad = announcement("bad", 6, uid="a2", port=70000)
+    del bad["apiVersion"], bad["kind"]  # a list's items may omit them
+    assert s.replace([announcement("printer", 5), bad], "10")
+    assert [(a.name, a.port) for a in s.announcements()] == [("lab/printer", 631)]
+    assert s.policies() == []
+    problems = s.problems()
+    assert problems is not None and problems.startswith("lab/bad: spec.port:")
+    rejected = s.objects[(NS, "bad")]
+    assert not s.status_due(rejected) and not s.status_due(s.objects[(NS, "printer")])
+    assert s.event_due(rejected)
+    event = s.rejection_event(rejected, "2026-12-02T05:00:00Z")
+    assert event["involvedObject"]["kind"] == "ServiceAnnouncement"
+    assert not s.event_due(rejected)
+    moved = announcement("printer", 11, port=632)
+    moved["metadata"]["generation"] = 2
+    assert s.apply(WatchEvent("MODIFIED", moved)) is Step.APPLY
+    assert s.announcements()[0].port == 632
+    assert s.apply(WatchEvent("DELETED", bad)) is Step.NOTHING  # it was rejected
+
+
+class AnnouncementSink:
+    """The announcement sets the source handed on, in order."""
+
+    def __init__(self) -> None:
+        self.sets: list[list[tuple[str, int]]] = []
+
+    def __call__(self, announcements: Any) -> None:
+        self.sets.append([(a.name, a.port) for a in announcements])
+
+    def last(self) -> list[tuple[str, int]] | None:
+        return self.sets[-1] if self.sets else None
+
+
+def test_announcements_listed_watched_and_an_invalid_one_rejected_alone(tmp_path: Path) -> None:
+    async def scenario(api: KubeApi) -> None:
+        ann = "serviceannouncements"
+        spec = announcement("printer")["spec"]
+
+        def put(name: str, **change: Any) -> None:
+            api.put({"metadata": {"name": name, "namespace": NS}, "spec": {**spec, **change}}, ann)
+
+        put("printer")
+        api.put(manifest("printers"))
+        sink, announced = Sink(), AnnouncementSink()
+        kc = write_kubeconfig(tmp_path / "kc", f"http://127.0.0.1:{api.port}")
+        src = KubePolicySource(
+            NS, "r1", kc, VLANS, sink, env={}, rand=lambda: 0.0, on_announcements=announced
+        )
+        waiting = src.not_ready()
+        assert waiting is not None and "ServiceAnnouncement" in waiting
+        src.start()
+        try:
+            await until(lambda: announced.last() == [("lab/printer", 631)])
+            await until(lambda: sink.names() == ["lab/printers"])
+            await until(lambda: src.not_ready() is None)
+            # added, modified, deleted: each reaches the callback
+            put("nas", instance="NAS", host="nas", port=445)
+            await until(lambda: announced.last() == [("lab/nas", 445), ("lab/printer", 631)])
+            put("printer", port=632)
+            await until(lambda: announced.last() == [("lab/nas", 445), ("lab/printer", 632)])
+            api.delete(NS, "nas", ann)
+            await until(lambda: announced.last() == [("lab/printer", 632)])
+            # an invalid one is rejected alone, with a Warning Event; the others stay
+            put("broken", port=70000)
+            await until(lambda: len(api.posted_events) == 1)
+            event = api.posted_events[0]
+            assert event["type"] == "Warning" and event["reason"] == "Invalid"
+            assert event["involvedObject"]["kind"] == "ServiceAnnouncement"
+            assert event["involvedObject"]["name"] == "broken"
+            assert "spec.port" in event["message"]
+            assert announced.last() == [("lab/printer", 632)]
+            assert sink.names() == ["lab/printers"]  # the policies are not touched
+            # while the watches are away: a change, then the history compacted (410 Gone)
+            api.drop_watches()
+            api.delete(NS, "broken", ann)
+            put("printer", port=633)
+            api.compact()
+            await until(lambda: announced.last() == [("lab/printer", 633)])
+            assert api.list_requests(ann) == 2 and src.relists >= 1
+            # no status subresource for announcements: never patched
+            patched = [p for m, p, _ in api.requests if m == "PATCH" and f"/{ann}/" in p]
+            assert patched == []
+        finally:
+            await src.stop()
+
+    with_api(scenario)

@@ -161,7 +161,7 @@ def test_check_policies_exit_codes_and_messages(
     )
     assert (rc, out.strip()) == (0, f"{good.parent}: OK: 1 ServicePolicy object(s)")
     assert "kind 'Namespace' ignored" in err and "not checked" not in err
-    assert "kind ServiceAnnouncement ignored: the Kubernetes source reads" in err
+    assert "kind ServiceAnnouncement skipped: check --policies validates" in err
     write(tmp_path / "bad" / "p.yaml", policy("printers", **{"from": ["lab"]}))
     rc, out, err = run_main(capsys, "check", "--config", str(config), "--policies",
                             str(tmp_path / "bad"))  # fmt: skip

@@ -22,6 +22,7 @@ from typing import Any, Final
 
 from .. import const
 from .announcement import KIND as ANNOUNCEMENT_KIND
+from .announcement import ServiceAnnouncement
 from .document import Document, short
 from .loading import parse_document, read_bounded, yaml_documents
 from .model import API_VERSION, KIND, MAX_FILE_BYTES, MAX_POLICIES, ServicePolicy
@@ -59,14 +60,20 @@ class AnyVlan(frozenset[str]):
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """One object validated: its policy, or why it is rejected (problems start with the field)."""
+    """One object validated: its policy (or announcement), or why it is rejected (problems
+    start with the field)."""
 
     policy: ServicePolicy | None
     problems: tuple[str, ...] = ()
+    announcement: ServiceAnnouncement | None = None
+
+    @property
+    def resource(self) -> ServicePolicy | ServiceAnnouncement | None:
+        return self.policy if self.policy is not None else self.announcement
 
     @property
     def accepted(self) -> bool:
-        return self.policy is not None
+        return self.resource is not None
 
 
 def object_key(raw: Mapping[str, Any]) -> ObjectKey | None:
@@ -92,20 +99,24 @@ def authored(raw: Mapping[str, Any]) -> dict[str, Any]:
 def validate_object(
     raw: Mapping[str, Any], vlans: Collection[str], label: str = "", origin: str = "kubernetes"
 ) -> Verdict:
-    """Validate one ServicePolicy object as the file loader validates one document.
+    """Validate one ServicePolicy or ServiceAnnouncement object as the file loader validates
+    one document.
 
     ``label`` starts each problem line (``""``: the line starts with the field path, as the
-    status condition's message does). The policy is named ``namespace/name`` (names are unique
+    status condition's message does). The resource is named ``namespace/name`` (names are unique
     per namespace only) and its source is ``origin``.
     """
     problems: list[str] = []
     known = vlans if isinstance(vlans, frozenset) else frozenset(vlans)
-    policy = parse_document(authored(raw), Document(origin, 0, problems, label=label), known)
-    if not isinstance(policy, ServicePolicy):  # None: invalid (another kind is not passed)
+    found = parse_document(authored(raw), Document(origin, 0, problems, label=label), known)
+    if not isinstance(found, ServicePolicy | ServiceAnnouncement):  # None: invalid
         return Verdict(None, tuple(problems))
     key = object_key(raw)
-    name = f"{key[0]}/{key[1]}" if key is not None and key[0] else policy.name
-    return Verdict(dataclasses.replace(policy, name=name, source=(origin, 0)))
+    name = f"{key[0]}/{key[1]}" if key is not None and key[0] else found.name
+    named = dataclasses.replace(found, name=name, source=(origin, 0))
+    if isinstance(named, ServiceAnnouncement):
+        return Verdict(None, announcement=named)
+    return Verdict(named)
 
 
 @dataclass(slots=True)
@@ -198,8 +209,8 @@ def _check_document(
         return
     if kind == ANNOUNCEMENT_KIND:
         report.notes.append(
-            f"{where}: kind {kind} ignored: the Kubernetes source reads {KIND} objects only "
-            "(announcements are read from a policies directory)"
+            f"{where}: kind {kind} skipped: check --policies validates {KIND} manifests only "
+            "(the Kubernetes source reads both kinds)"
         )
         return
     if kind != KIND:

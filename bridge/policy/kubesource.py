@@ -1,4 +1,5 @@
-"""ServicePolicy objects from the Kubernetes API: the asyncio shell of :mod:`.kubewatch`.
+"""ServicePolicy and ServiceAnnouncement objects from the Kubernetes API: the asyncio shell of
+:mod:`.kubewatch`, one list/watch loop (and one :class:`.kubewatch.WatchState`) per resource.
 
 It owns the list/watch loop (client libraries differ on it): list every page, then watch from
 the list's ``resourceVersion`` with ``allowWatchBookmarks``; when the connection drops or the
@@ -12,9 +13,12 @@ own checks): an invalid object is rejected alone. A change reaches ``on_change``
 engine, built in a worker thread, within a fraction of a second of its event; changes that come
 while an engine is built share the next build.
 
-Each object's status gets this gateway's entry (``status.gateways[]``, keyed by node name, a
-condition ``Accepted``) through the ``/status`` subresource, and a rejected object a Warning
-Event. Talks HTTP with aiohttp (already a dependency); authentication is :mod:`.kubeauth`.
+Valid announcements reach ``on_announcements`` (the publisher) at once, no engine to build.
+
+Each policy's status gets this gateway's entry (``status.gateways[]``, keyed by node name, a
+condition ``Accepted``) through the ``/status`` subresource (the announcement's CRD has none),
+and a rejected object of either kind a Warning Event. Talks HTTP with aiohttp (already a
+dependency); authentication is :mod:`.kubeauth`.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ import logging
 import random
 import ssl
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Collection, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -36,6 +41,8 @@ import aiohttp
 
 from .. import const
 from ..errors import GatewayError
+from .announcement import KIND as ANNOUNCEMENT_KIND
+from .announcement import ServiceAnnouncement
 from .engine import PolicyEngine
 from .kubeauth import Endpoint, KubeConfigError, resolve
 from .kubeobjects import ObjectKey, object_key
@@ -69,13 +76,23 @@ class _Gone(GatewayError):
     """410 Gone: the version to watch from is too old; list again."""
 
 
+@dataclass(frozen=True, slots=True, eq=False)  # hashed by identity: a key of _status_due
+class _Resource:
+    """One resource followed: its URL plural, its state, what to do when its set changed."""
+
+    plural: str
+    state: WatchState
+    changed: Callable[[], None]
+
+
 def utc_now() -> str:
     """RFC 3339 in UTC, seconds: Kubernetes' metav1.Time."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class KubePolicySource:
-    """Lists and watches ServicePolicy objects; hands each new engine to ``on_change``.
+    """Lists and watches ServicePolicy objects; hands each new engine to ``on_change``. With
+    ``on_announcements``, ServiceAnnouncement objects too: the accepted ones go to it.
 
     ``on_change(engine, problems)`` runs on the event loop; ``problems`` is one line per problem
     of the rejected objects (``namespace/name: field: reason; fix: ...``), or None.
@@ -92,12 +109,20 @@ class KubePolicySource:
         env: Mapping[str, str],
         rand: Callable[[], float] = random.random,
         now: Callable[[], str] = utc_now,
+        on_announcements: Callable[[Sequence[ServiceAnnouncement]], None] | None = None,
     ) -> None:
         self.namespace = namespace
         self.kubeconfig = kubeconfig
         self.vlans = frozenset(vlans)
         self.state = WatchState(self.vlans, node, namespace)
+        self.announcement_state = WatchState(self.vlans, node, namespace, kind=ANNOUNCEMENT_KIND)
+        self._resources = [_Resource("servicepolicies", self.state, self._policies_changed)]
+        if on_announcements is not None:
+            self._resources.append(
+                _Resource("serviceannouncements", self.announcement_state, self._announced)
+            )
         self._on_change = on_change
+        self._on_announcements = on_announcements
         self._env = env
         self._rand = rand
         self._now = now
@@ -106,7 +131,8 @@ class KubePolicySource:
         self._tasks: list[asyncio.Task[None]] = []
         self._dirty = asyncio.Event()  # the policy set changed: build an engine
         self._status_wake = asyncio.Event()
-        self._status_due: dict[ObjectKey, None] = {}  # an ordered set, bounded by the objects
+        # an ordered set of (resource, object), bounded by the objects
+        self._status_due: dict[tuple[_Resource, ObjectKey], None] = {}
         self.last_error = "not started"
         # counters (KubeCollector exports them)
         self.lists = 0  # complete lists (every page)
@@ -122,12 +148,15 @@ class KubePolicySource:
     # -- readiness ---------------------------------------------------------------------------
 
     def not_ready(self) -> str | None:
-        """Why the policies are not the API's yet; None once a whole list has arrived."""
-        if self.state.listed:
+        """Why the policies are not the API's yet; None once a whole list of every resource
+        followed has arrived."""
+        waiting = [r.state.kind for r in self._resources if not r.state.listed]
+        if not waiting:
             return None
         where = self.endpoint.source if self.endpoint is not None else "the Kubernetes API"
+        kinds = " and ".join(f"{kind} objects" for kind in waiting)
         return (
-            f"policies: waiting for the first list of ServicePolicy objects from {where} "
+            f"policies: waiting for the first list of {kinds} from {where} "
             f"(the default policy is in force: every VLAN sees only itself): {self.last_error}"
         )
 
@@ -152,19 +181,17 @@ class KubePolicySource:
 
     # -- URLs ----------------------------------------------------------------------------------
 
-    def _collection(self) -> str:
+    def _collection(self, plural: str) -> str:
         assert self.endpoint is not None
         base = f"{self.endpoint.server}/apis/{API_VERSION}"
         if self.namespace == "*":
-            return f"{base}/servicepolicies"
-        return f"{base}/namespaces/{quote(self.namespace)}/servicepolicies"
+            return f"{base}/{plural}"
+        return f"{base}/namespaces/{quote(self.namespace)}/{plural}"
 
-    def _object(self, key: ObjectKey, sub: str = "") -> str:
+    def _object(self, plural: str, key: ObjectKey, sub: str = "") -> str:
         assert self.endpoint is not None
         ns, name = (quote(k, safe="") for k in key)
-        return (
-            f"{self.endpoint.server}/apis/{API_VERSION}/namespaces/{ns}/servicepolicies/{name}{sub}"
-        )
+        return f"{self.endpoint.server}/apis/{API_VERSION}/namespaces/{ns}/{plural}/{name}{sub}"
 
     # -- list and watch --------------------------------------------------------------------
 
@@ -180,22 +207,28 @@ class KubePolicySource:
             except (KubeConfigError, OSError, ssl.SSLError) as exc:
                 failures += 1
                 await self._failed("config", str(exc), failures)
+        await asyncio.gather(*(self._follow(resource) for resource in self._resources))
+
+    async def _follow(self, res: _Resource) -> None:
+        """List and watch one resource, for ever."""
         failures = 0
         while True:
             try:
-                if self.state.resource_version is None:
-                    await self._list()
+                if res.state.resource_version is None:
+                    await self._list(res)
                     failures = 0
                 started = asyncio.get_running_loop().time()
-                if await self._watch():
+                if await self._watch(res):
                     failures = 0
                 elif asyncio.get_running_loop().time() - started < const.KUBE_BACKOFF_MIN:
                     failures += 1  # ended at once without an event: no tight loop
                     await self._failed("empty_watch", "watch: ended at once", failures)
             except _Gone:
                 self.relists += 1
-                self.state.resource_version = None
-                log.info("kubernetes: resourceVersion too old (410 Gone): listing again")
+                res.state.resource_version = None
+                log.info(
+                    "kubernetes: %s resourceVersion too old (410 Gone): listing again", res.plural
+                )
             except _ApiError as exc:
                 failures += 1
                 await self._failed(exc.reason, str(exc), failures)
@@ -218,7 +251,7 @@ class KubePolicySource:
         assert self.endpoint is not None
         return {"headers": self.endpoint.headers(), "timeout": timeout}
 
-    async def _list(self) -> None:
+    async def _list(self, res: _Resource) -> None:
         """Every page of the list; replaces the objects only once the last page is in."""
         assert self._session is not None
         items: list[Mapping[str, Any]] = []
@@ -229,7 +262,7 @@ class KubePolicySource:
             params = {"limit": str(const.KUBE_LIST_PAGE)}
             if token is not None:
                 params["continue"] = token
-            url = self._collection()
+            url = self._collection(res.plural)
             async with self._session.get(url, params=params, **self._request_args(timeout)) as resp:
                 if resp.status == 410:  # the continue token expired: the list starts again
                     raise _Gone()
@@ -242,28 +275,31 @@ class KubePolicySource:
             items.extend(page[: const.KUBE_MAX_OBJECTS + 1 - len(items)])
             if token is None:
                 break
-        first = not self.state.listed
-        changed = self.state.replace(items, rv)
+        state = res.state
+        first = not state.listed
+        changed = state.replace(items, rv)
         self.lists += 1
         self.last_error = ""
         log.info(
-            "kubernetes: %d ServicePolicy objects listed (%d rejected), resourceVersion %s",
-            len(self.state.objects),
-            len(self.state.rejected()),
+            "kubernetes: %d %s objects listed (%d rejected), resourceVersion %s",
+            len(state.objects),
+            state.kind,
+            len(state.rejected()),
             rv,
         )
         if changed or first:
-            self._dirty.set()
-        for tracked in self.state.objects.values():
-            self._queue_status(tracked)
+            res.changed()
+        for tracked in state.objects.values():
+            self._queue_status(res, tracked)
 
-    async def _watch(self) -> bool:
+    async def _watch(self, res: _Resource) -> bool:
         """One watch, until the server ends it. True if any event arrived."""
-        assert self._session is not None and self.state.resource_version is not None
+        state = res.state
+        assert self._session is not None and state.resource_version is not None
         seconds = int(const.KUBE_WATCH_TIMEOUT * (0.8 + 0.2 * self._rand()))
         params = {
             "watch": "1",
-            "resourceVersion": self.state.resource_version,
+            "resourceVersion": state.resource_version,
             "allowWatchBookmarks": "true",
             "timeoutSeconds": str(seconds),
         }
@@ -273,7 +309,7 @@ class KubePolicySource:
             sock_read=seconds + const.KUBE_WATCH_IDLE,
         )
         progressed = False
-        url = self._collection()
+        url = self._collection(res.plural)
         async with self._session.get(url, params=params, **self._request_args(timeout)) as resp:
             if resp.status == 410:
                 raise _Gone()
@@ -283,22 +319,42 @@ class KubePolicySource:
                 event = parse_event(line)
                 self.events[event.type] += 1
                 progressed = True
-                step = self.state.apply(event)
+                step = state.apply(event)
                 if step is Step.RELIST:
                     raise _Gone()
                 if step is Step.RESUME:
                     message = str(event.object.get("message", "watch error"))[:200]
                     raise _ApiError("watch_error", f"watch: the server sent an error: {message}")
                 if step is Step.APPLY:
-                    self._dirty.set()
+                    res.changed()
                 if event.type in ("ADDED", "MODIFIED"):
                     key = object_key(event.object)
-                    tracked = None if key is None else self.state.objects.get(key)
+                    tracked = None if key is None else state.objects.get(key)
                     if tracked is not None:
-                        self._queue_status(tracked)
+                        self._queue_status(res, tracked)
         return progressed
 
+    # -- announcements -----------------------------------------------------------------------
+
+    def _announced(self) -> None:
+        """The announcement set changed: the accepted ones to the publisher (the others are
+        logged, and reported by Events)."""
+        assert self._on_announcements is not None
+        problems = self.announcement_state.problems()
+        if problems:
+            log.warning(
+                "kubernetes: ServiceAnnouncement objects rejected (the others apply):\n%s",
+                problems,
+            )
+        try:
+            self._on_announcements(self.announcement_state.announcements())
+        except Exception:  # a publisher bug must not end the watch
+            log.exception("kubernetes: on_announcements failed")
+
     # -- engine ------------------------------------------------------------------------------
+
+    def _policies_changed(self) -> None:
+        self._dirty.set()
 
     async def _builder(self) -> None:
         """Builds an engine when the set changed; changes during a build share the next."""
@@ -325,9 +381,9 @@ class KubePolicySource:
 
     # -- status and events -------------------------------------------------------------------
 
-    def _queue_status(self, tracked: Tracked) -> None:
-        if self.state.status_due(tracked) or self.state.event_due(tracked):
-            self._status_due[tracked.key] = None
+    def _queue_status(self, res: _Resource, tracked: Tracked) -> None:
+        if res.state.status_due(tracked) or res.state.event_due(tracked):
+            self._status_due[res, tracked.key] = None
             self._status_wake.set()
 
     async def _status_writer(self) -> None:
@@ -336,15 +392,15 @@ class KubePolicySource:
             await self._status_wake.wait()
             self._status_wake.clear()
             while self._status_due:
-                key = next(iter(self._status_due))
-                del self._status_due[key]
+                res, key = due = next(iter(self._status_due))
+                del self._status_due[due]
                 try:
-                    await self._write_status(key)
+                    await self._write_status(res, key)
                     failures = 0
                 except (_ApiError, aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
                     failures += 1
                     self.errors["status"] += 1
-                    self._status_due.setdefault(key, None)
+                    self._status_due.setdefault(due, None)
                     delay = backoff(failures, self._rand())
                     log.warning(
                         "kubernetes: status of %s/%s not written: %s; retrying in %.1f s",
@@ -354,43 +410,45 @@ class KubePolicySource:
                     )
                     await asyncio.sleep(delay)
 
-    async def _write_status(self, key: ObjectKey) -> None:
+    async def _write_status(self, res: _Resource, key: ObjectKey) -> None:
         """The rejection Event if one is due, then this gateway's status entry (re-read and
         patched again after a 409, a few times)."""
         assert self._session is not None and self.endpoint is not None
         timeout = aiohttp.ClientTimeout(total=const.KUBE_REQUEST_TIMEOUT)
-        tracked = self.state.objects.get(key)
-        if tracked is not None and self.state.event_due(tracked):
-            event = self.state.rejection_event(tracked, self._now())
+        state = res.state
+        tracked = state.objects.get(key)
+        if tracked is not None and state.event_due(tracked):
+            event = state.rejection_event(tracked, self._now())
             url = f"{self.endpoint.server}/api/v1/namespaces/{quote(key[0], safe='')}/events"
             async with self._session.post(url, json=event, **self._request_args(timeout)) as resp:
                 await _check(resp, "event")
             self.events_created += 1
         for _ in range(const.KUBE_STATUS_ATTEMPTS):
-            tracked = self.state.objects.get(key)  # the watch may have brought a newer one
-            if tracked is None or not self.state.status_due(tracked):
+            tracked = state.objects.get(key)  # the watch may have brought a newer one
+            if tracked is None or not state.status_due(tracked):
                 return
-            patch = self.state.status_patch(tracked, self._now())
+            patch = state.status_patch(tracked, self._now())
             args = self._request_args(timeout)
             args["headers"]["Content-Type"] = MERGE_PATCH
             async with self._session.patch(
-                self._object(key, "/status"), data=json.dumps(patch), **args
+                self._object(res.plural, key, "/status"), data=json.dumps(patch), **args
             ) as resp:
                 if resp.status == 404:  # deleted meanwhile: its DELETED event follows
                     return
                 conflict = resp.status == 409
                 if not conflict:
                     await _check(resp, "status")
-                    self.state.refresh(json.loads(await _read_bounded(resp, _MAX_OBJECT)))
+                    state.refresh(json.loads(await _read_bounded(resp, _MAX_OBJECT)))
                     self.status_writes += 1
                     continue
             # another gateway wrote first: read the object, compute the patch again
             self.status_conflicts += 1
-            async with self._session.get(self._object(key), **self._request_args(timeout)) as resp:
+            url = self._object(res.plural, key)
+            async with self._session.get(url, **self._request_args(timeout)) as resp:
                 if resp.status == 404:
                     return
                 await _check(resp, "get")
-                self.state.refresh(json.loads(await _read_bounded(resp, _MAX_OBJECT)))
+                state.refresh(json.loads(await _read_bounded(resp, _MAX_OBJECT)))
         log.warning(
             "kubernetes: status of %s/%s: %d conflicts in a row; written on its next change",
             *key,
@@ -416,7 +474,8 @@ async def _check(resp: aiohttp.ClientResponse, what: str) -> None:
     if resp.status in (401, 403):
         hint = (
             "; fix: the gateway's service account needs get, list and watch on "
-            "servicepolicies, patch on servicepolicies/status and create on events"
+            "servicepolicies and serviceannouncements, patch on servicepolicies/status "
+            "and create on events"
         )
     raise _ApiError(reason, f"{what}: HTTP {resp.status}: {message[:300]}{hint}")
 

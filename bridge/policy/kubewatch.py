@@ -5,7 +5,9 @@
 the shell (:mod:`.kubesource`) does next, as a :class:`Step`: nothing, apply a new policy set,
 watch again from the last version seen, or list again (410 Gone: that version is too old).
 It also says which objects need their status entry written, and builds the status patch and the
-rejection Event. Time (an RFC 3339 timestamp) is passed in.
+rejection Event. Time (an RFC 3339 timestamp) is passed in. One state follows one resource:
+ServicePolicy or ServiceAnnouncement (``kind``); the announcement's CRD has no status
+subresource, so its objects get rejection Events only.
 
 The protocol (Kubernetes API Concepts, "Efficient detection of changes",
 https://kubernetes.io/docs/reference/using-api/api-concepts/#efficient-detection-of-changes):
@@ -33,8 +35,16 @@ from typing import Any, Final
 
 from .. import const
 from ..errors import GatewayError
+from .announcement import KIND as ANNOUNCEMENT_KIND
+from .announcement import MAX_ANNOUNCEMENTS, ServiceAnnouncement
 from .kubeobjects import ObjectKey, Verdict, object_key, validate_object
 from .model import API_VERSION, KIND, MAX_POLICIES, ServicePolicy
+
+#: the most accepted objects of each kind, and the fix when there are more
+_LIMITS: Final = {
+    KIND: (MAX_POLICIES, "merge policies that share from and to"),
+    ANNOUNCEMENT_KIND: (MAX_ANNOUNCEMENTS, "announce fewer services from this gateway"),
+}
 
 CONDITION: Final = "Accepted"  # the Gateway API's condition for "this configuration is taken"
 REASON_ACCEPTED: Final = "Accepted"
@@ -100,7 +110,7 @@ def parse_list(raw: object) -> tuple[list[Mapping[str, Any]], str, str | None]:
 
 @dataclass(slots=True)
 class Tracked:
-    """One ServicePolicy object as last seen, validated."""
+    """One object as last seen, validated."""
 
     key: ObjectKey
     uid: str
@@ -122,19 +132,20 @@ class WatchState:
     listed: bool = False  # a whole list has arrived once (then the policies are the API's)
     objects: dict[ObjectKey, Tracked] = field(default_factory=dict)
     ignored: int = 0  # objects past const.KUBE_MAX_OBJECTS, not tracked
+    kind: str = KIND  # the resource followed: ServicePolicy or ServiceAnnouncement
 
     # -- list ------------------------------------------------------------------------------
 
     def replace(self, items: Sequence[Mapping[str, Any]], rv: str) -> bool:
-        """A complete list arrived: it replaces every object. True if the policies changed."""
-        before = self.policies()
+        """A complete list arrived: it replaces every object. True if the accepted set changed."""
+        before = self.accepted()
         old, self.objects = self.objects, {}
         for item in items:
             key = _key_of(item)
             self._upsert(item, None if key is None else old.get(key))
         self.resource_version = rv
         self.listed = True
-        return self.policies() != before
+        return self.accepted() != before
 
     # -- watch -----------------------------------------------------------------------------
 
@@ -162,9 +173,9 @@ class WatchState:
             gone = self.objects.pop(key, None)
             return Step.APPLY if gone is not None and gone.verdict.accepted else Step.NOTHING
         old = self.objects.get(key)
-        before = None if old is None else old.verdict.policy
+        before = None if old is None else old.verdict.resource
         tracked = self._upsert(obj, old)
-        after = None if tracked is None else tracked.verdict.policy
+        after = None if tracked is None else tracked.verdict.resource
         return Step.APPLY if before != after else Step.NOTHING
 
     def _upsert(self, obj: Mapping[str, Any], old: Tracked | None) -> Tracked | None:
@@ -194,25 +205,26 @@ class WatchState:
 
     def _validate(self, obj: Mapping[str, Any], key: ObjectKey, generation: int) -> Verdict:
         accepted = sum(1 for t in self.objects.values() if t.verdict.accepted)
-        if accepted >= MAX_POLICIES:
-            return Verdict(
-                None,
-                (
-                    f"(object): more than {MAX_POLICIES} ServicePolicy objects; "
-                    "fix: merge policies that share from and to",
-                ),
-            )
-        if obj.get("apiVersion") != API_VERSION or obj.get("kind") != KIND:
-            obj = {**obj, "apiVersion": API_VERSION, "kind": KIND}  # a list's items may omit them
+        limit, fix = _LIMITS[self.kind]
+        if accepted >= limit:
+            return Verdict(None, (f"(object): more than {limit} {self.kind} objects; fix: {fix}",))
+        if obj.get("apiVersion") != API_VERSION or obj.get("kind") != self.kind:
+            obj = {**obj, "apiVersion": API_VERSION, "kind": self.kind}  # items may omit them
         origin = f"kubernetes API, generation {generation}"
         return validate_object(obj, self.vlans, origin=origin)
 
     # -- results ---------------------------------------------------------------------------
 
+    def accepted(self) -> list[ServicePolicy | ServiceAnnouncement]:
+        """The accepted objects, by name (a stable order whatever order events came in)."""
+        found = [r for t in self.objects.values() if (r := t.verdict.resource) is not None]
+        return sorted(found, key=lambda r: r.name)
+
     def policies(self) -> list[ServicePolicy]:
-        """The accepted policies, by name (a stable order whatever order events came in)."""
-        found = [t.verdict.policy for t in self.objects.values() if t.verdict.policy is not None]
-        return sorted(found, key=lambda p: p.name)
+        return [r for r in self.accepted() if isinstance(r, ServicePolicy)]
+
+    def announcements(self) -> list[ServiceAnnouncement]:
+        return [r for r in self.accepted() if isinstance(r, ServiceAnnouncement)]
 
     def rejected(self) -> list[Tracked]:
         return [t for k, t in sorted(self.objects.items()) if not t.verdict.accepted]
@@ -256,7 +268,10 @@ class WatchState:
         return {"nodeName": self.node, "conditions": [condition]}
 
     def status_due(self, tracked: Tracked) -> bool:
-        """Whether the served entry differs from what it should be (time aside)."""
+        """Whether the served entry differs from what it should be (time aside); never for a
+        kind without a status subresource (policies/crd-announcement.yaml has none)."""
+        if self.kind != KIND:
+            return False
         served = self.own_entry(tracked)
         return served != self.desired_entry(tracked, _time_of(served))
 
@@ -310,7 +325,7 @@ class WatchState:
             "metadata": {"name": f"{name}.{secrets.token_hex(8)}", "namespace": namespace},
             "involvedObject": {
                 "apiVersion": API_VERSION,
-                "kind": KIND,
+                "kind": self.kind,
                 "namespace": namespace,
                 "name": name,
                 "uid": tracked.uid,

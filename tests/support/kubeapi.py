@@ -1,4 +1,5 @@
-"""A stand-in Kubernetes API server for ServicePolicy objects (aiohttp), for the tests.
+"""A stand-in Kubernetes API server for ServicePolicy and ServiceAnnouncement objects (aiohttp),
+for the tests.
 
 No real API server can run here (no kube-apiserver, kind, k3s or envtest binaries among the
 reachable packages), so this reproduces the behaviours the gateway relies on, as documented:
@@ -25,6 +26,9 @@ reachable packages), so this reproduces the behaviours the gateway relies on, as
   (API conventions, "Concurrency Control and Consistency"); 415 for another patch type.
 * **Events**: ``POST /api/v1/namespaces/<ns>/events`` stores a core/v1 Event (201), its
   ``involvedObject`` and ``metadata.namespace`` checked against the path.
+* **Several resources** (``servicepolicies``, ``serviceannouncements``): each its own objects,
+  lists and watches; one resource version counter across them all (etcd's revision); only
+  ``servicepolicies`` has the status subresource (as the CRDs in ``policies/`` declare).
 * **Errors** are ``Status`` objects (API conventions, "Response Status Kind"): 401 without the
   bearer token, 404 for an absent object.
 
@@ -55,6 +59,9 @@ GROUP = "mdnsgateway.io"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 KIND = "ServicePolicy"
+POLICIES = "servicepolicies"
+ANNOUNCEMENTS = "serviceannouncements"
+KINDS = {POLICIES: KIND, ANNOUNCEMENTS: "ServiceAnnouncement"}  # plural -> kind
 _T = TypeVar("_T")
 
 
@@ -101,13 +108,14 @@ class KubeApi:
         self.token = token
         self.bookmark_interval = bookmark_interval
         self.gone_as_http = False
-        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
+        self.stores: dict[str, dict[tuple[str, str], dict[str, Any]]] = {p: {} for p in KINDS}
+        self.objects = self.stores[POLICIES]  # the ServicePolicy objects
         self.rv = 1000
         self.oldest = self.rv  # history holds every change after this version
-        self.history: list[tuple[int, str, dict[str, Any]]] = []
+        self.history: list[tuple[int, str, str, dict[str, Any]]] = []  # rv, plural, type, obj
         self.posted_events: list[dict[str, Any]] = []
         self.requests: list[tuple[str, str, dict[str, str]]] = []
-        self._watchers: set[asyncio.Queue[tuple[str, dict[str, Any]] | None]] = set()
+        self._watchers: set[asyncio.Queue[tuple[str, str, dict[str, Any]] | None]] = set()
         self._streams: dict[int, web.Request] = {}  # the watches being served, by id()
         self._runner: web.AppRunner | None = None
         self._make_socket = make_socket or (
@@ -152,21 +160,22 @@ class KubeApi:
         self.rv += 1
         return str(self.rv)
 
-    def _emit(self, kind: str, obj: dict[str, Any]) -> None:
+    def _emit(self, plural: str, kind: str, obj: dict[str, Any]) -> None:
         snapshot = copy.deepcopy(obj)
-        self.history.append((self.rv, kind, snapshot))
+        self.history.append((self.rv, plural, kind, snapshot))
         for queue in self._watchers:
-            queue.put_nowait((kind, snapshot))
+            queue.put_nowait((plural, kind, snapshot))
 
-    def put(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+    def put(self, obj: Mapping[str, Any], plural: str = POLICIES) -> dict[str, Any]:
         """Create or update (kubectl apply): metadata.labels/annotations and spec from ``obj``;
         generation goes up when spec changes. Returns the stored object."""
         meta = obj["metadata"]
         key = (meta.get("namespace", "default"), meta["name"])
-        old = self.objects.get(key)
+        objects = self.stores[plural]
+        old = objects.get(key)
         stored: dict[str, Any] = copy.deepcopy(dict(obj))
         stored.setdefault("apiVersion", API_VERSION)
-        stored.setdefault("kind", KIND)
+        stored.setdefault("kind", KINDS[plural])
         stored["metadata"] = {**copy.deepcopy(dict(meta)), "namespace": key[0]}
         if old is None:
             stored["metadata"].update(
@@ -189,31 +198,35 @@ class KubeApi:
                 stored.pop("status", None)
             kind = "MODIFIED"
         stored["metadata"]["resourceVersion"] = self._bump()
-        self.objects[key] = stored
-        self._emit(kind, stored)
+        objects[key] = stored
+        self._emit(plural, kind, stored)
         return stored
 
-    def delete(self, namespace: str, name: str) -> None:
-        obj = self.objects.pop((namespace, name))
+    def delete(self, namespace: str, name: str, plural: str = POLICIES) -> None:
+        obj = self.stores[plural].pop((namespace, name))
         obj = copy.deepcopy(obj)
         obj["metadata"]["resourceVersion"] = self._bump()
-        self._emit("DELETED", obj)
+        self._emit(plural, "DELETED", obj)
 
     def compact(self) -> None:
         """Forget the history (etcd compaction): a watch or continue from before now gets 410."""
         self.history.clear()
         self.oldest = self.rv
 
-    def list_requests(self) -> int:
+    def list_requests(self, plural: str = POLICIES) -> int:
         """Lists (every page counts) of the collection; a GET of one object is no list."""
         return sum(
             1
             for m, path, q in self.requests
-            if m == "GET" and path.endswith("/servicepolicies") and "watch" not in q
+            if m == "GET" and path.endswith(f"/{plural}") and "watch" not in q
         )
 
-    def watch_requests(self) -> list[dict[str, str]]:
-        return [q for m, _, q in self.requests if m == "GET" and "watch" in q]
+    def watch_requests(self, plural: str = POLICIES) -> list[dict[str, str]]:
+        return [
+            q
+            for m, path, q in self.requests
+            if m == "GET" and "watch" in q and path.endswith(f"/{plural}")
+        ]
 
     def gateway_entry(self, namespace: str, name: str, node: str) -> dict[str, Any] | None:
         obj = self.objects.get((namespace, name))
@@ -239,29 +252,31 @@ class KubeApi:
         namespace: str | None = None
         if rest[:1] == ["namespaces"] and len(rest) >= 3:
             namespace, rest = rest[1], rest[2:]
-        if rest[:1] != ["servicepolicies"]:
+        plural = rest[0] if rest else ""
+        if plural not in KINDS:
             return status(404, "NotFound", f"the server could not find {request.path}")
         if len(rest) == 1 and request.method == "GET":
             if request.query.get("watch") in ("1", "true"):
-                return await self._watch(request, namespace)
-            return self._list(request, namespace)
+                return await self._watch(request, plural, namespace)
+            return self._list(request, plural, namespace)
         if namespace is None or len(rest) not in (2, 3):
             return status(404, "NotFound", f"the server could not find {request.path}")
         key = (namespace, rest[1])
         if len(rest) == 2 and request.method == "GET":
-            obj = self.objects.get(key)
+            obj = self.stores[plural].get(key)
             if obj is None:
-                return status(404, "NotFound", f'servicepolicies "{key[1]}" not found')
+                return status(404, "NotFound", f'{plural} "{key[1]}" not found')
             return web.json_response(obj)
-        if rest[2:] == ["status"] and request.method == "PATCH":
+        if rest[2:] == ["status"] and request.method == "PATCH" and plural == POLICIES:
             return await self._patch_status(request, key)
         return status(405, "MethodNotAllowed", f"{request.method} is not served here")
 
-    def _selected(self, namespace: str | None) -> list[dict[str, Any]]:
-        return [o for k, o in sorted(self.objects.items()) if namespace in (None, k[0])]
+    def _selected(self, plural: str, namespace: str | None) -> list[dict[str, Any]]:
+        objects = self.stores[plural]
+        return [o for k, o in sorted(objects.items()) if namespace in (None, k[0])]
 
-    def _list(self, request: web.Request, namespace: str | None) -> web.Response:
-        items = self._selected(namespace)
+    def _list(self, request: web.Request, plural: str, namespace: str | None) -> web.Response:
+        items = self._selected(plural, namespace)
         list_rv, start = self.rv, 0
         token = request.query.get("continue")
         if token:
@@ -277,10 +292,17 @@ class KubeApi:
             nxt = {"rv": list_rv, "start": start + limit}
             meta["continue"] = base64.urlsafe_b64encode(json.dumps(nxt).encode()).decode()
         return web.json_response(
-            {"apiVersion": API_VERSION, "kind": f"{KIND}List", "metadata": meta, "items": page}
+            {
+                "apiVersion": API_VERSION,
+                "kind": f"{KINDS[plural]}List",
+                "metadata": meta,
+                "items": page,
+            }
         )
 
-    async def _watch(self, request: web.Request, namespace: str | None) -> web.StreamResponse:
+    async def _watch(
+        self, request: web.Request, plural: str, namespace: str | None
+    ) -> web.StreamResponse:
         since = int(request.query.get("resourceVersion") or self.rv)
         gone = since < self.oldest
         if gone and self.gone_as_http:
@@ -300,10 +322,10 @@ class KubeApi:
             }
             await resp.write(json.dumps({"type": "ERROR", "object": error}).encode() + b"\n")
             return resp
-        queue: asyncio.Queue[tuple[str, dict[str, Any]] | None] = asyncio.Queue()
-        for rv, kind, obj in self.history:  # the backlog, then live events (no await between)
+        queue: asyncio.Queue[tuple[str, str, dict[str, Any]] | None] = asyncio.Queue()
+        for rv, what, kind, obj in self.history:  # the backlog, then live events (no await)
             if rv > since:
-                queue.put_nowait((kind, obj))
+                queue.put_nowait((what, kind, obj))
         self._watchers.add(queue)
         self._streams[id(request)] = request
         bookmarks = request.query.get("allowWatchBookmarks") == "true"
@@ -316,7 +338,7 @@ class KubeApi:
                     item = await asyncio.wait_for(queue.get(), wait)
                 except TimeoutError:
                     if bookmarks and loop.time() < end:
-                        mark = {"kind": KIND, "apiVersion": API_VERSION,
+                        mark = {"kind": KINDS[plural], "apiVersion": API_VERSION,
                                 "metadata": {"resourceVersion": str(self.rv)}}  # fmt: skip
                         await resp.write(
                             json.dumps({"type": "BOOKMARK", "object": mark}).encode() + b"\n"
@@ -324,7 +346,9 @@ class KubeApi:
                     continue
                 if item is None:  # dropped
                     break
-                kind, obj = item
+                what, kind, obj = item
+                if what != plural:
+                    continue
                 if namespace is not None and obj["metadata"]["namespace"] != namespace:
                     continue
                 await resp.write(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
@@ -355,7 +379,7 @@ class KubeApi:
             new_status = merge_patch(obj.get("status"), patch["status"])
             obj["status"] = new_status
         obj["metadata"]["resourceVersion"] = self._bump()
-        self._emit("MODIFIED", obj)
+        self._emit(POLICIES, "MODIFIED", obj)
         return web.json_response(obj)
 
     async def _post_event(self, request: web.Request, namespace: str) -> web.Response:
