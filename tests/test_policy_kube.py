@@ -17,6 +17,7 @@ import yaml
 
 from bridge import const
 from bridge.policy import PolicyEngine
+from bridge.policy.kubemetrics import KubeCollector
 from bridge.policy.kubesource import KubePolicySource
 from bridge.policy.kubewatch import (
     KubeProtocolError,
@@ -529,6 +530,14 @@ def test_announcements_listed_watched_and_an_invalid_one_rejected_alone(tmp_path
             assert "spec.port" in event["message"]
             assert announced.last() == [("lab/printer", 632)]
             assert sink.names() == ["lab/printers"]  # the policies are not touched
+            samples = {
+                (m.name, tuple(sorted(x.labels.items()))): x.value
+                for m in KubeCollector(src).collect()
+                for x in m.samples
+            }
+            assert samples[("mdns_gateway_kube_objects", (("verdict", "rejected"),))] == 1
+            assert samples[("mdns_gateway_kube_objects", (("verdict", "accepted"),))] == 2
+            assert samples[("mdns_gateway_kube_synced", ())] == 1
             # while the watches are away: a change, then the history compacted (410 Gone)
             api.drop_watches()
             api.delete(NS, "broken", ann)

@@ -18,27 +18,34 @@ class KubeCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         s = self.source
+        states = s.states()
         g = GaugeMetricFamily(
-            f"{NS}_kube_synced", "1 once a whole list of ServicePolicy objects has arrived"
+            f"{NS}_kube_synced", "1 once a whole list of every resource watched has arrived"
         )
-        g.add_metric([], 1.0 if s.state.listed else 0.0)
+        g.add_metric([], 1.0 if s.not_ready() is None else 0.0)
         yield g
         g = GaugeMetricFamily(
-            f"{NS}_kube_objects", "ServicePolicy objects by verdict", labels=["verdict"]
+            f"{NS}_kube_objects",
+            "ServicePolicy and ServiceAnnouncement objects by verdict",
+            labels=["verdict"],
         )
-        rejected = len(s.state.rejected())
-        g.add_metric(["accepted"], len(s.state.objects) - rejected)
+        rejected = sum(len(st.rejected()) for st in states)
+        g.add_metric(["accepted"], sum(len(st.objects) for st in states) - rejected)
         g.add_metric(["rejected"], rejected)
         yield g
         for name, doc, value in (
-            ("lists", "Complete lists of ServicePolicy objects (every page)", s.lists),
+            ("lists", "Complete lists of a resource (every page)", s.lists),
             ("relists", "Lists forced by 410 Gone (the watch's version was too old)", s.relists),
             ("watches", "Watch requests the API server accepted", s.watches),
             ("engine_builds", "Policy engines built from the objects and put in force", s.builds),
             ("status_writes", "Status entries written (servicepolicies/status)", s.status_writes),
             ("status_conflicts", "Status patches refused with 409 Conflict", s.status_conflicts),
             ("events_created", "Warning Events posted for rejected objects", s.events_created),
-            ("objects_ignored", "Objects beyond the tracking bound, ignored", s.state.ignored),
+            (
+                "objects_ignored",
+                "Objects beyond the tracking bound (per resource), ignored",
+                sum(st.ignored for st in states),
+            ),
         ):
             c = CounterMetricFamily(f"{NS}_kube_{name}", doc)
             c.add_metric([], value)

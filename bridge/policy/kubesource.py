@@ -147,6 +147,10 @@ class KubePolicySource:
 
     # -- readiness ---------------------------------------------------------------------------
 
+    def states(self) -> list[WatchState]:
+        """The state of each resource followed (policies first)."""
+        return [r.state for r in self._resources]
+
     def not_ready(self) -> str | None:
         """Why the policies are not the API's yet; None once a whole list of every resource
         followed has arrived."""
