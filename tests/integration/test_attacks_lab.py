@@ -60,6 +60,7 @@ MAX_GAP = 1.0  # s without an answer to the prober (the issue's "no probe lost f
 MAX_GROWTH_MB = 20.0  # RSS growth per flood
 IOT_VIEW = 5320  # the iot VLAN's view listener (loopback, as CoreDNS uses it)
 HTTP_PORT = 9353
+HTTP_TOKEN = "attacks-lab-token-0123456789abcdef"  # http.token_file: the scrape has it, iot1 not
 VICTIM = "Victim Printer"
 BIG_TXT = 2000  # bytes of TXT rdata: over the 1232-byte clamp
 MID_TXT = 1000  # bytes of TXT rdata: fits the clamp, ~20x a query
@@ -149,7 +150,10 @@ class World:
         with sock:
             sock.settimeout(10.0)
             sock.connect((self.iot.ipv4, HTTP_PORT))
-            sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n")
+            sock.sendall(
+                b"GET /metrics HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n"
+                b"Authorization: Bearer " + HTTP_TOKEN.encode() + b"\r\n\r\n"
+            )
             data = b""
             while chunk := sock.recv(65536):
                 data += chunk
@@ -211,7 +215,7 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(lab: Lab) -> Iterator[World]:
+def world(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     with contextlib.suppress(FileNotFoundError):
         FIGURES.unlink()
     office = AvahiPublisher(lab, lab.hosts["trusted1"], host_name="office")
@@ -221,10 +225,14 @@ def world(lab: Lab) -> Iterator[World]:
     victim.start()
     office.wait_running()
     victim.wait_running()
+    token = tmp_path_factory.mktemp("attacks") / "http-token"
+    token.write_text(HTTP_TOKEN + "\n")
     cfg = gateway_config(
         lab,
         dns={"default_view": "*"},
-        http={"listen": f"{lab.vlans['iot'].ipv4}:{HTTP_PORT}"},  # reachable by the attacker
+        # reachable by the attacker; off loopback /metrics needs the bearer token (README "Web
+        # page"), which the scrape below brings and the attacker does not
+        http={"listen": f"{lab.vlans['iot'].ipv4}:{HTTP_PORT}", "token_file": str(token)},
         cache={"max_records": 3000},  # three VLANs: a share of 1,000 each
     )
     gw = GatewayProcess(lab, cfg, log_level="info")
