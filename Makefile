@@ -16,6 +16,7 @@ DEBS += $(if $(shell command -v kubectl),,kubernetes-client)   # deploy: kubectl
 DEBS += ldnsutils   # one-shot relay lab test: drill, a one-shot querier that takes replies from any source (dig 9.18/kdig drop them)
 DEBS += busybox   # announce (issue 19): its udhcpc is the DHCP client of the lease-name lab tests
 DEBS += chromium chromium-driver   # webui: the web page is tested in real headless Chromium (tests/integration/test_web_lab.py)
+DEBS += bind9 bind9-utils   # wide-area: the README's BIND example runs in the lab (named, tsig-keygen; named-checkconf); nsupdate is in dnsutils
 PYTEST_ARGS ?=
 # the tests find the console script and the venv's tools on PATH
 VENV_PATH = PATH="$(CURDIR)/$(VENV)/bin:$$PATH"

@@ -1,13 +1,16 @@
 """Wide-area publishing against real authoritative servers in the namespace lab.
 
 Real peers: ``knotd`` (Debian's knot) and ``named`` (Debian's bind9) in the router namespace on
-its loopback, each configured from the README's example blocks as written (paths, the address
-and the secret replaced), so the key is confined to the gateway's subdomains and the browse
-names; python-zeroconf publishes in the IoT VLAN; ``kdig`` reads the zone (TSIG AXFR) and
-``knsupdate`` edits it by hand. Topology: tests/integration/conftest.py (trusted, iot, guest).
+its loopback, each configured from the README's example blocks as written (only the placeholders
+replaced: paths, the address and the secret, see tests/support/widearea.py), so the key is
+confined to the gateway's subdomains and the browse names, with a key as each server's own tool
+makes it (``keymgr``, ``tsig-keygen``); python-zeroconf publishes in the IoT VLAN; ``kdig``
+reads the zone (TSIG AXFR) and the server's own tool (``knsupdate``, ``nsupdate``) edits it by
+hand. Topology: tests/integration/conftest.py (trusted, iot, guest).
 
-The tests run in order on one world (Knot, a publisher, a gateway); those that stop the
-gateway or the server come last and start what they need themselves.
+Every test runs against each server (the ``world`` fixture's parameter): in order on one world
+per server (the server, a publisher, a gateway); those that stop the gateway or the server come
+last and start what they need themselves.
 """
 
 from __future__ import annotations
@@ -33,12 +36,10 @@ from netlab.lab import (
     terminate,
 )
 from netlab.mdns_probe import http_get
-from tests.support.widearea import ZONE, knot_config
+from tests.support.widearea import ZONE, bind_config, knot_config
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(300)]
 
-KNOT_PORT = 5392
-BIND_PORT = 5393
 HTTP_PORT = 9353
 PRINTER = "Living Room Printer"
 SCANNER = "Hall Scanner"
@@ -54,20 +55,64 @@ metadata: {name: web-visible-only}
 spec: {from: [iot], to: [trusted], services: [_http._tcp]}
 """
 
-# knotd, kdig, knsupdate and keymgr come with Debian's knot and knot-dnsutils, which make test
-# installs (Makefile DEBS): a missing one fails these tests instead of skipping them
+# knotd, kdig, knsupdate and keymgr come with Debian's knot and knot-dnsutils, named and
+# tsig-keygen with bind9, nsupdate with dnsutils, which make test installs (Makefile DEBS): a
+# missing one fails these tests instead of skipping them
 
 
-def keymgr_key() -> tuple[str, str]:
-    """(Knot's key text, its secret) as ``keymgr -t`` makes it."""
-    out = subprocess.run(
+@dataclass(frozen=True)
+class Flavour:
+    """What differs between the servers for these tests."""
+
+    name: str
+    port: int
+    keygen: list[str]  # prints the key in the server's own form
+    secret: str  # regex of the secret in that text
+    checker: list[str]  # checks the configuration ("{}": its path)
+    update_tool: str  # nsupdate-like: edits by hand
+    lower_cases: bool  # owner names and rdata names stored lower-cased
+
+    def configure(self, directory: Path, secret: str) -> list[str]:
+        """The README's block for this server in ``directory``, checked; the server's argv."""
+        if self.name == "knot":
+            config = knot_config(directory, secret, self.port)
+            argv = ["knotd", "-c", str(config)]
+        else:
+            config = bind_config(directory, secret, self.port)
+            argv = ["named", "-g", "-c", str(config)]  # -g: foreground, logs to stderr
+        check = [arg.format(config) for arg in self.checker]
+        subprocess.run(check, check=True, capture_output=True, timeout=30)
+        return argv
+
+
+FLAVOURS = {
+    "knot": Flavour(
+        "knot",
+        5392,
         ["keymgr", "-t", "mdns-gateway", "hmac-sha256"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
+        r"secret: (\S+)",
+        ["knotc", "-c", "{}", "conf-check"],
+        "knsupdate",
+        lower_cases=True,
+    ),
+    "bind": Flavour(
+        "bind",
+        5393,
+        ["tsig-keygen", "-a", "hmac-sha256", "mdns-gateway"],
+        r'secret "(\S+)";',
+        ["named-checkconf", "-z", "{}"],
+        "nsupdate",
+        lower_cases=False,
+    ),
+}
+
+
+def make_key(flavour: Flavour) -> tuple[str, str]:
+    """(the key text as the server's tool makes it, its secret)."""
+    out = subprocess.run(
+        flavour.keygen, capture_output=True, text=True, check=True, timeout=30
     ).stdout
-    secret = re.search(r"secret: (\S+)", out)
+    secret = re.search(flavour.secret, out)
     assert secret is not None, out
     return out, secret.group(1)
 
@@ -111,7 +156,8 @@ class Server:
 @dataclass
 class World:
     lab: Lab
-    knot: Server
+    flavour: Flavour
+    server: Server
     secret: str
     key_file: Path
     policies: Path
@@ -122,8 +168,8 @@ class World:
     def zone(
         self, server: Server | None = None, secret: str | None = None
     ) -> list[tuple[str, str, str]]:
-        """The zone's records (owner lower-cased, type, rdata) by TSIG AXFR, less SOA/NS/TSIG."""
-        server = server or self.knot
+        """The zone's records (owner, type, rdata) by TSIG AXFR, less SOA/NS/TSIG."""
+        server = server or self.server
         out = server.dig(
             "-y",
             f"hmac-sha256:mdns-gateway:{secret or self.secret}",
@@ -137,7 +183,7 @@ class World:
                 continue
             owner, _ttl, _cls, rdtype, rdata = line.split(None, 4)
             if rdtype not in ("SOA", "NS", "TSIG") and owner.lower() != f"ns.{ZONE}.":
-                records.append((owner.lower(), rdtype, rdata.strip()))
+                records.append((owner, rdtype, rdata.strip()))
         return records
 
     def wait_zone(
@@ -160,17 +206,17 @@ class World:
 
 
 def instance(label: str, rdtype: str, records: list[tuple[str, str, str]]) -> list[str]:
+    """The rdatas of type ``rdtype`` at the IoT printer instance ``label`` (names compared as
+    DNS does, case-insensitively)."""
     owner = label.lower().replace(" ", "\\032") + f"._ipp._tcp.iot.{ZONE}."
-    return [r for o, t, r in records if o == owner and t == rdtype]
+    return [r for o, t, r in records if o.lower() == owner and t == rdtype]
 
 
 def ptrs(records: list[tuple[str, str, str]], owner: str = f"_ipp._tcp.iot.{ZONE}.") -> list[str]:
-    return sorted(r for o, t, r in records if o == owner and t == "PTR")
+    return sorted(r for o, t, r in records if o.lower() == owner and t == "PTR")
 
 
-def gateway(
-    lab: Lab, key_file: Path, policies: Path, *, server_port: int = KNOT_PORT
-) -> GatewayProcess:
+def gateway(lab: Lab, key_file: Path, policies: Path, *, server_port: int) -> GatewayProcess:
     cfg = gateway_config(
         lab,
         policies=str(policies),
@@ -192,18 +238,16 @@ def gateway(
     return gw
 
 
-@pytest.fixture(scope="module")
-def world(lab: Lab) -> Iterator[World]:
-    base = lab.workdir / "widearea"
-    key_text, secret = keymgr_key()
-    config = knot_config(base / "knot", secret, KNOT_PORT)
-    subprocess.run(
-        ["knotc", "-c", str(config), "conf-check"], check=True, capture_output=True, timeout=30
-    )
-    knot = Server(lab, ["knotd", "-c", str(config)], KNOT_PORT, base / "knot.log")
-    knot.start()
+@pytest.fixture(scope="module", params=sorted(FLAVOURS))
+def world(lab: Lab, request: pytest.FixtureRequest) -> Iterator[World]:
+    flavour = FLAVOURS[request.param]
+    base = lab.workdir / f"widearea-{flavour.name}"
+    key_text, secret = make_key(flavour)
+    argv = flavour.configure(base / flavour.name, secret)
+    server = Server(lab, argv, flavour.port, base / f"{flavour.name}.log")
+    server.start()
     key_file = base / "tsig.key"
-    key_file.write_text(key_text)  # Knot's form
+    key_file.write_text(key_text)  # the server's own form
     key_file.chmod(0o600)
     policies = base / "policies"
     policies.mkdir()
@@ -227,20 +271,26 @@ def world(lab: Lab) -> Iterator[World]:
         host_name="printer",
     )
     publisher.wait_ready()
-    gw = gateway(lab, key_file, policies)
-    w = World(lab, knot, secret, key_file, policies, publisher, gw, [knot])
+    gw = gateway(lab, key_file, policies, server_port=flavour.port)
+    w = World(lab, flavour, server, secret, key_file, policies, publisher, gw, [server])
     yield w
     gw.stop()
-    for server in w.servers:
-        server.stop()
+    publisher.stop()  # the next server's world publishes the same names
+    for each in w.servers:
+        each.stop()
+
+
+def start_gateway(world: World, key_file: Path) -> GatewayProcess:
+    return gateway(world.lab, key_file, world.policies, server_port=world.flavour.port)
 
 
 def test_publish_with_its_content(world: World) -> None:
     iot1 = world.lab.hosts["iot1"]
     records = world.wait_zone(lambda r: instance(PRINTER, "SRV", r), "the printer's SRV")
-    assert ptrs(records) == [
-        f"living\\032room\\032printer._ipp._tcp.iot.{ZONE}."
-    ]  # Knot lower-cases
+    label = PRINTER.replace(" ", "\\032")
+    name = f"{label.lower() if world.flavour.lower_cases else label}._ipp._tcp.iot.{ZONE}."
+    assert ptrs(records) == [name]  # Knot lower-cases, BIND keeps the case
+    assert [o for o, t, _ in records if t == "SRV"] == [name]
     assert instance(PRINTER, "SRV", records) == [f"0 0 631 printer.iot.{ZONE}."]
     assert instance(PRINTER, "TXT", records) == ['"rp=ipp/print" "Ty=Laser"']  # verbatim
     host = f"printer.iot.{ZONE}."
@@ -325,7 +375,7 @@ def test_a_goodbye_removes_the_service(world: World) -> None:
 
 
 def test_server_down_then_up_catches_up(world: World) -> None:
-    world.knot.stop()
+    world.server.stop()
     iot1 = world.lab.hosts["iot1"]
     world.publisher.register(
         {
@@ -337,10 +387,11 @@ def test_server_down_then_up_catches_up(world: World) -> None:
         }
     )
     world.gw.wait_for_log(
-        r"wide-area: UPDATE to 127\.0\.0\.1:5392 .* failed: (network|timeout)", timeout=15
+        rf"wide-area: UPDATE to 127\.0\.0\.1:{world.flavour.port} .* failed: (network|timeout)",
+        timeout=15,
     )
     assert world.gw.running
-    world.knot.start()
+    world.server.start()
     world.wait_zone(
         lambda r: instance(SCANNER, "SRV", r), "the scanner after the server's return", timeout=30
     )
@@ -353,9 +404,9 @@ def test_a_wrong_key_is_a_clear_error_and_the_gateway_keeps_serving(world: World
     wrong = world.key_file.parent / "wrong.key"
     wrong.write_text(world.key_file.read_text().replace(world.secret, "A" * 43 + "="))
     wrong.chmod(0o600)
-    gw = gateway(world.lab, wrong, world.policies)
+    gw = start_gateway(world, wrong)
     line = gw.wait_for_log(
-        r"wide-area: .* to 127\.0\.0\.1:5392 for zone dnssd\.example\.com\. "
+        rf"wide-area: .* to 127\.0\.0\.1:{world.flavour.port} for zone dnssd\.example\.com\. "
         r"with key mdns-gateway\.: BADSIG.*likely fix: the secret",
         timeout=20,
     )
@@ -373,22 +424,26 @@ def test_a_wrong_key_is_a_clear_error_and_the_gateway_keeps_serving(world: World
 
 
 def test_sigkill_an_orphan_by_hand_and_a_restart(world: World) -> None:
-    gw = gateway(world.lab, world.key_file, world.policies)
+    gw = start_gateway(world, world.key_file)
     world.wait_zone(lambda r: instance(PRINTER, "SRV", r), "the printer")
     gw.signal(9)
     gw.proc.wait(10)  # type: ignore[union-attr]
     edits = (
-        f"server 127.0.0.1 {KNOT_PORT}\nzone {ZONE}.\n"
+        f"server 127.0.0.1 {world.flavour.port}\nzone {ZONE}.\n"
         f'add orphan._ipp._tcp.iot.{ZONE}. 120 TXT "left by hand"\n'
         f"add _ipp._tcp.iot.{ZONE}. 120 PTR orphan._ipp._tcp.iot.{ZONE}.\n"
         f"del printer.iot.{ZONE}. A\n"
         "send\n"
     )
     world.lab.run(
-        world.lab.gw, "knsupdate", "-y", f"hmac-sha256:mdns-gateway:{world.secret}", input=edits
+        world.lab.gw,
+        world.flavour.update_tool,
+        "-y",
+        f"hmac-sha256:mdns-gateway:{world.secret}",
+        input=edits,
     )
     assert len(ptrs(world.zone())) == 2
-    gw = gateway(world.lab, world.key_file, world.policies)
+    gw = start_gateway(world, world.key_file)
     iot1 = world.lab.hosts["iot1"]
     records = world.wait_zone(
         lambda r: (

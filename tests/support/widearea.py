@@ -1,5 +1,6 @@
 """What the wide-area tests share: TSIG key texts in each form, the lab zone, and the README's
-example server configurations made runnable (paths, address and secret replaced)."""
+example server configurations (Knot's knot.conf, BIND's named.conf.local) made runnable: only
+what the README marks as placeholders is replaced (the secret, the server's address, the paths)."""
 
 from __future__ import annotations
 
@@ -47,3 +48,35 @@ def knot_config(directory: Path, secret: str, port: int) -> Path:
     (directory / "knot.conf").write_text(text)
     (directory / f"{ZONE}.zone").write_text(ZONE_FILE)
     return directory / "knot.conf"
+
+
+# Debian's /etc/bind/named.conf.options for a lab: the README's block is named.conf.local, which
+# Debian's named.conf includes beside these options; here they confine named to its directory
+# and one loopback port (no rndc channel on 953, no root-key fetch, no resolver)
+NAMED_OPTIONS = """options {{
+    directory "{directory}";
+    pid-file "{directory}/named.pid";
+    session-keyfile "{directory}/session.key";
+    listen-on port {port} {{ 127.0.0.1; }};
+    listen-on-v6 {{ none; }};
+    recursion no;
+    dnssec-validation no;
+}};
+controls {{ }};
+include "{directory}/named.conf.local";
+"""
+
+
+def bind_config(directory: Path, secret: str, port: int) -> Path:
+    """The README's BIND block as ``directory``/named.conf.local (created) under lab options,
+    with its zone file; the path of named.conf (``named -g -c`` it)."""
+    directory.mkdir(parents=True)
+    text = (
+        readme_block("named.conf.local (wide-area example)")
+        .replace('"/var/lib/bind/', f'"{directory}/')
+        .replace("SECRET-FROM-TSIG-KEYGEN", secret)
+    )
+    (directory / "named.conf.local").write_text(text)
+    (directory / "named.conf").write_text(NAMED_OPTIONS.format(directory=directory, port=port))
+    (directory / f"{ZONE}.zone").write_text(ZONE_FILE)
+    return directory / "named.conf"
