@@ -46,6 +46,7 @@ from .dnsfront.resolver import Resolver, View, Zones
 from .dnsfront.server import DnsServer, Listener
 from .mdns.browser import Browser
 from .mdns.ingest import Ingest
+from .mdns.interest import Interest
 from .mdns.links import Links
 from .mdns.transport import MdnsTransport
 from .memory import MemoryKeeper
@@ -139,6 +140,11 @@ class Gateway:
         self.resolver = Resolver(
             self.store, self._zones(), config.dns.max_ttl, config.dns.negative_ttl
         )
+        # what clients wanted lately: the only records the browser refreshes (RFC 6762 §5.2)
+        self.interest = Interest()
+        self.resolver.used = self.interest.note_cached
+        self.browser.wanted = self.interest.wanted
+        self.browser.heard = self.interest.note
         self.ondemand = OnDemand(self.browser.ask, config.dns.ondemand_timeout)
         # store changes, one channel: the DNS answers compare the store's generations before
         # each batch; on-demand lookups listen while one waits; the browser follows new records
@@ -219,6 +225,8 @@ class Gateway:
 
             self.widearea = WideAreaPublisher(config.wide_area, config.vlans, self.store, clock)
             self.store.subscribe(self.widearea.on_change)
+            # a published service must not expire for want of a DNS client: keep everything
+            self.interest.keepers.append(lambda vlan, name, rdtype: True)
         # what happened lately, for the web page: the store's changes and the drop, refusal
         # and loop counters become events; query packets feed the most-asked names
         counters = {
@@ -261,6 +269,8 @@ class Gateway:
         if self.reflector is not None:
             self.ingest.listeners.append(self.reflector.on_packet)
         self.ingest.listeners.append(self.query_names.on_packet)
+        # questions heard: interest (reflected ones keep the answers fresh), and §7.3
+        self.ingest.listeners.append(self.browser.on_packet)
         # store changes: services announced and gone, for the event log
         self.store.subscribe(self.events.on_record)
         # the browser asks for a tick when it has questions due (batched)
@@ -275,7 +285,7 @@ class Gateway:
         # _open_fds, ... from /proc)
         for collector in (
             DnsCollector(self.server.stats, self.resolver, self.ondemand, self.rate_limiter),
-            MdnsCollector(self.ingest, self.browser, self.transport),
+            MdnsCollector(self.ingest, self.browser, self.transport, self.interest),
             StoreCollector(self.store, config.vlans),
             GatewayCollector(self.diagnostics),
             MemoryCollector(self.memory),

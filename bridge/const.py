@@ -311,3 +311,12 @@ GC_THRESHOLDS = (300_000, 50, 100)
 GC_FULL_INTERVAL = 600.0  # s; a full collection (cycles) this often; see memory.py
 MEMORY_INTERVAL = 0.25  # s; the memory tick: freeze the collector's young objects, malloc_trim
 MEMORY_TRIM_RECORDS = 1000  # records added or removed since the last trim that call for one
+
+# interest-driven refresh (bridge/mdns/interest.py, RFC 6762 §5.2 "if still interested")
+MDNS_INTEREST_MAX = 20_000  # (name, type) interests remembered; beyond, least recently wanted go
+MDNS_INTEREST_MIN_WINDOW = 600.0  # s; an interest lasts the record's TTL, and at least this
+MDNS_QUERY_GATHER_WINDOW = 2.0  # s; a query going out also carries refreshes due this soon (the
+# store moves a popped record to its next refresh point, 5 % of the TTL later: kept under 5 % of
+# 120 s, the host records' TTL, so a record's own next point is not pulled in too)
+MDNS_DUPLICATE_WINDOW = 1.0  # s; RFC 6762 §7.3: a question another querier just asked is not sent
+MDNS_HEARD_MAX = 5_000  # questions heard from other queriers remembered for §7.3; cleared when full

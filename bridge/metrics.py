@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from .dnsfront.resolver import Resolver
     from .mdns.browser import Browser
     from .mdns.ingest import Ingest
+    from .mdns.interest import Interest
     from .mdns.transport import MdnsTransport
     from .memory import MemoryKeeper
     from .periodic import Periodic
@@ -134,10 +135,13 @@ class DnsCollector(Collector):
 class MdnsCollector(Collector):
     """mdns_gateway_mdns_*: packets in (ingest), queries out (browser), send errors."""
 
-    def __init__(self, ingest: Ingest, browser: Browser, transport: MdnsTransport) -> None:
+    def __init__(
+        self, ingest: Ingest, browser: Browser, transport: MdnsTransport, interest: Interest
+    ) -> None:
         self.ingest = ingest
         self.browser = browser
         self.transport = transport
+        self.interest = interest
 
     def collect(self) -> Iterator[Metric]:
         ing = self.ingest
@@ -174,6 +178,31 @@ class MdnsCollector(Collector):
         c = CounterMetricFamily(f"{NS}_mdns_queries_sent", "mDNS query packets we sent")
         c.add_metric([], self.browser.queries_sent)
         yield c
+        c = CounterMetricFamily(
+            f"{NS}_mdns_duplicate_questions_suppressed",
+            "questions not sent: another querier asked them within the second (RFC 6762 §7.3)",
+        )
+        c.add_metric([], self.browser.duplicates_suppressed)
+        yield c
+        interest = self.interest
+        c = CounterMetricFamily(
+            f"{NS}_mdns_refreshes",
+            "records due for refresh (RFC 6762 §5.2) that are not browsed ones, by decision: "
+            "asked (wanted lately) or skipped (nobody wanted it: left to expire)",
+            labels=["decision"],
+        )
+        c.add_metric(["asked"], interest.refreshes)
+        c.add_metric(["skipped"], interest.skipped)
+        yield c
+        c = CounterMetricFamily(
+            f"{NS}_mdns_interests_evicted",
+            "interests forgotten to stay within MDNS_INTEREST_MAX",
+        )
+        c.add_metric([], interest.evicted)
+        yield c
+        g = GaugeMetricFamily(f"{NS}_mdns_interests", "(name, type) interests remembered")
+        g.add_metric([], len(interest))
+        yield g
         c = CounterMetricFamily(f"{NS}_mdns_send_errors", "mDNS sends that failed")
         c.add_metric([], self.transport.send_errors)
         yield c

@@ -19,7 +19,7 @@ first: two devices with one host name on two VLANs are never merged into one RRs
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -179,6 +179,9 @@ class Resolver:
         self.negative_ttl = negative_ttl
         # services not offered to a view because their target has no address it can use
         self.unusable_services = 0
+        # told of the records each answer was built from (Interest.note_cached, set by
+        # bridge/app.py): what a client wanted is what the browser keeps fresh
+        self.used: Callable[[list[Cached], float], None] = _ignore
 
     # --- entry point -----------------------------------------------------------------
 
@@ -210,6 +213,7 @@ class Resolver:
             for c in found:
                 ans.min_remaining = min(ans.min_remaining, c.remaining)
             ans.answer = self._rrsets(qname, found, domain)
+            self.used(found, now)
             self._additional(view, found, domain, now, ans)
             return ans
         # a service type or instance the view may not see on a VLAN does not exist there for it:
@@ -369,6 +373,7 @@ class Resolver:
             extra.extend(self._collect(view, [vlan], target, (A, AAAA), now, None))
         if extra:
             extra = extra[: const.DNS_MAX_ADDITIONAL]
+            self.used(extra, now)
             for c in extra:
                 ans.min_remaining = min(ans.min_remaining, c.remaining)
             ans.additional = self._rrsets(None, extra, domain)
@@ -471,6 +476,10 @@ class Resolver:
         own = [view.vlan] if view.vlan in view.policy.vlans else []
         others = sorted(v for v in view.policy.vlans if v != view.vlan)
         return [domains[v] for v in own + others if v in domains]
+
+
+def _ignore(records: list[Cached], now: float) -> None:
+    """The default ``Resolver.used``: nobody is told."""
 
 
 def _may_see(view: View, vlan: str, name: dns.name.Name) -> bool:

@@ -4,9 +4,14 @@ What it asks and when is decided here from the store and the clock; sending is a
 - Service-type enumeration and every discovered type: first at once, then at doubling
   intervals up to an hour (never longer than 80 % of the PTR TTL we hold).
 - Instances without SRV/TXT and SRV targets without addresses: asked for at once.
-- Every cached record is re-asked at 80/85/90/95 % of its TTL so live devices never expire.
+- A cached record is re-asked at 80/85/90/95 % of its TTL only if ``wanted`` says someone
+  wanted it lately (bridge/mdns/interest.py) or it answers one of the browses above; the rest
+  expire and are asked on demand if a client asks again (RFC 6762 §5.2 "still interested").
 - On-demand questions from DNS cache misses.
-The same question is never repeated on a VLAN within a second; known answers are listed.
+A query going out also carries every refresh and browse due within MDNS_QUERY_GATHER_WINDOW.
+The same question is never repeated on a VLAN within a second, nor sent when another querier
+asked it within the last second with every known answer we would list (§7.3); our known
+answers (> half TTL left) are listed for every question (§7.1).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import dns.rdatatype
 
 from .. import const
 from ..dnssd import SERVICES, is_browse_target
-from ..store import Store
+from ..store import Cached, Store
 from . import wire
 from .links import Link, Links
 
@@ -39,6 +44,17 @@ _SRV = dns.rdatatype.SRV
 
 Sender = Callable[[bytes, int, int], bool]  # (payload, ifindex, family) -> sent?
 QKey = tuple[dns.name.Name, int]
+# (vlan, name, type, TTL, now) -> refresh this record? (Interest.wanted, set by bridge/app.py)
+Wanted = Callable[[str, dns.name.Name, int, float, float], bool]
+HKey = tuple[str, dns.name.Name, int]
+
+
+def _everything(vlan: str, name: dns.name.Name, rdtype: int, ttl: float, now: float) -> bool:
+    return True
+
+
+def _nobody(name: dns.name.Name, rdtype: int, now: float) -> None:
+    """The default ``Browser.heard``: no interest is kept."""
 
 
 @dataclass(slots=True)
@@ -68,7 +84,13 @@ class Browser:
         # tick: by then the rest of their packet (SRV, TXT, addresses) is in the store
         self._followups: list[tuple[str, dns.name.Name, tuple[int, int]]] = []
         self._asked: dict[tuple[str, dns.name.Name, int], float] = {}
+        # questions other queriers asked lately, with the rdata they listed as known (§7.3)
+        self._heard: dict[HKey, tuple[float, frozenset[dns.rdata.Rdata]]] = {}
+        self.wanted: Wanted = _everything
+        # told of every question heard on a link (Interest.note, set by bridge/app.py)
+        self.heard: Callable[[dns.name.Name, int, float], None] = _nobody
         self.queries_sent = 0
+        self.duplicates_suppressed = 0  # questions not sent: another querier just asked them
         self.wake: Callable[[], None] = lambda: None  # set by the app: run tick() soon
 
     # --- inputs ----------------------------------------------------------------------
@@ -115,6 +137,57 @@ class Browser:
                 self.wake()
             self._followups.append((vlan, rdata.target, _ADDRESS))  # type: ignore[attr-defined]
 
+    def on_packet(
+        self,
+        vlan: str,
+        packet: wire.Packet,
+        raw: bytes,
+        src: str,
+        port: int,
+        family: int,
+        now: float,
+    ) -> None:
+        """An ingest listener: the questions another querier asked are an interest, and the
+        QM ones are remembered for a second (§7.3)."""
+        if packet.is_response or not packet.questions:
+            return
+        for q in packet.questions:
+            self.heard(q.name, q.rdtype, now)
+        if len(self._heard) > const.MDNS_HEARD_MAX:
+            self._heard.clear()
+        known: dict[QKey, set[dns.rdata.Rdata]] = {}
+        for r in packet.answers:
+            known.setdefault((r.name, r.rdtype), set()).add(r.rdata)
+        for q in packet.questions:
+            if not q.unicast:
+                self._heard[(vlan, q.name, q.rdtype)] = (
+                    now,
+                    frozenset(known.get((q.name, q.rdtype), ())),
+                )
+
+    def _duplicate(self, vlan: str, name: dns.name.Name, rdtype: int, now: float) -> bool:
+        """§7.3: another querier asked this within the window, listing every answer we
+        would list as known: its answers reach us too, so ours would only repeat it."""
+        heard = self._heard.get((vlan, name, rdtype))
+        if heard is None or now - heard[0] > const.MDNS_DUPLICATE_WINDOW:
+            return False
+        theirs = heard[1]
+        return all(c.rdata in theirs for c in self._known(vlan, name, rdtype, now))
+
+    def _known(self, vlan: str, name: dns.name.Name, rdtype: int, now: float) -> list[Cached]:
+        """The answers we hold with more than half their TTL left (RFC 6762 §7.1)."""
+        return [c for c in self.store.get(vlan, name, rdtype, now) if c.remaining > c.ttl / 2]
+
+    def _refreshes(self, now: float, until: float, per_vlan: dict[str, set[QKey]]) -> None:
+        """Records due for refresh by ``until`` that are still wanted (or browsed)."""
+        for vlan, name, rdtype in self.store.due_refresh(until):
+            if rdtype == _PTR and (vlan, name) in self._browse:
+                per_vlan.setdefault(vlan, set()).add((name, rdtype))
+                continue
+            held = self.store.get(vlan, name, rdtype, now)
+            if held and self.wanted(vlan, name, rdtype, max(c.ttl for c in held), now):
+                per_vlan.setdefault(vlan, set()).add((name, rdtype))
+
     # --- the clock -------------------------------------------------------------------
 
     def _ask_followups(self) -> None:
@@ -132,12 +205,15 @@ class Browser:
     def tick(self, now: float) -> None:
         if self._followups:
             self._ask_followups()
-        refresh = self.store.due_refresh(now)
         per_vlan: dict[str, set[QKey]] = {}
-        for vlan, name, rdtype in refresh:
-            per_vlan.setdefault(vlan, set()).add((name, rdtype))
+        self._refreshes(now, now, per_vlan)
+        gather = now + const.MDNS_QUERY_GATHER_WINDOW
+        browses_due = any(s.next <= now for s in self._browse.values())
+        if per_vlan or browses_due or self._pending:
+            # a query goes out anyway: it carries what would be due within the window too
+            self._refreshes(now, gather, per_vlan)
         for (vlan, name), sched in self._browse.items():
-            if sched.next <= now:
+            if sched.next <= now or (vlan in per_vlan and sched.next <= gather):
                 per_vlan.setdefault(vlan, set()).add((name, dns.rdatatype.PTR))
                 cap = const.MDNS_BROWSE_MAX_INTERVAL
                 held = self.store.get(vlan, name, dns.rdatatype.PTR, now)
@@ -167,6 +243,10 @@ class Browser:
                 last = self._asked.get(key)
                 if last is not None and now - last < const.MDNS_SAME_QUERY_INTERVAL:
                     continue
+                if key not in self._urgent and self._duplicate(vlan, name, rdtype, now):
+                    self.duplicates_suppressed += 1
+                    self._asked[key] = now  # §7.3: as if we had sent it
+                    continue
                 self._asked[key] = now
                 fresh.append((name, rdtype))
             if fresh:
@@ -189,17 +269,14 @@ class Browser:
         known: list[wire.Record] = []
         size = 12 + sum(len(q.name.to_wire() or b"") + 4 for q in questions)
         for q in questions:
-            if q.rdtype != dns.rdatatype.PTR:
-                continue
-            for c in self.store.get(link.vlan, q.name, dns.rdatatype.PTR, now):
-                if c.remaining > c.ttl / 2:  # RFC 6762 §7.1
-                    ttl = int(min(c.remaining, c.ttl))  # pinned (our own): inf
-                    rec = wire.Record(q.name, dns.rdatatype.PTR, ttl, c.rdata)
-                    cost = len(c.rdata.to_wire() or b"") + 12
-                    if size + cost > _MAX_QUERY_BYTES:
-                        break
-                    size += cost
-                    known.append(rec)
+            for c in self._known(link.vlan, q.name, q.rdtype, now):  # RFC 6762 §7.1
+                ttl = int(min(c.remaining, c.ttl))  # pinned (our own): inf
+                rec = wire.Record(q.name, q.rdtype, ttl, c.rdata)
+                cost = len(c.rdata.to_wire() or b"") + 12
+                if size + cost > _MAX_QUERY_BYTES:
+                    break
+                size += cost
+                known.append(rec)
         data = wire.query(questions, known)
         if link.has_v4 and self.send(data, link.ifindex, socket.AF_INET):
             self.queries_sent += 1

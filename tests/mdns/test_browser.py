@@ -8,40 +8,14 @@ import dns.name
 import dns.rdata
 import dns.rdatatype
 
-from bridge.mdns import wire
-from bridge.mdns.browser import SERVICES, Browser
-from bridge.store import Store
-from tests.support.links import setup
+from bridge.mdns.browser import SERVICES
+from tests.support.browsing import make, questions
 
 PTR, SRV, TXT, A = dns.rdatatype.PTR, dns.rdatatype.SRV, dns.rdatatype.TXT, dns.rdatatype.A
 
 
 def n(text: str) -> dns.name.Name:
     return dns.name.from_text(text)
-
-
-def make() -> tuple[Store, Browser, list[tuple[wire.Packet, int, int]]]:
-    store, _, links = setup()
-    sent: list[tuple[wire.Packet, int, int]] = []
-
-    def send(data: bytes, ifindex: int, family: int) -> bool:
-        sent.append((wire.parse(data), ifindex, family))
-        return True
-
-    browser = Browser(store, links, send)
-    store.subscribe(browser.on_record)  # as bridge/app.py wires it
-    return store, browser, sent
-
-
-def questions(
-    sent: list[tuple[wire.Packet, int, int]], family: int = socket.AF_INET
-) -> set[tuple[str, int, bool]]:
-    return {
-        (q.name.to_text(), q.rdtype, q.unicast)
-        for p, _, fam in sent
-        if fam == family
-        for q in p.questions
-    }
 
 
 def test_enumerates_then_browses_discovered_types_on_both_families() -> None:
