@@ -23,6 +23,9 @@ COMPILED = [
     "bridge/reflector/suppress.py",
     "bridge/reflector/decide.py",
     "bridge/reflector/shell.py",
+    # Cython source, not Python: recvmmsg/sendmmsg for the UDP listeners (the pure-Python
+    # build answers through udpio.Datagrams instead); loadtest "udp", README "Performance"
+    "bridge/dnsfront/mmsg.pyx",
 ]
 ENV = "MDNS_GATEWAY_COMPILE"  # 1: compile them (Cython and a C compiler needed)
 
@@ -55,7 +58,7 @@ def not_compiled() -> list[str]:
 
     found = []
     for path in COMPILED:
-        module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+        module = importlib.import_module(os.path.splitext(path)[0].replace("/", "."))
         if not str(module.__file__).endswith(tuple(EXTENSION_SUFFIXES)):
             found.append(str(module.__file__))
     return found

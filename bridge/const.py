@@ -84,7 +84,9 @@ DNS_CLOSE_ROUNDS = 10  # loop turns close() waits for connections accepted just 
 #   tasks start a turn later); one or two suffice, ten bound a shutdown that keeps accepting
 DNS_TCP_BACKLOG = 256  # connections the kernel queues before accept (a reconnect burst of a
 #   CoreDNS pool restart fits; the accept loop drains it within a wake-up)
-DNS_UDP_DRAIN_BATCH = 64  # datagrams drained per reader wake-up
+DNS_UDP_DRAIN_BATCH = 64  # datagrams drained per reader wake-up: one recvmmsg and one sendmmsg
+#   in the compiled build (udpio), whose buffers are this many DNS_MAX_UDP_PAYLOAD slots (256 KiB);
+#   bounds how long one listener holds the loop
 DNS_RESPONSE_CACHE_MAX = 100_000  # pre-rendered responses kept per view and transport ...
 DNS_RESPONSE_CACHE_BYTES = 16 << 20  # ... and bytes (estimated, overhead included) per view and
 #   transport; when full the oldest eighth goes (100,000 REFUSED names once added 69 MB, and a

@@ -25,6 +25,7 @@ def build(root: Path = REPO_ROOT) -> Path:
     for path in sorted(
         [
             *(root / "bridge").rglob("*.py"),
+            *(root / "bridge").rglob("*.pyx"),
             root / "build_ext.py",
             root / "setup.py",
             root / "pyproject.toml",

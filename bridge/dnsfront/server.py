@@ -1,7 +1,8 @@
 """DNS over UDP and TCP: sockets, TCP framing, timeouts and tasks; the answers come from answer.py.
 
 UDP listeners are raw non-blocking sockets drained by ``loop.add_reader`` (up to
-DNS_UDP_DRAIN_BATCH datagrams per wake-up): a cached answer costs a dict lookup and a splice.
+DNS_UDP_DRAIN_BATCH datagrams per wake-up, in one recvmmsg and one sendmmsg when compiled:
+udpio): a cached answer costs a dict lookup and a splice.
 Misses go to the slow path (``Answers.miss``), which may wait for mDNS; the wait is a task here.
 Each listener is bound to one exact address, so replies leave from the address queried.
 What a listener's address says about its clients is decided once, at bind time: beyond
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import os
 import socket
 import struct
 from collections import Counter
@@ -28,11 +30,11 @@ from ..logutil import RateLimitedLog
 from .answer import NO_VIEW, Answers, Pending, cached
 from .ondemand import Key
 from .ratelimit import ResponseRateLimiter
+from .udpio import UdpBatch, make_batch
 
 log = logging.getLogger(__name__)
 _limited = RateLimitedLog(log)
 _LEN = struct.Struct("!H")
-_DRAIN = range(const.DNS_UDP_DRAIN_BATCH)
 _MAX_UDP = const.DNS_MAX_UDP_PAYLOAD
 
 
@@ -73,6 +75,7 @@ class DnsServer:
         self._tcp_per_host: Counter[str] = Counter()  # client address -> open connections
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._batch: UdpBatch | None = None  # every UDP listener's, made at start
 
     def addresses_changed(self) -> None:
         self._addr_view.clear()
@@ -101,6 +104,8 @@ class DnsServer:
         """Bind every listener, then serve on all of them: an answer on one means all are up
         (a client that polls one port for readiness never finds another one still closed)."""
         loop = self._loop = asyncio.get_running_loop()
+        if self._batch is None:
+            self._batch = make_batch(const.DNS_UDP_DRAIN_BATCH, _MAX_UDP)
         bound: list[tuple[socket.socket, str | None, int, ResponseRateLimiter | None]] = []
         for lst in listeners:
             host, port = lst.address
@@ -170,30 +175,32 @@ class DnsServer:
         udp_max: int,
         limiter: ResponseRateLimiter | None,
     ) -> None:
-        """Drain up to DNS_UDP_DRAIN_BATCH datagrams. The loop is the hot path: bound methods,
-        the view's cache and the counts are hoisted out of it, so a query whose bytes are a
-        cached key costs one call to ``cached`` (a slice, a dict lookup) and one sendto.
-        ``udp_max`` picks the caches of the listener's ceiling; ``limiter``: RRL, or None."""
-        assert self._loop is not None
+        """Answer the datagrams waiting (at most DNS_UDP_DRAIN_BATCH): one ``recvmmsg`` and
+        one ``sendmmsg`` in the compiled build (udpio). The loop is the hot path: bound
+        methods, the view's cache and the counts are hoisted out of it, so a query whose
+        bytes are a cached key costs one call to ``cached`` (a slice, a dict lookup) and a
+        queued reply. ``udp_max`` picks the caches of the listener's ceiling; ``limiter``:
+        RRL, or None."""
+        assert self._loop is not None and self._batch is not None
+        batch = self._batch
+        try:
+            datagrams = batch.recv(sock)
+        except OSError as exc:
+            log.debug("UDP receive error: %s", exc)
+            return
+        if not datagrams:
+            return
         now = self._loop.time()
         caches = self.answers.caches(False, udp_max)  # the store's changes applied, once a batch
-        recvfrom, sendto, lookup = sock.recvfrom, sock.sendto, cached
+        lookup, reply_to, host_of = cached, batch.reply, batch.host
         cache = caches.get(fixed_view) if fixed_view is not None else None
         view: str = fixed_view or NO_VIEW
         addr_view = self._addr_view
-        received = hits = 0
+        hits = 0
         try:
-            for _ in _DRAIN:
-                try:
-                    data, addr = recvfrom(_MAX_UDP)
-                except (BlockingIOError, InterruptedError):
-                    return
-                except OSError as exc:
-                    log.debug("UDP receive error: %s", exc)
-                    return
-                received += 1
+            for i, data in enumerate(datagrams):
                 if fixed_view is None:
-                    host = addr[0]
+                    host = host_of(i)
                     view = addr_view.get(host) or self._view_for(host)
                     cache = caches.get(view)
                 elif cache is None:  # the view's first answer may be cached mid-batch
@@ -203,18 +210,17 @@ class DnsServer:
                     if reply is not None:
                         hits += 1
                         if limiter is not None:
-                            reply = limiter.admit(addr[0], data, reply, now)
+                            reply = limiter.admit(host_of(i), data, reply, now)
                             if reply is None:
                                 continue
-                        try:
-                            sendto(reply, addr)
-                        except OSError as exc:
-                            self._send_failed(addr, exc)
+                        reply_to(i, reply)
                         continue
-                self._udp_miss(sock, data, addr, view, now, udp_max, limiter)
+                self._udp_miss(sock, data, batch.addr(i), view, now, udp_max, limiter)
         finally:
+            for i, err in batch.flush(sock):
+                self._send_failed(batch.addr(i), OSError(err, os.strerror(err)))
             stats = self.stats
-            stats.queries["udp"] += received
+            stats.queries["udp"] += len(datagrams)
             stats.cache_hits += hits
 
     def _udp_miss(

@@ -204,6 +204,39 @@ def test_ipv6_listener_replies_from_the_address_queried(front: Front) -> None:
     assert reply.answer
 
 
+def test_a_burst_of_queries_gets_every_answer_with_its_own_id(front: Front) -> None:
+    """300 queries sent before the first is read: the listeners' batches (DNS_UDP_DRAIN_BATCH
+    datagrams per wake-up, one recvmmsg and one sendmmsg when compiled) answer each, cached
+    or not, to the address each came from."""
+    names = ["office.local.", "Office.LOCAL.", "nothere.trusted.home.arpa."]
+    udp_raw(front.port_view, q("office.local.").to_wire())  # the first cached answer
+    before = front.call(lambda: front.server.stats.queries["udp"])
+    sent: dict[int, bytes] = {}
+    with contextlib.ExitStack() as stack:
+        socks = []
+        for host in ("127.0.0.1", "::1"):
+            fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+            s = stack.enter_context(socket.socket(fam, socket.SOCK_DGRAM))
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            s.connect((host, front.port_view))
+            s.settimeout(2.0)
+            socks.append(s)
+        for i in range(300):
+            msg = q(names[i % 3])
+            msg.id = i
+            wire = msg.to_wire()
+            sent[i] = question_bytes(wire)
+            socks[i % 2].send(wire)
+        replies = [socks[i % 2].recv(4096) for i in range(300)]
+    ids = sorted(struct.unpack("!H", r[:2])[0] for r in replies)
+    assert ids == list(range(300))
+    for reply in replies:
+        assert question_bytes(reply) == sent[struct.unpack("!H", reply[:2])[0]]
+    rcodes = {dns.message.from_wire(r).rcode() for r in replies}
+    assert rcodes == {dns.rcode.NOERROR, dns.rcode.NXDOMAIN}
+    assert front.call(lambda: front.server.stats.queries["udp"]) - before == 300
+
+
 def office_says_goodbye(front: Front) -> None:
     """The office printer's A record goes (goodbye, then the sweep after its last second)."""
     now = front.loop.time()

@@ -1,0 +1,228 @@
+# cython: language_level=3
+"""UDP datagrams in batches: one ``recvmmsg`` and one ``sendmmsg`` per reader wake-up.
+
+The compiled build's UDP path (the pure-Python build uses ``udpio.Datagrams``, one
+``recvfrom`` and one ``sendto`` per datagram, with the same interface). A cached answer cost
+5.67 µs of CPU against NSD's 4.61, most of it in those two system calls and the address
+tuples they make; NSD batches the same way. The buffers are allocated once: DNS_UDP_DRAIN_BATCH
+slots of DNS_MAX_UDP_PAYLOAD bytes (a longer datagram is cut, as ``recvfrom`` cut it), their
+senders' addresses kept raw so that a reply goes back without building or parsing a tuple.
+"""
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from libc.errno cimport EAGAIN, EINTR, ENOBUFS, errno
+from libc.string cimport memset
+
+cdef extern from "<errno.h>":
+    int EWOULDBLOCK  # EAGAIN on Linux; both named, as POSIX allows them to differ
+
+cdef extern from "<sys/uio.h>":
+    struct iovec:
+        void *iov_base
+        size_t iov_len
+
+cdef extern from "<sys/socket.h>":
+    ctypedef unsigned int socklen_t
+    ctypedef unsigned short sa_family_t
+    struct sockaddr_storage:
+        sa_family_t ss_family
+    struct msghdr:
+        void *msg_name
+        socklen_t msg_namelen
+        iovec *msg_iov
+        size_t msg_iovlen
+        void *msg_control
+        size_t msg_controllen
+        int msg_flags
+    struct mmsghdr:
+        msghdr msg_hdr
+        unsigned int msg_len
+    int recvmmsg(int fd, mmsghdr *msgs, unsigned int vlen, int flags, void *timeout) nogil
+    int sendmmsg(int fd, mmsghdr *msgs, unsigned int vlen, int flags) nogil
+    int AF_INET
+    int AF_INET6
+    int MSG_DONTWAIT
+
+cdef extern from "<netinet/in.h>":
+    struct in_addr:
+        pass
+    struct in6_addr:
+        pass
+    struct sockaddr_in:
+        unsigned short sin_port
+        in_addr sin_addr
+    struct sockaddr_in6:
+        unsigned short sin6_port
+        unsigned int sin6_flowinfo
+        in6_addr sin6_addr
+        unsigned int sin6_scope_id
+    int INET6_ADDRSTRLEN
+
+cdef extern from "<arpa/inet.h>":
+    const char *inet_ntop(int af, const void *src, char *dst, socklen_t size)
+    unsigned short ntohs(unsigned short)
+    unsigned int ntohl(unsigned int)
+
+# EAGAIN and ENOBUFS on send: the socket's buffer is full, and the rest of the batch would
+# meet the same (the box is overloaded: the clients' retries are the queue)
+cdef inline bint _full(int err) noexcept:
+    return err == EAGAIN or err == EWOULDBLOCK or err == ENOBUFS
+
+
+cdef class Batch:
+    """One batch of received datagrams and the replies to them, reused for every wake-up.
+
+    ``recv`` fills it (one ``recvmmsg``), ``reply`` queues the answer to datagram ``i``
+    (its sender's raw address, no tuple), ``flush`` sends them all (``sendmmsg``, again
+    after a partial send) and says which failed. One Batch serves every listener of a
+    server: a reader callback runs to its end before the next one starts."""
+
+    cdef mmsghdr *rmsgs
+    cdef mmsghdr *smsgs
+    cdef iovec *riov
+    cdef iovec *siov
+    cdef sockaddr_storage *names
+    cdef char *buf
+    cdef int *origin  # queued reply -> index of the datagram it answers
+    cdef int size, slot, count, queued
+    cdef list out  # the queued replies' bytes, alive until sent
+
+    def __cinit__(self, int size, int slot):
+        if size <= 0 or slot <= 0:
+            raise ValueError("size and slot must be positive")
+        self.size, self.slot = size, slot
+        self.rmsgs = <mmsghdr *>PyMem_Malloc(size * sizeof(mmsghdr))
+        self.smsgs = <mmsghdr *>PyMem_Malloc(size * sizeof(mmsghdr))
+        self.riov = <iovec *>PyMem_Malloc(size * sizeof(iovec))
+        self.siov = <iovec *>PyMem_Malloc(size * sizeof(iovec))
+        self.names = <sockaddr_storage *>PyMem_Malloc(size * sizeof(sockaddr_storage))
+        self.origin = <int *>PyMem_Malloc(size * sizeof(int))
+        self.buf = <char *>PyMem_Malloc(<size_t>size * slot)
+        if not (self.rmsgs and self.smsgs and self.riov and self.siov and self.names
+                and self.origin and self.buf):
+            raise MemoryError()
+        memset(self.rmsgs, 0, size * sizeof(mmsghdr))
+        memset(self.smsgs, 0, size * sizeof(mmsghdr))
+        cdef int i
+        for i in range(size):
+            self.riov[i].iov_base = self.buf + <size_t>i * slot
+            self.riov[i].iov_len = slot
+            self.rmsgs[i].msg_hdr.msg_name = &self.names[i]
+            self.rmsgs[i].msg_hdr.msg_iov = &self.riov[i]
+            self.rmsgs[i].msg_hdr.msg_iovlen = 1
+            self.smsgs[i].msg_hdr.msg_iov = &self.siov[i]
+            self.smsgs[i].msg_hdr.msg_iovlen = 1
+        self.count = self.queued = 0
+        self.out = []
+
+    def __dealloc__(self):
+        PyMem_Free(self.rmsgs)
+        PyMem_Free(self.smsgs)
+        PyMem_Free(self.riov)
+        PyMem_Free(self.siov)
+        PyMem_Free(self.names)
+        PyMem_Free(self.origin)
+        PyMem_Free(self.buf)
+
+    @property
+    def capacity(self) -> int:
+        return self.size
+
+    def recv(self, sock) -> list:
+        """The datagrams waiting on ``sock``, at most ``capacity``: [] when there are none
+        (EAGAIN); OSError for another error with nothing received."""
+        cdef int fd = sock.fileno()
+        cdef int i, n
+        self.count = self.queued = 0
+        self.out.clear()
+        for i in range(self.size):
+            self.rmsgs[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage)
+        while True:
+            n = recvmmsg(fd, self.rmsgs, self.size, MSG_DONTWAIT, NULL)
+            if n >= 0:
+                break
+            if errno == EINTR:
+                continue
+            if errno == EAGAIN or errno == EWOULDBLOCK:
+                return []
+            raise OSError(errno, "recvmmsg failed")
+        self.count = n
+        cdef list datagrams = [None] * n
+        for i in range(n):
+            datagrams[i] = PyBytes_FromStringAndSize(
+                <char *>self.riov[i].iov_base, self.rmsgs[i].msg_len
+            )
+        return datagrams
+
+    cdef inline sockaddr_storage *_name(self, int i) except NULL:
+        if i < 0 or i >= self.count:
+            raise IndexError("no such datagram in the batch")
+        return &self.names[i]
+
+    def host(self, int i) -> str:
+        """Datagram ``i``'s source address, as ``recvfrom``'s ``addr[0]`` gives it."""
+        cdef sockaddr_storage *name = self._name(i)
+        cdef char text[64]
+        cdef const void *raw
+        if name.ss_family == AF_INET6:
+            raw = &(<sockaddr_in6 *>name).sin6_addr
+        else:
+            raw = &(<sockaddr_in *>name).sin_addr
+        if inet_ntop(name.ss_family, raw, text, sizeof(text)) == NULL:
+            raise OSError(errno, "inet_ntop failed")
+        return text.decode("ascii")
+
+    def addr(self, int i) -> tuple:
+        """Datagram ``i``'s source address as ``recvfrom`` gives it: (host, port) for IPv4,
+        (host, port, flowinfo, scope_id) for IPv6."""
+        cdef sockaddr_storage *name = self._name(i)
+        cdef sockaddr_in6 *six
+        host = self.host(i)
+        if name.ss_family == AF_INET6:
+            six = <sockaddr_in6 *>name
+            return (host, ntohs(six.sin6_port), ntohl(six.sin6_flowinfo), six.sin6_scope_id)
+        return (host, ntohs((<sockaddr_in *>name).sin_port))
+
+    def reply(self, int i, bytes data) -> None:
+        """Queue ``data`` for the sender of datagram ``i`` (sent by ``flush``)."""
+        self._name(i)
+        cdef int q = self.queued
+        if q >= self.size:
+            raise IndexError("the batch's replies are full")
+        self.out.append(data)
+        self.siov[q].iov_base = PyBytes_AS_STRING(data)
+        self.siov[q].iov_len = PyBytes_GET_SIZE(data)
+        self.smsgs[q].msg_hdr.msg_name = &self.names[i]
+        self.smsgs[q].msg_hdr.msg_namelen = self.rmsgs[i].msg_hdr.msg_namelen
+        self.origin[q] = i
+        self.queued = q + 1
+
+    def flush(self, sock) -> list:
+        """Send the queued replies; [(datagram index, errno)] of those not sent.
+
+        ``sendmmsg`` stops at a message that fails and reports the ones before it; the
+        failed one (EMSGSIZE, EACCES, ...) is skipped and the rest sent. A full socket
+        buffer (EAGAIN, ENOBUFS) drops the rest of the batch: the next wake-up's batch would
+        meet the same buffer, and a DNS client retries."""
+        cdef int fd = sock.fileno()
+        cdef int start = 0, n, err, q = self.queued
+        cdef list failed = []
+        while start < q:
+            n = sendmmsg(fd, &self.smsgs[start], q - start, MSG_DONTWAIT)
+            if n > 0:
+                start += n
+                continue
+            err = errno if n < 0 else EAGAIN
+            if err == EINTR:
+                continue
+            if _full(err):
+                while start < q:
+                    failed.append((self.origin[start], err))
+                    start += 1
+                break
+            failed.append((self.origin[start], err))
+            start += 1
+        self.queued = 0
+        self.out.clear()
+        return failed
