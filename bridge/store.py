@@ -77,6 +77,7 @@ class Entry:
     """
 
     __slots__ = (
+        "co_owner",
         "digest",
         "expiry",
         "key",
@@ -107,6 +108,8 @@ class Entry:
         self.refresh_at = _FOREVER  # the refresh point it is scheduled at
         self.step = 0  # index into const.MDNS_REFRESH_FRACTIONS of that point
         self.owner: str | None = None  # the source address that announced it (None: ours)
+        # the same device's address of the other family: it sent this very record too
+        self.co_owner: str | None = None
         self.unique = False  # announced with cache-flush: nobody else may change its RRset
 
     def __str__(self) -> str:
@@ -316,6 +319,8 @@ class Store:
                     self._goodbye(held, now)
                 return True
             if held is not None:
+                if source is not None and source != held.owner:
+                    _note_co_owner(held, source)
                 self._refreshed(held, now, ttl)
                 return True
             key = rrset[0].key  # one key tuple per RRset, not per record
@@ -425,7 +430,7 @@ class Store:
         same = _find(rrset, digest)
         owner: str | None
         if ttl == 0:
-            if same is None or same.owner is None or same.owner == source:
+            if same is None or same.owner is None or source in (same.owner, same.co_owner):
                 return True
             owner = same.owner
         else:
@@ -433,6 +438,7 @@ class Store:
             if not owners:
                 return True
             if same is not None:
+                _note_co_owner(same, source)
                 return None
             owner = owners[0]
         vlan, name, _ = rrset[0].key
@@ -747,6 +753,20 @@ class Store:
                 listener(vlan, name, rdtype, rdata, added)
             except Exception:  # a listener bug must not corrupt the store
                 log.exception("store listener failed")
+
+
+def _note_co_owner(entry: Entry, source: str) -> None:
+    """A dual-stack device announces each record over IPv4 and IPv6, from one address of each
+    family, and says goodbye over both: its other family's address becomes the record's
+    co-owner, whose goodbye is accepted too. Without it, whichever family arrived second had
+    its goodbye refused, and a client of that family on another VLAN kept the departed
+    service until its TTL ran out (tests/integration/test_reflector_lab.py, goodbye test).
+    Only an address of the other family: a second IPv4 (or IPv6) sender of the same record
+    stays a stranger whose goodbye is refused, and the first such address keeps the place (a
+    stranger copying the record later over the other family does not take it)."""
+    owner = entry.owner
+    if entry.co_owner is None and owner is not None and (":" in owner) != (":" in source):
+        entry.co_owner = source
 
 
 def _find(rrset: list[Entry], digest: bytes) -> Entry | None:

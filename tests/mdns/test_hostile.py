@@ -439,3 +439,32 @@ def test_fuzzed_packets_through_ingest_store_and_reflector(datas: list[bytes]) -
             assert str(c.rdata.address) in ACCEPTED  # type: ignore[attr-defined]
     store.sweep(1e9)
     assert len(store) == 0
+
+
+def test_a_dual_stack_device_says_goodbye_over_either_family() -> None:
+    """A device announces over IPv4 and IPv6 and says goodbye over both: the goodbye from the
+    family that arrived second is its own too (else a client of that family on another VLAN
+    kept the departed service until its TTL ran out). A second IPv4 sender of the same record
+    stays a stranger."""
+    store, ingest, _, _ = gateway()
+    v6 = "fe80::9"
+    records = (
+        rr("_http._tcp.local", PTR, 1, 4500, wname(CAM)),
+        rr("cam.local", A, 1 | FLUSH, 120, a("10.20.0.9")),
+    )
+    feed(ingest, response(*records), 0.0, src=v6)  # IPv6 first: it owns them
+    feed(ingest, response(*records), 0.1)  # the same device over IPv4 (SRC)
+    feed(ingest, response(*records), 0.2, src=ATTACKER)  # a stranger copies them over IPv4
+    feed(ingest, response(*records), 0.3, src="fe80::66")  # ... and over IPv6
+    for src in (ATTACKER, "fe80::66"):
+        feed(ingest, response(rr("cam.local", A, 1 | FLUSH, 0, a("10.20.0.9"))), 5.0, src)
+    assert store.refused_records == {("iot", "not_owner"): 2}
+    goodbyes = (
+        rr("_http._tcp.local", PTR, 1, 0, wname(CAM)),
+        rr("cam.local", A, 1 | FLUSH, 0, a("10.20.0.9")),
+    )
+    feed(ingest, response(*goodbyes), 10.0)  # over IPv4 first
+    store.sweep(11.5)
+    assert store.get("iot", dns.name.from_text("cam.local."), A, 11.5) == []
+    assert store.get("iot", dns.name.from_text("_http._tcp.local."), PTR, 11.5) == []
+    assert store.refused_records == {("iot", "not_owner"): 2}
