@@ -765,7 +765,10 @@ def test_property_destinations_see_only_what_their_view_allows(
             if parts is None:  # a host record: only with a visible SRV naming it
                 assert x.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA)
                 assert str(x.rdata.address)[:4] not in ("fe80", "169.")  # type: ignore[attr-defined]
-                assert x.name in srv_targets.get(out.vlan, set())
+                # a goodbye crosses even when its service is kept out for want of a usable
+                # address (issue 19): clients drop what was reflected before (hypothesis found:
+                # the SRV naming h1 kept out, h1's only other address link-local)
+                assert x.ttl == 0 or x.name in srv_targets.get(out.vlan, set())
                 continue
             stype, inst = parts
             if inst is None:
