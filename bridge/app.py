@@ -284,7 +284,13 @@ class Gateway:
         # metrics (and the process's own: process_cpu_seconds_total, _resident_memory_bytes,
         # _open_fds, ... from /proc)
         for collector in (
-            DnsCollector(self.server.stats, self.resolver, self.ondemand, self.rate_limiter),
+            DnsCollector(
+                self.server.stats,
+                self.resolver,
+                self.ondemand,
+                self.answers.budget,
+                self.rate_limiter,
+            ),
             MdnsCollector(self.ingest, self.browser, self.transport, self.interest),
             StoreCollector(self.store, config.vlans),
             GatewayCollector(self.diagnostics),

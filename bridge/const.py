@@ -87,12 +87,14 @@ DNS_TCP_BACKLOG = 256  # connections the kernel queues before accept (a reconnec
 DNS_UDP_DRAIN_BATCH = 64  # datagrams drained per reader wake-up: one recvmmsg and one sendmmsg
 #   in the compiled build (udpio), whose buffers are this many DNS_MAX_UDP_PAYLOAD slots (256 KiB);
 #   bounds how long one listener holds the loop
-DNS_RESPONSE_CACHE_MAX = 100_000  # pre-rendered responses kept per view and transport ...
-DNS_RESPONSE_CACHE_BYTES = 16 << 20  # ... and bytes (estimated, overhead included) per view and
-#   transport; when full the oldest eighth goes (100,000 REFUSED names once added 69 MB, and a
-#   full cache was cleared whole, evicting everyone's answers)
-DNS_RESPONSE_VARIANTS_MAX = 20_000  # of those, keyed by a query's exact bytes (case as sent,
-#   extra flag bits) besides its canonical key; bounds what case-randomising clients can add
+DNS_ANSWER_CACHE_BYTES = 4 << 20  # pre-rendered answers of every view and transport together
+#   (estimated, overhead included: dnsfront/cache.py); when over, the least recently used eighth
+#   goes. ~8,000 answers (the load test's 200 services have 1,257 names); every name of 10,000
+#   services asked once took 28 MB unbounded (100,000 REFUSED names once added 69 MB, and a full
+#   cache was cleared whole, evicting everyone's answers)
+DNS_RESPONSE_VARIANTS_MAX = 2_000  # per view and transport, answers keyed by a query's exact
+#   bytes (case as sent, extra flag bits) besides its canonical key: a case-randomising client
+#   fills at most ~a fifth of the budget with them (~400 B each), not all of it
 DNS_VIEW_CACHE_MAX = 65_536  # client address -> view memo entries
 DNS_STATIC_ANSWER_VALID = 3600.0  # s; an answer no cached record went into (REFUSED, the
 #   configured zones) stays pre-rendered this long; policy and store changes drop it sooner

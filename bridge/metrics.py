@@ -19,6 +19,7 @@ from prometheus_client.registry import Collector
 if TYPE_CHECKING:
     from .diagnostics import Diagnostics
     from .dnsfront.answer import Stats
+    from .dnsfront.cache import Budget
     from .dnsfront.ondemand import OnDemand
     from .dnsfront.ratelimit import ResponseRateLimiter
     from .dnsfront.resolver import Resolver
@@ -42,9 +43,11 @@ class DnsCollector(Collector):
         stats: Stats,
         resolver: Resolver,
         ondemand: OnDemand,
+        cache: Budget,
         rate_limiter: ResponseRateLimiter | None = None,
     ) -> None:
         self.stats = stats
+        self.cache = cache  # the pre-rendered answers' byte budget
         self.resolver = resolver
         self.ondemand = ondemand
         self.rate_limiter = rate_limiter  # None: RRL is off (counted as zero)
@@ -63,11 +66,23 @@ class DnsCollector(Collector):
         yield c
         c = CounterMetricFamily(
             f"{NS}_dns_cache_evicted",
-            "Pre-rendered responses dropped for room, oldest first (the cache is never cleared "
-            "whole for being full)",
+            "Pre-rendered responses dropped for room, least recently used first (the cache is "
+            "never cleared whole for being full)",
         )
-        c.add_metric([], stats.cache_evicted)
+        c.add_metric([], self.cache.evicted)
         yield c
+        g = GaugeMetricFamily(
+            f"{NS}_dns_cache_bytes",
+            "Memory of the pre-rendered responses, every view and transport (estimated, "
+            "overhead included)",
+        )
+        g.add_metric([], self.cache.bytes)
+        yield g
+        g = GaugeMetricFamily(
+            f"{NS}_dns_cache_limit_bytes", "The pre-rendered responses' byte budget"
+        )
+        g.add_metric([], self.cache.limit)
+        yield g
         c = CounterMetricFamily(f"{NS}_dns_slow_path", "Queries that needed parsing/rendering")
         c.add_metric([], stats.slow)
         yield c

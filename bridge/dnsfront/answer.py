@@ -29,7 +29,8 @@ import dns.rdatatype
 from .. import const
 from ..logutil import RateLimitedLog
 from ..store import Store
-from .fastpath import QueryKey, ResponseCache, query_key, splice
+from .cache import Budget, QueryKey, ResponseCache
+from .fastpath import query_key, splice
 from .ondemand import Key, OnDemand
 from .render import error, formerr_header, render, udp_limit
 from .resolver import Answer, Resolver, View
@@ -66,7 +67,6 @@ class Stats:
     """Plain integers on the hot path; exported at scrape time (bridge.metrics)."""
 
     __slots__ = (
-        "cache_evicted",
         "cache_hits",
         "dropped",
         "malformed",
@@ -82,7 +82,6 @@ class Stats:
     def __init__(self) -> None:
         self.queries: Counter[str] = Counter()  # transport -> queries
         self.cache_hits = 0
-        self.cache_evicted = 0  # pre-rendered answers dropped for room (oldest first)
         self.slow = 0
         self.ondemand = 0
         self.malformed: Counter[str] = Counter()  # reason -> queries
@@ -101,15 +100,21 @@ def cached(cache: ResponseCache, data: bytes, now: float) -> bytes | None:
     The query's own bytes first (the common query is its own key: a slice and a dict lookup),
     then its canonical key, whose reply gets the client's ID and question spliced in and is kept
     under the query's bytes too (a variant), so the next identical query is the first case.
+    A hit on an entry last used in an older epoch makes it the most recently used (cache.py).
     """
     entries = cache.entries
-    entry = entries.get(data[2:])
+    key = data[2:]
+    entry = entries.get(key)
     if entry is not None and entry[1] > now:
+        if entry[2] != cache.epoch:
+            cache.touch(key, entry)
         return data[:2] + entry[0]
     parsed = query_key(data)
     if parsed is not None:
         entry = entries.get(parsed[0])
         if entry is not None and entry[1] > now:
+            if entry[2] != cache.epoch:
+                cache.touch(parsed[0], entry)
             reply = splice(data, parsed[1], entry)
             cache.add_variant(data, reply, entry[1])
             return reply
@@ -161,6 +166,8 @@ class Answers:
         # once per batch, so the clamp costs the hot path nothing
         self._by_ceiling: dict[int, dict[str, ResponseCache]] = {}
         self._seeing: dict[str, list[ResponseCache]] = {}  # VLAN -> caches of views seeing it
+        # every cache's bytes in one budget (const.DNS_ANSWER_CACHE_BYTES), LRU out
+        self.budget = Budget()
 
     # --- validity ----------------------------------------------------------------------
 
@@ -216,7 +223,7 @@ class Answers:
         caches = self._by_ceiling.setdefault(ceiling, {})
         cache = caches.get(view)
         if cache is None:
-            cache = caches[view] = ResponseCache()
+            cache = caches[view] = ResponseCache(self.budget)
             self._index_caches()
         return cache
 
@@ -368,10 +375,7 @@ class Answers:
             key, qend = parsed
             if self._store.generation != self._generation:
                 self._sync()  # before, not after: this answer already saw those changes
-            cache = self._cache(view, ceiling)
-            evicted = cache.evicted
-            cache.put(key, wire, qend, valid)
-            self.stats.cache_evicted += cache.evicted - evicted
+            self._cache(view, ceiling).put(key, wire, qend, valid)
         return wire
 
     def _done(self, wire: bytes, rcode: str) -> bytes:

@@ -8,20 +8,18 @@ question. So the common query (flags already as we echo them, a lower-case name,
 options) is its own key: one slice, one dict lookup, and the reply is its ID plus the stored
 bytes. Any other query is keyed by ``query_key`` and gets its own ID and question bytes
 spliced in, so the question is always echoed exactly, case included. Entries are dropped when
-the store changes what a view can see, and age out when their TTLs would be stale.
+the store changes what a view can see, and age out when their TTLs would be stale; what is kept,
+in which byte budget, is cache.py's.
 """
 
 from __future__ import annotations
 
-from .. import const
+from .cache import Entry, QueryKey
 
 # qdcount=1, ancount=0, nscount=0, arcount=0 or 1: the only shapes the fast path takes
 _COUNTS_PLAIN = b"\x00\x01\x00\x00\x00\x00\x00\x00"
 _COUNTS_EDNS = b"\x00\x01\x00\x00\x00\x00\x00\x01"
 _NO_OPTIONS = b"\x00\x00"
-
-QueryKey = bytes  # canonical query bytes after the ID (see the module docstring)
-Entry = tuple[bytes, float]  # (reply after its ID, for the canonical question; valid until)
 
 
 def query_key(data: bytes) -> tuple[QueryKey, int] | None:
@@ -88,84 +86,6 @@ def _options_well_formed(data: bytes, i: int, end: int) -> bool:
         if i > end or (code == _COOKIE and not (length == 8 or 16 <= length <= 40)):
             return False
     return True
-
-
-class ResponseCache:
-    """Pre-rendered answers for one view and transport, in a byte budget.
-
-    Besides the canonical keys, a query's exact bytes may be kept as a key of their own (a
-    *variant*: the instance name's case as the client got it from a PTR answer, the AD bit
-    dig sets), so the next identical query skips ``query_key`` too. Variants are few per name
-    in practice; a client randomising case (DNS 0x20) would make each query one, so at most
-    DNS_RESPONSE_VARIANTS_MAX are kept and later ones are simply spliced.
-
-    Full (DNS_RESPONSE_CACHE_BYTES, or DNS_RESPONSE_CACHE_MAX entries), the entries stored
-    longest ago go until an eighth of the budget is free: everyone's answers are never dropped
-    at once for one client's flood (the whole cache used to be cleared). Order is by storing,
-    not by use: marking use would cost every cache hit a dict update, and an answer still
-    asked for is rendered and stored again at its next query.
-    """
-
-    __slots__ = ("bytes", "entries", "evicted", "variants")
-
-    def __init__(self) -> None:
-        self.entries: dict[QueryKey, Entry] = {}
-        self.variants = 0
-        self.bytes = 0  # estimated memory of the entries (_ENTRY_OVERHEAD each, and their bytes)
-        self.evicted = 0  # entries dropped for room (counted, exported)
-
-    def put(self, key: QueryKey, wire: bytes, qend: int, valid_until: float) -> None:
-        """Keep ``wire`` (the reply to a query with this key) with the canonical question."""
-        self._store(key, wire[2:12] + key[10 : qend - 2] + wire[qend:], valid_until)
-
-    def add_variant(self, query: bytes, reply: bytes, valid_until: float) -> None:
-        """Key ``reply`` (to ``query``, already spliced) by the query's own bytes."""
-        if self.variants < const.DNS_RESPONSE_VARIANTS_MAX:
-            self.variants += 1
-            self._store(query[2:], reply[2:], valid_until)
-
-    def _store(self, key: QueryKey, tail: bytes, valid_until: float) -> None:
-        entries = self.entries
-        old = entries.pop(key, None)  # a replaced entry moves to the end (stored last)
-        if old is not None:
-            self.bytes -= len(key) + len(old[0]) + _ENTRY_OVERHEAD
-        entries[key] = (tail, valid_until)
-        self.bytes += len(key) + len(tail) + _ENTRY_OVERHEAD
-        if (
-            self.bytes > const.DNS_RESPONSE_CACHE_BYTES
-            or len(entries) > const.DNS_RESPONSE_CACHE_MAX
-        ):
-            self._make_room()
-
-    def _make_room(self) -> None:
-        """Drop the oldest entries until an eighth of the budget (bytes and count) is free."""
-        entries = self.entries
-        budget = const.DNS_RESPONSE_CACHE_BYTES * 7 // 8
-        count = const.DNS_RESPONSE_CACHE_MAX * 7 // 8
-        size, left = self.bytes, len(entries)
-        victims = []
-        for key, (tail, _) in entries.items():
-            if size <= budget and left <= count:
-                break
-            size -= len(key) + len(tail) + _ENTRY_OVERHEAD
-            left -= 1
-            victims.append(key)
-        for key in victims:
-            del entries[key]
-        self.bytes = size
-        self.evicted += len(victims)
-        self.variants = min(self.variants, left)
-
-    def clear(self) -> None:
-        """The store or the policy changed what the view sees: every answer goes."""
-        self.entries.clear()
-        self.variants = 0
-        self.bytes = 0
-
-
-# bytes of memory an entry costs beyond its key and reply bytes: the dict slot, the tuple,
-# the float and two bytes objects' headers (measured with sys.getsizeof, rounded up)
-_ENTRY_OVERHEAD = 200
 
 
 def splice(query: bytes, qend: int, entry: Entry) -> bytes:

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from bridge import const
 from bridge.dnsfront.answer import NO_VIEW, Pending
+from bridge.dnsfront.cache import ENTRY_OVERHEAD
 from tests.support.pipeline import T0, Pipeline
 
 EXAMPLES = int(os.environ.get("DNS_FUZZ_EXAMPLES", "300"))
@@ -87,7 +88,11 @@ def test_any_bytes_get_a_response_or_nothing(
 
 
 def test_the_fuzzed_queries_leave_the_caches_bounded(pipeline: Pipeline) -> None:
+    budget = pipeline.answers.budget
+    assert budget.bytes <= budget.limit == const.DNS_ANSWER_CACHE_BYTES
+    held = 0
     for caches in (pipeline.answers.caches(False), pipeline.answers.caches(True)):
         for cache in caches.values():
-            assert cache.bytes <= const.DNS_RESPONSE_CACHE_BYTES
-            assert len(cache.entries) <= const.DNS_RESPONSE_CACHE_MAX
+            held += cache.bytes
+            assert len(cache.entries) <= cache.bytes // ENTRY_OVERHEAD
+    assert held == budget.bytes

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bridge.dnsfront import fastpath
+from bridge.dnsfront.cache import ResponseCache
 from bridge.dnsfront.render import render
 from bridge.dnsfront.resolver import Answer, Resolver, View, Zones, reverse_zone
 from bridge.policy import PolicyEngine, default_engine, parse_policy_text
@@ -386,7 +387,7 @@ def test_any_case_variant_gets_the_same_answer(
     wire1, wire2 = first.to_wire(), second.to_wire()
     key1, key2 = fastpath.query_key(wire1), fastpath.query_key(wire2)
     assert key1 is not None and key2 is not None and key1 == key2  # one cache slot
-    cache = fastpath.ResponseCache()
+    cache = ResponseCache()
     reply1 = render(first, r.resolve(view, first.question[0].name, qtype, 1.0), 65535)
     cache.put(key1[0], reply1, key1[1], 10.0)
     spliced = fastpath.splice(wire2, key2[1], cache.entries[key2[0]])
