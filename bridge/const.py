@@ -324,3 +324,6 @@ MDNS_QUERY_GATHER_WINDOW = 2.0  # s; a query going out also carries refreshes du
 # 120 s, the host records' TTL, so a record's own next point is not pulled in too)
 MDNS_DUPLICATE_WINDOW = 1.0  # s; RFC 6762 §7.3: a question another querier just asked is not sent
 MDNS_HEARD_MAX = 5_000  # questions heard from other queriers remembered for §7.3; cleared when full
+MDNS_FAMILY_FALLBACK = 1.0  # s; a refresh asked over one family (mdns/families.py) with no answer
+# by then is asked over the other: past a responder's §6 delays (20-120 ms, TC 400-500 ms)
+MDNS_FAMILY_PENDING_MAX = 5_000  # one-family questions awaiting their answer; beyond, both families

@@ -199,6 +199,16 @@ class MdnsCollector(Collector):
         )
         c.add_metric([], self.browser.duplicates_suppressed)
         yield c
+        families = self.browser.families
+        c = CounterMetricFamily(
+            f"{NS}_mdns_single_family_questions",
+            "refresh questions sent over one address family (every record heard from both), "
+            "by outcome: single (sent over one) and fallback (no answer: asked over the other)",
+            labels=["outcome"],
+        )
+        c.add_metric(["single"], families.single)
+        c.add_metric(["fallback"], families.fallbacks)
+        yield c
         interest = self.interest
         c = CounterMetricFamily(
             f"{NS}_mdns_refreshes",

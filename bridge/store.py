@@ -574,6 +574,16 @@ class Store:
             if entry.expiry > now
         ]
 
+    def sources(
+        self, vlan: str, name: dns.name.Name, rdtype: int, now: float
+    ) -> list[tuple[str | None, str | None]]:
+        """(owner, co-owner) of each live record of the RRset: the addresses it was heard
+        from (None for ours, or no second family); the browser's family choice reads it."""
+        rrset = self._rrsets.get((vlan, name, rdtype))
+        if not rrset:
+            return []
+        return [(e.owner, e.co_owner) for e in rrset if e.expiry > now]
+
     def types_at(self, vlan: str, name: dns.name.Name) -> set[int]:
         return set(self._names.get(vlan, {}).get(name, ()))
 

@@ -11,13 +11,14 @@ What it asks and when is decided here from the store and the clock; sending is a
 A query going out also carries every refresh and browse due within MDNS_QUERY_GATHER_WINDOW.
 The same question is never repeated on a VLAN within a second, nor sent when another querier
 asked it within the last second with every known answer we would list (§7.3); our known
-answers (> half TTL left) are listed for every question (§7.1).
+answers (> half TTL left) are listed for every question (§7.1). A refresh of records a
+dual-stack device sent over both families goes out over one, and over the other if its answer
+does not come (bridge/mdns/families.py).
 """
 
 from __future__ import annotations
 
 import logging
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -29,6 +30,7 @@ from .. import const
 from ..dnssd import SERVICES, is_browse_target
 from ..store import Cached, Store
 from . import wire
+from .families import V4, V6, Families
 from .links import Link, Links
 
 log = logging.getLogger(__name__)
@@ -89,6 +91,8 @@ class Browser:
         self.wanted: Wanted = _everything
         # told of every question heard on a link (Interest.note, set by bridge/app.py)
         self.heard: Callable[[dns.name.Name, int, float], None] = _nobody
+        # refreshes of dual-stack devices' records go over one family (issue 18)
+        self.families = Families()
         self.queries_sent = 0
         self.duplicates_suppressed = 0  # questions not sent: another querier just asked them
         self.wake: Callable[[], None] = lambda: None  # set by the app: run tick() soon
@@ -178,8 +182,11 @@ class Browser:
         """The answers we hold with more than half their TTL left (RFC 6762 §7.1)."""
         return [c for c in self.store.get(vlan, name, rdtype, now) if c.remaining > c.ttl / 2]
 
-    def _refreshes(self, now: float, until: float, per_vlan: dict[str, set[QKey]]) -> None:
-        """Records due for refresh by ``until`` that are still wanted (or browsed)."""
+    def _refreshes(
+        self, now: float, until: float, per_vlan: dict[str, set[QKey]], refreshing: set[HKey]
+    ) -> None:
+        """Records due for refresh by ``until`` that are still wanted (or browsed); the
+        wanted ones also go into ``refreshing`` (they may go out over one family)."""
         for vlan, name, rdtype in self.store.due_refresh(until):
             if rdtype == _PTR and (vlan, name) in self._browse:
                 per_vlan.setdefault(vlan, set()).add((name, rdtype))
@@ -187,6 +194,7 @@ class Browser:
             held = self.store.get(vlan, name, rdtype, now)
             if held and self.wanted(vlan, name, rdtype, max(c.ttl for c in held), now):
                 per_vlan.setdefault(vlan, set()).add((name, rdtype))
+                refreshing.add((vlan, name, rdtype))
 
     # --- the clock -------------------------------------------------------------------
 
@@ -206,12 +214,13 @@ class Browser:
         if self._followups:
             self._ask_followups()
         per_vlan: dict[str, set[QKey]] = {}
-        self._refreshes(now, now, per_vlan)
+        refreshing: set[HKey] = set()
+        self._refreshes(now, now, per_vlan, refreshing)
         gather = now + const.MDNS_QUERY_GATHER_WINDOW
         browses_due = any(s.next <= now for s in self._browse.values())
         if per_vlan or browses_due or self._pending:
             # a query goes out anyway: it carries what would be due within the window too
-            self._refreshes(now, gather, per_vlan)
+            self._refreshes(now, gather, per_vlan, refreshing)
         for (vlan, name), sched in self._browse.items():
             if sched.next <= now or (vlan in per_vlan and sched.next <= gather):
                 per_vlan.setdefault(vlan, set()).add((name, dns.rdatatype.PTR))
@@ -233,11 +242,14 @@ class Browser:
                 or (vlan, q[0], q[1]) in self._urgent
             )
         self._pending.clear()
+        fallbacks = self._fallbacks(now)
+        for vlan in fallbacks.keys() - per_vlan.keys():
+            per_vlan[vlan] = set()
         for vlan, questions in per_vlan.items():
             link = self.links.by_vlan.get(vlan)
             if link is None or not link.up:
                 continue
-            fresh = []
+            fresh: list[tuple[dns.name.Name, int, int | None]] = []
             for name, rdtype in sorted(questions, key=lambda q: (q[1], q[0].to_text())):
                 key = (vlan, name, rdtype)
                 last = self._asked.get(key)
@@ -248,24 +260,68 @@ class Browser:
                     self._asked[key] = now  # §7.3: as if we had sent it
                     continue
                 self._asked[key] = now
-                fresh.append((name, rdtype))
+                family = None
+                if key in refreshing and key not in self._urgent:
+                    family = self.families.choose(
+                        key,
+                        self.store.sources(vlan, name, rdtype, now),
+                        link.has_v4,
+                        link.has_v6,
+                        now,
+                    )
+                fresh.append((name, rdtype, family))
+            asking = {(n, t) for n, t, _ in fresh}
+            for name, rdtype, family in fallbacks.get(vlan, ()):
+                if (name, rdtype) not in asking:  # else it goes out again anyway
+                    self._asked[(vlan, name, rdtype)] = now
+                    fresh.append((name, rdtype, family))
             if fresh:
-                self._send_questions(link, fresh, now)
+                self._send_families(link, fresh, now)
         self._urgent.clear()
         if len(self._asked) > _MAX_TRACKED:
             cutoff = now - 2 * const.MDNS_SAME_QUERY_INTERVAL
             self._asked = {k: t for k, t in self._asked.items() if t > cutoff}
 
-    def _send_questions(self, link: Link, questions: list[QKey], now: float) -> None:
+    def _fallbacks(self, now: float) -> dict[str, list[tuple[dns.name.Name, int, int | None]]]:
+        """Questions asked over one family whose answer did not come: the other family's turn."""
+        due = self.families.pending_due(now)
+        if not due:
+            return {}
+        held = {k: self.store.get(k[0], k[1], k[2], now) for k in due}
+        out: dict[str, list[tuple[dns.name.Name, int, int | None]]] = {}
+        for (vlan, name, rdtype), family in self.families.overdue(now, held):
+            if held[(vlan, name, rdtype)]:  # gone meanwhile: expiry as before, nothing to ask
+                out.setdefault(vlan, []).append((name, rdtype, family))
+        return out
+
+    def _send_families(
+        self, link: Link, fresh: list[tuple[dns.name.Name, int, int | None]], now: float
+    ) -> None:
+        """Questions for every family the link has (None) and for one family, sharing packets:
+        each family's query carries the common questions and its own."""
+        families = [f for f, up in ((V4, link.has_v4), (V6, link.has_v6)) if up]
+        if all(f is None for _, _, f in fresh):
+            self._send_questions(link, [(n, t) for n, t, _ in fresh], now, families)
+            return
+        for family in families:
+            mine = [(n, t) for n, t, f in fresh if f is None or f == family]
+            if mine:
+                self._send_questions(link, mine, now, [family])
+
+    def _send_questions(
+        self, link: Link, questions: list[QKey], now: float, families: list[int]
+    ) -> None:
         chunk: list[wire.Question] = []
         for i, (name, rdtype) in enumerate(questions):
             qu = (link.vlan, name, rdtype) in self._urgent
             chunk.append(wire.Question(name, rdtype, unicast=qu))
             if len(chunk) == const.MDNS_MAX_QUESTIONS_PER_PACKET or i == len(questions) - 1:
-                self._send_packet(link, chunk, now)
+                self._send_packet(link, chunk, now, families)
                 chunk = []
 
-    def _send_packet(self, link: Link, questions: list[wire.Question], now: float) -> None:
+    def _send_packet(
+        self, link: Link, questions: list[wire.Question], now: float, families: list[int]
+    ) -> None:
         known: list[wire.Record] = []
         size = 12 + sum(len(q.name.to_wire() or b"") + 4 for q in questions)
         for q in questions:
@@ -278,7 +334,6 @@ class Browser:
                 size += cost
                 known.append(rec)
         data = wire.query(questions, known)
-        if link.has_v4 and self.send(data, link.ifindex, socket.AF_INET):
-            self.queries_sent += 1
-        if link.has_v6 and self.send(data, link.ifindex, socket.AF_INET6):
-            self.queries_sent += 1
+        for family in families:
+            if self.send(data, link.ifindex, family):
+                self.queries_sent += 1
