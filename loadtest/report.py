@@ -178,6 +178,27 @@ def markdown(res: dict[str, Any]) -> str:
             idle["avahi"]["mean_packets_per_vlan_hour"],
             digits=0,
         )
+        g, a = idle["gateway"], idle["avahi"]
+        if "mean_steady_state_per_vlan_hour" in g and "mean_steady_state_per_vlan_hour" in a:
+            row(
+                "idle mDNS packets per VLAN per hour once browses reach 60 min (computed)",
+                g["mean_steady_state_per_vlan_hour"],
+                a["mean_steady_state_per_vlan_hour"],
+                digits=0,
+            )
+        moves = g.get("comings_and_goings")
+        if moves:
+            for key, what in (
+                ("new_service_to_answer_ms", "new service announced -> in the DNS answer"),
+                ("goodbye_to_gone_ms", "goodbye sent -> gone from the DNS answer"),
+            ):
+                m = moves[key]
+                row(
+                    f"{what}, p50 / max ms ({m['measured']}/{moves['count']} measured)",
+                    f"{_fmt(m['p50'], 1)} / {_fmt(m['max'], 1)}",
+                    None,
+                    "",
+                )
     refl = res.get("reflector")
     if refl:
         if "status" in refl:

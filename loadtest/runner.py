@@ -38,9 +38,11 @@ from netlab.lab import (
     poll_until,
     run,
 )
+from netlab.mdns_probe import Sender
 
 from . import compiled, procstat, report, workload
 from .dnsperf import PerfResult, dnsperf
+from .mdns_peer import _packets, _records
 from .servers import Gateway, Nsd
 from .traffic import AvahiBrowser, Capture
 
@@ -622,15 +624,23 @@ def phase_idle(w: World, opts: Options, res: dict[str, Any]) -> None:
                 extra: dict[str, Any] = {}
                 if name == "gateway":
                     extra["records_held"] = srv.store_records()
+                    extra["comings_and_goings"] = _comings_and_goings(
+                        w, srv, 2 if opts.quick else IDLE_ARRIVALS
+                    )
                 else:
                     extra["services_resolved"] = srv.resolved()
             finally:
                 srv.stop()
             per_hour = {v: round(c["packets"] * 3600 / opts.idle_window) for v, c in counts.items()}
+            by_kind = cap.kinds()
+            steady = {v: _steady_state(k, opts.idle_window) for v, k in by_kind.items()}
             out[name] = {
                 "per_vlan": counts,
                 "packets_per_vlan_hour": per_hour,
                 "mean_packets_per_vlan_hour": round(statistics.mean(per_hour.values())),
+                "kinds_per_vlan": by_kind,
+                "steady_state_per_vlan_hour": steady,
+                "mean_steady_state_per_vlan_hour": round(statistics.mean(steady.values())),
                 **extra,
             }
             opts.log(f"idle {name}: {out[name]}")
@@ -639,13 +649,94 @@ def phase_idle(w: World, opts: Options, res: dict[str, Any]) -> None:
     out["ratio_gateway_over_avahi"] = _ratio(
         out["gateway"]["mean_packets_per_vlan_hour"], out["avahi"]["mean_packets_per_vlan_hour"]
     )
+    out["ratio_steady_state"] = _ratio(
+        out["gateway"]["mean_steady_state_per_vlan_hour"],
+        out["avahi"]["mean_steady_state_per_vlan_hour"],
+    )
     out["what"] = (
-        "packets sent by the process itself (tcpdump -Q out on each VLAN bridge) "
+        "packets sent by the process itself (tcpdump -Q out on each VLAN bridge: the "
+        "responders' own packets are not counted, nor forwarded ones) "
         f"from {opts.idle_warmup:g} s to {opts.idle_warmup + opts.idle_window:g} s "
         "after its start, x 3600 / window; avahi: avahi-daemon 0.8 publishing "
-        "nothing, with avahi-browse --all --resolve over a private D-Bus"
+        "nothing, with avahi-browse --all --resolve over a private D-Bus. Steady state "
+        "(computed, not counted): both double their browse intervals up to 60 min (RFC 6762 "
+        "§5.2; avahi's querier.c likewise), so in the window they are still doubling; an hour "
+        "of steady state is one browse round (the window's browse-only queries divided by "
+        "the times the service-type enumeration was asked over IPv4 in it) plus the other "
+        "queries and responses at the window's rate. Comings and goings: a device on the "
+        "trusted VLAN multicasts a new service (PTR, SRV, TXT, A, cache-flush) and later its "
+        "goodbye (TTL 0); the time from each send to the first DNS answer (SRV over UDP to "
+        "the gateway, polled every 10 ms) that has it, or no longer has it"
     )
     res["idle"] = out
+
+
+IDLE_ARRIVALS = 5  # services that come and go after the idle window (each timed both ways)
+
+
+def _steady_state(kinds: dict[str, Any], window: float) -> int:
+    """Packets per hour once the browses have doubled to an hour (see phase_idle's "what")."""
+    rest = (kinds["other_query"] + kinds["response"]) * 3600 / window
+    rounds = kinds["rounds"]
+    browses = kinds["browse"] / rounds if rounds else kinds["browse"] * 3600 / window
+    return round(browses + rest)
+
+
+def _comings_and_goings(w: World, gw: Gateway, count: int) -> dict[str, Any]:
+    """A new service multicast by a device (raw, so the send time is exact), then its goodbye:
+    seconds from each send to the gateway's DNS answer having it / no longer having it."""
+    host = w.peer_hosts["trusted"]
+    sender = Sender(host)
+    arrive: list[float] = []
+    gone: list[float] = []
+    try:
+        for i in range(count):
+            inst = f"arrival-{i}._arrival._tcp.local."
+            raw = [
+                ["_arrival._tcp.local.", "PTR", inst, 4500],
+                [inst, "SRV", f"0 0 {9000 + i} arrival{i}.local.", 120],
+                [inst, "TXT", f'"n={i}"', 4500],
+                [f"arrival{i}.local.", "A", host.ipv4, 120],
+            ]
+            (hello,) = _packets(_records(raw), 1400)
+            (bye,) = _packets(_records([[*r[:3], 0] for r in raw]), 1400)
+            for data, present, times in ((hello, True, arrive), (bye, False, gone)):
+                t0 = time.monotonic()
+                sender.send(data)
+                took = _poll_answer(w, gw, inst, present, t0)
+                if took is not None:
+                    times.append(took)
+    finally:
+        sender.close()
+    return {
+        "count": count,
+        "new_service_to_answer_ms": _spread(arrive),
+        "goodbye_to_gone_ms": _spread(gone),
+    }
+
+
+def _poll_answer(w: World, gw: Gateway, name: str, present: bool, t0: float) -> float | None:
+    """Seconds from ``t0`` until the gateway's answer has an SRV for ``name`` (``present``:
+    when that answer arrived) or lacks it (when the first query that found it gone was sent:
+    a miss waits for mDNS, ``dns.ondemand_timeout``, before it is answered); None if that did
+    not happen within 10 s."""
+    while time.monotonic() - t0 < 10.0:
+        sent = time.monotonic()
+        _, reply = _query(w.lab.gw, gw.addr, gw.port, name, "SRV")
+        has = reply is not None and any(rr.rdtype == dns.rdatatype.SRV for rr in reply.answer)
+        if reply is not None and has == present:
+            return (time.monotonic() if present else sent) - t0
+        time.sleep(0.01)
+    return None
+
+
+def _spread(seconds: list[float]) -> dict[str, Any]:
+    ms = sorted(s * 1000 for s in seconds)
+    return {
+        "measured": len(ms),
+        "p50": _pct(ms, 0.50),
+        "max": round(ms[-1], 1) if ms else None,
+    }
 
 
 # The reflector has its own benchmark, loadtest/reflector_bench.py (owned with

@@ -19,6 +19,10 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import dns.flags
+import dns.message
+import dns.rdatatype
+
 from netlab.lab import Lab, poll_until, terminate
 
 
@@ -40,6 +44,82 @@ def pcap_count(path: Path) -> tuple[int, int]:
     return packets, size
 
 
+def pcap_frames(path: Path) -> list[tuple[float, bytes]]:
+    """(timestamp, captured bytes) of each frame of a classic pcap file."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    if len(data) < 24:
+        return []
+    endian = "<" if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+    nano = data[:4] in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d")
+    i, out = 24, []
+    while i + 16 <= len(data):
+        sec, frac, incl = struct.unpack_from(endian + "III", data, i)
+        out.append((sec + frac / (1e9 if nano else 1e6), data[i + 16 : i + 16 + incl]))
+        i += 16 + incl
+    return out
+
+
+def udp_payload(frame: bytes) -> bytes | None:
+    """The UDP payload of an Ethernet frame (IPv4 or IPv6, no extension headers)."""
+    if len(frame) < 14:
+        return None
+    ethertype = struct.unpack_from("!H", frame, 12)[0]
+    if ethertype == 0x0800:
+        ihl = (frame[14] & 0x0F) * 4
+        return frame[14 + ihl + 8 :] if frame[14 + 9] == 17 else None
+    if ethertype == 0x86DD:
+        return frame[14 + 40 + 8 :] if frame[14 + 6] == 17 else None
+    return None
+
+
+BROWSE, OTHER, RESPONSE = "browse", "other_query", "response"
+
+
+def classify(payload: bytes) -> tuple[str, bool]:
+    """(kind, asks for the service-type enumeration) of one mDNS packet: a response, a query
+    whose every question is a PTR browse (``_services._dns-sd._udp`` or ``_type._proto``), or
+    another query (refreshes of SRV, TXT, addresses; instances' follow-ups; on-demand)."""
+    try:
+        msg = dns.message.from_wire(payload, ignore_trailing=True)
+    except Exception:  # a frame cut by the snap length: counted, kind unknown
+        return OTHER, False
+    if msg.flags & dns.flags.QR:
+        return RESPONSE, False
+    enumeration = False
+    browse = bool(msg.question)
+    for q in msg.question:
+        labels = q.name.labels
+        if q.rdtype != dns.rdatatype.PTR or len(labels) < 3:
+            browse = False
+            continue
+        if labels[0].lower() == b"_services":
+            enumeration = True
+        elif not (labels[0].startswith(b"_") and labels[1].lower() in (b"_tcp", b"_udp")):
+            browse = False
+    return (BROWSE if browse else OTHER), enumeration
+
+
+def kinds(path: Path, t0: float, t1: float) -> dict[str, Any]:
+    """Packets of one capture between ``t0`` and ``t1`` (pcap clock) by kind, and the browse
+    rounds: how many times the service-type enumeration was asked (IPv4 packets only, so a
+    round over both families counts once)."""
+    out: dict[str, Any] = {BROWSE: 0, OTHER: 0, RESPONSE: 0, "rounds": 0}
+    for ts, frame in pcap_frames(path):
+        if not t0 <= ts <= t1:
+            continue
+        payload = udp_payload(frame)
+        if payload is None:
+            continue
+        kind, enumeration = classify(payload)
+        out[kind] += 1
+        if enumeration and struct.unpack_from("!H", frame, 12)[0] == 0x0800:
+            out["rounds"] += 1
+    return out
+
+
 class Capture:
     def __init__(self, lab: Lab, name: str) -> None:
         self.lab = lab
@@ -59,7 +139,7 @@ class Capture:
                 "out",
                 "-nn",
                 "-s",
-                "128",
+                "1500",  # whole queries: each is classified (browse or refresh)
                 "-U",
                 "-w",
                 str(path),
@@ -88,6 +168,10 @@ class Capture:
             packets, size = pcap_count(self.dir / f"{vlan}.pcap")
             out[vlan] = {"packets": packets, "bytes": size}
         return out
+
+    def kinds(self, t0: float = 0.0, t1: float = float("inf")) -> dict[str, dict[str, Any]]:
+        """Per VLAN: the captured packets by kind between ``t0`` and ``t1`` (time.time())."""
+        return {vlan: kinds(self.dir / f"{vlan}.pcap", t0, t1) for vlan in self.procs}
 
 
 _DBUS_CONF = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
