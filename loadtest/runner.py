@@ -273,16 +273,25 @@ def phase_startup(w: World, opts: Options, res: dict[str, Any]) -> None:
     }
 
 
+AVAHI_CACHE_ENTRIES = 200_000  # avahi-daemon.conf cache-entries-max (per interface and family)
+
+
 def phase_memory(w: World, opts: Options, res: dict[str, Any]) -> None:
-    """RSS with 100 / 1,000 / 10,000 services announced over real mDNS (cumulative)."""
+    """RSS with 100 / 1,000 / 10,000 services announced over real mDNS (cumulative), of the
+    gateway (its HTTP surface on, as by default: aiohttp loaded) and of avahi-daemon hearing
+    the same announcements on the same bridges (no browsing, its cache raised to hold them)."""
     top = max(opts.memory_steps)
     devs = workload.spread_types(
         workload.devices(VLANS, top, seed=workload.SEED + 1, balanced=True)
     )
     gw = Gateway(w.lab, core=None)
+    avahi = AvahiBrowser(w.lab, browse=False, cache_entries_max=AVAHI_CACHE_ENTRIES)
     rows: list[dict[str, Any]] = []
     done = 0  # devices announced so far
+    avahi_base = 0
     try:
+        avahi.start()
+        avahi_base = avahi.rss()
         gw.start()
         base = gw.rss()
         for step in sorted(opts.memory_steps):
@@ -313,6 +322,8 @@ def phase_memory(w: World, opts: Options, res: dict[str, Any]) -> None:
             held = _wait_records(gw, expected, 60.0)
             settle = time.monotonic() - t0
             rss_store = gw.rss()
+            avahi_held = _wait_avahi(avahi, expected, 60.0)
+            avahi_rss = avahi.rss()
             # every name's answer pre-rendered too (what a busy network's clients cause)
             pool = workload.question_pool(devs[:done], w.domains)
             questions = [(n, t) for t, names in pool.items() for n in names]
@@ -340,18 +351,49 @@ def phase_memory(w: World, opts: Options, res: dict[str, Any]) -> None:
                     "rss_warm_mb": round(gw.rss() / MB, 1),
                     "answers_prerendered": warm.completed,
                     "populate_s": round(settle, 1),
+                    "avahi_records": avahi_held,
+                    "avahi_rss_mb": round(avahi_rss / MB, 1),
                 }
             )
             opts.log(f"memory: {rows[-1]}")
     finally:
         gw.stop()
+        avahi.stop()
     res["memory"] = {
         "baseline_rss_mb": round(base / MB, 1),
+        "avahi_baseline_rss_mb": round(avahi_base / MB, 1),
         "steps": rows,
+        "per_1000_services": per_thousand(rows),
         "what": "gateway VmRSS after the services were announced over mDNS "
         "(rss_mb), and after every name was queried once so each answer "
-        "is pre-rendered (rss_warm_mb)",
+        "is pre-rendered (rss_warm_mb); avahi-daemon's (no browsing, cache-entries-max "
+        f"{AVAHI_CACHE_ENTRIES}) holding the same announcements (avahi_rss_mb, avahi_records "
+        "from its cache dump); per_1000_services: RSS growth between the two largest steps",
     }
+
+
+def per_thousand(rows: Sequence[dict[str, Any]]) -> dict[str, float] | None:
+    """MB of RSS per extra 1,000 services, between the two largest steps."""
+    if len(rows) < 2:
+        return None
+    a, b = rows[-2], rows[-1]
+    thousands = (b["services"] - a["services"]) / 1000
+    if thousands <= 0:
+        return None
+    return {
+        key: round((b[key] - a[key]) / thousands, 2)
+        for key in ("rss_mb", "rss_warm_mb", "avahi_rss_mb")
+    }
+
+
+def _wait_avahi(avahi: AvahiBrowser, expected: int, timeout: float) -> int:
+    """avahi's cached records once it holds ``expected`` (or what it holds at ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    held = avahi.cached_records()
+    while held < expected and time.monotonic() < deadline:
+        time.sleep(1.0)  # a cache dump logs every record: not more often than this
+        held = avahi.cached_records()
+    return held
 
 
 def _throughput(

@@ -7,15 +7,18 @@ ports never pass through it), so the count is exactly what the process under tes
 ``AvahiBrowser`` is avahi-daemon in the router namespace on the same bridges, publishing
 nothing, with ``avahi-browse --all --resolve`` attached over a private D-Bus system bus: it
 browses every service type and resolves every instance, the closest avahi gets to what the
-gateway does (keep every service of every VLAN known).
+gateway does (keep every service of every VLAN known). For the memory phase it runs without
+avahi-browse and with its cache raised (``cache_entries_max``), holding what it hears.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import struct
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,8 @@ import dns.message
 import dns.rdatatype
 
 from netlab.lab import Lab, poll_until, terminate
+
+from . import procstat
 
 
 def pcap_count(path: Path) -> tuple[int, int]:
@@ -196,6 +201,7 @@ enable-dbus=yes
 allow-interfaces={interfaces}
 ratelimit-interval-usec=1000000
 ratelimit-burst=1000
+cache-entries-max={cache_entries_max}
 [wide-area]
 enable-wide-area=no
 [publish]
@@ -208,15 +214,26 @@ enable-reflector=no
 """
 
 
+# avahi-daemon's SIGUSR1 dump (avahi_server_dump): its zone, then each interface's cache
+_DUMP_START = "Got SIGUSR1"
+_CACHE_LINE = re.compile(r"^\S+\s+IN\s+[A-Z]+\s")
+
+
 class AvahiBrowser:
-    def __init__(self, lab: Lab) -> None:
+    """``browse``: attach avahi-browse; ``cache_entries_max``: records avahi caches per
+    interface and protocol (its default, 4096, would hold a third of 10,000 services' VLAN)."""
+
+    def __init__(self, lab: Lab, *, browse: bool = True, cache_entries_max: int = 4096) -> None:
         self.lab = lab
+        self.browse = browse
         self.dir = lab.workdir / "avahi-router"
         self.dir.mkdir(exist_ok=True)
         self.socket = self.dir / "system_bus_socket"
         (self.dir / "dbus.conf").write_text(_DBUS_CONF.format(socket=self.socket))
         bridges = ",".join(v.bridge for v in lab.vlans.values())
-        (self.dir / "avahi-daemon.conf").write_text(_AVAHI_CONF.format(interfaces=bridges))
+        (self.dir / "avahi-daemon.conf").write_text(
+            _AVAHI_CONF.format(interfaces=bridges, cache_entries_max=cache_entries_max)
+        )
         self.env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=f"unix:path={self.socket}")
         self.procs: list[subprocess.Popen[Any]] = []
         self.browse_log = self.dir / "avahi-browse.txt"
@@ -262,6 +279,8 @@ class AvahiBrowser:
             15.0,
             message=lambda: f"avahi-daemon to start:\n{self.logs()[-2000:]}",
         )
+        if not self.browse:
+            return
         with self.browse_log.open("ab") as out:
             self.procs.append(
                 lab.popen(
@@ -277,6 +296,31 @@ class AvahiBrowser:
                     stderr=subprocess.STDOUT,
                 )
             )
+
+    @property
+    def daemon(self) -> subprocess.Popen[Any]:
+        """avahi-daemon's process (unshare and sh exec into it: the same pid)."""
+        return self.procs[1]
+
+    def rss(self) -> int:
+        return procstat.rss_bytes(self.daemon.pid, tree=True)
+
+    def cached_records(self, timeout: float = 30.0) -> int:
+        """Records in avahi's cache, every interface: its dump (SIGUSR1) counted."""
+        start = len(self.logs())
+        os.kill(self.daemon.pid, signal.SIGUSR1)
+        poll_until(
+            lambda: _DUMP_START in self.logs()[start:],
+            timeout,
+            message="avahi-daemon's cache dump",
+        )
+        # the dump has no end line: it is complete when the log stops growing
+        size = -1
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and len(dump := self.logs()[start:]) != size:
+            size = len(dump)
+            time.sleep(0.3)
+        return sum(1 for line in dump.splitlines() if _CACHE_LINE.match(line))
 
     def logs(self) -> str:
         try:
