@@ -41,6 +41,8 @@ def test_runner_produces_wellformed_results(tmp_path: Path) -> None:
     step = data["memory"]["steps"][0]
     assert step["records_held"] >= step["records_expected"] > 0
     assert step["rss_mb"] > 0
+    assert step["avahi_records"] >= step["records_expected"]  # avahi heard them all too
+    assert step["avahi_rss_mb"] > 0
     assert data["startup"]["gateway_median_s"] > 0
     for name in ("gateway", "avahi"):
         assert set(data["idle"][name]["per_vlan"]) == {"trusted", "iot", "guest"}
