@@ -192,3 +192,38 @@ def test_interned_names_hash_and_compare_like_dnspython(labels: list[bytes]) -> 
     assert ours == theirs and theirs == ours and ours == upper
     assert {theirs: 1}.get(ours) == 1 and {ours: 1}.get(theirs) == 1
     assert ours.canonical == theirs.canonicalize().to_wire()  # type: ignore[attr-defined]
+
+
+def test_txt_and_addresses_are_kept_as_their_wire_bytes_and_behave_as_dnspython_s() -> None:
+    """A parsed TXT is its wire bytes (the very digest object), an address its octets; each
+    equals, hashes, renders, prints, pickles and replaces like the rdata dnspython parses."""
+    import copy
+    import pickle
+
+    import dns.message
+    import dns.rdata
+    import dns.rrset
+
+    texts = {
+        "TXT": '"model=MacBookPro18,3" "" "osxvers=23"',
+        "A": "10.30.0.104",
+        "AAAA": "fd00:30::67:1",
+    }
+    msg = dns.message.make_response(dns.message.make_query("x.local.", "A"))
+    for rtype, text in texts.items():
+        msg.answer.append(dns.rrset.from_text("dev.local.", 120, "IN", rtype, text))
+    for rec in wire.parse(msg.to_wire()).answers:
+        ref = dns.rdata.from_text("IN", rec.rdtype, texts[dns.rdatatype.to_text(rec.rdtype)])
+        got = rec.rdata
+        assert type(got) is not type(ref)  # the wire-backed class
+        assert got == ref and hash(got) == hash(ref) and str(got) == str(ref)
+        assert got.to_wire() == ref.to_wire() == rec.digest
+        assert pickle.loads(pickle.dumps(got)) == ref and copy.copy(got) == ref
+        if rec.rdtype == dns.rdatatype.TXT:
+            assert got.wire is rec.digest  # type: ignore[attr-defined]  # one bytes object
+            assert got.strings == ref.strings  # type: ignore[attr-defined]
+            assert got.replace(strings=(b"a",)).to_wire() == b"\x01a"
+        else:
+            assert got.packed is rec.digest  # type: ignore[attr-defined]
+            assert got.address == ref.address  # type: ignore[attr-defined]
+            assert got.replace(address=ref.address) == ref  # type: ignore[attr-defined]
