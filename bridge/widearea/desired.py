@@ -50,16 +50,18 @@ Allowed = Callable[[str, str, str], bool]
 
 class Rec:
     """One published record: owner, type, rdata, the group (VLAN or APEX) whose UPDATE
-    carries it, and ``key``, its canonical wire form (hashed once, compared as bytes)."""
+    carries it, ``key``, its canonical wire form (hashed once, compared as bytes), and
+    ``rrset``, that of its owner and type (the RRset it belongs to, compared the same way)."""
 
-    __slots__ = ("group", "key", "owner", "rdata", "rdtype")
+    __slots__ = ("group", "key", "owner", "rdata", "rdtype", "rrset")
 
     def __init__(self, group: str, owner: dns.name.Name, rdtype: int, rdata: dns.rdata.Rdata):
         self.group = group
         self.owner = owner
         self.rdtype = rdtype
         self.rdata = rdata
-        self.key = owner.to_digestable() + struct.pack("!H", rdtype) + rdata.to_digestable()
+        self.rrset = owner.to_digestable() + struct.pack("!H", rdtype)
+        self.key = self.rrset + rdata.to_digestable()
 
     def __repr__(self) -> str:
         return f"Rec({self.owner} {dns.rdatatype.to_text(self.rdtype)} {self.rdata})"  # type: ignore[arg-type]

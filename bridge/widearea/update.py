@@ -95,33 +95,47 @@ def messages(
     adds within a message, at most ``max_records`` changes per message, and an RRset's changes
     in one message unless they alone are more (a type's PTR RRset of a thousand instances: its
     additions need no atomicity)."""
-    rrsets: dict[tuple[dns.name.Name, int], list[Change]] = {}
+    # keyed by the RRset's wire form (Rec.rrset): with dns.name.Name keys, hashed by
+    # lower-casing every label each time, the first message of a group of 40,000 changes
+    # took 72-82 ms of CPU, with the bytes 13-16 ms (time.thread_time, collector off)
+    rrsets: dict[bytes, list[Change]] = {}
     for change in changes:
-        rrsets.setdefault((change.rec.owner, change.rec.rdtype), []).append(change)
-    batches: list[list[Change]] = [[]]
+        rrsets.setdefault(change.rec.rrset, []).append(change)
+    # batches are cut as the messages are asked for: each step costs one message's work,
+    # however many changes the group has
+    keyring = key.keyring()
+    batch: list[Change] = []
     for group in rrsets.values():
         for start in range(0, len(group), max_records):
             piece = group[start : start + max_records]
-            if batches[-1] and len(batches[-1]) + len(piece) > max_records:
-                batches.append([])
-            batches[-1].extend(piece)
-    keyring = key.keyring()
-    for batch in batches:
-        if not batch:
-            continue
-        msg = dns.update.UpdateMessage(
-            zone, keyring=keyring, keyname=key.name, keyalgorithm=key.algorithm
-        )
-        # payload: dnspython renders a message no larger than its own EDNS payload size (the
-        # default, 1,232 B, refused every UPDATE of more than about ten records with TooBig)
-        msg.use_edns(0, payload=const.WIDEAREA_MAX_MESSAGE, options=[lease_option(ttl)])
-        for c in batch:
-            if not c.add:
-                msg.delete(c.rec.owner, c.rec.rdata)
-        for c in batch:
-            if c.add:
-                msg.add(c.rec.owner, ttl, c.rec.rdata)
-        yield msg, batch
+            if batch and len(batch) + len(piece) > max_records:
+                yield _update(batch, zone, key, keyring, ttl), batch
+                batch = []
+            batch.extend(piece)
+    if batch:
+        yield _update(batch, zone, key, keyring, ttl), batch
+
+
+def _update(
+    batch: list[Change],
+    zone: dns.name.Name,
+    key: TsigKey,
+    keyring: dict[dns.name.Name, dns.tsig.Key],
+    ttl: int,
+) -> dns.update.UpdateMessage:
+    msg = dns.update.UpdateMessage(
+        zone, keyring=keyring, keyname=key.name, keyalgorithm=key.algorithm
+    )
+    # payload: dnspython renders a message no larger than its own EDNS payload size (the
+    # default, 1,232 B, refused every UPDATE of more than about ten records with TooBig)
+    msg.use_edns(0, payload=const.WIDEAREA_MAX_MESSAGE, options=[lease_option(ttl)])
+    for c in batch:
+        if not c.add:
+            msg.delete(c.rec.owner, c.rec.rdata)
+    for c in batch:
+        if c.add:
+            msg.add(c.rec.owner, ttl, c.rec.rdata)
+    return msg
 
 
 def lease_option(ttl: int) -> dns.edns.Option:
