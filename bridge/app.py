@@ -30,12 +30,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
-from prometheus_client import ProcessCollector
-from prometheus_client.registry import CollectorRegistry
-
 from . import const
 from .activity import EventLog, QueryNames
-from .announce.metrics import AnnounceCollector
 from .announce.service import Publisher
 from .config import ALL_VIEW, Config
 from .diagnostics import Diagnostics, PolicyStatus
@@ -50,16 +46,6 @@ from .mdns.interest import Interest
 from .mdns.links import Links
 from .mdns.transport import MdnsTransport
 from .memory import MemoryKeeper
-from .metrics import (
-    BuildInfoCollector,
-    DnsCollector,
-    GatewayCollector,
-    HttpCollector,
-    JobsCollector,
-    MdnsCollector,
-    MemoryCollector,
-    StoreCollector,
-)
 from .periodic import Periodic
 from .policy import PolicyEngine, default_engine
 from .policy.watch import PolicyWatcher
@@ -68,8 +54,12 @@ from .store import Store
 # Optional components are imported where they are built, only when the config asks for them
 # (-X importtime, share of the import time before the first answer; docs/performance.md,
 # "Start-up"): chrony and the reflector, 13 modules, 2.6 %; the Kubernetes policy source with
-# aiohttp, its HTTP client, 106 modules, 37 %.
+# aiohttp, its HTTP client, 106 modules, 37 %. The HTTP surface (aiohttp's server) and the
+# metrics registry (prometheus_client) are imported in a worker thread once DNS answers
+# (``_import_late``): the first answer no longer waits for them.
 if TYPE_CHECKING:
+    from prometheus_client.registry import CollectorRegistry
+
     from .chrony import ChronyService
     from .chrony.health import ServerState
     from .dhcp.watch import LeaseWatcher
@@ -112,6 +102,18 @@ def raise_file_limit() -> int:
             const.FD_RESERVE,
         )
     return soft
+
+
+def _import_late() -> None:
+    """The modules only the HTTP surface and /metrics use, imported by a worker thread once
+    DNS answers: aiohttp (bridge.web) and prometheus_client (bridge.metrics and the
+    collectors), about half of the import time before the first answer (docs/performance.md,
+    "Start-up"). Importing in a thread holds the GIL in turns: the event loop's thread answers
+    meanwhile, a datagram waiting at most a switch interval (5 ms)."""
+    import prometheus_client  # noqa: F401
+
+    from . import metrics, web  # noqa: F401
+    from .announce import metrics as announce_metrics  # noqa: F401
 
 
 class Gateway:
@@ -254,12 +256,9 @@ class Gateway:
             reflected=None if self.reflector is None else lambda: self._reflector().packets,
             chrony=None if self.chrony is None else self._chrony_states,
         )
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.http: HttpSurface | None = None
-        if config.http.listen is not None:
-            from .web import HttpSurface  # aiohttp: imported only when HTTP is on
-
-            self.http = HttpSurface(self.diagnostics, self.registry, config.http.token)
+        # built once DNS answers (start), or by the first reader of ``registry`` (tests)
+        self._registry: CollectorRegistry | None = None
+        self.http: HttpSurface | None = None  # built by start, after DNS: aiohttp is slow to import
 
         # --- connections -----------------------------------------------------------------
         # mDNS packets, after ingest has stored their records
@@ -281,48 +280,6 @@ class Gateway:
             self.policy_consumers.append(self.reflector.set_policy)
         if self.widearea is not None:
             self.policy_consumers.append(self.widearea.set_policy)
-        # metrics (and the process's own: process_cpu_seconds_total, _resident_memory_bytes,
-        # _open_fds, ... from /proc)
-        for collector in (
-            DnsCollector(
-                self.server.stats,
-                self.resolver,
-                self.ondemand,
-                self.answers.budget,
-                self.rate_limiter,
-            ),
-            MdnsCollector(self.ingest, self.browser, self.transport, self.interest),
-            StoreCollector(self.store, config.vlans),
-            GatewayCollector(self.diagnostics),
-            MemoryCollector(self.memory),
-            JobsCollector(self.periodic),
-            BuildInfoCollector(),
-            AnnounceCollector(self.publisher),
-        ):
-            self.registry.register(collector)
-        ProcessCollector(registry=self.registry)
-        if self.http is not None:
-            self.registry.register(HttpCollector(self.http))
-        if self.chrony is not None:
-            from .chrony import ChronyCollector
-
-            self.registry.register(ChronyCollector(self.chrony))
-        if self.leases is not None:
-            from .dhcp.metrics import DhcpCollector
-
-            self.registry.register(DhcpCollector(self.leases))
-        if self.reflector is not None:
-            from .reflector import ReflectorCollector
-
-            self.registry.register(ReflectorCollector(self.reflector.reflector))
-        if self.kube is not None:
-            from .policy.kubemetrics import KubeCollector
-
-            self.registry.register(KubeCollector(self.kube))
-        if self.widearea is not None:
-            from .widearea.metrics import WideAreaCollector
-
-            self.registry.register(WideAreaCollector(self.widearea))
         # periodic jobs (supervised: a failure is counted, logged once per burst)
         self.periodic.add("sweep", const.STORE_SWEEP_INTERVAL, lambda: self.store.sweep(clock()))
         self.periodic.add("memory", const.MEMORY_INTERVAL, lambda: self.memory.tick(clock()))
@@ -339,6 +296,96 @@ class Gateway:
                 config.reflector.rate,
                 config.reflector.burst,
             )
+
+    # --- metrics ---------------------------------------------------------------------------
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        """What /metrics serves: one collector per component (built on first use: start
+        builds it after DNS answers, from modules ``_import_late`` loaded off the loop)."""
+        if self._registry is None:
+            self._registry = self._build_registry()
+        return self._registry
+
+    def _build_registry(self) -> CollectorRegistry:
+        from prometheus_client import ProcessCollector
+        from prometheus_client.registry import CollectorRegistry
+
+        from .announce.metrics import AnnounceCollector
+        from .metrics import (
+            BuildInfoCollector,
+            DnsCollector,
+            GatewayCollector,
+            JobsCollector,
+            MdnsCollector,
+            MemoryCollector,
+            StoreCollector,
+        )
+
+        registry = CollectorRegistry(auto_describe=False)
+        # and the process's own: process_cpu_seconds_total, _resident_memory_bytes,
+        # _open_fds, ... from /proc
+        for collector in (
+            DnsCollector(
+                self.server.stats,
+                self.resolver,
+                self.ondemand,
+                self.answers.budget,
+                self.rate_limiter,
+            ),
+            MdnsCollector(self.ingest, self.browser, self.transport, self.interest),
+            StoreCollector(self.store, self.config.vlans),
+            GatewayCollector(self.diagnostics),
+            MemoryCollector(self.memory),
+            JobsCollector(self.periodic),
+            BuildInfoCollector(),
+            AnnounceCollector(self.publisher),
+        ):
+            registry.register(collector)
+        ProcessCollector(registry=registry)
+        if self.chrony is not None:
+            from .chrony import ChronyCollector
+
+            registry.register(ChronyCollector(self.chrony))
+        if self.leases is not None:
+            from .dhcp.metrics import DhcpCollector
+
+            registry.register(DhcpCollector(self.leases))
+        if self.reflector is not None:
+            from .reflector import ReflectorCollector
+
+            registry.register(ReflectorCollector(self.reflector.reflector))
+        if self.kube is not None:
+            from .policy.kubemetrics import KubeCollector
+
+            registry.register(KubeCollector(self.kube))
+        if self.widearea is not None:
+            from .widearea.metrics import WideAreaCollector
+
+            registry.register(WideAreaCollector(self.widearea))
+        return registry
+
+    def build_http(self) -> HttpSurface:
+        """The HTTP surface, built once (start builds it after DNS answers), its refusals
+        counted on /metrics."""
+        if self.http is None:
+            from .metrics import HttpCollector
+            from .web import HttpSurface
+
+            self.http = HttpSurface(self.diagnostics, self.registry, self.config.http.token)
+            self.registry.register(HttpCollector(self.http))
+        return self.http
+
+    async def _start_http(self, listen: tuple[str, int]) -> None:
+        """Start the HTTP surface, its modules imported off the loop first so that DNS keeps
+        answering meanwhile."""
+        if self.http is None:
+            await asyncio.to_thread(_import_late)
+        await self.build_http().start(listen)
+
+    async def _stop_http(self) -> None:
+        if self.http is not None:
+            await self.http.stop()
 
     # --- readers of the components, for the event log and the diagnostics ----------------
 
@@ -496,31 +543,28 @@ class Gateway:
         stack = contextlib.AsyncExitStack()
         try:
             stack.push_async_callback(self._cancel_reloads)
-            await self._load_policies()
-            if self.kube is not None:
-                # the default policy is in force (and /readyz says why) until the first list
-                stack.push_async_callback(self.kube.stop)
-                self.kube.start()
+            await self._load_policies()  # the views DNS answers from
             # each undo is registered before its step runs (a half-done step is undone too);
             # the stack unwinds in reverse: what starts first stops last
             stack.callback(self.transport.close)
             self.transport.start(loop)
-            self.refresh_links()
+            self.refresh_links()  # the VLANs' addresses: the clients' views, the zones
+            stack.callback(self.publisher.stop)  # goodbyes, sockets still open
+            self.publisher.start(loop)
+            # DNS as soon as it can answer as it will; what it does not use starts after it
+            # (docs/performance.md, "Start-up")
+            stack.push_async_callback(self.server.close)
+            await self.server.start(self._dns_listeners())
+            if self.kube is not None:
+                # the default policy is in force (and /readyz says why) until the first list
+                stack.push_async_callback(self.kube.stop)
+                self.kube.start()
             if self.chrony is not None:
                 stack.push_async_callback(self.chrony.stop)  # goodbyes, sockets still open
                 await self.chrony.start()
-            stack.callback(self.publisher.stop)  # goodbyes, sockets still open
-            self.publisher.start(loop)
             if self.leases is not None:
                 stack.push_async_callback(self.leases.stop)
                 self.leases.start()
-            # HTTP before DNS: a DNS answer means the probes and /metrics answer too (the
-            # lab's start-up waits for DNS; aiohttp's set-up takes a few event-loop turns)
-            if self.http is not None and self.config.http.listen is not None:
-                stack.push_async_callback(self.http.stop)
-                await self.http.start(self.config.http.listen)
-            stack.push_async_callback(self.server.close)
-            await self.server.start(self._dns_listeners())
             stack.push_async_callback(self.periodic.stop)
             self.periodic.start()
             if self.widearea is not None:
@@ -530,6 +574,11 @@ class Gateway:
                 # hot reload: a change applies within about a second (one stable poll)
                 stack.push_async_callback(self.watcher.stop)
                 self.watcher.start()
+            # HTTP last, its modules imported while DNS answers: once it accepts, everything
+            # else is up and /readyz says ready (netlab's wait_ready waits for both)
+            if self.config.http.listen is not None:
+                stack.push_async_callback(self._stop_http)
+                await self._start_http(self.config.http.listen)
         except BaseException:
             log.error("start-up failed; undoing what was started")
             await stack.aclose()
@@ -558,7 +607,8 @@ class Gateway:
             self._tick_handle = None
 
     async def stop(self) -> None:
-        """Unwind start-up: watcher, jobs, DNS, HTTP, chrony's goodbyes, mDNS sockets."""
+        """Unwind start-up: HTTP, watcher, jobs, chrony's goodbyes, DNS, the publisher's
+        goodbyes, mDNS sockets."""
         stack, self._stack = self._stack, None
         if stack is not None:
             await stack.aclose()

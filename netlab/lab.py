@@ -1376,6 +1376,17 @@ def gateway_config(lab: Lab, **overrides: Any) -> dict[str, Any]:
     return _deep_merge(cfg, overrides)
 
 
+def _host_port(text: str, port: int) -> tuple[str, int]:
+    """HOST[:PORT] as the gateway's config reads it (``[v6]:PORT`` for IPv6 with a port)."""
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") else port
+    if text.count(":") == 1:
+        host, _, p = text.partition(":")
+        return host, int(p)
+    return text, port
+
+
 class GatewayProcess:
     """``python -m bridge run --config <file> --log-level debug`` in the router namespace.
 
@@ -1404,6 +1415,7 @@ class GatewayProcess:
             yaml.safe_dump(dict(config), sort_keys=False, allow_unicode=True)
         )
         self.log_path = self.dir / "gateway.log"
+        self.config = dict(config)
         self.extra_args = list(extra_args)
         self.env = dict(env or {})
         self.log_level = log_level
@@ -1435,33 +1447,77 @@ class GatewayProcess:
         finally:
             logf.close()
 
-    def wait_ready(self, addr: str = "127.0.0.1", port: int = 5300, timeout: float = 15.0) -> None:
-        """Poll with ``. IN NS`` over UDP until any reply with our ID arrives."""
-        family, sockaddr = _sockaddr(self.ns, addr, port)
+    def wait_ready(
+        self, addr: str = "127.0.0.1", port: int = 5300, timeout: float = 15.0, http: bool = True
+    ) -> None:
+        """Poll with ``. IN NS`` over UDP until any reply with our ID arrives, then (``http``)
+        until the HTTP surface accepts a connection: the gateway starts it last, after DNS
+        answers, so once it accepts every component is up and /readyz says so."""
         deadline = time.monotonic() + timeout
-        sock = netns_socket(self.ns, family, socket.SOCK_DGRAM)
-        with sock:
+        self._wait_dns(addr, port, timeout, deadline)
+        where = self.http_address() if http else None
+        if where is not None:
+            self._wait_http(*where, deadline)
+
+    def http_address(self) -> tuple[str, int] | None:
+        """Where the gateway's HTTP surface listens (``--http-listen``, else ``http.listen``,
+        else the default), as an address to connect to; None when HTTP is off."""
+        listen: Any = "127.0.0.1:9353"  # the gateway's default (HTTP_DEFAULT_PORT)
+        http = self.config.get("http")
+        if isinstance(http, Mapping) and "listen" in http:
+            listen = http["listen"]
+        if listen is None or listen is False:
+            return None
+        host, port = _host_port(str(listen), 9353)
+        argv = [*(self.command or ()), *self.extra_args]
+        if "--http-listen" in argv[:-1]:  # the last one; a bare host keeps the config's port
+            host, port = _host_port(argv[len(argv) - argv[::-1].index("--http-listen")], port)
+        return {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host), port
+
+    def _wait_http(self, addr: str, port: int, deadline: float) -> None:
+        family, sockaddr = _sockaddr(self.ns, addr, port)
+
+        def accepted() -> bool:
+            with netns_socket(self.ns, family, socket.SOCK_STREAM) as sock:
+                sock.settimeout(max(0.05, deadline - time.monotonic()))
+                sock.connect(sockaddr)
+            return True
+
+        self._until(accepted, deadline, f"gateway answers DNS but not HTTP on {addr}:{port}")
+
+    def _wait_dns(self, addr: str, port: int, timeout: float, deadline: float) -> None:
+        family, sockaddr = _sockaddr(self.ns, addr, port)
+
+        def answered() -> bool:
+            qid = random.randrange(65536)
+            sock.send(dns.message.make_query(".", "NS", id=qid).to_wire())
+            end = min(deadline, time.monotonic() + 0.2)
+            while (remaining := end - time.monotonic()) > 0:
+                sock.settimeout(remaining)
+                data = sock.recv(65535)
+                if len(data) >= 2 and struct.unpack("!H", data[:2])[0] == qid:
+                    return True
+            return False
+
+        with netns_socket(self.ns, family, socket.SOCK_DGRAM) as sock:
             sock.connect(sockaddr)
-            while True:
-                self._require_running()
-                qid = random.randrange(65536)
-                q = dns.message.make_query(".", "NS", id=qid)
-                try:
-                    sock.send(q.to_wire())
-                    end = min(deadline, time.monotonic() + 0.2)
-                    while (remaining := end - time.monotonic()) > 0:
-                        sock.settimeout(remaining)
-                        data = sock.recv(65535)
-                        if len(data) >= 2 and struct.unpack("!H", data[:2])[0] == qid:
-                            return
-                except (TimeoutError, ConnectionRefusedError):
-                    pass
-                if time.monotonic() >= deadline:
-                    raise TimeoutError(
-                        f"gateway not answering on {addr}:{port} after {timeout}s:\n"
-                        f"{self.logs()[-4000:]}"
-                    )
-                time.sleep(0.05)
+            self._until(
+                answered, deadline, f"gateway not answering on {addr}:{port} after {timeout}s"
+            )
+
+    def _until(self, attempt: Callable[[], bool], deadline: float, what: str) -> None:
+        """``attempt`` every 50 ms until it says True (refused or timed out: not yet) while
+        the gateway runs; TimeoutError with ``what`` and the log's tail at ``deadline``."""
+        while True:
+            self._require_running()
+            try:
+                if attempt():
+                    return
+            except (TimeoutError, ConnectionRefusedError):
+                pass
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"{what}:\n{self.logs()[-4000:]}")
+            time.sleep(0.05)
 
     def _require_running(self) -> None:
         if self.proc is None:

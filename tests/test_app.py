@@ -106,6 +106,7 @@ def test_start_and_stop_leave_nothing_behind() -> None:
         await gw.start()
         assert gw.ready.is_set()
         assert not _bindable(dns_port)
+        assert gw.http is not None and gw.http.port == http_port and not _bindable(http_port)
         assert {t.get_name() for t in asyncio.all_tasks()} >= {
             "periodic sweep",
             "periodic memory",
@@ -134,7 +135,12 @@ def test_no_component_receives_the_gateway() -> None:
             "test",
         )
     )
+    # the HTTP surface is built by start, after DNS answers (its aiohttp import is half the
+    # start-up); built here the same way, without binding
+    assert gw.http is None
+    gw.build_http()
     components = [v for k, v in vars(gw).items() if not k.startswith("_") and k != "config"]
+    components.append(gw.registry)
     assert gw.chrony is not None and gw.reflector is not None and gw.http is not None
     for component in components:
         held = getattr(component, "__dict__", {})
@@ -145,14 +151,16 @@ def test_no_component_receives_the_gateway() -> None:
 
 def test_optional_components_are_imported_only_when_configured() -> None:
     """chrony, the reflector and the Kubernetes policy source (with aiohttp, its client) stay
-    unimported (start-up cost) unless the config has them; aiohttp comes with the HTTP surface."""
+    unimported (start-up cost) unless the config has them; the HTTP surface (aiohttp's server)
+    and the metrics registry (prometheus_client) are imported by start, after DNS answers."""
 
     def optional_modules_loaded(extra: str) -> set[str]:
         code = (
             "import sys; from bridge.app import Gateway; from bridge.config import from_dict; "
             f"Gateway(from_dict({{'vlans': {{'a': {{'interface': 'nosuch0'}}}}{extra}}}, 't')); "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'aiohttp' or "
-            "m.startswith(('bridge.chrony', 'bridge.reflector', 'bridge.policy.kube'))))"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('aiohttp', "
+            "'prometheus_client') or m.startswith(('bridge.chrony', 'bridge.reflector', "
+            "'bridge.policy.kube', 'bridge.web', 'bridge.metrics'))))"
         )
         res = subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60
@@ -161,8 +169,8 @@ def test_optional_components_are_imported_only_when_configured() -> None:
         return set(ast.literal_eval(res.stdout))
 
     assert optional_modules_loaded(", 'http': {'listen': None}") == set()
-    # the HTTP surface (on by default) is aiohttp's server (issue 17), and nothing more
-    assert {m.split(".")[0] for m in optional_modules_loaded("")} == {"aiohttp"}
+    # the HTTP surface is on by default: built and imported at start, after DNS
+    assert optional_modules_loaded("") == set()
     every = (
         ", 'reflector': {'enabled': True},"
         " 'chrony': {'servers': [{'name': 'r', 'control': '127.0.0.1'}]},"

@@ -286,9 +286,9 @@ def test_gateway_process_plumbing_with_a_stand_in(lab: Lab, tmp_path: Path) -> N
     script.write_text(STAND_IN)
     gw = GatewayProcess(lab, gateway_config(lab), command=[sys.executable, str(script), "{config}"])
     gw.start()
-    gw.wait_ready("127.0.0.1", 5300, timeout=15)
+    gw.wait_ready("127.0.0.1", 5300, timeout=15, http=False)  # the stand-in has no HTTP
     for addr in ("10.20.0.1", "fd00:20::1"):
-        gw.wait_ready(addr, 5300, timeout=5)
+        gw.wait_ready(addr, 5300, timeout=5, http=False)
     gw.wait_for_log(r"stand-in listening 127\.0\.0\.1:5330")
     # a host queries its router address, over IPv4 and IPv6
     iot1 = lab.hosts["iot1"].ns
