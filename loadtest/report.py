@@ -53,6 +53,17 @@ def targets(res: dict[str, Any]) -> dict[str, dict[str, Any]]:
                 "target": "<= 100",
                 "met": None if cpu is None else cpu <= 100,
             }
+    publish = _get(res, "widearea", "publish") or []
+    if publish:
+        times = [p["after_learned_s"] for p in publish]
+        worst = None if None in times else max(times)
+        out["widearea_all_published_after_learned_s"] = _target(worst, 10.0, above=False)
+    if _get(res, "widearea", "within_noise") is not None:
+        out["widearea_udp_qps_within_noise"] = {
+            "value": _get(res, "widearea", "ratio_with_over_without"),
+            "target": "within run-to-run spread",
+            "met": _get(res, "widearea", "within_noise"),
+        }
     steps = _get(res, "memory", "steps") or []
     big = [s for s in steps if s["services"] >= 10_000]
     if big:
@@ -215,6 +226,32 @@ def markdown(res: dict[str, Any]) -> str:
                     None,
                     "",
                 )
+    wide = res.get("widearea")
+    if wide:
+        for p in wide["publish"]:
+            row(
+                f"wide-area: {p['services']:,} services learned at once, all published into "
+                "knotd, s after start; after the store held them all",
+                f"{_fmt(p['published_s'], 2)}; {_fmt(p['after_learned_s'], 2)}",
+                None,
+                "",
+            )
+        runs = wide["udp_qps"]
+        row(
+            "wide-area: UDP cached answers, q/s, publishing vs not (median; every run)",
+            f"{_fmt(wide.get('udp_qps_median_with'), 0)} ({', '.join(map(_fmt, runs['with']))})",
+            f"{_fmt(wide.get('udp_qps_median_without'), 0)} "
+            f"({', '.join(map(_fmt, runs['without']))})",
+            _ratio(wide.get("udp_qps_median_with"), wide.get("udp_qps_median_without")),
+        )
+        spreads = [wide.get("spread_without"), wide.get("spread_with")]
+        row(
+            "wide-area: run-to-run spread of those q/s, (max - min) / median, publishing vs "
+            "not; their medians' difference within it",
+            f"{_fmt(spreads[1], 3)}",
+            f"{_fmt(spreads[0], 3)}",
+            {True: "yes", False: "**no**", None: "–"}[wide.get("within_noise")],
+        )
     refl = res.get("reflector")
     if refl:
         if "status" in refl:

@@ -1,8 +1,8 @@
 """The benchmark run: builds the lab, populates it, measures every phase, writes the results.
 
 Phases (all by default; ``--only`` picks some): ``startup``, ``memory``, ``udp``, ``tcp``,
-``cold``, ``idle``, ``reflector``. Each phase stops what it started; the lab is closed at
-the end whatever happens. Every load goes to loopback or to the lab's own namespaces, and
+``cold``, ``idle``, ``reflector``, ``widearea``. Each phase stops what it started; the lab is
+closed at the end whatever happens. Every load goes to loopback or to the lab's own namespaces, and
 every loop is bounded in count and time.
 """
 
@@ -43,11 +43,11 @@ from netlab.mdns_probe import Sender
 from . import compiled, procstat, report, workload
 from .dnsperf import PerfResult, dnsperf
 from .mdns_peer import _packets, _records
-from .servers import Gateway, Nsd
+from .servers import Gateway, Knot, Nsd
 from .traffic import AvahiBrowser, Capture
 
 VLANS = {"trusted": 10, "iot": 20, "guest": 30}
-PHASES = ("startup", "memory", "udp", "tcp", "cold", "idle", "reflector")
+PHASES = ("startup", "memory", "udp", "tcp", "cold", "idle", "reflector", "widearea")
 PUBLISHERS_PER_VLAN = 2  # host namespaces running python-zeroconf responders per VLAN
 MB = 1024 * 1024
 
@@ -65,6 +65,7 @@ class Options:
     idle_window: float = 240.0  # s counted, then extrapolated to an hour
     cold_samples: int = 40  # per kind (A, SRV); PTR browses: half as many
     startup_runs: int = 5
+    widearea_services: int = 1_000  # learned at once by a gateway that publishes them all
     client_core: int = 0
     server_core: int = 1
     quick: bool = False  # the smoke test's size: seconds, not minutes
@@ -76,7 +77,7 @@ class Options:
     def smoke(cls, out: Path) -> Options:
         return cls(
             out=out,
-            phases=("startup", "memory", "udp", "tcp", "cold", "idle"),
+            phases=("startup", "memory", "udp", "tcp", "cold", "idle", "widearea"),
             services=24,
             seconds=1.0,
             repeats=1,
@@ -86,6 +87,7 @@ class Options:
             idle_window=2.0,
             cold_samples=2,
             startup_runs=1,
+            widearea_services=24,
             quick=True,
             plot=False,
         )
@@ -322,19 +324,7 @@ def phase_memory(w: World, opts: Options, res: dict[str, Any]) -> None:
             questions = [(n, t) for t, names in pool.items() for n in names]
             data = w.work / f"memory-{step}.bin"
             data.write_bytes(workload.dnsperf_binary(questions))
-            warm = dnsperf(
-                w.lab.gw,
-                server="gateway",
-                pid=gw.pid,
-                addr=gw.addr,
-                port=gw.port,
-                data=data,
-                seconds=120,
-                clients=1,
-                outstanding=20,
-                core=opts.client_core,
-                runs=1,
-            )
+            warm = _perf(w, gw, data, 120, opts.client_core, clients=1, outstanding=20, runs=1)
             rows.append(
                 {
                     "services": workload.service_count(devs[:done]),
@@ -793,6 +783,139 @@ def _spread(seconds: list[float]) -> dict[str, Any]:
     }
 
 
+WIDE_POLICY = """apiVersion: mdnsgateway.io/v1alpha1
+kind: ServicePolicy
+metadata: {name: everything-wide-area}
+spec: {from: [trusted, iot], to: [trusted], services: ["*"], wideArea: true}
+"""
+# the VLANs whose subdomains the README's knot.conf grants the key (its update-owner-name)
+WIDE_VLANS = ("trusted", "iot")
+WIDEAREA_RECONCILE = 10.0  # s, wide_area.reconcile_interval in the benchmark: its least, so
+#   zone transfers (every published record) run during the throughput runs too
+
+
+def phase_widearea(w: World, opts: Options, res: dict[str, Any]) -> None:
+    """Wide-area publishing into knotd: a gateway starting beside ``widearea_services``
+    services learns them all at once (browsing) and publishes them (time until the zone holds
+    every SRV, by TSIG AXFR polling); and cached-answer UDP throughput (dnsperf) of a gateway
+    publishing (transfers every 10 s) and of one that does not, alternating, each repeated."""
+    devs = workload.devices({v: VLANS[v] for v in WIDE_VLANS}, opts.widearea_services)
+    services = workload.service_count(devs)
+    expected = _expected_records(devs)
+    data = w.work / "widearea-queries.bin"
+    data.write_bytes(workload.dnsperf_binary(workload.query_list(devs, w.domains, 10_000)))
+    policies = w.work / "widearea-policies"
+    policies.mkdir(exist_ok=True)
+    (policies / "wide.yaml").write_text(WIDE_POLICY)
+    knot = Knot(w.lab)
+    qps: dict[str, list[float]] = {"without": [], "with": []}
+    published: list[dict[str, Any]] = []
+    counters: dict[str, float] = {}
+    w.start_publishers(devs)
+    try:
+        for i in range(opts.repeats):
+            for kind in ("without", "with"):
+                overrides: dict[str, Any] = {"policies": str(policies)}
+                if kind == "with":
+                    knot.stop()
+                    knot.start()  # an empty zone: every service published anew
+                    overrides["wide_area"] = knot.wide_area_config(WIDEAREA_RECONCILE)
+                gw = Gateway(w.lab, core=opts.server_core, overrides=overrides)
+                try:
+                    gw.start()
+                    t0 = time.monotonic()
+                    held = _wait_records(gw, expected, 120.0)
+                    learned = time.monotonic() - t0
+                    if kind == "with":
+                        srv = 0
+
+                        def all_published() -> bool:
+                            nonlocal srv
+                            srv = knot.counts().get("SRV", 0)
+                            return srv >= services
+
+                        with contextlib.suppress(TimeoutError):
+                            poll_until(all_published, 60.0, interval=0.2)
+                        done = time.monotonic() - t0
+                        published.append(
+                            {
+                                "services": services,
+                                "services_published": srv,
+                                "records_in_zone": sum(knot.counts().values()),
+                                "learned_s": round(learned, 2),
+                                "published_s": round(done, 2) if srv >= services else None,
+                                "after_learned_s": round(done - learned, 2)
+                                if srv >= services
+                                else None,
+                                "records_held": held,
+                            }
+                        )
+                        opts.log(f"widearea publish: {published[-1]}")
+                    # warm first: every asked answer pre-rendered, as in the udp phase
+                    _perf(w, gw, data, min(opts.seconds, 3.0), opts.client_core, runs=1)
+                    log = w.work / f"widearea-{kind}-{i}.txt"
+                    r = _perf(w, gw, data, opts.seconds, opts.client_core, log=log)
+                    qps[kind].append(round(r.qps))
+                    opts.log(f"widearea udp {kind} publishing: {r.qps:.0f} q/s")
+                    if kind == "with":
+                        counters = {k: v for k, v in gw.metrics().items() if "_widearea_" in k}
+                finally:
+                    gw.stop()
+    finally:
+        knot.stop()
+        w.stop_publishers()
+    res["widearea"] = {
+        "publish": published,
+        "udp_qps": qps,
+        **_noise(qps["without"], qps["with"]),
+        "gateway_counters": counters,
+        "what": f"{services} services on python-zeroconf publishers, learned at once by a "
+        "starting gateway (browsing) and published into knotd (README knot.conf, TSIG) on "
+        "loopback; published_s: gateway start to every SRV in the zone (kdig AXFR polled "
+        "every 0.2 s), after_learned_s: from the store holding every record (polled every "
+        "0.5 s); udp_qps: dnsperf cached answers (4 clients), gateways with and without "
+        f"wide_area alternating, each {opts.seconds:g} s, transfers every "
+        f"{WIDEAREA_RECONCILE:g} s while publishing",
+    }
+
+
+def _perf(w: World, gw: Gateway, data: Path, seconds: float, core: int, **kw: Any) -> PerfResult:
+    """One dnsperf run of ``data`` against the gateway (UDP, 4 clients unless ``kw`` says)."""
+    return dnsperf(
+        w.lab.gw,
+        server="gateway",
+        pid=gw.pid,
+        addr=gw.addr,
+        port=gw.port,
+        data=data,
+        seconds=seconds,
+        core=core,
+        **kw,
+    )
+
+
+def _noise(without: list[float], with_: list[float]) -> dict[str, Any]:
+    """Medians, their ratio, each side's run-to-run spread ((max - min) / median) and whether
+    the medians differ by no more than the larger spread."""
+    if not without or not with_:
+        return {}
+    a, b = statistics.median(without), statistics.median(with_)
+    spread = [
+        round((max(v) - min(v)) / statistics.median(v), 3) if len(v) > 1 else None
+        for v in (without, with_)
+    ]
+    known = [x for x in spread if x is not None]
+    noise = max(known) if known else None
+    return {
+        "udp_qps_median_without": round(a),
+        "udp_qps_median_with": round(b),
+        "ratio_with_over_without": _ratio(b, a),
+        "spread_without": spread[0],
+        "spread_with": spread[1],
+        "within_noise": None if noise is None else abs(b - a) / a <= noise,
+    }
+
+
 # The reflector has its own benchmark, loadtest/reflector_bench.py (owned with
 # bridge/reflector/: its own two-VLAN lab, rising offered rates, ours vs avahi-daemon).
 # This hook runs it through its command line and files a summary of its JSON.
@@ -921,6 +1044,9 @@ def run_all(opts: Options) -> tuple[dict[str, Any], Path]:
             save()
         if "idle" in opts.phases:
             phase_idle(w, opts, res)
+            save()
+        if "widearea" in opts.phases:
+            phase_widearea(w, opts, res)
             save()
     if "reflector" in opts.phases:
         phase_reflector(opts, res, opts.out)

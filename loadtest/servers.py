@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import os
 import re
+import shutil
 import socket
 import time
 from collections.abc import Mapping
@@ -19,12 +22,14 @@ from netlab.lab import (
     netns_socket,
     terminate,
 )
+from netlab.widearea import ZONE, knot_config
 
 from . import compiled, procstat
 
 GATEWAY_PORT = 5300
 GATEWAY_HTTP = ("127.0.0.1", 9353)
 NSD_PORT = 5399
+KNOT_PORT = 5394
 
 
 def first_answer(ns: str, addr: str, port: int, timeout: float = 30.0, alive: Any = None) -> float:
@@ -207,6 +212,75 @@ class Gateway:
 
     def store_records(self) -> int:
         return int(self.metrics().get("mdns_gateway_store_records", 0))
+
+
+class Knot:
+    """knotd serving the wide-area zone from the README's knot.conf block (netlab/widearea.py),
+    with a fresh TSIG key, in the router namespace; ``start`` begins from an empty zone."""
+
+    def __init__(self, lab: Lab, *, port: int = KNOT_PORT) -> None:
+        self.lab, self.port = lab, port
+        self.dir = lab.workdir / "knot"
+        self.secret = base64.b64encode(os.urandom(32)).decode()
+        self.key_file = lab.workdir / "tsig.key"
+        self.key_file.write_text(self.secret + "\n")  # the bare base64 form
+        self.key_file.chmod(0o600)
+        self.proc: Any = None
+
+    def start(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)  # no journal: the zone as its file says
+        conf = knot_config(self.dir, self.secret, self.port)
+        log = (self.dir / "knotd.log").open("ab")
+        with log:
+            self.proc = self.lab.popen(
+                self.lab.gw, "knotd", "-c", str(conf), name="knotd", stdout=log, stderr=log
+            )
+        deadline = time.monotonic() + 20.0
+        while "SOA" not in self._axfr(check=False):
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise LabError(f"knotd did not serve {ZONE}: see {self.dir / 'knotd.log'}")
+            time.sleep(0.1)
+
+    def _axfr(self, check: bool = True) -> str:
+        res = self.lab.run(
+            self.lab.gw,
+            "kdig",
+            "@127.0.0.1",
+            "-p",
+            str(self.port),
+            "-y",
+            f"hmac-sha256:mdns-gateway:{self.secret}",
+            f"{ZONE}.",
+            "AXFR",
+            "+nocomments",
+            check=check,
+        )
+        return str(res.stdout)
+
+    def counts(self) -> dict[str, int]:
+        """Records in the zone by type (a TSIG AXFR with kdig), SOA, NS and TSIG left out."""
+        out: dict[str, int] = {}
+        for line in self._axfr().splitlines():
+            fields = line.split(None, 4)
+            if len(fields) == 5 and not line.startswith(";"):
+                out[fields[3]] = out.get(fields[3], 0) + 1
+        for rdtype in ("SOA", "NS", "TSIG"):
+            out.pop(rdtype, None)
+        out["A"] = out.get("A", 0) - 1  # ns.<zone>, the zone file's own
+        return out
+
+    def wide_area_config(self, reconcile_interval: float) -> dict[str, Any]:
+        return {
+            "server": f"127.0.0.1:{self.port}",
+            "zone": f"{ZONE}.",
+            "tsig": {"name": "mdns-gateway.", "secret_file": str(self.key_file)},
+            "reconcile_interval": reconcile_interval,
+        }
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            terminate(self.proc)
+            self.proc = None
 
 
 def write_file(path: Path, data: bytes | str) -> Path:

@@ -46,6 +46,12 @@ def test_runner_produces_wellformed_results(tmp_path: Path) -> None:
     assert data["startup"]["gateway_median_s"] > 0
     for name in ("gateway", "avahi"):
         assert set(data["idle"][name]["per_vlan"]) == {"trusted", "iot", "guest"}
+    wide = data["widearea"]
+    for published in wide["publish"]:
+        assert published["services_published"] == published["services"] > 0, published
+        assert published["records_in_zone"] > published["services"]
+    assert all(q > 0 for q in wide["udp_qps"]["with"] + wide["udp_qps"]["without"])
+    assert wide["gateway_counters"]["mdns_gateway_widearea_records"] > 0
     assert set(data["targets"]) >= {
         "udp_qps_ratio",
         "udp_cpu_per_query_ratio",
@@ -55,3 +61,4 @@ def test_runner_produces_wellformed_results(tmp_path: Path) -> None:
     table = path.with_suffix(".md").read_text()
     assert table.startswith("# mdns-gateway load test")
     assert "UDP cached answers" in table and "TCP cached answers" in table
+    assert "wide-area: UDP cached answers" in table

@@ -36,7 +36,7 @@ from netlab.lab import (
     terminate,
 )
 from netlab.mdns_probe import http_get
-from tests.support.widearea import ZONE, bind_config, knot_config
+from netlab.widearea import ZONE, bind_config, knot_config
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(300)]
 

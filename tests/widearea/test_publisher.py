@@ -40,7 +40,7 @@ from bridge.policy.model import ServicePolicy
 from bridge.store import Store
 from bridge.widearea.publisher import WideAreaPublisher
 from bridge.widearea.update import axfr_query
-from tests.support.widearea import ZONE, knot_config
+from netlab.widearea import ZONE, knot_config
 
 # knotd and knsupdate come with Debian's knot and knot-dnsutils, which make test installs
 # (Makefile DEBS): a missing one fails these tests instead of skipping them
