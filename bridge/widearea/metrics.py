@@ -64,6 +64,13 @@ class WideAreaCollector(Collector):
         )
         g.add_metric([], p.last_success)
         yield g
+        g = GaugeMetricFamily(
+            f"{NS}_widearea_groups_held_back",
+            "Groups (a VLAN's subdomain, the apex) whose last UPDATE the server refused: their "
+            "changes wait for the next retry (WIDEAREA_CONFIG_RETRY) while the others go on",
+        )
+        g.add_metric([], len(p.held_back))
+        yield g
         c = CounterMetricFamily(
             f"{NS}_widearea_instances_dropped",
             "Service instances not followed for publishing: WIDEAREA_MAX_INSTANCES reached",

@@ -14,8 +14,10 @@ thread of its own, off the event loop): whatever the gateway owns there and does
 hold is deleted, whatever is missing is added. A failed UPDATE leaves its changes pending:
 timeouts, network errors and SERVFAIL are retried with a doubling backoff, configuration
 problems (REFUSED, NOTAUTH, BADKEY, BADSIG, BADTIME, an unsigned answer) are logged once with
-the likely fix and retried slowly; every retry starts with a transfer, so a server that lost
-or gained records meanwhile is caught up exactly. Nothing here can stop the gateway.
+the likely fix and retried slowly, per group: a subdomain the server's policy does not grant
+is held back while the other groups are published; every retry starts with a transfer, so a
+server that lost or gained records meanwhile is caught up exactly. Nothing here can stop the
+gateway.
 """
 
 from __future__ import annotations
@@ -95,6 +97,10 @@ class WideAreaPublisher:
         self._task: asyncio.Task[None] | None = None
         self._next_reconcile = 0.0  # set at start
         self._retry_at = 0.0
+        # groups whose last UPDATE the server refused (REFUSED, NOTAUTH, BADKEY, ...): the
+        # clock time each is tried again; the other groups' changes go on meanwhile
+        self.held_back: dict[str, float] = {}
+        self._sendable_at = 0.0  # when pending changes outside the held-back groups exist
         self._backoff = const.WIDEAREA_RETRY_MIN
         self._last_send = float("-inf")
         self._failing = False
@@ -199,8 +205,10 @@ class WideAreaPublisher:
         while True:
             now = self.clock()
             deadline = self._next_reconcile
-            if self._dirty or self._touched:
+            if self._dirty:
                 deadline = min(deadline, max(self._retry_at, now))
+            if self._touched:
+                deadline = min(deadline, max(self._retry_at, self._sendable_at, now))
             if deadline <= now:
                 return
             self._wake.clear()
@@ -295,8 +303,11 @@ class WideAreaPublisher:
         return OK
 
     async def _flush(self) -> str:
-        """Send every pending difference, group by group; stop at the first failure (what
-        was not applied stays pending)."""
+        """Send every pending difference, group by group. A timeout or network error stops
+        the flush (what was not applied stays pending, retried with backoff); a group the
+        server refuses is held back for ``WIDEAREA_CONFIG_RETRY`` while the others go on:
+        the server's policy grants names, so one VLAN's subdomain missing from it (a VLAN
+        added to the gateway, not to the ACL) must not stop the rest."""
         groups: dict[str, list[Change]] = {}
         for i, (key, rec) in enumerate(list(self._touched.items())):
             if i and i % const.WIDEAREA_COMPARE_CHUNK == 0:
@@ -310,18 +321,40 @@ class WideAreaPublisher:
             else:
                 del self._touched[key]
         cfg = self.config
+        now = self.clock()
+        for group in [g for g, t in self.held_back.items() if t <= now and g not in groups]:
+            del self.held_back[group]  # its retry is due and nothing of it is pending
         for group in sorted(groups):
-            for msg, changes in messages(groups[group], cfg.zone, cfg.key, cfg.ttl):
-                kind = await self._send(msg, group, changes)
-                if kind != OK:
-                    return kind
-                for c in changes:
-                    key = c.rec.key
-                    if c.add:
-                        self.published[key] = c.rec
-                    else:
-                        self.published.pop(key, None)
-                    self._touched.pop(key, None)
+            if self.held_back.get(group, 0.0) > now:
+                continue
+            kind = await self._flush_group(group, groups[group])
+            if kind in TRANSIENT:
+                return kind
+            if kind != OK:
+                self.held_back[group] = retry = self.clock() + const.WIDEAREA_CONFIG_RETRY
+                self._next_reconcile = min(self._next_reconcile, retry)  # retry from the truth
+            elif self.held_back.pop(group, None) is not None:
+                log.info(
+                    "wide-area: %s accepts updates for %s again", self.server, _where(group, cfg)
+                )
+        waiting = [self.held_back[g] for g in groups if g in self.held_back]
+        self._sendable_at = min(waiting) if waiting else 0.0
+        return OK
+
+    async def _flush_group(self, group: str, pending: list[Change]) -> str:
+        """One group's changes, message by message; the first failure's kind, else OK."""
+        cfg = self.config
+        for msg, changes in messages(pending, cfg.zone, cfg.key, cfg.ttl):
+            kind = await self._send(msg, group, changes)
+            if kind != OK:
+                return kind
+            for c in changes:
+                key = c.rec.key
+                if c.add:
+                    self.published[key] = c.rec
+                else:
+                    self.published.pop(key, None)
+                self._touched.pop(key, None)
         return OK
 
     async def _send(self, msg: dns.update.UpdateMessage, group: str, changes: list[Change]) -> str:
@@ -342,18 +375,18 @@ class WideAreaPublisher:
         except Exception as exc:  # every failure is an outcome, counted and logged
             kind = failure(exc)
             self.updates[kind] += 1
-            self._problem(kind, "UPDATE", exc)
+            self._problem(kind, f"UPDATE of {_where(group, self.config)}", exc)
             return kind
         kind = outcome(response.rcode())
         self.updates[kind] += 1
         if kind != OK:
-            self._problem(kind, "UPDATE", None)
+            self._problem(kind, f"UPDATE of {_where(group, self.config)}", None)
             return kind
         self.last_success = self.wall()
         adds = sum(c.add for c in changes)
         log.debug(
             "wide-area: UPDATE %s: %d added, %d deleted",
-            group or self.config.zone,
+            _where(group, self.config),
             adds,
             len(changes) - adds,
         )
@@ -375,7 +408,7 @@ class WideAreaPublisher:
             return
         fix = LIKELY_FIX.get(kind, "the server refused the records; see its log")
         _limited.error(
-            ("wide-area", kind),
+            ("wide-area", kind, what),  # each refused group is said
             "wide-area: %s to %s for zone %s with key %s: %s%s; likely fix: %s; "
             "retrying every %.0f s",
             what,
@@ -387,6 +420,11 @@ class WideAreaPublisher:
             fix,
             const.WIDEAREA_CONFIG_RETRY,
         )
+
+
+def _where(group: str, cfg: WideAreaConfig) -> str:
+    """A group as the logs name it: the VLAN's subdomain, or the zone's apex."""
+    return f"{group}.{cfg.zone}" if group else f"{cfg.zone} (apex)"
 
 
 def _transfer(

@@ -387,7 +387,8 @@ def test_server_down_then_up_catches_up(world: World) -> None:
         }
     )
     world.gw.wait_for_log(
-        rf"wide-area: UPDATE to 127\.0\.0\.1:{world.flavour.port} .* failed: (network|timeout)",
+        rf"wide-area: UPDATE of \S+ to 127\.0\.0\.1:{world.flavour.port} "
+        r".* failed: (network|timeout)",
         timeout=15,
     )
     assert world.gw.running

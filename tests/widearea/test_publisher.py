@@ -90,11 +90,16 @@ def knot(tmp_path: Path) -> Iterator[tuple[Knot, str, Path]]:
 
 
 def publisher(
-    store: Store, port: int, key: Path, loop: asyncio.AbstractEventLoop
+    store: Store,
+    port: int,
+    key: Path,
+    loop: asyncio.AbstractEventLoop,
+    vlans: dict[str, dict[str, str]] = VLANS,
+    policies: PolicyEngine | None = None,
 ) -> WideAreaPublisher:
     cfg = from_dict(
         {
-            "vlans": VLANS,
+            "vlans": vlans,
             "wide_area": {
                 "server": f"127.0.0.1:{port}",
                 "zone": f"{ZONE}.",
@@ -107,7 +112,7 @@ def publisher(
     assert cfg.wide_area is not None
     pub = WideAreaPublisher(cfg.wide_area, cfg.vlans, store, loop.time)
     store.subscribe(pub.on_change)
-    pub.set_policy(engine(True))
+    pub.set_policy(policies or engine(True))
     return pub
 
 
@@ -130,11 +135,11 @@ def rd(rdtype: dns.rdatatype.RdataType, text: str) -> dns.rdata.Rdata:
 INST = N("Office\\032Printer._ipp._tcp.local.")
 
 
-def announce(store: Store, now: float, port: int = 631, ttl: int = 120) -> None:
-    store.add("iot", N("_ipp._tcp.local."), T.PTR, rd(T.PTR, INST.to_text()), ttl, now)
-    store.add("iot", INST, T.SRV, rd(T.SRV, f"0 0 {port} box.local."), ttl, now, cache_flush=True)
-    store.add("iot", INST, T.TXT, rd(T.TXT, '"rp=x"'), ttl, now, cache_flush=True)
-    store.add("iot", N("box.local."), T.A, rd(T.A, "10.20.0.5"), ttl, now, cache_flush=True)
+def announce(store: Store, now: float, port: int = 631, ttl: int = 120, vlan: str = "iot") -> None:
+    store.add(vlan, N("_ipp._tcp.local."), T.PTR, rd(T.PTR, INST.to_text()), ttl, now)
+    store.add(vlan, INST, T.SRV, rd(T.SRV, f"0 0 {port} box.local."), ttl, now, cache_flush=True)
+    store.add(vlan, INST, T.TXT, rd(T.TXT, '"rp=x"'), ttl, now, cache_flush=True)
+    store.add(vlan, N("box.local."), T.A, rd(T.A, "10.20.0.5"), ttl, now, cache_flush=True)
 
 
 async def zone(port: int, secret: str) -> list[tuple[str, str, str]]:
@@ -306,6 +311,64 @@ def test_a_wrong_key_and_an_orphan(
     line = next(r.getMessage() for r in caplog.records if "BADSIG" in r.getMessage())
     assert f"to 127.0.0.1:{server.port} for zone {ZONE}. with key mdns-gateway.: BADSIG" in line
     assert "likely fix: the secret differs" in line
+
+
+def test_a_subdomain_the_acl_does_not_grant_holds_back_only_its_vlan(
+    knot: tuple[Knot, str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A VLAN added to the gateway and not to the server's ACL: the README's Knot block grants
+    ``trusted`` and ``iot`` only, so ``guest``'s UPDATE is refused (Knot: BADKEY). ``guest``
+    sorts before ``iot``: when the first refusal stopped the whole flush, iot's printer was
+    never published. Then the ACL is fixed and the next retry publishes guest's too."""
+    server, secret, key = knot
+    monkeypatch.setattr(const, "WIDEAREA_FIRST_RECONCILE", 0.5)
+    monkeypatch.setattr(const, "WIDEAREA_CONFIG_RETRY", 2.0)
+    vlans = {**VLANS, "guest": {"interface": "br30"}}
+    both = ServicePolicy(
+        name="printers",
+        from_vlans=frozenset({"iot", "guest"}),
+        to_vlans=frozenset({"trusted"}),
+        services=frozenset({"_ipp._tcp"}),
+        wide_area=True,
+        source=("t.yaml", 1),
+    )
+
+    def subdomains(records: list[tuple[str, str, str]]) -> set[str]:
+        return {o.split(".")[-5] for o, t, _ in records if t == "SRV"}
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        await until(lambda: _with(zone(server.port, secret), lambda r: True), "knotd up")
+        store = Store()
+        pub = publisher(store, server.port, key, loop, vlans, PolicyEngine([both], vlans))
+        started = loop.time()
+        pub.start()
+        announce(store, loop.time(), vlan="guest")
+        announce(store, loop.time(), vlan="iot")
+        records = await until(
+            lambda: _with(zone(server.port, secret), lambda r: subdomains(r) == {"iot"}),
+            "iot published while guest is refused",
+        )
+        assert not [o for o, _, _ in records if ".guest." in o]
+        assert set(pub.held_back) == {"guest"}
+        # held back means asked again once per WIDEAREA_CONFIG_RETRY, not at every turn
+        refusals = sum(n for kind, n in pub.updates.items() if kind != "ok")
+        assert 1 <= refusals <= (loop.time() - started) / const.WIDEAREA_CONFIG_RETRY + 1
+        # the operator adds guest to the ACL; knotd restarted with it keeps the zone
+        server.stop()
+        text = server.config.read_text()
+        granted = text.replace("update-owner-name: [", "update-owner-name: [guest, ")
+        server.config.write_text(granted)
+        server.start()
+        await until(
+            lambda: _with(zone(server.port, secret), lambda r: subdomains(r) == {"iot", "guest"}),
+            "guest published after the retry",
+            20,
+        )
+        await until(lambda: _true(not pub.held_back), "nothing held back")
+        await pub.stop()
+
+    asyncio.run(main())
 
 
 SERVICES = 1_000
