@@ -10,8 +10,8 @@ reflector's (in their packages), in the one registry /metrics serves.
 from __future__ import annotations
 
 import platform
-from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, TypeVar
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -34,6 +34,36 @@ if TYPE_CHECKING:
 
 NS = "mdns_gateway"
 
+_K = TypeVar("_K", bound="str | tuple[str, ...]")
+#: A family's samples: its one value (a family without labels); a mapping of label values to
+#: values, exported sorted by label values; or (label values, value) pairs, exported in their
+#: order. The label value stands alone where the family has one label.
+Samples = float | Mapping[_K, float] | Iterable[tuple[_K, float]]
+_F = TypeVar("_F", CounterMetricFamily, GaugeMetricFamily)
+
+
+def _filled(family: _F, samples: Samples[_K]) -> _F:
+    if isinstance(samples, (int, float)):
+        family.add_metric([], samples)
+        return family
+    for key, value in sorted(samples.items()) if isinstance(samples, Mapping) else samples:
+        family.add_metric(list(key) if isinstance(key, tuple) else [key], value)
+    return family
+
+
+def counter(
+    name: str, documentation: str, samples: Samples[_K], labels: Sequence[str] = ()
+) -> CounterMetricFamily:
+    """A counter family (``name`` without ``_total``) with its samples, as collectors yield it."""
+    return _filled(CounterMetricFamily(name, documentation, labels=labels), samples)
+
+
+def gauge(
+    name: str, documentation: str, samples: Samples[_K], labels: Sequence[str] = ()
+) -> GaugeMetricFamily:
+    """A gauge family with its samples (see :data:`Samples`)."""
+    return _filled(GaugeMetricFamily(name, documentation, labels=labels), samples)
+
 
 class DnsCollector(Collector):
     """mdns_gateway_dns_*: the DNS server's and the resolver's counters, on-demand lookups."""
@@ -54,97 +84,81 @@ class DnsCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         stats = self.stats
-
-        c = CounterMetricFamily(f"{NS}_dns_queries", "DNS queries received", labels=["transport"])
-        for transport in ("udp", "tcp"):
-            c.add_metric([transport], stats.queries[transport])
-        yield c
-        c = CounterMetricFamily(
-            f"{NS}_dns_cache_hits", "Queries answered from pre-rendered responses"
+        yield counter(
+            f"{NS}_dns_queries",
+            "DNS queries received",
+            ((t, stats.queries[t]) for t in ("udp", "tcp")),
+            ["transport"],
         )
-        c.add_metric([], stats.cache_hits)
-        yield c
-        c = CounterMetricFamily(
+        yield counter(
+            f"{NS}_dns_cache_hits", "Queries answered from pre-rendered responses", stats.cache_hits
+        )
+        yield counter(
             f"{NS}_dns_cache_evicted",
             "Pre-rendered responses dropped for room, least recently used first (the cache is "
             "never cleared whole for being full)",
+            self.cache.evicted,
         )
-        c.add_metric([], self.cache.evicted)
-        yield c
-        g = GaugeMetricFamily(
+        yield gauge(
             f"{NS}_dns_cache_bytes",
             "Memory of the pre-rendered responses, every view and transport (estimated, "
             "overhead included)",
+            self.cache.bytes,
         )
-        g.add_metric([], self.cache.bytes)
-        yield g
-        g = GaugeMetricFamily(
-            f"{NS}_dns_cache_limit_bytes", "The pre-rendered responses' byte budget"
+        yield gauge(
+            f"{NS}_dns_cache_limit_bytes",
+            "The pre-rendered responses' byte budget",
+            self.cache.limit,
         )
-        g.add_metric([], self.cache.limit)
-        yield g
-        c = CounterMetricFamily(f"{NS}_dns_slow_path", "Queries that needed parsing/rendering")
-        c.add_metric([], stats.slow)
-        yield c
-        c = CounterMetricFamily(
-            f"{NS}_dns_responses", "Slow-path responses by rcode", labels=["rcode"]
+        yield counter(f"{NS}_dns_slow_path", "Queries that needed parsing/rendering", stats.slow)
+        yield counter(
+            f"{NS}_dns_responses",
+            "Slow-path responses by rcode",
+            stats.rcodes,
+            ["rcode"],
         )
-        for rcode, n in sorted(stats.rcodes.items()):
-            c.add_metric([rcode], n)
-        yield c
-        c = CounterMetricFamily(
-            f"{NS}_dns_malformed", "Queries that could not be parsed", labels=["reason"]
+        yield counter(
+            f"{NS}_dns_malformed",
+            "Queries that could not be parsed",
+            stats.malformed,
+            ["reason"],
         )
-        for reason, n in sorted(stats.malformed.items()):
-            c.add_metric([reason], n)
-        yield c
-        c = CounterMetricFamily(f"{NS}_dns_truncated", "UDP replies sent with TC=1")
-        c.add_metric([], stats.truncated)
-        yield c
-        c = CounterMetricFamily(
-            f"{NS}_dns_send_failures",
-            "Replies that could not be sent",
-        )
-        c.add_metric([], stats.dropped)
-        yield c
-        c = CounterMetricFamily(
+        yield counter(f"{NS}_dns_truncated", "UDP replies sent with TC=1", stats.truncated)
+        yield counter(f"{NS}_dns_send_failures", "Replies that could not be sent", stats.dropped)
+        rrl = self.rate_limiter
+        yield counter(
             f"{NS}_dns_rate_limited",
             "UDP responses over a client prefix's rate (RRL): dropped, or slipped (sent as an "
             "empty TC=1 reply)",
-            labels=["action"],
+            [
+                ("dropped", rrl.dropped if rrl is not None else 0),
+                ("slipped", rrl.slipped if rrl is not None else 0),
+            ],
+            ["action"],
         )
-        rrl = self.rate_limiter
-        c.add_metric(["dropped"], rrl.dropped if rrl is not None else 0)
-        c.add_metric(["slipped"], rrl.slipped if rrl is not None else 0)
-        yield c
-        c = CounterMetricFamily(f"{NS}_dns_tcp_connections", "TCP connections accepted")
-        c.add_metric([], stats.tcp_connections)
-        yield c
-        c = CounterMetricFamily(
+        yield counter(
+            f"{NS}_dns_tcp_connections", "TCP connections accepted", stats.tcp_connections
+        )
+        yield counter(
             f"{NS}_dns_tcp_connections_closed",
             "TCP connections we closed: per_client (cap per address), full (no idle one to close "
             "instead), idle (the longest idle, for a new one), write_timeout (answers not read)",
-            labels=["reason"],
+            stats.tcp_closed,
+            ["reason"],
         )
-        for reason, n in sorted(stats.tcp_closed.items()):
-            c.add_metric([reason], n)
-        yield c
         od = self.ondemand
-        c = CounterMetricFamily(
-            f"{NS}_dns_ondemand_lookups", "Cache misses that asked mDNS", labels=["outcome"]
+        yield counter(
+            f"{NS}_dns_ondemand_lookups",
+            "Cache misses that asked mDNS",
+            [("answered", od.answered), ("timeout", od.timeouts)],
+            ["outcome"],
         )
-        c.add_metric(["answered"], od.answered)
-        c.add_metric(["timeout"], od.timeouts)
-        yield c
-        g = GaugeMetricFamily(f"{NS}_dns_ondemand_pending", "Cache misses waiting for mDNS")
-        g.add_metric([], od.pending)
-        yield g
-        c = CounterMetricFamily(
+        yield gauge(f"{NS}_dns_ondemand_pending", "Cache misses waiting for mDNS", od.pending)
+        yield counter(
             f"{NS}_dns_unusable_services",
             "Services withheld from a unicast answer: their target had no usable address",
+            self.resolver.unusable_services,
         )
-        c.add_metric([], self.resolver.unusable_services)
-        yield c
 
 
 class MdnsCollector(Collector):
@@ -160,92 +174,79 @@ class MdnsCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         ing = self.ingest
-        c = CounterMetricFamily(
-            f"{NS}_mdns_packets_received", "mDNS packets accepted", labels=["vlan", "kind"]
-        )
-        for (vlan, kind), n in sorted(ing.received.items()):
-            c.add_metric([vlan, kind], n)
-        yield c
-        c = CounterMetricFamily(
-            f"{NS}_mdns_packets_dropped", "mDNS packets rejected", labels=["vlan", "reason"]
+        yield counter(
+            f"{NS}_mdns_packets_received",
+            "mDNS packets accepted",
+            ing.received,
+            ["vlan", "kind"],
         )
         # off_subnet from 0 on every VLAN: an alert's increase() sees the first one too
         dropped = dict.fromkeys(((v, "off_subnet") for v in ing.links.vlans), 0)
         dropped.update(ing.dropped)
-        for (vlan, reason), n in sorted(dropped.items()):
-            c.add_metric([vlan, reason], n)
-        yield c
-        c = CounterMetricFamily(
-            f"{NS}_mdns_records_received", "mDNS records applied to the store", labels=["vlan"]
+        yield counter(
+            f"{NS}_mdns_packets_dropped",
+            "mDNS packets rejected",
+            dropped,
+            ["vlan", "reason"],
         )
-        for vlan, n in sorted(ing.records.items()):
-            c.add_metric([vlan], n)
-        yield c
-        c = CounterMetricFamily(
+        yield counter(
+            f"{NS}_mdns_records_received",
+            "mDNS records applied to the store",
+            ing.records,
+            ["vlan"],
+        )
+        yield counter(
             f"{NS}_mdns_records_refused",
             "mDNS records the record guard refused, by VLAN and reason (class_not_in, "
             "meta_type, address_not_on_vlan, not_owner)",
-            labels=["vlan", "reason"],
+            ing.refusals(),
+            ["vlan", "reason"],
         )
-        for (vlan, reason), n in sorted(ing.refusals().items()):
-            c.add_metric([vlan, reason], n)
-        yield c
-        c = CounterMetricFamily(f"{NS}_mdns_queries_sent", "mDNS query packets we sent")
-        c.add_metric([], self.browser.queries_sent)
-        yield c
-        c = CounterMetricFamily(
+        yield counter(
+            f"{NS}_mdns_queries_sent", "mDNS query packets we sent", self.browser.queries_sent
+        )
+        yield counter(
             f"{NS}_mdns_duplicate_questions_suppressed",
             "questions not sent: another querier asked them within the second (RFC 6762 §7.3)",
+            self.browser.duplicates_suppressed,
         )
-        c.add_metric([], self.browser.duplicates_suppressed)
-        yield c
         families = self.browser.families
-        c = CounterMetricFamily(
+        yield counter(
             f"{NS}_mdns_single_family_questions",
             "refresh questions sent over one address family (every record heard from both), "
             "by outcome: single (sent over one) and fallback (no answer: asked over the other)",
-            labels=["outcome"],
+            [("single", families.single), ("fallback", families.fallbacks)],
+            ["outcome"],
         )
-        c.add_metric(["single"], families.single)
-        c.add_metric(["fallback"], families.fallbacks)
-        yield c
         interest = self.interest
-        c = CounterMetricFamily(
+        yield counter(
             f"{NS}_mdns_refreshes",
             "records due for refresh (RFC 6762 §5.2) that are not browsed ones, by decision: "
             "asked (wanted lately) or skipped (nobody wanted it: left to expire)",
-            labels=["decision"],
+            [("asked", interest.refreshes), ("skipped", interest.skipped)],
+            ["decision"],
         )
-        c.add_metric(["asked"], interest.refreshes)
-        c.add_metric(["skipped"], interest.skipped)
-        yield c
-        c = CounterMetricFamily(
+        yield counter(
             f"{NS}_mdns_interests_evicted",
             "interests forgotten to stay within MDNS_INTEREST_MAX",
+            interest.evicted,
         )
-        c.add_metric([], interest.evicted)
-        yield c
-        g = GaugeMetricFamily(f"{NS}_mdns_interests", "(name, type) interests remembered")
-        g.add_metric([], len(interest))
-        yield g
-        c = CounterMetricFamily(f"{NS}_mdns_send_errors", "mDNS sends that failed")
-        c.add_metric([], self.transport.send_errors)
-        yield c
-        c = CounterMetricFamily(
+        yield gauge(f"{NS}_mdns_interests", "(name, type) interests remembered", len(interest))
+        yield counter(
+            f"{NS}_mdns_send_errors", "mDNS sends that failed", self.transport.send_errors
+        )
+        yield counter(
             f"{NS}_mdns_packets_malformed",
             "mDNS packets that could not be parsed, by the parser's reason (also counted as "
             "dropped with reason malformed)",
-            labels=["vlan", "reason"],
+            ing.malformed,
+            ["vlan", "reason"],
         )
-        for (vlan, reason), n in sorted(ing.malformed.items()):
-            c.add_metric([vlan, reason], n)
-        yield c
-        c = CounterMetricFamily(
+        yield counter(
             f"{NS}_mdns_packets_truncated",
             "mDNS datagrams larger than the receive buffer: cut by the kernel, dropped unread",
+            self.transport.truncated,
         )
-        c.add_metric([], self.transport.truncated)
-        yield c
 
 
 class StoreCollector(Collector):
@@ -257,29 +258,19 @@ class StoreCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         store = self.store
-        g = GaugeMetricFamily(f"{NS}_store_records", "Records in the store")
-        g.add_metric([], len(store))
-        yield g
-        g = GaugeMetricFamily(f"{NS}_store_records_max", "Store capacity in records")
-        g.add_metric([], store.max_records)
-        yield g
-        c = CounterMetricFamily(f"{NS}_store_evicted_records", "Records evicted at capacity")
-        c.add_metric([], store.evicted)
-        yield c
-        c = CounterMetricFamily(f"{NS}_store_expired_records", "Records expired by TTL")
-        c.add_metric([], store.expired)
-        yield c
-        c = CounterMetricFamily(
-            f"{NS}_store_refused_records",
-            "New records not cached: the store was full and their VLAN held its share of it",
-            labels=["vlan"],
-        )
+        yield gauge(f"{NS}_store_records", "Records in the store", len(store))
+        yield gauge(f"{NS}_store_records_max", "Store capacity in records", store.max_records)
+        yield counter(f"{NS}_store_evicted_records", "Records evicted at capacity", store.evicted)
+        yield counter(f"{NS}_store_expired_records", "Records expired by TTL", store.expired)
         # from 0 on every VLAN: an alert's increase() sees the first refusal too
         refused = dict.fromkeys(self.vlans, 0)
         refused.update(store.refused)
-        for vlan, n in sorted(refused.items()):
-            c.add_metric([vlan], n)
-        yield c
+        yield counter(
+            f"{NS}_store_refused_records",
+            "New records not cached: the store was full and their VLAN held its share of it",
+            refused,
+            ["vlan"],
+        )
 
 
 class GatewayCollector(Collector):
@@ -290,35 +281,41 @@ class GatewayCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         diag = self.diag
-        g = GaugeMetricFamily(f"{NS}_vlan_up", "VLAN interface present and up", labels=["vlan"])
-        for name in diag.vlans:
-            link = diag.links.by_vlan.get(name)
-            g.add_metric([name], 1.0 if link is not None and link.up else 0.0)
-        yield g
-        policy = diag.policy()
-        g = GaugeMetricFamily(f"{NS}_policy_valid", "1 if the last policy load succeeded")
-        g.add_metric([], 0.0 if policy.error else 1.0)
-        yield g
-        g = GaugeMetricFamily(f"{NS}_policy_resources", "Policy resources in force")
-        g.add_metric([], len(policy.engine.policies))
-        yield g
-        c = CounterMetricFamily(
-            f"{NS}_policy_rejections", "Policy sets rejected (the previous set stayed in force)"
+        links = diag.links.by_vlan
+        yield gauge(
+            f"{NS}_vlan_up",
+            "VLAN interface present and up",
+            (
+                (name, 1.0 if (link := links.get(name)) is not None and link.up else 0.0)
+                for name in diag.vlans
+            ),
+            ["vlan"],
         )
-        c.add_metric([], policy.rejections)
-        yield c
+        policy = diag.policy()
+        yield gauge(
+            f"{NS}_policy_valid",
+            "1 if the last policy load succeeded",
+            0.0 if policy.error else 1.0,
+        )
+        yield gauge(
+            f"{NS}_policy_resources", "Policy resources in force", len(policy.engine.policies)
+        )
+        yield counter(
+            f"{NS}_policy_rejections",
+            "Policy sets rejected (the previous set stayed in force)",
+            policy.rejections,
+        )
         if policy.reloads is not None:
-            c = CounterMetricFamily(
-                f"{NS}_policy_reloads", "Policy sets hot-reloaded that changed the policies"
+            yield counter(
+                f"{NS}_policy_reloads",
+                "Policy sets hot-reloaded that changed the policies",
+                policy.reloads,
             )
-            c.add_metric([], policy.reloads)
-            yield c
-            c = CounterMetricFamily(
+            yield counter(
                 f"{NS}_policy_coalesced_reloads",
                 "SIGHUPs served by the reload of another (a burst costs one more load)",
+                policy.coalesced,
             )
-            c.add_metric([], policy.coalesced)
-            yield c
 
 
 class MemoryCollector(Collector):
@@ -328,16 +325,16 @@ class MemoryCollector(Collector):
         self.memory = memory
 
     def collect(self) -> Iterator[Metric]:
-        c = CounterMetricFamily(
-            f"{NS}_memory_full_collections", "Full garbage collections run (see memory.py)"
+        yield counter(
+            f"{NS}_memory_full_collections",
+            "Full garbage collections run (see memory.py)",
+            self.memory.full_collections,
         )
-        c.add_metric([], self.memory.full_collections)
-        yield c
-        c = CounterMetricFamily(
-            f"{NS}_memory_cycles_freed", "Objects the full collections freed (reference cycles)"
+        yield counter(
+            f"{NS}_memory_cycles_freed",
+            "Objects the full collections freed (reference cycles)",
+            self.memory.cycles_found,
         )
-        c.add_metric([], self.memory.cycles_found)
-        yield c
 
 
 class HttpCollector(Collector):
@@ -347,25 +344,21 @@ class HttpCollector(Collector):
         self.http = http
 
     def collect(self) -> Iterator[Metric]:
-        c = CounterMetricFamily(
+        yield counter(
             f"{NS}_http_connections_closed",
             "HTTP connections we closed: full (cap reached, none idle), idle (the oldest "
             "one waiting for its request, for a new one), timeout (request or response)",
-            labels=["reason"],
+            self.http.closed,
+            ["reason"],
         )
-        for reason, n in sorted(self.http.closed.items()):
-            c.add_metric([reason], n)
-        yield c
-        c = CounterMetricFamily(
+        yield counter(
             f"{NS}_http_requests_refused",
             "HTTP requests refused, by status: 401 (bearer token missing or wrong), 403 (no "
             "token configured on a non-loopback address), 405, 400, 408 and 431 (request "
             "head too slow or too large)",
-            labels=["status"],
+            self.http.refused,
+            ["status"],
         )
-        for status, n in sorted(self.http.refused.items()):
-            c.add_metric([status], n)
-        yield c
 
 
 class JobsCollector(Collector):
@@ -375,12 +368,12 @@ class JobsCollector(Collector):
         self.periodic = periodic
 
     def collect(self) -> Iterator[Metric]:
-        c = CounterMetricFamily(
-            f"{NS}_job_failures", "Runs of a periodic job that raised", labels=["job"]
+        yield counter(
+            f"{NS}_job_failures",
+            "Runs of a periodic job that raised",
+            ((name, job.failures) for name, job in sorted(self.periodic.jobs.items())),
+            ["job"],
         )
-        for name, job in sorted(self.periodic.jobs.items()):
-            c.add_metric([name], job.failures)
-        yield c
 
 
 class BuildInfoCollector(Collector):
@@ -390,11 +383,10 @@ class BuildInfoCollector(Collector):
         from . import __version__
         from .mdns import wire
 
-        g = GaugeMetricFamily(
+        compiled = "true" if wire.__file__.endswith((".so", ".pyd")) else "false"
+        yield gauge(
             f"{NS}_build_info",
             "The running build: version, Python, and whether the hot path is compiled",
-            labels=["version", "python", "compiled"],
+            [((__version__, platform.python_version(), compiled), 1)],
+            ["version", "python", "compiled"],
         )
-        compiled = "true" if wire.__file__.endswith((".so", ".pyd")) else "false"
-        g.add_metric([__version__, platform.python_version(), compiled], 1)
-        yield g

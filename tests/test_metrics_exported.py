@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import socket
 
+from prometheus_client.core import Metric
+
 from bridge.app import Gateway
 from bridge.config import from_dict
 from tests.support.links import setup
@@ -69,3 +71,23 @@ def test_ingest_counts_the_parser_reason_of_a_malformed_packet() -> None:
         assert ingest.handle(data, "10.20.0.5", 5353, 9, socket.AF_INET, 0.0) is None
     assert ingest.dropped[("iot", "malformed")] == 2
     assert ingest.malformed == {("iot", "bad_pointer"): 1, ("iot", "short"): 1}
+
+
+def test_a_family_built_by_the_helpers_exports_its_samples_in_order() -> None:
+    """A mapping's samples come sorted by label values, pairs in their order, one value alone."""
+    from bridge.metrics import counter, gauge
+
+    def samples(family: Metric) -> list[tuple[dict[str, str], float]]:
+        return [(s.labels, s.value) for s in family.samples]
+
+    by_vlan = counter("x", "doc", {("iot", "a"): 2, ("guest", "b"): 3}, ["vlan", "kind"])
+    assert samples(by_vlan) == [
+        ({"vlan": "guest", "kind": "b"}, 3),
+        ({"vlan": "iot", "kind": "a"}, 2),
+    ]
+    assert samples(counter("x", "doc", [("udp", 1), ("tcp", 2)], ["transport"])) == [
+        ({"transport": "udp"}, 1),
+        ({"transport": "tcp"}, 2),
+    ]
+    one = gauge("y", "doc", 7)
+    assert (one.type, samples(one)) == ("gauge", [({}, 7)])

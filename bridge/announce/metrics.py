@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 
+from ..metrics import counter, gauge
 from .service import Publisher
 
 NS = "mdns_gateway_announce"
@@ -21,33 +22,31 @@ class AnnounceCollector:
     def collect(self) -> Iterator[Metric]:
         pub = self.publisher
         states = pub.states()
-        g = GaugeMetricFamily(
+        yield gauge(
             f"{NS}_registrations",
             "Announcements and lease names per VLAN by state (conflict: a device there holds"
             " the name; dns: a lease name published in DNS only)",
-            labels=["state"],
+            ((state, states.get(state, 0)) for state in STATES),
+            ["state"],
         )
-        for state in STATES:
-            g.add_metric([state], states.get(state, 0))
-        yield g
-        yield GaugeMetricFamily(
+        yield gauge(
             f"{NS}_waiting",
             "Announcements on a VLAN with no address yet (none written, no lease of the host)",
-            value=len(pub.waiting),
+            len(pub.waiting),
         )
-        yield CounterMetricFamily(
+        yield counter(
             f"{NS}_conflicts",
             "Probes or announcements that found another device holding the name (it keeps it)",
-            value=pub.responder.stand_asides,
+            pub.responder.stand_asides,
         )
-        yield CounterMetricFamily(
+        yield counter(
             f"{NS}_yielded",
             "Lease names not published because the device announces the name itself",
-            value=pub.yielded,
+            pub.yielded,
         )
-        sent = CounterMetricFamily(
-            f"{NS}_packets_sent", "mDNS packets the publisher sent, by kind", labels=["kind"]
+        yield counter(
+            f"{NS}_packets_sent",
+            "mDNS packets the publisher sent, by kind",
+            pub.responder.sent,
+            ["kind"],
         )
-        for kind, n in sorted(pub.responder.sent.items()):
-            sent.add_metric([kind], n)
-        yield sent

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 
+from ..metrics import counter, gauge
 from .hostnames import REASONS
 from .watch import LeaseWatcher
 
@@ -21,33 +22,31 @@ class DhcpCollector:
     def collect(self) -> Iterator[Metric]:
         w = self.watcher
         now = w.wall_clock()
-        leases = GaugeMetricFamily(
-            f"{NS}_leases", "Active leases in each lease file", labels=["file"]
+        files = [(str(f.path), f) for f in w.files]
+        yield gauge(
+            f"{NS}_leases",
+            "Active leases in each lease file",
+            ((path, sum(1 for lease in f.leases if lease.active(now))) for path, f in files),
+            ["file"],
         )
-        malformed = CounterMetricFamily(
-            f"{NS}_malformed_lines", "Lease file lines that could not be read", labels=["file"]
+        yield counter(
+            f"{NS}_malformed_lines",
+            "Lease file lines that could not be read",
+            ((path, f.malformed) for path, f in files),
+            ["file"],
         )
-        errors = CounterMetricFamily(
+        yield counter(
             f"{NS}_read_errors",
             "Reads of a lease file that failed (missing, unreadable, too large)",
-            labels=["file"],
+            ((path, w.read_errors.get(path, 0)) for path, _ in files),
+            ["file"],
         )
-        for f in w.files:
-            path = str(f.path)
-            leases.add_metric([path], sum(1 for lease in f.leases if lease.active(now)))
-            malformed.add_metric([path], f.malformed)
-            errors.add_metric([path], w.read_errors.get(path, 0))
-        yield leases
-        yield malformed
-        yield errors
-        yield GaugeMetricFamily(f"{NS}_hosts", "Lease host names published now", value=len(w.hosts))
-        ignored = CounterMetricFamily(
+        yield gauge(f"{NS}_hosts", "Lease host names published now", len(w.hosts))
+        yield counter(
             f"{NS}_names_ignored",
             "Lease host names not published: invalid, too_long, dot, reserved, duplicate"
             " (another client's name), no_vlan, too_many",
-            labels=["reason"],
+            ((reason, w.ignored.get(reason, 0)) for reason in (*REASONS, "too_many")),
+            ["reason"],
         )
-        for reason in (*REASONS, "too_many"):
-            ignored.add_metric([reason], w.ignored.get(reason, 0))
-        yield ignored
-        yield CounterMetricFamily(f"{NS}_reads", "Lease files read", value=w.reads)
+        yield counter(f"{NS}_reads", "Lease files read", w.reads)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from ..metrics import NS
+from ..metrics import NS, counter, gauge
 from .kubesource import KubePolicySource
 
 
@@ -19,20 +19,21 @@ class KubeCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         s = self.source
         states = s.states()
-        g = GaugeMetricFamily(
-            f"{NS}_kube_synced", "1 once a whole list of every resource watched has arrived"
-        )
-        g.add_metric([], 1.0 if s.not_ready() is None else 0.0)
-        yield g
-        g = GaugeMetricFamily(
-            f"{NS}_kube_objects",
-            "ServicePolicy and ServiceAnnouncement objects by verdict",
-            labels=["verdict"],
+        yield gauge(
+            f"{NS}_kube_synced",
+            "1 once a whole list of every resource watched has arrived",
+            1.0 if s.not_ready() is None else 0.0,
         )
         rejected = sum(len(st.rejected()) for st in states)
-        g.add_metric(["accepted"], sum(len(st.objects) for st in states) - rejected)
-        g.add_metric(["rejected"], rejected)
-        yield g
+        yield gauge(
+            f"{NS}_kube_objects",
+            "ServicePolicy and ServiceAnnouncement objects by verdict",
+            [
+                ("accepted", sum(len(st.objects) for st in states) - rejected),
+                ("rejected", rejected),
+            ],
+            ["verdict"],
+        )
         for name, doc, value in (
             ("lists", "Complete lists of a resource (every page)", s.lists),
             ("relists", "Lists forced by 410 Gone (the watch's version was too old)", s.relists),
@@ -47,22 +48,21 @@ class KubeCollector(Collector):
                 sum(st.ignored for st in states),
             ),
         ):
-            c = CounterMetricFamily(f"{NS}_kube_{name}", doc)
-            c.add_metric([], value)
-            yield c
-        c = CounterMetricFamily(
-            f"{NS}_kube_watch_events", "Watch events received by type", labels=["type"]
+            yield counter(f"{NS}_kube_{name}", doc, value)
+        yield counter(
+            f"{NS}_kube_watch_events",
+            "Watch events received by type",
+            (
+                (kind, s.events[kind])
+                for kind in ("ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR")
+            ),
+            ["type"],
         )
-        for kind in ("ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"):
-            c.add_metric([kind], s.events[kind])
-        yield c
-        c = CounterMetricFamily(
+        yield counter(
             f"{NS}_kube_errors",
             "Failures talking to the API by reason (connection, timeout, unauthorized, "
             "forbidden, http_<code>, bad_json, bad_event, bad_list, too_large, "
             "event_too_large, watch_error, empty_watch, config, status, engine)",
-            labels=["reason"],
+            s.errors,
+            ["reason"],
         )
-        for reason, n in sorted(s.errors.items()):
-            c.add_metric([reason], n)
-        yield c

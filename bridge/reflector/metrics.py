@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from ..metrics import NS
+from ..metrics import NS, counter, gauge
 from .decide import SPOOFED, Reflector
 
 
@@ -20,7 +20,10 @@ class ReflectorCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         r = self.reflector
-        c = CounterMetricFamily(
+        # spoofed from 0 on every VLAN: an alert's rate() sees the first ones too
+        packets = dict.fromkeys(((v, "", SPOOFED) for v in r.vlans), 0)
+        packets.update(r.packets)
+        yield counter(
             f"{NS}_reflector_packets",
             "mDNS packets by direction and outcome (to_vlan empty: "
             "decided for every destination at once): reflected, filtered, duplicate, "
@@ -28,52 +31,42 @@ class ReflectorCollector(Collector):
             "(legacy unicast) queries: oneshot_answered (from the store), oneshot_asked (sent "
             "into the VLANs that may answer), oneshot_full (too many waiting), and per "
             "direction oneshot_relayed (an answer passed to a waiting querier)",
-            labels=["from_vlan", "to_vlan", "outcome"],
+            packets,
+            ["from_vlan", "to_vlan", "outcome"],
         )
-        # spoofed from 0 on every VLAN: an alert's rate() sees the first ones too
-        packets = dict.fromkeys(((v, "", SPOOFED) for v in r.vlans), 0)
-        packets.update(r.packets)
-        for (src, dst, outcome), n in sorted(packets.items()):
-            c.add_metric([src, dst, outcome], n)
-        yield c
-        c = CounterMetricFamily(
+        yield counter(
             f"{NS}_reflector_records_removed",
             "Records removed from reflected packets by "
             "direction and reason (filtered, link_local, refused: the record guard's, "
             "no_address: a service whose host has only link-local addresses, duplicate, "
             "too_big, name_conflict)",
-            labels=["from_vlan", "to_vlan", "reason"],
-        )
-        for (src, dst, reason), n in sorted(r.records.items()):
-            c.add_metric([src, dst, reason], n)
-        yield c
-        c = CounterMetricFamily(
-            f"{NS}_reflector_loops_detected",
-            "Responses showing another reflector on the VLAN "
-            "(echo: records we sent came back; cross_vlan: seen on another VLAN just before)",
-            labels=["vlan", "kind"],
+            r.records,
+            ["from_vlan", "to_vlan", "reason"],
         )
         # from 0 on every VLAN and kind: an alert's increase() sees the first detection too
         loops = dict.fromkeys(((v, k) for v in r.vlans for k in ("echo", "cross_vlan")), 0)
         loops.update(r.loops)
-        for (vlan, kind), n in sorted(loops.items()):
-            c.add_metric([vlan, kind], n)
-        yield c
-        c = CounterMetricFamily(
-            f"{NS}_reflector_sent_bytes", "Bytes reflected into each VLAN", labels=["vlan"]
+        yield counter(
+            f"{NS}_reflector_loops_detected",
+            "Responses showing another reflector on the VLAN "
+            "(echo: records we sent came back; cross_vlan: seen on another VLAN just before)",
+            loops,
+            ["vlan", "kind"],
         )
-        for vlan, n in sorted(r.bytes_sent.items()):
-            c.add_metric([vlan], n)
-        yield c
-        g = GaugeMetricFamily(
-            f"{NS}_reflector_marks", "Recent packet/record marks kept for duplicate suppression"
+        yield counter(
+            f"{NS}_reflector_sent_bytes",
+            "Bytes reflected into each VLAN",
+            r.bytes_sent,
+            ["vlan"],
         )
-        g.add_metric([], len(r.marks))
-        yield g
-        g = GaugeMetricFamily(
+        yield gauge(
+            f"{NS}_reflector_marks",
+            "Recent packet/record marks kept for duplicate suppression",
+            len(r.marks),
+        )
+        yield gauge(
             f"{NS}_reflector_oneshot_pending",
             "One-shot (legacy unicast) queriers waiting for answers from other VLANs "
             "(at most ONESHOT_PENDING_MAX)",
+            len(r.oneshot),
         )
-        g.add_metric([], len(r.oneshot))
-        yield g
