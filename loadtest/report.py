@@ -198,21 +198,16 @@ def markdown(res: dict[str, Any]) -> str:
         )
     idle = res.get("idle")
     if idle:
-        row(
-            f"idle mDNS packets per VLAN per hour, {idle['services']} services "
-            "(vs avahi-browse -a -r)",
-            idle["gateway"]["mean_packets_per_vlan_hour"],
-            idle["avahi"]["mean_packets_per_vlan_hour"],
-            digits=0,
-        )
         g, a = idle["gateway"], idle["avahi"]
-        if "mean_steady_state_per_vlan_hour" in g and "mean_steady_state_per_vlan_hour" in a:
-            row(
-                "idle mDNS packets per VLAN per hour once browses reach 60 min (computed)",
-                g["mean_steady_state_per_vlan_hour"],
-                a["mean_steady_state_per_vlan_hour"],
-                digits=0,
-            )
+        for key, what in (
+            (
+                "mean_packets_per_vlan_hour",
+                f", {idle['services']} services (vs avahi-browse -a -r)",
+            ),
+            ("mean_steady_state_per_vlan_hour", " once browses reach 60 min (computed)"),
+        ):
+            if key in g and key in a:
+                row(f"idle mDNS packets per VLAN per hour{what}", g[key], a[key], digits=0)
         moves = g.get("comings_and_goings")
         if moves:
             for key, what in (
