@@ -1567,6 +1567,15 @@ class GatewayProcess:
 
 
 @contextlib.contextmanager
+def gateway_ready(lab: Lab, config: Mapping[str, Any], **options: Any) -> Iterator[GatewayProcess]:
+    """A :class:`GatewayProcess` (``options`` as its) started and answering DNS and HTTP
+    (``wait_ready``), stopped on exit: a lab fixture's gateway."""
+    with GatewayProcess(lab, config, **options) as gw:
+        gw.wait_ready()
+        yield gw
+
+
+@contextlib.contextmanager
 def lab_context(vlans: Mapping[str, int], hosts_per_vlan: int = 0) -> Iterator[Lab]:
     """``Lab`` with ``hosts_per_vlan`` hosts on each VLAN, IPv6 settled; closed on exit."""
     lab = Lab(vlans)

@@ -31,6 +31,7 @@ from netlab.lab import (
     Lab,
     ZeroconfBrowser,
     gateway_config,
+    gateway_ready,
     parse_dig_short,
     poll_until,
     run,
@@ -93,11 +94,8 @@ def world(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[s
     }
     for b in browsers.values():
         b.wait_started()
-    gw = GatewayProcess(lab, gateway_config(lab, policies=str(policies)))
-    gw.start()
-    gw.wait_ready()
-    yield {"gw": gw, "policies": policies, "device": device, "browsers": browsers}
-    gw.stop()
+    with gateway_ready(lab, gateway_config(lab, policies=str(policies))) as gw:
+        yield {"gw": gw, "policies": policies, "device": device, "browsers": browsers}
     for b in browsers.values():
         b.stop()
     device.stop()

@@ -18,7 +18,7 @@ import dns.name
 import dns.rdatatype
 import pytest
 
-from netlab.lab import GatewayProcess, Lab, ZeroconfPublisher, gateway_config, poll_until
+from netlab.lab import Lab, ZeroconfPublisher, gateway_config, gateway_ready, poll_until
 from netlab.mdns_probe import Sniffer, router_sources
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(240)]
@@ -57,12 +57,9 @@ def world(lab: Lab) -> Iterator[dict[str, object]]:
     sniffers = {
         fam: Sniffer(lab.hosts["trusted2"], fam) for fam in (socket.AF_INET, socket.AF_INET6)
     }
-    gw = GatewayProcess(lab, gateway_config(lab))
     started = time.monotonic()
-    gw.start()
-    gw.wait_ready()
-    yield {"gw": gw, "pub": pub, "sniffers": sniffers, "started": started}
-    gw.stop()
+    with gateway_ready(lab, gateway_config(lab)) as gw:
+        yield {"gw": gw, "pub": pub, "sniffers": sniffers, "started": started}
     for s in sniffers.values():
         s.close()
     pub.stop()
