@@ -63,30 +63,21 @@ def build(services: int) -> tuple[Any, list[Any]]:
 
 
 def populate(gw: Any, devs: list[Any], now: float) -> int:
-    """The memory phase's announcements, parsed and stored as ingest stores them."""
+    """The memory phase's announcements, parsed and stored by ingest (its record guard too)."""
     from bridge.mdns import wire
+    from bridge.mdns.links import Link
 
-    store = gw.store
     for vlan, vid in VLANS.items():
         recs = [
             [o, t, r, 4500] for o, t, r in workload.records([d for d in devs if d.vlan == vlan])
         ]
+        # the VLAN's link as Links.refresh makes it, without the interface (no lab here)
+        cfg = gw.config.vlans[vlan]
+        link = Link(vlan, cfg.interface, 0, True, cfg.subnets, (), True, True)
         src = sys.intern(f"10.{vid}.0.77")
         for data in _packets(_records(recs), 1400):
-            packet = wire.parse(data)
-            for rec in packet.answers:
-                store.add(
-                    vlan,
-                    rec.name,
-                    rec.rdtype,
-                    rec.rdata,
-                    rec.ttl,
-                    now,
-                    rec.cache_flush,
-                    digest=rec.digest,
-                    source=src,
-                )
-    return len(store)
+            gw.ingest.apply(link, wire.parse(data), src, now)
+    return len(gw.store)
 
 
 def ask_all(gw: Any, devs: list[Any], now: float) -> int:

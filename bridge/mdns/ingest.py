@@ -168,14 +168,17 @@ class Ingest:
                 return None
             self.received[(vlan, "response")] += 1
             # one string per address, not per packet: each record it owns refers to it
-            self._apply(link, packet, sys.intern(src), now)
+            self.apply(link, packet, sys.intern(src), now)
         else:
             self.received[(vlan, "query")] += 1
         for listener in self.listeners:
             listener(vlan, packet, data, src, port, family, now)
         return packet
 
-    def _apply(self, link: Link, packet: wire.Packet, src: str, now: float) -> None:
+    def apply(self, link: Link, packet: wire.Packet, src: str, now: float) -> None:
+        """A response's records into the store, as heard from ``src`` on ``link`` (address
+        records the link cannot hold refused); sets ``packet.refused``. ``handle`` calls it
+        for an accepted response, loadtest.memprofile to feed the store without sockets."""
         store = self.store
         vlan = link.vlan
         count = 0
