@@ -209,5 +209,5 @@ def parse_address(text: str) -> tuple[str, IPInterface]:
         try:
             return name, ipaddress.ip_interface(value)
         except ValueError:
-            pass
+            pass  # not an address: the error below says what the option takes
     raise ValueError(f"{text!r}: expected IFACE=ADDRESS/PREFIX, e.g. br10=10.10.0.1/24")

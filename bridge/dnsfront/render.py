@@ -47,12 +47,12 @@ def render(query: dns.message.Message, answer: Answer, limit: int) -> bytes:
     try:
         return reply.to_wire(max_size=limit)
     except dns.exception.TooBig:
-        pass
+        pass  # too big: without the additional section (extra data: no TC for it, RFC 2181 §9)
     reply.additional = []
     try:
         return reply.to_wire(max_size=limit)
     except dns.exception.TooBig:
-        pass
+        pass  # still too big: an empty reply with TC=1, and the client asks again over TCP
     reply.answer, reply.authority = [], []
     reply.flags |= dns.flags.TC
     return reply.to_wire(max_size=limit)

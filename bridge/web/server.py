@@ -476,7 +476,7 @@ class HttpSurface:
                     async with asyncio.timeout(const.WEB_PUSH_INTERVAL):
                         await self._closing.wait()
                 except TimeoutError:
-                    pass
+                    pass  # no shutdown within the interval: the next state goes out
         except (ConnectionError, OSError):
             pass  # the page went away
         return resp
