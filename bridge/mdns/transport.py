@@ -141,7 +141,7 @@ class MdnsTransport:
                         mreq6 = _GROUP6 + struct.pack("=I", ifindex)
                         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_LEAVE_GROUP, mreq6)
                 except OSError:
-                    pass
+                    pass  # the device went with its memberships (ENODEV, EADDRNOTAVAIL): none left
 
     def send(
         self, data: bytes, ifindex: int, family: int, dest: tuple[str, int] | None = None
