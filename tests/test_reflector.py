@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bridge import const
 from bridge.config import ReflectorConfig
 from bridge.dnssd import service_parts
 from bridge.mdns import wire
@@ -1165,6 +1166,41 @@ def test_oneshot_is_answered_from_the_store_by_unicast(monkeypatch: pytest.Monke
         assert {t.lower() for t in texts(got)} == {t.lower() for t in want}
         assert all(r.ttl <= 10 and not r.cache_flush for r in got.answers)
     assert w.reflector.packets[("trusted", "", ONESHOT_ANSWERED)] == 3
+
+
+def test_oneshot_with_edns_gets_a_reply_as_large_as_it_offers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """dig asks with EDNS 1232: a browse of 15 printers (~850 bytes) fits in one reply with an
+    OPT (RFC 6891 §7), where a plain querier gets 512 bytes and TC; an offer over
+    ``DNS_UDP_CLAMP`` is answered within the clamp, which the reply's OPT says."""
+    w = Wired(monkeypatch)
+    w.policies(*POLICIES)
+    names = [f"Office Printer {i:02} on the second floor._ipp._tcp.local." for i in range(15)]
+    w.receive("iot", response(*(rec("_ipp._tcp.local.", "PTR", x, 4500) for x in names)))
+    browse = q("_ipp._tcp.local.")
+
+    def ask(qid: int, edns: int) -> tuple[Packet, int]:
+        query = Packet(qid, 0, [browse], edns_payload=edns)
+        (sent,) = w.receive("trusted", query, src=QUERIER[0], port=QUERIER[1])
+        return wire.parse(sent[1]), len(sent[1])
+
+    plain, size = ask(1, 0)
+    assert size <= 512 and plain.flags & FLAG_TC and plain.edns_payload == 0
+    assert 0 < len(plain.answers) < 15
+    edns, size = ask(2, 1232)
+    assert 512 < size <= 1232 and not edns.flags & FLAG_TC
+    assert len(edns.answers) == 15 and edns.edns_payload == 1232
+    large, _ = ask(3, 65000)
+    assert large.edns_payload == const.DNS_UDP_CLAMP and len(large.answers) == 15
+
+
+def test_an_opt_record_is_parsed_and_written_back() -> None:
+    """The OPT's class is the payload size (at least 512, RFC 6891 §6.2.5); no record of it
+    stays in the sections, as before."""
+    for offered, seen in ((1232, 1232), (100, 512), (0, 0)):
+        got = wire.parse(wire.encode(Packet(5, 0, [q("a.local.", "A")], edns_payload=offered)))
+        assert got.edns_payload == seen and got.additionals == [] and got.meta == 0
 
 
 def test_oneshot_gets_nothing_the_policy_does_not_allow(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -46,6 +46,7 @@ SECTION_ADDITIONAL = 3
 _EMPTY_TXT = dns.rdtypes.ANY.TXT.TXT(dns.rdataclass.IN, dns.rdatatype.TXT, [b""])
 _HEADER = struct.Struct("!HHHHHH")
 _RR_FIXED = struct.Struct("!HHIH")
+_OPT_FIXED = struct.Struct("!HH")  # an OPT's type and class (its UDP payload size)
 _Q_FIXED = struct.Struct("!HH")
 
 
@@ -137,6 +138,10 @@ class Packet:
     # records the record guard refused at ingest, a bitmask over ``records()``: nothing else
     # acts on them (the reflector does not pass them on)
     refused: int = 0
+    # the UDP payload size an OPT record (EDNS, RFC 6891 §6.2.3) offers, at least 512; 0: no
+    # OPT. A one-shot querier's says how large its unicast reply may be; ``encode`` writes an
+    # OPT with it when set
+    edns_payload: int = 0
 
     @property
     def is_response(self) -> bool:
@@ -176,6 +181,7 @@ def parse(data: bytes) -> Packet:
             (packet.additionals, ar),
         ):
             for _ in range(count):
+                start = pos
                 record, pos = _read_record(data, pos, names)
                 if type(record) is Record:
                     section.append(record)
@@ -183,6 +189,8 @@ def parse(data: bytes) -> Packet:
                     packet.not_in += 1
                 elif record == META:
                     packet.meta += 1
+                elif data[start] == 0:  # an OPT owned by the root, as RFC 6891 §6.1.2 says
+                    packet.edns_payload = max(_OPT_FIXED.unpack_from(data, start + 1)[1], 512)
     except WireError:
         raise
     except (dns.exception.DNSException, ValueError, struct.error, UnicodeError, IndexError) as exc:
@@ -581,8 +589,10 @@ def legacy_unicast(records: list[Record]) -> list[Record]:
 
 
 def encode(packet: Packet) -> bytes:
-    """Render a packet with name compression (what a reflector or a querier sends)."""
+    """Render a packet with name compression (what a reflector or a querier sends), and an
+    OPT record last when ``edns_payload`` is set."""
     out = io.BytesIO()
+    opt = 1 if packet.edns_payload else 0
     out.write(
         _HEADER.pack(
             packet.id,
@@ -590,7 +600,7 @@ def encode(packet: Packet) -> bytes:
             len(packet.questions),
             len(packet.answers),
             len(packet.authorities),
-            len(packet.additionals),
+            len(packet.additionals) + opt,
         )
     )
     compress: dict[dns.name.Name, int] = {}
@@ -600,6 +610,8 @@ def encode(packet: Packet) -> bytes:
     for section in (packet.answers, packet.authorities, packet.additionals):
         for rec in section:
             _write_record(out, rec, compress)
+    if opt:  # root owner, no extended rcode or flags, no options
+        out.write(b"\x00" + _RR_FIXED.pack(_OPT, packet.edns_payload, 0, 0))
     return out.getvalue()
 
 

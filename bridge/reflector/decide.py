@@ -414,7 +414,7 @@ class Reflector:
         outputs: list[Output] = []
         if answered:
             if self._out[si].take(now):
-                data = reply(packet.id, answered, answers)
+                data = reply(packet.id, answered, answers, packet.edns_payload)
                 outputs.append(Output(vlan, link.ifindex, family, data, (src, port)))
                 self.packets[(vlan, "", ONESHOT_ANSWERED)] += 1
                 self.bytes_sent[vlan] += len(data)
@@ -423,7 +423,8 @@ class Reflector:
         questions: list[wire.Question] = []
         until = now + const.ONESHOT_WAIT
         for q in ask:
-            if self.oneshot.add(Querier(si, src, port, family, packet.id, q, until), now):
+            querier = Querier(si, src, port, family, packet.id, q, until, packet.edns_payload)
+            if self.oneshot.add(querier, now):
                 questions.append(wire.Question(q.name, q.rdtype, q.rdclass, False))
             else:
                 self.packets[(vlan, "", ONESHOT_FULL)] += 1
@@ -504,7 +505,7 @@ class Reflector:
             if not self._out[waiting.vlan].take(now):
                 self.packets[(vlan, dest, RATE_LIMITED)] += 1
                 continue
-            data = reply(waiting.id, [waiting.question], answers)
+            data = reply(waiting.id, [waiting.question], answers, waiting.edns_payload)
             outputs.append(
                 Output(dest, link.ifindex, waiting.family, data, (waiting.src, waiting.port))
             )

@@ -22,7 +22,6 @@ from .. import const
 from ..mdns import wire
 
 ANY = dns.rdatatype.ANY
-_UDP_LIMIT = 512  # bytes; a one-shot querier may not speak EDNS (RFC 1035 §4.2.1)
 
 # (question name, type): names hash and compare case-insensitively, as DNS does
 Key = tuple[dns.name.Name, int]
@@ -31,7 +30,18 @@ Key = tuple[dns.name.Name, int]
 class Querier:
     """One one-shot query waiting for answers from other VLANs."""
 
-    __slots__ = ("family", "id", "port", "question", "relayed", "replies", "src", "until", "vlan")
+    __slots__ = (
+        "edns_payload",
+        "family",
+        "id",
+        "port",
+        "question",
+        "relayed",
+        "replies",
+        "src",
+        "until",
+        "vlan",
+    )
 
     def __init__(
         self,
@@ -42,6 +52,7 @@ class Querier:
         qid: int,
         question: wire.Question,
         until: float,
+        edns_payload: int = 0,
     ) -> None:
         self.vlan = vlan  # the querier's VLAN index
         self.src = src
@@ -50,6 +61,7 @@ class Querier:
         self.id = qid
         self.question = question
         self.until = until  # it has given up by then
+        self.edns_payload = edns_payload  # what its query's OPT offers (0: no EDNS)
         self.replies = 0
         self.relayed: set[object] = set()  # record identities already sent to it
 
@@ -136,16 +148,27 @@ class Pending:
         self.next_expiry = soonest
 
 
-def reply(qid: int, questions: list[wire.Question], answers: list[wire.Record]) -> bytes:
+def reply(
+    qid: int, questions: list[wire.Question], answers: list[wire.Record], edns_payload: int = 0
+) -> bytes:
     """The unicast response to a one-shot query (RFC 6762 §6.7): its ID, its questions
     repeated, the answers with TTLs of at most ``const.MDNS_LEGACY_TTL`` and no cache-flush
-    bit (a one-shot querier is a plain DNS client). Within 512 bytes; answers that do not
-    fit are left out and TC set, as a DNS server does."""
+    bit (a one-shot querier is a plain DNS client). Within 512 bytes, or what the query's OPT
+    offers up to ``const.DNS_UDP_CLAMP`` with an OPT in the reply (RFC 6891 §7: dig asks with
+    EDNS 1232 and a PTR browse's answers rarely fit 512); answers that do not fit are left out
+    and TC set, as a DNS server does."""
     qs = [wire.Question(q.name, q.rdtype, q.rdclass, False) for q in questions]
     records = wire.legacy_unicast(answers)
     flags = wire.FLAG_QR | wire.FLAG_AA
-    data = wire.encode(wire.Packet(qid, flags, qs, records))
-    while len(data) > _UDP_LIMIT and records:
+    if edns_payload:
+        payload = min(edns_payload, const.DNS_UDP_CLAMP)
+        limit = payload
+    else:
+        payload, limit = 0, const.DNS_PLAIN_UDP_LIMIT
+    data = wire.encode(wire.Packet(qid, flags, qs, records, edns_payload=payload))
+    while len(data) > limit and records:
         records.pop()
-        data = wire.encode(wire.Packet(qid, flags | wire.FLAG_TC, qs, records))
+        data = wire.encode(
+            wire.Packet(qid, flags | wire.FLAG_TC, qs, records, edns_payload=payload)
+        )
     return data

@@ -388,6 +388,10 @@ def test_oneshot_query_from_another_vlan_is_answered_where_policy_allows(
     # (not a PTR question: trusted's own printer answers that on its link, first)
     srv = answers(drill(asker, "Lab\\032Printer._ipp._tcp.local", "SRV", ip_version=ip_version))
     assert [r[3:] for r in srv] == [["SRV", "0", "0", "631", "labprinter.local."]], srv
+    # with EDNS (drill -b, as dig always asks): the reply carries an OPT within the clamp
+    out = drill(asker, "-b", "4096", "labprinter.local", rdtype, ip_version=ip_version)
+    assert [r[3:] for r in answers(out)] == [[rdtype, address]], out
+    assert "EDNS: version 0; flags: ; udp: 1232" in out, out
     assert answers(drill(asker, "_rtsp._tcp.local", "PTR", ip_version=ip_version)) == []
     guest = probes["guest"]
     assert answers(drill(guest, "labprinter.local", rdtype, ip_version=ip_version)) == []
