@@ -243,8 +243,9 @@ class Store:
         # many names sit below each; a tuple of types is a quarter of a set's size
         self._names: dict[str, dict[dns.name.Name, tuple[int, ...]]] = {}
         self._below: dict[str, dict[dns.name.Name, int]] = {}
-        # SRV targets per VLAN: target host -> number of SRV rdatas pointing at it
-        self._srv_targets: dict[str, dict[dns.name.Name, set[dns.name.Name]]] = {}
+        # SRV targets per VLAN: target host -> the owner names of the SRVs pointing at it, as
+        # _Owners (one name, a few in a tuple, a set beyond)
+        self._srv_targets: dict[str, dict[dns.name.Name, _Owners]] = {}
         # content changes so far, in all (one int for a reader to compare: anything new?) and
         # per VLAN (which?): read before use, never written by readers, so any number of
         # them can keep their own last-seen counts (a dict increment per record here instead
@@ -264,6 +265,10 @@ class Store:
         self._by_source: dict[str, dict[str, int]] = {}
         self._variation_second = -1
         self._variation_value = 0.0
+        # (expiry, first refresh point) per TTL of the records received at ``_times_now``:
+        # one pair of floats shared by the records of one packet (see _times)
+        self._times_now = -1.0
+        self._times_memo: dict[int, tuple[float, float]] = {}
         # --log-level debug: what was learned, refreshed, expired or evicted (rate-limited);
         # read once here so that at other levels a record costs one attribute test
         self._debug = log.isEnabledFor(logging.DEBUG)
@@ -361,14 +366,18 @@ class Store:
         refresh points start over. Not a change of content: nobody is told."""
         if entry.expiry == _FOREVER:
             return  # somebody else announces our record: the responder handles it
+        expiry, when = self._times(now, ttl)
         expiries = self._expiries  # _set_expiry inline: the most common step of all
         expiries.discard(entry.expiry, entry)
-        entry.expiry = now + ttl
-        expiries.add(entry.expiry, entry)
+        entry.expiry = expiry
+        expiries.add(expiry, entry)
         entry.received, entry.ttl = now, ttl
         vlan = entry.key[0]
         self._ages[vlan].move_to_end(entry)
-        self._schedule_refresh(entry)
+        # _schedule_refresh, step 0, inline (its point from _times)
+        self._refresh.discard(entry.refresh_at, entry)
+        entry.refresh_at, entry.step = when, 0
+        self._refresh.add(when, entry)
         if self._debug:
             _limited.debug(("refreshed", vlan), "VLAN %s: refreshed %s", vlan, entry)
 
@@ -389,7 +398,7 @@ class Store:
         if rrset is None:
             rrset = self._rrsets[key] = []
             self._name_added(vlan, name, rdtype)
-        expiry = now + ttl
+        expiry, when = self._times(now, ttl)
         entry = Entry(key, rdata, digest, expiry, now, ttl)
         if source is not None:
             entry.owner, entry.unique = source, unique
@@ -404,12 +413,10 @@ class Store:
         order[entry] = None
         self._size += 1
         self._expiries.add(expiry, entry)
-        # _schedule_refresh, step 0, inline
-        entry.refresh_at = when = now + (_FIRST_REFRESH + self._variation(now)) * ttl
+        entry.refresh_at = when  # _schedule_refresh, step 0, inline (its point from _times)
         self._refresh.add(when, entry)
         if rdtype == _SRV:
-            target = rdata.target  # type: ignore[attr-defined]
-            self._srv_targets.setdefault(vlan, {}).setdefault(target, set()).add(name)
+            _owner_added(self._srv_targets, vlan, rdata.target, name)  # type: ignore[attr-defined]
         self._notify(vlan, name, rdtype, rdata, True)
         if self._debug:
             _limited.debug(("learned", vlan), "VLAN %s: learned %s", vlan, entry)
@@ -529,8 +536,7 @@ class Store:
         else:
             rrset.append(entry)
         if key[2] == dns.rdatatype.SRV:
-            target = rdata.target  # type: ignore[attr-defined]
-            self._srv_targets.setdefault(key[0], {}).setdefault(target, set()).add(key[1])
+            _owner_added(self._srv_targets, key[0], rdata.target, key[1])  # type: ignore[attr-defined]
         if previous is None:
             self._notify(key[0], key[1], key[2], rdata, True)
 
@@ -598,7 +604,13 @@ class Store:
         return name in self._below.get(vlan, {})
 
     def srv_owners_of(self, vlan: str, target: dns.name.Name) -> set[dns.name.Name]:
-        return self._srv_targets.get(vlan, {}).get(target, set())
+        """The owner names of the SRV records pointing at ``target`` (a copy)."""
+        owners = self._srv_targets.get(vlan, {}).get(target)
+        if owners is None:
+            return set()
+        if isinstance(owners, dns.name.Name):
+            return {owners}
+        return set(owners)
 
     def vlans(self) -> set[str]:
         return {k[0] for k in self._rrsets}
@@ -646,6 +658,21 @@ class Store:
             self._variation_value = _random() * _JITTER
         return self._variation_value
 
+    def _times(self, now: float, ttl: int) -> tuple[float, float]:
+        """Expiry and first refresh point (RFC 6762 §5.2, 80 % plus the second's variation) of
+        a record received at ``now`` with ``ttl``, as shared float objects: a packet's records
+        arrive with one ``now`` and a few TTLs, and two new floats per record were 1.9 MB at
+        10,000 services (tracemalloc, loadtest.memprofile). The same values as computed per
+        record: the memo holds only the current ``now``'s TTLs (bounded, cleared past 64)."""
+        memo = self._times_memo
+        if now != self._times_now or len(memo) >= 64:
+            self._times_now = now
+            memo.clear()
+        times = memo.get(ttl)
+        if times is None:
+            times = memo[ttl] = (now + ttl, now + (_FIRST_REFRESH + self._variation(now)) * ttl)
+        return times
+
     def _schedule_refresh(self, entry: Entry, step: int = 0) -> None:
         """Move ``entry`` to its refresh point ``step``. RFC 6762 §5.2: plus up to 2 % of the
         TTL at random, so that records learned together (a start-up, a burst of
@@ -689,17 +716,9 @@ class Store:
         rdata = entry.rdata
         vlan, name, rdtype = key
         if rdtype == _SRV:
-            targets = self._srv_targets.get(vlan, {})
             target = rdata.target  # type: ignore[attr-defined]
-            owners = targets.get(target)
-            if owners is not None and not [
-                e
-                for e in rrset
-                if e.rdata.target == target  # type: ignore[attr-defined]
-            ]:
-                owners.discard(name)
-                if not owners:
-                    del targets[target]
+            if not [e for e in rrset if e.rdata.target == target]:  # type: ignore[attr-defined]
+                _owner_removed(self._srv_targets.get(vlan, {}), target, name)
         if not rrset:
             del self._rrsets[key]
             self._name_removed(vlan, name, rdtype)
@@ -780,6 +799,56 @@ def _note_co_owner(entry: Entry, source: str) -> None:
     owner = entry.owner
     if entry.co_owner is None and owner is not None and (":" in owner) != (":" in source):
         entry.co_owner = source
+
+
+# the SRV owners of one target: one name, a tuple of up to _OWNERS_TUPLE_MAX, a set beyond; a
+# set per target was 1.3 MB at 10,000 services (5,469 targets, ~1.8 owners each: a set is 232
+# B, a 2-tuple 72 B, one name nothing; tracemalloc, loadtest.memprofile). The set past a few
+# keeps a host with thousands of SRVs (a hostile one) from costing a tuple copy per record.
+_Owners = dns.name.Name | tuple[dns.name.Name, ...] | set[dns.name.Name]
+_OWNERS_TUPLE_MAX = 8
+
+
+def _owner_added(
+    by_vlan: dict[str, dict[dns.name.Name, _Owners]],
+    vlan: str,
+    target: dns.name.Name,
+    owner: dns.name.Name,
+) -> None:
+    targets = by_vlan.get(vlan)
+    if targets is None:
+        targets = by_vlan[vlan] = {}
+    owners = targets.get(target)
+    if owners is None:
+        targets[target] = owner
+    elif isinstance(owners, set):
+        owners.add(owner)
+    elif isinstance(owners, tuple):
+        if owner not in owners:
+            more = (*owners, owner)
+            targets[target] = set(more) if len(more) > _OWNERS_TUPLE_MAX else more
+    elif owners != owner:
+        targets[target] = (owners, owner)
+
+
+def _owner_removed(
+    targets: dict[dns.name.Name, _Owners], target: dns.name.Name, owner: dns.name.Name
+) -> None:
+    owners = targets.get(target)
+    if owners is None:
+        return
+    if isinstance(owners, set):
+        owners.discard(owner)
+        left: _Owners | None = owners if owners else None
+    elif isinstance(owners, tuple):
+        rest = tuple([o for o in owners if o != owner])
+        left = rest if len(rest) > 1 else (rest[0] if rest else None)
+    else:
+        left = None if owners == owner else owners
+    if left is None:
+        del targets[target]
+    else:
+        targets[target] = left
 
 
 def _find(rrset: list[Entry], digest: bytes) -> Entry | None:

@@ -171,6 +171,25 @@ def test_empty_non_terminals_and_srv_targets() -> None:
     assert s.srv_owners_of("t", n("host.local.")) == set()
 
 
+def test_srv_owners_of_a_target_from_one_to_many_and_back() -> None:
+    """One owner, a few, more than a tuple holds (a set), then gone one by one."""
+    s = Store()
+    srv = dns.rdata.from_text("IN", "SRV", "0 0 631 host.local.")
+    host = n("host.local.")
+    owners = [n(f"p{i}._ipp._tcp.local.") for i in range(12)]
+    for i, owner in enumerate(owners):
+        s.add("t", owner, SRV, srv, 120 + i, now=0.0)
+        assert s.srv_owners_of("t", host) == set(owners[: i + 1])
+    s.add("t", owners[0], SRV, srv, 200, now=1.0)  # refreshed: still one owner
+    assert s.srv_owners_of("t", host) == set(owners)
+    for i in range(1, len(owners)):  # owner i expires at 120 + i; the first was refreshed
+        s.sweep(120.0 + i + 0.5)
+        assert s.srv_owners_of("t", host) == {owners[0], *owners[i + 1 :]}
+    s.sweep(201.5)
+    assert s.srv_owners_of("t", host) == set()
+    assert s._srv_targets == {"t": {}}
+
+
 def test_pinned_records_never_expire_and_are_not_flushed() -> None:
     s = Store(max_records=100)
     s.add("t", n("ntp.local."), A, a("10.0.0.1"), 120, now=0.0, pinned=True)
