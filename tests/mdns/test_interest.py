@@ -65,6 +65,21 @@ def test_interest_is_bounded_least_recently_wanted_first() -> None:
     assert not interest.wanted("iot", LAMP, A, 120, 4.0)
 
 
+def test_interest_keeps_the_last_half_of_its_limit_and_never_more_than_it() -> None:
+    interest = Interest(limit=100)
+    names = [dns.name.from_text(f"h{i}.local.") for i in range(1000)]
+    for i, name in enumerate(names):
+        interest.note(name, A, float(i))
+        interest.note(name, A, float(i))  # again: still one interest
+        assert len(interest) <= 100
+    assert all(interest.wanted("iot", name, A, 120, 1000.0) for name in names[-50:])
+    assert not interest.wanted("iot", names[0], A, 120, 1000.0)
+    assert interest.evicted == 1000 - len(interest)
+    interest.note(names[-1], SRV, 1000.0)  # another type of a name: its own interest
+    assert interest.wanted("iot", names[-1], SRV, 120, 1000.0)
+    assert not interest.wanted("iot", names[-2], SRV, 120, 1000.0)
+
+
 def test_keepers_refresh_whoever_asked() -> None:
     interest = Interest()
     interest.keepers.append(lambda vlan, name, rdtype: vlan == "iot")
