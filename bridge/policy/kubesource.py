@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import json
 import logging
 import random
@@ -34,10 +35,8 @@ from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequen
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
-
-import aiohttp
 
 from .. import const
 from ..errors import GatewayError
@@ -57,11 +56,25 @@ from .kubewatch import (
 )
 from .model import API_VERSION
 
+if TYPE_CHECKING:
+    import aiohttp
+
 __all__ = ["KubePolicySource"]
 
 log = logging.getLogger(__name__)
 
 MERGE_PATCH: Final = "application/merge-patch+json"
+
+
+def _import_aiohttp() -> None:
+    """Bind this module's ``aiohttp``; ``_run`` calls it in a worker thread before the
+    session, and nothing here touches aiohttp before the session exists.
+
+    aiohttp and its client are 106 modules, 0.2-0.3 s of CPU here: imported at module level
+    they were imported by ``Gateway.__init__``, before DNS could answer, whenever Kubernetes was
+    configured (docs/performance.md, "Start-up"). tests/test_app.py checks that building the
+    Gateway does not import it."""
+    globals()["aiohttp"] = importlib.import_module("aiohttp")
 
 
 class _ApiError(GatewayError):
@@ -201,6 +214,7 @@ class KubePolicySource:
 
     async def _run(self) -> None:
         failures = 0
+        await asyncio.to_thread(_import_aiohttp)  # off the loop: DNS answers meanwhile
         while self._session is None:
             try:
                 self.endpoint = await asyncio.to_thread(resolve, self.kubeconfig, self._env)
