@@ -91,6 +91,33 @@ def test_a_burst_is_received_whole_and_each_reply_reaches_its_sender(
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_each_sender_is_named_as_recvfrom_names_it_when_senders_alternate(kind: Any) -> None:
+    """The compiled batch keeps the last sender's text and formats IPv4 itself: senders that
+    alternate, and octets of one, two and three digits, each get their own text."""
+    hosts = ["127.0.0.1", "127.10.200.5", "127.0.0.1", "127.255.0.99", "127.255.0.9"]
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind(("127.0.0.1", 0))
+    server.setblocking(False)
+    clients = []
+    try:
+        for host in dict.fromkeys(hosts):
+            c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            clients.append(c)
+            c.bind((host, 0))
+        by_host = {c.getsockname()[0]: c for c in clients}
+        for host in hosts:
+            by_host[host].sendto(host.encode(), server.getsockname())
+        batch = kind(16, 512)
+        got = receive_all(batch, server, len(hosts))
+        assert [addr[0] for _, addr in got] == hosts
+        assert [batch.host(i) for i in range(len(hosts))] == hosts
+        assert [data.decode() for data, _ in got] == hosts
+    finally:
+        for s in (server, *clients):
+            s.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_a_reply_that_cannot_be_sent_is_reported_and_the_rest_still_go(
     kind: Any, pair: tuple[socket.socket, list[socket.socket]]
 ) -> None:
