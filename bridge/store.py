@@ -29,11 +29,9 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from random import random as _random
-from typing import Any
 
 import dns.name
 import dns.rdata
@@ -49,7 +47,6 @@ _limited = RateLimitedLog(log)
 RRKey = tuple[str, dns.name.Name, int]  # (vlan, owner, rdtype)
 Pin = tuple[str, dns.name.Name, int, dns.rdata.Rdata]  # one of our own records: (vlan, ...)
 _FOREVER = float("inf")  # expiry of pinned records
-_ABSENT: Any = object()
 # (vlan, owner, rdtype, rdata, added): one record appeared (True) or went (False)
 ChangeListener = Callable[[str, dns.name.Name, int, dns.rdata.Rdata, bool], None]
 
@@ -67,13 +64,22 @@ _JITTER = const.MDNS_REFRESH_JITTER
 GOODBYE, EXPIRED, EVICTED, WITHDRAWN = "goodbye", "expired", "evicted", "withdrawn"
 
 
-class Entry:
+class _Link:
+    """A place in a VLAN's age order (``_Ages``): its neighbours, older and newer."""
+
+    __slots__ = ("newer", "older")
+
+    newer: _Link | None
+    older: _Link | None
+
+
+class Entry(_Link):
     """One cached rdata; mutable so a TTL refresh is an in-place update.
 
     It knows its key, rdata and digest, so the schedules, the age order and its RRset (a
     list) hold the entry itself rather than tuples and dicts per record: at 40,000 records
     that is ~15 MB less than (when, seq, key, rdata[, received, step]) tuples, (key, rdata)
-    keys and a dict per RRset.
+    keys and a dict per RRset. It is its own place in the age order (``_Link``).
     """
 
     __slots__ = (
@@ -111,11 +117,64 @@ class Entry:
         # the same device's address of the other family: it sent this very record too
         self.co_owner: str | None = None
         self.unique = False  # announced with cache-flush: nobody else may change its RRset
+        self.older = self.newer = None  # not in an age order (yet, or pinned: never)
 
     def __str__(self) -> str:
         """For the debug log: name, type, rdata and TTL, as a zone file has them."""
         rdtype = dns.rdatatype.to_text(self.key[2])  # type: ignore[arg-type]
         return f"{self.key[1]} {self.ttl} {rdtype} {self.rdata}"
+
+
+class _Ages(_Link):
+    """One VLAN's records oldest first (the eviction order): a ring through the entries' own
+    ``older``/``newer`` with this object as its head, so moving a refreshed record to the end
+    or dropping one is O(1) with nothing allocated per record. An OrderedDict per VLAN was
+    3.7 MB at 10,000 services (41,090 records, ~90 B each; tracemalloc, loadtest.memprofile);
+    two more slots per Entry are 16 B. Iterating while the ring changes is not supported."""
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.older = self.newer = self  # empty: the head is its own neighbour both ways
+        self.count = 0
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[Entry]:
+        link = self.newer
+        while link is not self:
+            yield link  # type: ignore[misc]
+            link = link.newer  # type: ignore[union-attr]
+
+    def oldest(self) -> Entry:
+        return self.newer  # type: ignore[return-value]
+
+    def append(self, entry: Entry) -> None:
+        """``entry`` (in no age order) becomes the newest."""
+        newest = self.older
+        entry.older, entry.newer = newest, self
+        newest.newer = self.older = entry  # type: ignore[union-attr]
+        self.count += 1
+
+    def remove(self, entry: Entry) -> bool:
+        """Take ``entry`` out; False if it was in no age order (pinned)."""
+        older, newer = entry.older, entry.newer
+        if older is None:
+            return False
+        older.newer, newer.older = newer, older  # type: ignore[union-attr]
+        entry.older = entry.newer = None
+        self.count -= 1
+        return True
+
+    def move_to_end(self, entry: Entry) -> None:
+        """``entry`` (in this order) becomes the newest."""
+        if self.older is not entry:
+            older, newer = entry.older, entry.newer
+            older.newer, newer.older = newer, older  # type: ignore[union-attr]
+            newest = self.older
+            entry.older, entry.newer = newest, self
+            newest.newer = self.older = entry  # type: ignore[union-attr]
 
 
 class Schedule:
@@ -235,7 +294,7 @@ class Store:
         # list is 64 B, a one-entry dict 224 B; lookups compare the entries' digests.
         self._rrsets: dict[RRKey, list[Entry]] = {}
         # per VLAN, its records oldest first (eviction order); a VLAN holding none has no entry
-        self._ages: dict[str, OrderedDict[Entry, None]] = {}
+        self._ages: dict[str, _Ages] = {}
         self._size = 0  # records in them all (pinned records are not counted)
         self._expiries = Schedule()  # every non-pinned entry, by expiry
         self._refresh = Schedule()  # and by its next RFC 6762 §5.2 refresh point
@@ -409,8 +468,8 @@ class Store:
         rrset.append(entry)
         order = self._ages.get(vlan)
         if order is None:
-            order = self._ages[vlan] = OrderedDict()
-        order[entry] = None
+            order = self._ages[vlan] = _Ages()
+        order.append(entry)
         self._size += 1
         self._expiries.add(expiry, entry)
         entry.refresh_at = when  # _schedule_refresh, step 0, inline (its point from _times)
@@ -499,7 +558,7 @@ class Store:
                 source or "us",
             )
             return False
-        victim = next(iter(victims))
+        victim = victims.oldest()
         self._remove_entry(victim, why=EVICTED)
         self.evicted += 1
         if self._debug:
@@ -728,7 +787,7 @@ class Store:
 
     def _forget_age(self, vlan: str, entry: Entry) -> None:
         order = self._ages.get(vlan)
-        if order is not None and order.pop(entry, _ABSENT) is not _ABSENT:
+        if order is not None and order.remove(entry):
             self._size -= 1
             if not order:
                 del self._ages[vlan]

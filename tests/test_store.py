@@ -107,6 +107,31 @@ def test_a_vlan_below_its_share_evicts_the_oldest_records_of_the_largest() -> No
     assert s.refused == {"trusted": 10, "iot": 1} and len(s) == 100
 
 
+def test_a_refreshed_record_is_the_youngest_of_its_vlan_in_the_eviction_order() -> None:
+    """The age order (a ring through the entries, store._Ages): a refresh moves a record to
+    the end, removals from either end or the middle leave the ring whole."""
+    s = Store(max_records=4)
+    for i in range(4):
+        s.add("iot", n(f"h{i}.local."), A, a("10.20.0.2"), 120, now=float(i))
+    s.add("iot", n("h0.local."), A, a("10.20.0.2"), 120, now=5.0)  # refreshed: youngest
+    s.add("iot", n("h2.local."), A, a("10.20.0.2"), 120, now=6.0)
+    s.add("iot", n("h2.local."), A, a("10.20.0.2"), 120, now=6.5)  # youngest already
+    order = [e.key[1].to_text() for e in s._ages["iot"]]
+    assert order == ["h1.local.", "h3.local.", "h0.local.", "h2.local."]
+    for i in range(2):  # trusted gets its share (4 over 2 VLANs): iot's two oldest go
+        s.add("trusted", n(f"t{i}.local."), A, a("10.10.0.2"), 120, now=7.0)
+    assert s.evicted == 2
+    assert [e.key[1].to_text() for e in s._ages["iot"]] == ["h0.local.", "h2.local."]
+    assert s.get("iot", n("h1.local."), A, 7.0) == s.get("iot", n("h3.local."), A, 7.0) == []
+    s.remove("iot", n("h2.local."), A, a("10.20.0.2"))  # the newest
+    s.remove("iot", n("h0.local."), A, a("10.20.0.2"))  # the last: the VLAN's order goes
+    assert "iot" not in s._ages and len(s) == 2
+    assert [e.key[1].to_text() for e in reversed(list(s._ages["trusted"]))] == [
+        "t1.local.",
+        "t0.local.",
+    ]
+
+
 def test_rrset_is_capped() -> None:
     s = Store()
     for i in range(const.STORE_MAX_RRSET + 20):
