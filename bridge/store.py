@@ -76,10 +76,11 @@ class _Link:
 class Entry(_Link):
     """One cached rdata; mutable so a TTL refresh is an in-place update.
 
-    It knows its key, rdata and digest, so the schedules, the age order and its RRset (a
-    list) hold the entry itself rather than tuples and dicts per record: at 40,000 records
-    that is ~15 MB less than (when, seq, key, rdata[, received, step]) tuples, (key, rdata)
-    keys and a dict per RRset. It is its own place in the age order (``_Link``).
+    It knows its key, rdata and digest, so the schedules, the age order and its RRset hold
+    the entry itself rather than tuples and dicts per record: at 40,000 records that is ~15 MB
+    less than (when, seq, key, rdata[, received, step]) tuples, (key, rdata) keys and a dict
+    per RRset. It is its own place in the age order (``_Link``) and in its RRset, a chain
+    from the first entry through ``sibling`` (see ``Store._rrsets``).
     """
 
     __slots__ = (
@@ -91,6 +92,7 @@ class Entry(_Link):
         "rdata",
         "received",
         "refresh_at",
+        "sibling",
         "step",
         "ttl",
         "unique",
@@ -118,6 +120,7 @@ class Entry(_Link):
         self.co_owner: str | None = None
         self.unique = False  # announced with cache-flush: nobody else may change its RRset
         self.older = self.newer = None  # not in an age order (yet, or pinned: never)
+        self.sibling: Entry | None = None  # the next record of its RRset
 
     def __str__(self) -> str:
         """For the debug log: name, type, rdata and TTL, as a zone file has them."""
@@ -290,9 +293,11 @@ class Store:
         self.max_records = max_records
         # RRsets keyed by each rdata's canonical wire form: dnspython hashes and compares
         # Rdata by rendering it on every call (~5-10 us); bytes hash once and compare by memcmp
-        # An RRset is a list (bounded by STORE_MAX_RRSET / _PTR_RRSET; most hold one): a one-entry
-        # list is 64 B, a one-entry dict 224 B; lookups compare the entries' digests.
-        self._rrsets: dict[RRKey, list[Entry]] = {}
+        # An RRset is its first Entry, the others chained through ``sibling`` in the order they
+        # came (bounded by STORE_MAX_RRSET / _PTR_RRSET; most hold one): a one-entry list per
+        # RRset was 2.9 MB at 10,000 services (31,093 of ~94 B; tracemalloc,
+        # loadtest.memprofile), a slot is 8 B a record; lookups compare the entries' digests.
+        self._rrsets: dict[RRKey, Entry] = {}
         # per VLAN, its records oldest first (eviction order); a VLAN holding none has no entry
         self._ages: dict[str, _Ages] = {}
         self._size = 0  # records in them all (pinned records are not counted)
@@ -369,13 +374,13 @@ class Store:
         if digest is None:
             digest = rdata.to_digestable()
         rrset = self._rrsets.get(key)
-        if rrset:  # never empty: an RRset goes with its last record
+        if rrset is not None:  # never empty: an RRset goes with its last record
             if source is not None:
                 verdict = self._may_change(rrset, digest, ttl, source, now)
                 if verdict is not True:
                     return verdict is None  # None: a copy its owner holds, ignored
             # the usual cache-flush record is its RRset's one rdata again: nothing to flush
-            if cache_flush and (len(rrset) > 1 or rrset[0].digest != digest):
+            if cache_flush and (rrset.sibling is not None or rrset.digest != digest):
                 self._flush_others(rrset, digest, now)
             held = _find(rrset, digest)
             if ttl == 0:
@@ -387,9 +392,10 @@ class Store:
                     _note_co_owner(held, source)
                 self._refreshed(held, now, ttl)
                 return True
-            key = rrset[0].key  # one key tuple per RRset, not per record
-            if len(rrset) >= (_MAX_PTR_RRSET if rdtype == _PTR else _MAX_RRSET):
-                self._remove_entry(min(rrset, key=lambda e: e.received), rrset, EVICTED)
+            key = rrset.key  # one key tuple per RRset, not per record
+            members = list(_members(rrset))
+            if len(members) >= (_MAX_PTR_RRSET if rdtype == _PTR else _MAX_RRSET):
+                self._remove_entry(min(members, key=lambda e: e.received), EVICTED)
                 rrset = self._rrsets.get(key)
         elif ttl == 0:
             return True  # a goodbye for a record we do not hold
@@ -402,11 +408,11 @@ class Store:
 
     # the steps of add, in the order it takes them
 
-    def _flush_others(self, rrset: list[Entry], digest: bytes, now: float) -> None:
+    def _flush_others(self, rrset: Entry, digest: bytes, now: float) -> None:
         """RFC 6762 §10.2: a cache-flush record makes the RRset's other rdatas received more
         than a second ago expire in one second."""
         flush_at = now + const.MDNS_CACHE_FLUSH_GRACE
-        for entry in rrset:
+        for entry in _members(rrset):
             if (
                 entry.digest != digest
                 and entry.received < now - const.MDNS_CACHE_FLUSH_GRACE
@@ -443,7 +449,7 @@ class Store:
     def _insert(
         self,
         key: RRKey,
-        rrset: list[Entry] | None,
+        rrset: Entry | None,
         rdata: dns.rdata.Rdata,
         digest: bytes,
         now: float,
@@ -454,18 +460,19 @@ class Store:
         """A new record (there is room for it): into its RRset, its VLAN's age order, both
         schedules, the name indexes and its source's count; then the change is told."""
         vlan, name, rdtype = key
-        if rrset is None:
-            rrset = self._rrsets[key] = []
-            self._name_added(vlan, name, rdtype)
         expiry, when = self._times(now, ttl)
         entry = Entry(key, rdata, digest, expiry, now, ttl)
+        if rrset is None:
+            self._rrsets[key] = entry
+            self._name_added(vlan, name, rdtype)
+        else:
+            _last(rrset).sibling = entry
         if source is not None:
             entry.owner, entry.unique = source, unique
             sources = self._by_source.get(vlan)
             if sources is None:
                 sources = self._by_source[vlan] = {}
             sources[source] = sources.get(source, 0) + 1
-        rrset.append(entry)
         order = self._ages.get(vlan)
         if order is None:
             order = self._ages[vlan] = _Ages()
@@ -488,7 +495,7 @@ class Store:
         return subscription
 
     def _may_change(
-        self, rrset: list[Entry], digest: bytes, ttl: int, source: str, now: float
+        self, rrset: Entry, digest: bytes, ttl: int, source: str, now: float
     ) -> bool | None:
         """Ownership: may ``source`` send this record (or goodbye) for ``rrset``? A refusal
         (False) is counted; a copy of a unique record its owner holds (the same device over its
@@ -500,14 +507,18 @@ class Store:
                 return True
             owner = same.owner
         else:
-            owners = [e.owner for e in rrset if e.unique and e.owner != source and e.expiry > now]
+            owners = [
+                e.owner
+                for e in _members(rrset)
+                if e.unique and e.owner != source and e.expiry > now
+            ]
             if not owners:
                 return True
             if same is not None:
                 _note_co_owner(same, source)
                 return None
             owner = owners[0]
-        vlan, name, _ = rrset[0].key
+        vlan, name, _ = rrset.key
         key = (vlan, NOT_OWNER)
         refused = self.refused_records[key] = self.refused_records.get(key, 0) + 1
         _limited.warning(
@@ -581,19 +592,23 @@ class Store:
 
     def _pin(self, key: RRKey, rdata: dns.rdata.Rdata, ttl: int, now: float) -> None:
         rrset = self._rrsets.get(key)
-        if rrset is None:
-            rrset = self._rrsets[key] = []
-            self._name_added(key[0], key[1], key[2])
         digest = rdata.to_digestable()
-        previous = _find(rrset, digest)
+        previous = None if rrset is None else _find(rrset, digest)
         entry = Entry(key, rdata, digest, _FOREVER, now, ttl)
-        if previous is not None:  # pinned records do not count against eviction
-            rrset[rrset.index(previous)] = entry
+        if rrset is None:
+            self._rrsets[key] = entry
+            self._name_added(key[0], key[1], key[2])
+        elif previous is not None:  # in its place; pinned records do not count against eviction
+            entry.sibling = previous.sibling
+            if rrset is previous:
+                self._rrsets[key] = entry
+            else:
+                _before(rrset, previous).sibling = entry
             self._forget_age(key[0], previous)
             self._expiries.discard(previous.expiry, previous)
             self._refresh.discard(previous.refresh_at, previous)
         else:
-            rrset.append(entry)
+            _last(rrset).sibling = entry
         if key[2] == dns.rdatatype.SRV:
             _owner_added(self._srv_targets, key[0], rdata.target, key[1])  # type: ignore[attr-defined]
         if previous is None:
@@ -624,23 +639,24 @@ class Store:
 
     def remove_vlan(self, vlan: str) -> None:
         for key in [k for k in self._rrsets if k[0] == vlan]:
-            for entry in list(self._rrsets.get(key, ())):
+            for entry in list(_members(self._rrsets.get(key))):
                 self._remove(key, entry.rdata)
 
     # --- reading ---------------------------------------------------------------------
 
     def get(self, vlan: str, name: dns.name.Name, rdtype: int, now: float) -> list[Cached]:
-        rrset = self._rrsets.get((vlan, name, rdtype))
-        if not rrset:
+        entry = self._rrsets.get((vlan, name, rdtype))
+        if entry is None:
             return []
         # the store's own name, interned, not the reader's: a reader that keeps it (the
         # interests, 20,000 of them) kept a copy of each query's name, ~3 MB (tracemalloc)
-        name = rrset[0].key[1]
-        return [
-            Cached(vlan, name, rdtype, entry.rdata, entry.expiry - now, entry.ttl)
-            for entry in rrset
-            if entry.expiry > now
-        ]
+        name = entry.key[1]
+        found = []
+        while entry is not None:
+            if entry.expiry > now:
+                found.append(Cached(vlan, name, rdtype, entry.rdata, entry.expiry - now, entry.ttl))
+            entry = entry.sibling
+        return found
 
     def sources(
         self, vlan: str, name: dns.name.Name, rdtype: int, now: float
@@ -648,9 +664,7 @@ class Store:
         """(owner, co-owner) of each live record of the RRset: the addresses it was heard
         from (None for ours, or no second family); the browser's family choice reads it."""
         rrset = self._rrsets.get((vlan, name, rdtype))
-        if not rrset:
-            return []
-        return [(e.owner, e.co_owner) for e in rrset if e.expiry > now]
+        return [(e.owner, e.co_owner) for e in _members(rrset) if e.expiry > now]
 
     def types_at(self, vlan: str, name: dns.name.Name) -> set[int]:
         return set(self._names.get(vlan, {}).get(name, ()))
@@ -685,7 +699,7 @@ class Store:
 
     def items(self, now: float) -> Iterator[Cached]:
         for (vlan, name, rdtype), rrset in list(self._rrsets.items()):
-            for entry in rrset:
+            for entry in _members(rrset):
                 if entry.expiry > now:
                     yield Cached(vlan, name, rdtype, entry.rdata, entry.expiry - now, entry.ttl)
 
@@ -755,20 +769,23 @@ class Store:
         rrset = self._rrsets.get(key)
         if rrset is None:
             return
-        entry = next((e for e in rrset if e.rdata is rdata), None) or _find(
+        entry = next((e for e in _members(rrset) if e.rdata is rdata), None) or _find(
             rrset, rdata.to_digestable()
         )
         if entry is not None:
-            self._remove_entry(entry, rrset)
+            self._remove_entry(entry)
 
-    def _remove_entry(
-        self, entry: Entry, rrset: list[Entry] | None = None, why: str = WITHDRAWN
-    ) -> None:
+    def _remove_entry(self, entry: Entry, why: str = WITHDRAWN) -> None:
         """Drop a record known to be current (evicted, expired, withdrawn)."""
         key = entry.key
-        if rrset is None:
-            rrset = self._rrsets[key]
-        rrset.remove(entry)
+        rrset: Entry | None = self._rrsets[key]
+        if rrset is entry:
+            rrset = entry.sibling
+            if rrset is not None:
+                self._rrsets[key] = rrset
+        else:
+            _before(rrset, entry).sibling = entry.sibling  # type: ignore[arg-type]
+        entry.sibling = None
         self._forget_age(key[0], entry)
         self._expiries.discard(entry.expiry, entry)
         self._refresh.discard(entry.refresh_at, entry)
@@ -776,9 +793,9 @@ class Store:
         vlan, name, rdtype = key
         if rdtype == _SRV:
             target = rdata.target  # type: ignore[attr-defined]
-            if not [e for e in rrset if e.rdata.target == target]:  # type: ignore[attr-defined]
+            if not [e for e in _members(rrset) if e.rdata.target == target]:  # type: ignore[attr-defined]
                 _owner_removed(self._srv_targets.get(vlan, {}), target, name)
-        if not rrset:
+        if rrset is None:
             del self._rrsets[key]
             self._name_removed(vlan, name, rdtype)
         self.removing = why
@@ -910,11 +927,33 @@ def _owner_removed(
         targets[target] = left
 
 
-def _find(rrset: list[Entry], digest: bytes) -> Entry | None:
-    for entry in rrset:
+def _members(rrset: Entry | None) -> Iterator[Entry]:
+    """The records of an RRset (its first entry, or None for none), in the order they came."""
+    while rrset is not None:
+        yield rrset
+        rrset = rrset.sibling
+
+
+def _find(rrset: Entry, digest: bytes) -> Entry | None:
+    entry: Entry | None = rrset
+    while entry is not None:
         if entry.digest == digest:
             return entry
+        entry = entry.sibling
     return None
+
+
+def _last(rrset: Entry) -> Entry:
+    while rrset.sibling is not None:
+        rrset = rrset.sibling
+    return rrset
+
+
+def _before(rrset: Entry, entry: Entry) -> Entry:
+    """The record of ``rrset`` chained to ``entry`` (not its first)."""
+    while rrset.sibling is not entry:
+        rrset = rrset.sibling  # type: ignore[assignment]
+    return rrset
 
 
 _TYPE_TUPLES: dict[tuple[int, ...], tuple[int, ...]] = {}

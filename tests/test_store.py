@@ -8,7 +8,7 @@ import dns.rdatatype
 import pytest
 
 from bridge import const
-from bridge.store import Entry, Store
+from bridge.store import Entry, Store, _members
 
 A = dns.rdatatype.A
 SRV = dns.rdatatype.SRV
@@ -23,7 +23,7 @@ def a(addr: str) -> dns.rdata.Rdata:
 
 
 def _entries(s: Store) -> list[Entry]:
-    return [entry for rrset in s._rrsets.values() for entry in rrset]
+    return [entry for rrset in s._rrsets.values() for entry in _members(rrset)]
 
 
 def test_ttl_expiry_within_a_sweep() -> None:
@@ -130,6 +130,35 @@ def test_a_refreshed_record_is_the_youngest_of_its_vlan_in_the_eviction_order() 
         "t1.local.",
         "t0.local.",
     ]
+
+
+def test_an_rrset_keeps_its_records_in_order_through_removals_and_repins() -> None:
+    """An RRset is a chain of entries (Entry.sibling): records read back in the order they
+    came whichever of them goes, and a re-pinned record keeps its place."""
+    s = Store()
+    h = n("h.local.")
+
+    def addresses() -> list[str]:
+        return [c.rdata.to_text() for c in s.get("t", h, A, 1.0)]
+
+    for i in range(4):
+        s.add("t", h, A, a(f"10.0.0.{i}"), 120, now=0.0)
+    s.remove("t", h, A, a("10.0.0.2"))  # the middle
+    assert addresses() == ["10.0.0.0", "10.0.0.1", "10.0.0.3"]
+    s.remove("t", h, A, a("10.0.0.0"))  # the first
+    assert addresses() == ["10.0.0.1", "10.0.0.3"]
+    s.add("t", h, A, a("10.0.0.3"), 0, now=0.0)  # a goodbye for the last
+    s.sweep(1.0)
+    assert addresses() == ["10.0.0.1"] and len(s) == 1
+    s.add("t", h, A, a("10.0.0.1"), 0, now=1.0)
+    s.sweep(2.0)
+    assert addresses() == [] and s._rrsets == {} and not s.has_name("t", h)
+    for i in range(3):
+        s.add("t", h, A, a(f"10.0.0.{i}"), 120, now=0.0, pinned=True)
+    s.add("t", h, A, a("10.0.0.1"), 60, now=0.0, pinned=True)  # again, in its place
+    s.add("t", h, A, a("10.0.0.0"), 60, now=0.0, pinned=True)
+    assert addresses() == ["10.0.0.0", "10.0.0.1", "10.0.0.2"]
+    assert [c.ttl for c in s.get("t", h, A, 1.0)] == [60, 60, 120]
 
 
 def test_rrset_is_capped() -> None:
