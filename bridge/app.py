@@ -166,7 +166,7 @@ class Gateway:
             config.dns.max_udp_payload,
             self.rate_limiter,
         )
-        self.memory = MemoryKeeper(self.store.__len__)
+        self.memory = MemoryKeeper(self.store.__len__, lambda: self.answers.budget.bytes)
         self.periodic = Periodic(clock)
         self.engine: PolicyEngine = default_engine(config.vlans)
         self.policy_error: str | None = None

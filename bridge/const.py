@@ -318,6 +318,8 @@ GC_THRESHOLDS = (300_000, 50, 100)
 GC_FULL_INTERVAL = 600.0  # s; a full collection (cycles) this often; see memory.py
 MEMORY_INTERVAL = 0.25  # s; the memory tick: freeze the collector's young objects, malloc_trim
 MEMORY_TRIM_RECORDS = 1000  # records added or removed since the last trim that call for one
+MEMORY_TRIM_ANSWER_BYTES = 1 << 20  # B; pre-rendered answers' growth or shrinking that calls
+#   for one (a quarter of DNS_ANSWER_CACHE_BYTES: at most a few trims while the cache fills)
 
 # interest-driven refresh (bridge/mdns/interest.py, RFC 6762 §5.2 "if still interested")
 MDNS_INTEREST_MAX = 20_000  # (name, type) interests remembered; beyond, least recently wanted go

@@ -335,6 +335,11 @@ class MemoryCollector(Collector):
             "Objects the full collections freed (reference cycles)",
             self.memory.cycles_found,
         )
+        yield counter(
+            f"{NS}_memory_trims",
+            "Times freed C heap was handed back to the system (malloc_trim; see memory.py)",
+            self.memory.trims,
+        )
 
 
 class HttpCollector(Collector):

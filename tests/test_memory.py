@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bridge import const
+from bridge import const, memory
 from bridge.memory import MemoryKeeper
 
 
@@ -65,3 +65,30 @@ def test_without_manage_collector_the_collector_is_left_alone(collector_state: N
     thresholds = gc.get_threshold()
     keeper.tick(10_000.0)
     assert gc.get_freeze_count() == frozen and gc.get_threshold() == thresholds
+
+
+@pytest.mark.skipif(memory._MALLOC_TRIM is None, reason="no malloc_trim (not glibc)")
+def test_the_heap_is_trimmed_after_the_store_or_the_answers_moved_by_their_step() -> None:
+    """malloc_trim after the store grew or shrank by MEMORY_TRIM_RECORDS, or the pre-rendered
+    answers by MEMORY_TRIM_ANSWER_BYTES, since the last trim; not on every tick."""
+    size, answers = [0], [0]
+    keeper = MemoryKeeper(lambda: size[0], lambda: answers[0])
+    keeper.tick(1.0)
+    assert keeper.trims == 0
+    size[0] = const.MEMORY_TRIM_RECORDS - 1
+    answers[0] = const.MEMORY_TRIM_ANSWER_BYTES - 1
+    keeper.tick(2.0)
+    assert keeper.trims == 0
+    answers[0] += 1  # the answers' step
+    keeper.tick(3.0)
+    keeper.tick(4.0)
+    assert keeper.trims == 1
+    size[0] += 1  # the store: 1,000 records since that trim, not yet its step
+    keeper.tick(5.0)
+    assert keeper.trims == 1
+    size[0] = -1  # shrinking counts as growing does
+    keeper.tick(6.0)
+    assert keeper.trims == 2
+    answers[0] = 0  # the answers dropped (a VLAN's changed): 1 MiB since the last trim
+    keeper.tick(7.0)
+    assert keeper.trims == 3

@@ -44,6 +44,7 @@ def test_the_counters_kept_are_exported() -> None:
     gw.server.stats.tcp_connections += 4
     gw.memory.full_collections += 5
     gw.memory.cycles_found += 6
+    gw.memory.trims += 9
     assert gw.chrony is not None
     gw.chrony.responder.dropped_answers += 7
     registry = gw.registry
@@ -54,6 +55,7 @@ def test_the_counters_kept_are_exported() -> None:
     assert sample(f"{NS}dns_tcp_connections_total") == 4
     assert sample(f"{NS}memory_full_collections_total") == 5
     assert sample(f"{NS}memory_cycles_freed_total") == 6
+    assert sample(f"{NS}memory_trims_total") == 9
     assert sample(f"{NS}chrony_mdns_answers_dropped_total") == 7
     # the configured bound beside the offset, for the skew alert
     assert sample(f"{NS}chrony_max_offset_seconds", {"server": "router"}) == 0.010
