@@ -32,6 +32,7 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from random import random as _random
+from typing import TypeVar
 
 import dns.name
 import dns.rdata
@@ -329,10 +330,10 @@ class Store:
         self._by_source: dict[str, dict[str, int]] = {}
         self._variation_second = -1
         self._variation_value = 0.0
-        # (expiry, first refresh point) per TTL of the records received at ``_times_now``:
-        # one pair of floats shared by the records of one packet (see _times)
+        # (expiry, first refresh point, the TTL's one int) per TTL of the records received at
+        # ``_times_now``: one pair of floats shared by the records of one packet (see _times)
         self._times_now = -1.0
-        self._times_memo: dict[int, tuple[float, float]] = {}
+        self._times_memo: dict[int, tuple[float, float, int]] = {}
         # --log-level debug: what was learned, refreshed, expired or evicted (rate-limited);
         # read once here so that at other levels a record costs one attribute test
         self._debug = log.isEnabledFor(logging.DEBUG)
@@ -431,7 +432,7 @@ class Store:
         refresh points start over. Not a change of content: nobody is told."""
         if entry.expiry == _FOREVER:
             return  # somebody else announces our record: the responder handles it
-        expiry, when = self._times(now, ttl)
+        expiry, when, ttl = self._times(now, ttl)
         expiries = self._expiries  # _set_expiry inline: the most common step of all
         expiries.discard(entry.expiry, entry)
         entry.expiry = expiry
@@ -460,7 +461,7 @@ class Store:
         """A new record (there is room for it): into its RRset, its VLAN's age order, both
         schedules, the name indexes and its source's count; then the change is told."""
         vlan, name, rdtype = key
-        expiry, when = self._times(now, ttl)
+        expiry, when, ttl = self._times(now, ttl)
         entry = Entry(key, rdata, digest, expiry, now, ttl)
         if rrset is None:
             self._rrsets[key] = entry
@@ -731,19 +732,25 @@ class Store:
             self._variation_value = _random() * _JITTER
         return self._variation_value
 
-    def _times(self, now: float, ttl: int) -> tuple[float, float]:
+    def _times(self, now: float, ttl: int) -> tuple[float, float, int]:
         """Expiry and first refresh point (RFC 6762 §5.2, 80 % plus the second's variation) of
         a record received at ``now`` with ``ttl``, as shared float objects: a packet's records
         arrive with one ``now`` and a few TTLs, and two new floats per record were 1.9 MB at
         10,000 services (tracemalloc, loadtest.memprofile). The same values as computed per
-        record: the memo holds only the current ``now``'s TTLs (bounded, cleared past 64)."""
+        record: the memo holds only the current ``now``'s TTLs (bounded, cleared past 64).
+        Third, ``ttl`` as one shared int object per value: ints past 256 are objects (28 B),
+        and the parser's one per record (4,500 s for most) was 1.1 MB at 10,000 services."""
         memo = self._times_memo
         if now != self._times_now or len(memo) >= 64:
             self._times_now = now
             memo.clear()
         times = memo.get(ttl)
         if times is None:
-            times = memo[ttl] = (now + ttl, now + (_FIRST_REFRESH + self._variation(now)) * ttl)
+            times = memo[ttl] = (
+                now + ttl,
+                now + (_FIRST_REFRESH + self._variation(now)) * ttl,
+                _one(_TTLS, ttl),
+            )
         return times
 
     def _schedule_refresh(self, entry: Entry, step: int = 0) -> None:
@@ -957,17 +964,24 @@ def _before(rrset: Entry, entry: Entry) -> Entry:
 
 
 _TYPE_TUPLES: dict[tuple[int, ...], tuple[int, ...]] = {}
+_TTLS: dict[int, int] = {}  # one int object per TTL value (see Store._times)
+_T = TypeVar("_T")
+
+
+def _one(table: dict[_T, _T], value: _T) -> _T:
+    """The one object of ``table`` equal to ``value`` (it becomes that object when new)."""
+    shared = table.get(value)
+    if shared is None:
+        if len(table) >= 4096:  # odd traffic makes odd values: stop sharing
+            return value
+        shared = table[value] = value
+    return shared
 
 
 def _shared(types: tuple[int, ...]) -> tuple[int, ...]:
     """One tuple object per combination of types: a name's types are one of a few dozen
     combinations, and a tuple per name was ~3.5 MB at 62,000 names."""
-    shared = _TYPE_TUPLES.get(types)
-    if shared is None:
-        if len(_TYPE_TUPLES) >= 4096:  # odd traffic makes odd combinations: stop sharing
-            return types
-        shared = _TYPE_TUPLES[types] = types
-    return shared
+    return _one(_TYPE_TUPLES, types)
 
 
 _ANCESTORS: dict[tuple[bytes, ...], tuple[dns.name.Name, ...]] = {}  # parent's labels -> ancestors

@@ -161,6 +161,20 @@ def test_an_rrset_keeps_its_records_in_order_through_removals_and_repins() -> No
     assert [c.ttl for c in s.get("t", h, A, 1.0)] == [60, 60, 120]
 
 
+def test_records_share_one_int_object_per_ttl_value() -> None:
+    """Store._times: whatever int object the parser made, a TTL value is held as one object
+    (ints past 256 are objects of their own), on insertion and on refresh alike."""
+    s = Store()
+    ttls = [int("4500") for _ in range(3)]  # three objects of one value
+    assert ttls[0] is not ttls[1]
+    s.add("t", n("a.local."), A, a("10.0.0.2"), ttls[0], now=0.0)
+    s.add("t", n("b.local."), A, a("10.0.0.3"), ttls[1], now=1.0)
+    s.add("t", n("a.local."), A, a("10.0.0.2"), ttls[2], now=2.0)  # a refresh
+    first, second = _entries(s)
+    assert first.ttl == 4500 and first.ttl is second.ttl
+    assert s.get("t", n("a.local."), A, 2.0)[0].remaining == 4500.0
+
+
 def test_rrset_is_capped() -> None:
     s = Store()
     for i in range(const.STORE_MAX_RRSET + 20):
