@@ -1,11 +1,12 @@
 """The DNS query pipeline without sockets: query bytes, a view and the time in, what to send out.
 
 Everything the front end decides about a query is here, as functions of the bytes, the view
-and the time: the pre-rendered answer that fits (``cached``), which queries get no answer or an
-error (a response never; NOTIMP, FORMERR, BADVERS; REFUSED for other classes, zone transfers
-and clients no view admits), the slow path (dnspython parse, resolver, render), how long an
-answer stays valid, and whether a miss waits for mDNS. A miss that waits comes back as a
-``Pending``: the server awaits the mDNS lookup (I/O) and hands it back to ``Answers.complete``.
+and the time: the pre-rendered answer that fits (``fastpath.cached``, compiled), which queries
+get no answer or an error (a response never; NOTIMP, FORMERR, BADVERS; REFUSED for other
+classes, zone transfers and clients no view admits), the slow path (dnspython parse,
+resolver, render), how long an answer stays valid, and whether a miss waits for mDNS. A miss
+that waits comes back as a ``Pending``: the server awaits the mDNS lookup (I/O) and hands it
+back to ``Answers.complete``.
 ``server.py`` moves the bytes.
 """
 
@@ -30,7 +31,7 @@ from .. import const
 from ..logutil import RateLimitedLog
 from ..store import Store
 from .cache import Budget, QueryKey, ResponseCache
-from .fastpath import query_key, splice
+from .fastpath import cached, query_key
 from .ondemand import Key, OnDemand
 from .render import error, formerr_header, render, udp_limit
 from .resolver import Answer, Resolver, View
@@ -92,33 +93,6 @@ class Stats:
         # TCP connections we closed, by reason: per_client, full, idle (for a new one),
         # write_timeout (the client did not read)
         self.tcp_closed: Counter[str] = Counter()
-
-
-def cached(cache: ResponseCache, data: bytes, now: float) -> bytes | None:
-    """The pre-rendered reply to query ``data`` if ``cache`` holds a valid one, else None.
-
-    The query's own bytes first (the common query is its own key: a slice and a dict lookup),
-    then its canonical key, whose reply gets the client's ID and question spliced in and is kept
-    under the query's bytes too (a variant), so the next identical query is the first case.
-    A hit on an entry last used in an older epoch makes it the most recently used (cache.py).
-    """
-    entries = cache.entries
-    key = data[2:]
-    entry = entries.get(key)
-    if entry is not None and entry[1] > now:
-        if entry[2] != cache.epoch:
-            cache.touch(key, entry)
-        return data[:2] + entry[0]
-    parsed = query_key(data)
-    if parsed is not None:
-        entry = entries.get(parsed[0])
-        if entry is not None and entry[1] > now:
-            if entry[2] != cache.epoch:
-                cache.touch(parsed[0], entry)
-            reply = splice(data, parsed[1], entry)
-            cache.add_variant(data, reply, entry[1])
-            return reply
-    return None
 
 
 @dataclass(slots=True)

@@ -14,7 +14,7 @@ in which byte budget, is cache.py's.
 
 from __future__ import annotations
 
-from .cache import Entry, QueryKey
+from .cache import Entry, QueryKey, ResponseCache
 
 # qdcount=1, ancount=0, nscount=0, arcount=0 or 1: the only shapes the fast path takes
 _COUNTS_PLAIN = b"\x00\x01\x00\x00\x00\x00\x00\x00"
@@ -92,3 +92,35 @@ def splice(query: bytes, qend: int, entry: Entry) -> bytes:
     """The stored reply with the client's own ID and question bytes."""
     tail = entry[0]
     return query[:2] + tail[:10] + query[12:qend] + tail[qend - 2 :]
+
+
+def cached(cache: ResponseCache, data: bytes, now: float) -> bytes | None:
+    """The pre-rendered reply to query ``data`` if ``cache`` holds a valid one, else None.
+
+    The query's own bytes first (the common query is its own key: a slice and a dict lookup),
+    then its canonical key, whose reply gets the client's ID and question spliced in and is kept
+    under the query's bytes too (a variant), so the next identical query is the first case.
+    A hit on an entry last used in an older epoch makes it the most recently used (cache.py).
+
+    Here, not in answer.py, so that the compiled build runs it as C (build_ext.py compiles
+    this module): callgrind, DnsServer._udp_ready on batches of 64 cached queries from one
+    loopback client, 4,868 -> 4,039 instructions per cached answer (the interpreted frame
+    was ~57 % of them).
+    """
+    entries = cache.entries
+    key = data[2:]
+    entry = entries.get(key)
+    if entry is not None and entry[1] > now:
+        if entry[2] != cache.epoch:
+            cache.touch(key, entry)
+        return data[:2] + entry[0]
+    parsed = query_key(data)
+    if parsed is not None:
+        entry = entries.get(parsed[0])
+        if entry is not None and entry[1] > now:
+            if entry[2] != cache.epoch:
+                cache.touch(parsed[0], entry)
+            reply = splice(data, parsed[1], entry)
+            cache.add_variant(data, reply, entry[1])
+            return reply
+    return None

@@ -27,7 +27,8 @@ from typing import Any
 from .. import const
 from ..config import Address
 from ..logutil import RateLimitedLog
-from .answer import NO_VIEW, Answers, Pending, cached
+from .answer import NO_VIEW, Answers, Pending
+from .fastpath import cached
 from .ondemand import Key
 from .ratelimit import ResponseRateLimiter
 from .udpio import UdpBatch, make_batch

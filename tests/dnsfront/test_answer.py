@@ -15,7 +15,8 @@ import dns.rdatatype
 import pytest
 
 from bridge import const
-from bridge.dnsfront.answer import NO_VIEW, Pending, cached, view_by_address
+from bridge.dnsfront.answer import NO_VIEW, Pending, view_by_address
+from bridge.dnsfront.fastpath import cached
 from bridge.dnsfront.resolver import View
 from tests.support.pipeline import MAX_TTL, T0, A, Pipeline
 from tests.support.zones import SUBNETS, VLANS, cast_to_trusted, publish
