@@ -197,13 +197,23 @@ class DnsServer:
         cache = caches.get(fixed_view) if fixed_view is not None else None
         view: str = fixed_view or NO_VIEW
         addr_view = self._addr_view
+        # the sender whose view and cache are in hand: the compiled batch hands out the same
+        # str object while the sender is the same (mmsg.Batch.host), so a batch from one
+        # client looks its view up once, not per datagram (callgrind, batches of 64 cached
+        # queries from one client: 4,039 -> 3,293 instructions per cached answer). The pure
+        # build's texts are new objects: looked up per datagram, as before
+        last_host: str | None = None
         hits = 0
         try:
             for i, data in enumerate(datagrams):
                 if fixed_view is None:
                     host = host_of(i)
-                    view = addr_view.get(host) or self._view_for(host)
-                    cache = caches.get(view)
+                    if host is not last_host:
+                        last_host = host
+                        view = addr_view.get(host) or self._view_for(host)
+                        cache = caches.get(view)
+                    elif cache is None:  # the view's first answer may be cached mid-batch
+                        cache = caches.get(view)
                 elif cache is None:  # the view's first answer may be cached mid-batch
                     cache = caches.get(fixed_view)
                 if cache is not None:

@@ -81,6 +81,52 @@ def test_question_echoed_exactly_fresh_and_cached_unless_refused(
     assert hits == 0 if rcode == dns.rcode.REFUSED else hits >= 2
 
 
+def test_senders_of_different_views_in_one_batch_each_get_their_views_answer(
+    front: Front,
+) -> None:
+    """The UDP loop looks a sender's view up once while the same sender's datagrams follow
+    each other: alternating senders of two views, queued together (sent from the loop's own
+    thread, so they wait in one batch), each get their own view's answer."""
+    views = {"127.0.0.1": "trusted"}  # 127.0.0.2: no view, REFUSED
+
+    def pick(host: str) -> str | None:
+        return views.get(host)
+
+    def use_pick() -> None:
+        front.server.view_of_address = pick
+        front.server.addresses_changed()
+
+    front.call(use_pick)
+    wire = q("office.local.", "A").to_wire()
+    udp_raw(front.port_addr, wire)  # the slow path: pre-rendered for the trusted view
+    clients = []
+    try:
+        for host in ("127.0.0.1", "127.0.0.2"):
+            c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            clients.append(c)
+            c.bind((host, 0))
+            c.settimeout(2.0)
+        dest = ("127.0.0.1", front.port_addr)
+        order = [clients[i % 2] for i in range(8)] + [clients[0]] * 3 + [clients[1]] * 3
+
+        def send_all() -> None:
+            for n, c in enumerate(order):
+                c.sendto(bytes((0, n)) + wire[2:], dest)
+
+        front.call(send_all)
+        for c, rcode in zip(clients, (dns.rcode.NOERROR, dns.rcode.REFUSED), strict=True):
+            ids = set()
+            for _ in range(order.count(c)):
+                reply = dns.message.from_wire(c.recv(65535))
+                assert reply.rcode() == rcode
+                assert bool(reply.answer) == (rcode == dns.rcode.NOERROR)
+                ids.add(reply.id)
+            assert ids == {n for n, x in enumerate(order) if x is c}
+    finally:
+        for c in clients:
+            c.close()
+
+
 def test_refused_without_view_echoes_question(front: Front) -> None:
     reply = dns.message.from_wire(udp_raw(front.port_addr, q("office.local.").to_wire()))
     assert reply.rcode() == dns.rcode.REFUSED
