@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import pytest
 import yaml
 
 from bridge import const
-from bridge.policy import PolicyEngine
+from bridge.policy import PolicyEngine, kubesource
 from bridge.policy.kubemetrics import KubeCollector
 from bridge.policy.kubesource import KubePolicySource
 from bridge.policy.kubewatch import (
@@ -244,6 +245,22 @@ def source(
     return KubePolicySource(NS, node, kc, VLANS, sink, env={}, rand=lambda: 0.0)
 
 
+async def printers_listed(api: KubeApi, tmp_path: Path) -> tuple[Sink, KubePolicySource]:
+    """A started source against one ServicePolicy, once it has the policy in force and has
+    written its status entry (the caller stops it)."""
+    api.put(manifest("printers"))
+    sink = Sink()
+    src = source(api, tmp_path, sink)
+    src.start()
+    try:
+        await until(lambda: sink.names() == ["lab/printers"])
+        await until(lambda: api.gateway_entry(NS, "printers", "r1") is not None)
+    except BaseException:
+        await src.stop()
+        raise
+    return sink, src
+
+
 def test_list_watch_add_modify_delete(tmp_path: Path) -> None:
     async def scenario(api: KubeApi) -> None:
         api.put(manifest("printers"))
@@ -278,13 +295,9 @@ def test_list_watch_add_modify_delete(tmp_path: Path) -> None:
 
 def test_a_dropped_watch_resumes_from_the_last_version_without_a_relist(tmp_path: Path) -> None:
     async def scenario(api: KubeApi) -> None:
-        api.put(manifest("printers"))
-        sink = Sink()
-        src = source(api, tmp_path, sink)
-        src.start()
+        sink, src = await printers_listed(api, tmp_path)
         try:
-            await until(lambda: sink.names() == ["lab/printers"] and len(api.watch_requests()) == 1)
-            await until(lambda: api.gateway_entry(NS, "printers", "r1") is not None)
+            await until(lambda: len(api.watch_requests()) == 1)
             await until(lambda: src.state.resource_version == str(api.rv))
             seen = src.state.resource_version
             api.drop_watches()
@@ -303,13 +316,8 @@ def test_a_dropped_watch_resumes_from_the_last_version_without_a_relist(tmp_path
 def test_410_gone_relists(tmp_path: Path, as_http: bool) -> None:
     async def scenario(api: KubeApi) -> None:
         api.gone_as_http = as_http
-        api.put(manifest("printers"))
-        sink = Sink()
-        src = source(api, tmp_path, sink)
-        src.start()
+        sink, src = await printers_listed(api, tmp_path)
         try:
-            await until(lambda: sink.names() == ["lab/printers"])
-            await until(lambda: api.gateway_entry(NS, "printers", "r1") is not None)
             await until(lambda: src.state.resource_version == str(api.rv))
             # while the watch is away: a change, then the history compacted
             api.drop_watches()
@@ -552,3 +560,46 @@ def test_announcements_listed_watched_and_an_invalid_one_rejected_alone(tmp_path
             await src.stop()
 
     with_api(scenario)
+
+
+def test_a_bug_in_the_list_or_the_status_writer_is_counted_logged_and_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Fault injection: the first list parse and the first status write raise what no handler
+    expects (a bug). Neither task ends: each failure is counted as ``internal``, its traceback
+    logged once, and the list and the status write are retried after the backoff."""
+    real_parse, real_write = kubesource.parse_list, KubePolicySource._write_status
+    calls = {"parse": 0, "write": 0}
+
+    def parse_once_broken(doc: Any) -> Any:
+        calls["parse"] += 1
+        if calls["parse"] == 1:
+            raise RuntimeError("injected parse bug")
+        return real_parse(doc)
+
+    async def write_once_broken(self: KubePolicySource, res: Any, key: Any) -> None:
+        calls["write"] += 1
+        if calls["write"] == 1:
+            raise KeyError("injected status bug")
+        await real_write(self, res, key)
+
+    monkeypatch.setattr(kubesource, "parse_list", parse_once_broken)
+    monkeypatch.setattr(KubePolicySource, "_write_status", write_once_broken)
+
+    async def scenario(api: KubeApi) -> None:
+        sink, src = await printers_listed(api, tmp_path)
+        try:
+            assert src.errors["internal"] == 2 and src.errors["status"] == 1
+            assert api.list_requests() == 2  # the broken list was listed again
+            api.put(manifest("cast", services=["_googlecast._tcp"]))  # the watch still runs
+            await until(lambda: sink.names() == ["lab/cast", "lab/printers"], 5.0)
+        finally:
+            await src.stop()
+
+    with caplog.at_level(logging.ERROR, logger="bridge.policy.kubesource"):
+        with_api(scenario)
+    tracebacks = [r for r in caplog.records if r.exc_info is not None]
+    assert [str(r.exc_info[1]) for r in tracebacks if r.exc_info] == [
+        "injected parse bug",
+        "'injected status bug'",
+    ]

@@ -225,6 +225,9 @@ class KubePolicySource:
             except (KubeConfigError, OSError, ssl.SSLError) as exc:
                 failures += 1
                 await self._failed("config", str(exc), failures)
+            except Exception as exc:  # a bug must not end the source: counted, logged, retried
+                failures += 1
+                await self._bug("config", exc, failures)
         await asyncio.gather(*(self._follow(resource) for resource in self._resources))
 
     async def _follow(self, res: _Resource) -> None:
@@ -257,6 +260,18 @@ class KubePolicySource:
                 failures += 1
                 reason = "timeout" if isinstance(exc, TimeoutError) else "connection"
                 await self._failed(reason, f"{type(exc).__name__}: {exc}", failures)
+            except Exception as exc:  # a bug must not end the watch: counted, logged, relisted
+                failures += 1
+                res.state.resource_version = None  # what was half applied is listed anew
+                await self._bug(f"{res.plural} list/watch", exc, failures)
+
+    async def _bug(self, where: str, exc: Exception, failures: int) -> None:
+        """An exception no handler expects (a bug, or input the parser let through): its
+        traceback once a burst, then the backoff of any other failure, counted as
+        ``internal``."""
+        if failures == 1:
+            log.error("kubernetes: %s failed unexpectedly", where, exc_info=exc)
+        await self._failed("internal", f"{where}: {type(exc).__name__}: {exc}", failures)
 
     async def _failed(self, reason: str, message: str, failures: int) -> None:
         self.errors[reason] += 1
@@ -379,8 +394,8 @@ class KubePolicySource:
         while True:
             await self._dirty.wait()
             self._dirty.clear()
-            policies, problems = self.state.policies(), self.state.problems()
             try:
+                policies, problems = self.state.policies(), self.state.problems()
                 engine = await asyncio.to_thread(PolicyEngine, policies, self.vlans)
             except Exception:  # an engine bug must not end the watch; the next change retries
                 log.exception("kubernetes: cannot build the policy engine")
@@ -415,9 +430,15 @@ class KubePolicySource:
                 try:
                     await self._write_status(res, key)
                     failures = 0
-                except (_ApiError, aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+                except Exception as exc:  # API errors, and bugs: neither ends the writer
                     failures += 1
                     self.errors["status"] += 1
+                    if not isinstance(
+                        exc, (_ApiError, aiohttp.ClientError, TimeoutError, OSError, ValueError)
+                    ):
+                        self.errors["internal"] += 1
+                        if failures == 1:
+                            log.error("kubernetes: status writer failed unexpectedly", exc_info=exc)
                     self._status_due.setdefault(due, None)
                     delay = backoff(failures, self._rand())
                     log.warning(
