@@ -30,6 +30,7 @@ from tests.support.deploy import (
     OVERLAY,
     ROOT,
     SECRET_TOKEN,
+    WATCHED,
     arg,
     args,
     configmap_volume,
@@ -105,15 +106,17 @@ def test_the_build_renders_the_whole_deployment(build: str) -> None:
         "DaemonSet",
         "Namespace",
         "PodMonitor",
-        "Role",
-        "RoleBinding",
         "ServiceAccount",
     ]
+    expected += (
+        ["ClusterRole", "ClusterRoleBinding"] if WATCHED[build] == "*" else ["Role", "RoleBinding"]
+    )
     if build == "three-vlan-router":
         expected += ["ServicePolicy"] * 3
     assert kinds == sorted(expected)
+    cluster_scoped = ("Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding")
     for o in rendered(build):
-        if o["kind"] not in ("Namespace", "CustomResourceDefinition"):
+        if o["kind"] not in cluster_scoped:
             assert o["metadata"]["namespace"] == "mdns-gateway", o["metadata"]
 
 
@@ -197,8 +200,12 @@ def test_the_overlays_policies_are_the_example_routers() -> None:
     )
 
 
-def test_rbac_is_exactly_what_the_gateway_asks_for() -> None:
-    role = one("base", "Role")
+@pytest.mark.parametrize("build", sorted(BUILDS))
+def test_rbac_is_exactly_what_the_gateway_asks_for(build: str) -> None:
+    """The same rules whether namespaced (a Role) or for every namespace (a ClusterRole,
+    bound cluster-wide): the gateway asks for nothing more in either case."""
+    kind = "ClusterRole" if WATCHED[build] == "*" else "Role"
+    role = one(build, kind)
     rules = sorted(
         (tuple(r["apiGroups"]), tuple(sorted(r["resources"])), tuple(sorted(r["verbs"])))
         for r in role["rules"]
@@ -212,17 +219,17 @@ def test_rbac_is_exactly_what_the_gateway_asks_for() -> None:
         ),
         (("mdnsgateway.io",), ("servicepolicies/status",), ("patch",)),
     ]
-    binding = one("base", "RoleBinding")
-    sa = one("base", "ServiceAccount")
+    binding = one(build, f"{kind}Binding")
+    sa = one(build, "ServiceAccount")
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
-        "kind": "Role",
+        "kind": kind,
         "name": role["metadata"]["name"],
     }
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": "mdns-gateway"}
     ]
-    pod = one("base", "DaemonSet")["spec"]["template"]["spec"]
+    pod = one(build, "DaemonSet")["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == sa["metadata"]["name"]
 
 
@@ -235,7 +242,7 @@ def test_the_configmaps_config_passes_check(
     assert cli.main(["check", "--config", str(path)]) == cli.EXIT_OK, capsys.readouterr().err
     cfg = config.load(path)
     assert cfg.policies is None  # nothing read from the mount: ServicePolicy objects
-    assert cfg.kubernetes is not None and cfg.kubernetes.namespace == "mdns-gateway"
+    assert cfg.kubernetes is not None and cfg.kubernetes.namespace == WATCHED[build]
     assert cfg.kubernetes.node_name == "router1"  # its own entry in each policy's status
 
 

@@ -603,3 +603,36 @@ def test_a_bug_in_the_list_or_the_status_writer_is_counted_logged_and_retried(
         "injected parse bug",
         "'injected status bug'",
     ]
+
+
+def test_every_namespace_lists_all_and_writes_status_where_each_object_lives(
+    tmp_path: Path,
+) -> None:
+    """``namespace: "*"`` (overlays/every-namespace): the cluster-wide collection is listed and
+    watched, and each object's status and Event go to its own namespace."""
+
+    async def scenario(api: KubeApi) -> None:
+        api.put(manifest("printers"))
+        api.put(
+            {**manifest("bad", to=["nowhere"]), "metadata": {"name": "bad", "namespace": "team"}}
+        )
+        sink = Sink()
+        kc = write_kubeconfig(tmp_path / "kc", f"http://127.0.0.1:{api.port}")
+        src = KubePolicySource("*", "r1", kc, VLANS, sink, env={}, rand=lambda: 0.0)
+        src.start()
+        try:
+            await until(lambda: sink.names() == ["lab/printers"])
+            api.put({**manifest("cast"), "metadata": {"name": "cast", "namespace": "team"}})
+            await until(lambda: sink.names() == ["lab/printers", "team/cast"], 5.0)
+            await until(lambda: api.gateway_entry("team", "bad", "r1") is not None)
+            await until(lambda: api.gateway_entry(NS, "printers", "r1") is not None)
+            bad = api.gateway_entry("team", "bad", "r1")
+            assert bad is not None and bad["conditions"][0]["status"] == "False"
+            paths = {path for _, path, _ in api.requests}
+            assert "/apis/mdnsgateway.io/v1alpha1/servicepolicies" in paths
+            assert not any("/namespaces/" in p for p in paths if p.endswith("/servicepolicies"))
+            assert "/api/v1/namespaces/team/events" in paths
+        finally:
+            await src.stop()
+
+    with_api(scenario)

@@ -13,7 +13,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 KUBE = ROOT / "deploy" / "kubernetes"
 OVERLAY = KUBE / "overlays" / "three-vlan-router"
-BUILDS = {"base": KUBE, "three-vlan-router": OVERLAY}
+EVERY_NAMESPACE = KUBE / "overlays" / "every-namespace"
+BUILDS = {"base": KUBE, "three-vlan-router": OVERLAY, "every-namespace": EVERY_NAMESPACE}
+WATCHED = {"base": "mdns-gateway", "three-vlan-router": "mdns-gateway", "every-namespace": "*"}
 
 
 @functools.cache
