@@ -10,7 +10,11 @@ senders' addresses kept raw so that a reply goes back without building or parsin
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.dict cimport PyDict_GetItemWithError
+from cpython.float cimport PyFloat_AsDouble
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.object cimport PyObject
+from cpython.tuple cimport PyTuple_GET_ITEM
 from libc.errno cimport EAGAIN, EINTR, ENOBUFS, errno
 from cpython.unicode cimport PyUnicode_DecodeASCII
 from libc.string cimport memcmp, memcpy, memset
@@ -71,6 +75,15 @@ cdef inline bint _full(int err) noexcept:
     return err == EAGAIN or err == EWOULDBLOCK or err == ENOBUFS
 
 
+cdef inline const void *_address(sockaddr_storage *name, size_t *size) noexcept:
+    """The raw address of ``name`` (IPv4 or IPv6, no port) and, in ``size``, its length."""
+    if name.ss_family == AF_INET6:
+        size[0] = 16
+        return &(<sockaddr_in6 *>name).sin6_addr
+    size[0] = 4
+    return &(<sockaddr_in *>name).sin_addr
+
+
 cdef str _ipv4_text(const unsigned char *octets):
     """Dotted quad, as inet_ntop (and recvfrom's addr[0]) writes it."""
     cdef char text[16]
@@ -94,15 +107,16 @@ cdef str _ipv4_text(const unsigned char *octets):
 cdef class Batch:
     """One batch of received datagrams and the replies to them, reused for every wake-up.
 
-    ``recv`` fills it (one ``recvmmsg``), ``reply`` queues the answer to datagram ``i``
-    (its sender's raw address, no tuple), ``flush`` sends them all (``sendmmsg``, again
-    after a partial send) and says which failed. One Batch serves every listener of a
-    server: a reader callback runs to its end before the next one starts."""
+    ``recv`` fills it (one ``recvmmsg``), ``answer`` queues the cached replies to a run of
+    datagrams and ``reply`` the answer to datagram ``i`` (its sender's raw address, no
+    tuple), ``flush`` sends them all (``sendmmsg``, again after a partial send) and says
+    which failed. One Batch serves every listener of a server: a reader callback runs to its
+    end before the next one starts."""
 
     cdef mmsghdr *rmsgs
     cdef mmsghdr *smsgs
     cdef iovec *riov
-    cdef iovec *siov
+    cdef iovec *siov  # two a reply: its ID and the rest (one for a reply given whole)
     cdef sockaddr_storage *names
     cdef char *buf
     cdef int *origin  # queued reply -> index of the datagram it answers
@@ -121,7 +135,7 @@ cdef class Batch:
         self.rmsgs = <mmsghdr *>PyMem_Malloc(size * sizeof(mmsghdr))
         self.smsgs = <mmsghdr *>PyMem_Malloc(size * sizeof(mmsghdr))
         self.riov = <iovec *>PyMem_Malloc(size * sizeof(iovec))
-        self.siov = <iovec *>PyMem_Malloc(size * sizeof(iovec))
+        self.siov = <iovec *>PyMem_Malloc(2 * size * sizeof(iovec))
         self.names = <sockaddr_storage *>PyMem_Malloc(size * sizeof(sockaddr_storage))
         self.origin = <int *>PyMem_Malloc(size * sizeof(int))
         self.buf = <char *>PyMem_Malloc(<size_t>size * slot)
@@ -137,8 +151,9 @@ cdef class Batch:
             self.rmsgs[i].msg_hdr.msg_name = &self.names[i]
             self.rmsgs[i].msg_hdr.msg_iov = &self.riov[i]
             self.rmsgs[i].msg_hdr.msg_iovlen = 1
-            self.smsgs[i].msg_hdr.msg_iov = &self.siov[i]
+            self.smsgs[i].msg_hdr.msg_iov = &self.siov[2 * i]
             self.smsgs[i].msg_hdr.msg_iovlen = 1
+            self.rmsgs[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage)
         self.count = self.queued = 0
         self.out = []
         self.last_family = 0
@@ -157,15 +172,16 @@ cdef class Batch:
     def capacity(self) -> int:
         return self.size
 
-    def recv(self, sock) -> list:
-        """The datagrams waiting on ``sock``, at most ``capacity``: [] when there are none
-        (EAGAIN); OSError for another error with nothing received."""
+    def recv(self, sock) -> int:
+        """Receive the datagrams waiting on ``sock``, at most ``capacity``: how many (0 when
+        there are none, EAGAIN); OSError for another error with nothing received. They stay
+        in the batch's buffers: ``data(i)`` makes one a bytes object, ``answer`` needs none."""
         cdef int fd = sock.fileno()
         cdef int i, n
+        for i in range(self.count):  # recvmmsg wrote the lengths of those it filled
+            self.rmsgs[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage)
         self.count = self.queued = 0
         self.out.clear()
-        for i in range(self.size):
-            self.rmsgs[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage)
         while True:
             n = recvmmsg(fd, self.rmsgs, self.size, MSG_DONTWAIT, NULL)
             if n >= 0:
@@ -173,15 +189,75 @@ cdef class Batch:
             if errno == EINTR:
                 continue
             if errno == EAGAIN or errno == EWOULDBLOCK:
-                return []
+                return 0
             raise OSError(errno, "recvmmsg failed")
         self.count = n
-        cdef list datagrams = [None] * n
-        for i in range(n):
-            datagrams[i] = PyBytes_FromStringAndSize(
-                <char *>self.riov[i].iov_base, self.rmsgs[i].msg_len
+        return n
+
+    def data(self, int i) -> bytes:
+        """Datagram ``i``'s bytes."""
+        self._name(i)
+        return PyBytes_FromStringAndSize(<char *>self.riov[i].iov_base, self.rmsgs[i].msg_len)
+
+    def answer(self, int i, dict entries, epoch, double now) -> int:
+        """Queue the cached replies to datagram ``i`` and those after it from the same sender
+        address (any port): while a datagram's bytes after its ID are a key of ``entries``
+        (a ResponseCache's) whose entry is valid after ``now`` and of ``epoch``, its reply is
+        its own ID and the entry's stored bytes (fastpath.cached's first case, without a
+        bytes object for the datagram, its ID or the reply: two iovecs, sent by ``flush``).
+        Returns the index of the first datagram not answered (``i`` if none was; the batch's
+        count if every one was): the caller takes that one the slow way, or a new sender's
+        view. Callgrind, loadtest.udpcost, batches of 16: the README's "UDP batching" has
+        the figures."""
+        cdef sockaddr_storage *first = self._name(i)
+        cdef sockaddr_storage *name
+        cdef int n = self.count, family = first.ss_family, q
+        cdef size_t size, other
+        cdef const void *raw = _address(first, &size)
+        cdef unsigned int length
+        cdef PyObject *found
+        cdef object found_obj, tail, valid, used
+        cdef tuple entry
+        while i < n:
+            name = &self.names[i]
+            if name.ss_family != family or memcmp(_address(name, &other), raw, size) != 0:
+                break
+            length = self.rmsgs[i].msg_len
+            if length < 12:  # not even a header: the slow path says what it is
+                break
+            found = PyDict_GetItemWithError(
+                entries, PyBytes_FromStringAndSize(<char *>self.riov[i].iov_base + 2, length - 2)
             )
-        return datagrams
+            if found is NULL:
+                break
+            found_obj = <object>found
+            if type(found_obj) is not tuple:
+                break
+            entry = found_obj
+            if len(entry) != 3:
+                break
+            valid = <object>PyTuple_GET_ITEM(entry, 1)
+            used = <object>PyTuple_GET_ITEM(entry, 2)
+            tail = <object>PyTuple_GET_ITEM(entry, 0)
+            if not PyFloat_AsDouble(valid) > now or (used is not epoch and used != epoch):
+                break  # stale, or an older epoch's (cached() makes it the most recent)
+            if type(tail) is not bytes:
+                break
+            q = self.queued
+            if q >= self.size:
+                raise IndexError("the batch's replies are full")
+            self.out.append(tail)  # alive until sent, whatever the cache does meanwhile
+            self.siov[2 * q].iov_base = self.riov[i].iov_base  # the client's own ID
+            self.siov[2 * q].iov_len = 2
+            self.siov[2 * q + 1].iov_base = PyBytes_AS_STRING(tail)
+            self.siov[2 * q + 1].iov_len = PyBytes_GET_SIZE(tail)
+            self.smsgs[q].msg_hdr.msg_iovlen = 2
+            self.smsgs[q].msg_hdr.msg_name = name
+            self.smsgs[q].msg_hdr.msg_namelen = self.rmsgs[i].msg_hdr.msg_namelen
+            self.origin[q] = i
+            self.queued = q + 1
+            i += 1
+        return i
 
     cdef inline sockaddr_storage *_name(self, int i) except NULL:
         if i < 0 or i >= self.count:
@@ -197,15 +273,9 @@ cdef class Batch:
         dnsperf in loadtest "udp"): 7,562 -> 5,309 instructions per cached answer."""
         cdef sockaddr_storage *name = self._name(i)
         cdef char text[64]
-        cdef const void *raw
         cdef size_t size
+        cdef const void *raw = _address(name, &size)
         cdef int family = name.ss_family
-        if family == AF_INET6:
-            raw = &(<sockaddr_in6 *>name).sin6_addr
-            size = 16
-        else:
-            raw = &(<sockaddr_in *>name).sin_addr
-            size = 4
         if family == self.last_family and memcmp(raw, self.last_raw, size) == 0:
             return self.last_host
         if family == AF_INET6:
@@ -237,8 +307,9 @@ cdef class Batch:
         if q >= self.size:
             raise IndexError("the batch's replies are full")
         self.out.append(data)
-        self.siov[q].iov_base = PyBytes_AS_STRING(data)
-        self.siov[q].iov_len = PyBytes_GET_SIZE(data)
+        self.siov[2 * q].iov_base = PyBytes_AS_STRING(data)
+        self.siov[2 * q].iov_len = PyBytes_GET_SIZE(data)
+        self.smsgs[q].msg_hdr.msg_iovlen = 1
         self.smsgs[q].msg_hdr.msg_name = &self.names[i]
         self.smsgs[q].msg_hdr.msg_namelen = self.rmsgs[i].msg_hdr.msg_namelen
         self.origin[q] = i

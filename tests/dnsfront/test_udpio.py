@@ -50,10 +50,10 @@ def receive_all(batch: Any, sock: socket.socket, want: int) -> list[tuple[bytes,
     kernel has them all once the clients' sendto returned: loopback delivers synchronously)."""
     got: list[tuple[bytes, Any]] = []
     for _ in range(want):  # bounded: each round takes at least one
-        datagrams = batch.recv(sock)
-        assert datagrams, f"only {len(got)} of {want} datagrams received"
-        assert len(datagrams) <= batch.capacity
-        got += [(d, batch.addr(i)) for i, d in enumerate(datagrams)]
+        count = batch.recv(sock)
+        assert count, f"only {len(got)} of {want} datagrams received"
+        assert count <= batch.capacity
+        got += [(batch.data(i), batch.addr(i)) for i in range(count)]
         if len(got) >= want:
             break
     return got
@@ -65,7 +65,7 @@ def test_a_burst_is_received_whole_and_each_reply_reaches_its_sender(
 ) -> None:
     server, clients = pair
     batch = kind(16, 512)
-    assert batch.recv(server) == []  # nothing waiting: EAGAIN is an empty batch
+    assert batch.recv(server) == 0  # nothing waiting: EAGAIN is an empty batch
     n = 150  # more than nine batches of 16
     for i in range(n):
         clients[i % 3].sendto(b"q%d" % i, server.getsockname())
@@ -73,9 +73,10 @@ def test_a_burst_is_received_whole_and_each_reply_reaches_its_sender(
     answered: dict[socket.socket, list[bytes]] = {c: [] for c in clients}
     total = 0
     while total < n:
-        datagrams = batch.recv(server)
-        assert datagrams and len(datagrams) <= 16
-        for i, data in enumerate(datagrams):
+        count = batch.recv(server)
+        assert 0 < count <= 16
+        for i in range(count):
+            data = batch.data(i)
             addr = batch.addr(i)
             assert batch.host(i) == addr[0]
             assert addr[:2] in sent_from  # as recvfrom gives it: (host, port[, flow, scope])
@@ -83,8 +84,8 @@ def test_a_burst_is_received_whole_and_each_reply_reaches_its_sender(
             batch.reply(i, b"r" + data)
             answered[sent_from[addr[:2]]].append(b"r" + data)
         assert batch.flush(server) == []
-        total += len(datagrams)
-    assert batch.recv(server) == []
+        total += count
+    assert batch.recv(server) == 0
     for client, replies in answered.items():
         assert [client.recv(64) for _ in replies] == replies  # every one, in order
     assert sorted(len(r) for r in answered.values()) == [50, 50, 50]
@@ -152,6 +153,8 @@ def test_a_long_datagram_is_cut_as_recvfrom_cuts_it_and_only_the_batch_is_answer
         batch.reply(2, b"r")
     with pytest.raises(IndexError):
         batch.host(2)
+    with pytest.raises(IndexError):
+        batch.data(2)
 
 
 def test_the_compiled_build_batches_and_the_pure_one_does_not(
@@ -167,3 +170,55 @@ def test_the_compiled_build_batches_and_the_pure_one_does_not(
     else:
         assert isinstance(batch, udpio.Datagrams)
         assert "recvfrom/sendto" in caplog.text
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_run_of_cached_queries_from_one_sender_is_answered_with_their_own_ids(
+    kind: Any,
+) -> None:
+    """``answer`` takes one sender address's datagrams (any port) while each is a key of a
+    fresh entry of the epoch, replies with its own ID and the stored bytes, and stops at the
+    first that is not (a miss, an older epoch, a stale entry) or at another sender; the
+    replies stay good when the cache drops the entries before they are sent."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind(("127.0.0.1", 0))
+    server.setblocking(False)
+    clients = []
+    try:
+        for host in ("127.0.0.1", "127.0.0.1", "127.0.0.2"):
+            c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            clients.append(c)
+            c.bind((host, 0))
+            c.settimeout(2.0)
+        a, b, other = clients
+
+        def key(word: bytes) -> bytes:
+            return b"\x01\x00" + b"k" * 12 + word
+
+        entries = {
+            key(b"hit"): (b"TAIL-hit", 10.0, 3),
+            key(b"old"): (b"TAIL-old", 10.0, 2),
+            key(b"stale"): (b"TAIL-stale", 6.0, 3),
+        }
+        sent = [(a, b"hit"), (b, b"hit"), (a, b"miss"), (a, b"hit"), (a, b"old")]
+        sent += [(a, b"stale"), (other, b"hit"), (a, b"hit")]
+        for n, (c, word) in enumerate(sent):
+            c.sendto(bytes((0, n)) + key(word), server.getsockname())
+        batch = kind(16, 512)
+        assert batch.recv(server) == len(sent)
+        runs = {i: batch.answer(i, entries, 3, 6.0) for i in (0, 2, 3, 4, 5, 6, 7)}
+        assert runs == {0: 2, 2: 2, 3: 4, 4: 4, 5: 5, 6: 7, 7: 8}
+        batch.reply(2, b"slow")
+        entries.clear()
+        assert batch.flush(server) == []
+        assert [a.recv(64) for _ in range(4)] == [
+            b"\x00\x00TAIL-hit",
+            b"\x00\x03TAIL-hit",
+            b"\x00\x07TAIL-hit",
+            b"slow",  # in the order queued
+        ]
+        assert b.recv(64) == b"\x00\x01TAIL-hit"
+        assert other.recv(64) == b"\x00\x06TAIL-hit"
+    finally:
+        for s in (server, *clients):
+            s.close()
