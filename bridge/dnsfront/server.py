@@ -324,39 +324,48 @@ class DnsServer:
         view = fixed_view if fixed_view is not None else self._view_for(host)
         waits: set[asyncio.Task[None]] = set()  # this connection's queries waiting for mDNS
         turn = 0  # queries answered since this connection last let the loop run others
+        idle_for = const.DNS_TCP_IDLE_TIMEOUT
+        slack = idle_for * const.DNS_TCP_IDLE_SLACK
         clean = False
         assert self._loop is not None
+        idle_at = self._loop.time() + idle_for
         try:
-            while True:
-                if not waits:
-                    self._tcp_idle[task] = writer  # idle from now: the newest idle one
-                try:
-                    async with asyncio.timeout(const.DNS_TCP_IDLE_TIMEOUT):
+            # one idle timer per connection, moved on as queries come (at most once per slack):
+            # asyncio.timeout() per query made, pushed and cancelled a TimerHandle every time
+            async with asyncio.timeout_at(idle_at) as idle:
+                while True:
+                    if not waits:
+                        self._tcp_idle[task] = writer  # idle from now: the newest idle one
+                    try:
                         head = await reader.readexactly(2)
                         data = await reader.readexactly(_LEN.unpack(head)[0])
-                except asyncio.IncompleteReadError as exc:
-                    clean = not exc.partial  # EOF between queries: answer what is waiting
-                    return
-                except (TimeoutError, ConnectionError):
-                    return
-                finally:
-                    self._tcp_idle.pop(task, None)
-                self.stats.queries["tcp"] += 1
-                reply = self.answers.answer(data, view, True, self._loop.time())
-                if isinstance(reply, Pending):
-                    wait = asyncio.ensure_future(self._finish_tcp(writer, reply))
-                    waits.add(wait)
-                    self._tasks.add(wait)
-                    wait.add_done_callback(waits.discard)
-                    wait.add_done_callback(self._tasks.discard)
-                    if len(waits) >= const.DNS_TCP_MAX_PIPELINED:
-                        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-                elif reply is not None and not await self._send_tcp(writer, reply):
-                    return
-                turn += 1
-                if turn >= const.DNS_TCP_QUERIES_PER_TURN:
-                    turn = 0
-                    await asyncio.sleep(0)  # buffered queries never suspend the reads above
+                    except asyncio.IncompleteReadError as exc:
+                        clean = not exc.partial  # EOF between queries: answer what is waiting
+                        return
+                    finally:
+                        self._tcp_idle.pop(task, None)
+                    now = self._loop.time()
+                    if now + idle_for - idle_at > slack:
+                        idle_at = now + idle_for
+                        idle.reschedule(idle_at)
+                    self.stats.queries["tcp"] += 1
+                    reply = self.answers.answer(data, view, True, now)
+                    if isinstance(reply, Pending):
+                        wait = asyncio.ensure_future(self._finish_tcp(writer, reply))
+                        waits.add(wait)
+                        self._tasks.add(wait)
+                        wait.add_done_callback(waits.discard)
+                        wait.add_done_callback(self._tasks.discard)
+                        if len(waits) >= const.DNS_TCP_MAX_PIPELINED:
+                            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                    elif reply is not None and not await self._send_tcp(writer, reply):
+                        return
+                    turn += 1
+                    if turn >= const.DNS_TCP_QUERIES_PER_TURN:
+                        turn = 0
+                        await asyncio.sleep(0)  # buffered queries never suspend the reads above
+        except TimeoutError:
+            return
         except (ConnectionError, OSError):
             return
         except asyncio.CancelledError:  # close(): end normally, or asyncio's stream callback
@@ -394,6 +403,9 @@ class DnsServer:
     async def _send_tcp(self, writer: asyncio.StreamWriter, reply: bytes) -> bool:
         """Write one framed answer; False (and counted) when the client does not read it."""
         writer.write(_LEN.pack(len(reply)) + reply)
+        transport = writer.transport
+        if not transport.get_write_buffer_size() and not transport.is_closing():
+            return True  # all of it sent at once: drain() would not wait, so no timer
         try:
             async with asyncio.timeout(const.DNS_TCP_WRITE_TIMEOUT):
                 await writer.drain()

@@ -8,6 +8,7 @@ import logging
 import socket
 import struct
 import time
+from typing import Any
 
 import dns.edns
 import dns.flags
@@ -506,6 +507,47 @@ def test_a_client_that_never_reads_is_cut(front: Front, monkeypatch: pytest.Monk
         assert front.call(lambda: len(front.server._tcp_clients)) == 0
     finally:
         s.close()
+
+
+def test_idle_timer_moves_on_with_queries(front: Front, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A connection has one idle timer, moved on as its queries come (not a timer per query):
+    a client asking every 0.1 s for twice the idle timeout keeps its connection; once it stops
+    asking, the connection is closed."""
+    monkeypatch.setattr(const, "DNS_TCP_IDLE_TIMEOUT", 0.6)
+    with socket.create_connection(("127.0.0.1", front.port_view), timeout=5) as s:
+        start = time.monotonic()
+        while time.monotonic() - start < 1.2:
+            assert _tcp_query(s, "office.local.").answer
+            time.sleep(0.1)  # the client's pace, not a synchronisation
+        s.settimeout(5)
+        assert s.recv(1) == b""  # closed by the server, well within the 5 s
+
+
+def test_answered_queries_schedule_no_timer_each(front: Front) -> None:
+    """A timer per query for the idle timeout and one per answer for the write timeout were
+    made, pushed and cancelled (asyncio.timeout): 31 us CPU per cached TCP answer against
+    9 us without (loopback dnsperf, pure build). 500 pipelined cached answers now schedule a
+    handful of timers (the connection's idle timer, moved on), not a thousand."""
+    wire = q("office.local.").to_wire()
+    frame = struct.pack("!H", len(wire)) + wire
+    with socket.create_connection(("127.0.0.1", front.port_view), timeout=5) as s:
+        assert _tcp_query(s, "office.local.").answer  # pre-rendered from now on
+        loop = front.loop
+        made = [0]
+        call_at = loop.call_at
+
+        def counting(when: float, callback: Any, *args: Any, context: Any = None) -> Any:
+            made[0] += 1
+            return call_at(when, callback, *args, context=context)
+
+        front.call(lambda: setattr(loop, "call_at", counting))
+        try:
+            s.sendall(frame * 500)
+            replies = [dns.query.receive_tcp(s, time.time() + 5)[0] for _ in range(500)]
+        finally:
+            front.call(lambda: delattr(loop, "call_at"))
+    assert all(r.answer for r in replies)
+    assert made[0] <= 10, made
 
 
 def test_pipelined_misses_are_answered_concurrently(front: Front) -> None:
