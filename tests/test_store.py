@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import dns.name
 import dns.rdata
 import dns.rdatatype
@@ -370,3 +372,24 @@ def test_browse_lists_hold_hundreds_of_instances_but_stay_bounded() -> None:
     texts = {c.rdata.to_text() for c in held}
     assert "Speaker\\0320._airplay._tcp.local." not in texts  # the oldest went first
     assert f"Speaker\\032{const.STORE_MAX_PTR_RRSET + 9}._airplay._tcp.local." in texts
+
+
+def test_refreshing_records_together_frees_their_old_schedule_buckets() -> None:
+    """Records refreshed together (a device announcing again) move to new buckets of both
+    schedules; the old ones, empty, must not keep their tables until their second comes."""
+    names = [n(f"h{i}.local.") for i in range(2000)]
+    addr = a("10.0.0.2")
+    tracemalloc.start()
+    try:
+        s = Store()
+        for name in names:
+            s.add("t", name, A, addr, 120, now=0.0)
+        held, _ = tracemalloc.get_traced_memory()
+        for name in names:  # all of them again, 10 s later: the same records refreshed
+            s.add("t", name, A, addr, 120, now=10.0)
+        refreshed, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(s) == 2000 and len(s._expiries) == len(s._refresh) == 2000
+    # the old buckets' tables are ~2 x 100 KB: kept, they would be most of the growth
+    assert refreshed - held < 20_000, (held, refreshed)
