@@ -23,6 +23,11 @@ def _refuse_stale_binaries() -> None:
 
 _refuse_stale_binaries()
 
+# before anything imports dnspython: its feature check without importlib.metadata (start-up)
+from . import dnsfeatures as _dnsfeatures  # noqa: E402
+
+_dnsfeatures.install()
+
 # names as dict keys hash with Python's seeded hash (wire.py says why): set before any module
 # builds a dict keyed by dnspython names
 from .mdns import wire as _wire  # noqa: E402,F401
