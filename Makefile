@@ -15,6 +15,7 @@ DEBS += prometheus   # alerts: promtool checks and unit-tests deploy/prometheus/
 DEBS += $(if $(shell command -v kubectl),,kubernetes-client)   # deploy: kubectl kustomize in tests/test_deploy.py; not over another kubectl package (both ship /usr/bin/kubectl)
 DEBS += ldnsutils   # one-shot relay lab test: drill, a one-shot querier that takes replies from any source (dig 9.18/kdig drop them)
 DEBS += busybox   # announce (issue 19): its udhcpc is the DHCP client of the lease-name lab tests
+DEBS += isc-dhcp-client   # dhclient -6: the DHCPv6 client (IA_NA, Client FQDN) of tests/integration/test_dhcp_lab.py
 DEBS += chromium chromium-driver   # webui: the web page is tested in real headless Chromium (tests/integration/test_web_lab.py)
 DEBS += bind9 bind9-utils   # wide-area: the README's BIND example runs in the lab (named, tsig-keygen; named-checkconf); nsupdate is in dnsutils
 PYTEST_ARGS ?=

@@ -9,7 +9,10 @@ Topology (on top of the conftest lab: VLANs trusted=10, iot=20, guest=30):
   ``dhcp.leases`` on both lease files plus a hand-written dnsmasq-format file holding a
   malformed line and hostile names, and ``publish_mdns: true``;
 * DHCP clients are busybox's ``udhcpc`` in fresh host namespaces, each sending a host name
-  (option 12), with a script that only adds the leased address to eth0.
+  (option 12), with a script that only adds the leased address to eth0;
+* DHCPv6: kea-dhcp6 (memfile, 8 s leases) beside kea-dhcp4 on ``dkea`` serves iot's
+  fd00:20::/64, and ISC ``dhclient -6`` in a host namespace asks for an address (IA_NA)
+  sending its name in a Client FQDN option (RFC 4704), which Kea keeps in its v6 lease file.
 
 Each of lease, renew, release and expiry changes what ``dig`` answers: a lease puts
 ``<host>.<VLAN domain>`` A and its reverse PTR in DNS; udhcpc renews its Kea lease at half
@@ -21,6 +24,7 @@ answer and are counted. With ``publish_mdns`` the lease name answers a real mDNS
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import signal
@@ -68,6 +72,22 @@ HOSTILE = (
     "0 52:54:00:00:99:04 10.10.0.204 ns *\n"
     "0 52:54:00:00:99:05 10.10.0.205 static-box *\n"
 )
+
+
+DHCLIENT6_SCRIPT = """\
+#!/bin/sh
+# dhclient -6's script: only the leased address on the interface (no routes, no resolv.conf);
+# each address bound or released is written to the state file (dhclient passes the script no
+# environment of its own)
+case "$reason" in
+  BOUND6|RENEW6|REBIND6|REBOOT6)
+    ip -6 addr replace "$new_ip6_address/128" dev "$interface" nodad
+    echo "bound6 $new_ip6_address" >> "{state}" ;;
+  RELEASE6|EXPIRE6|STOP6)
+    echo "released6 $old_ip6_address" >> "{state}" ;;
+esac
+exit 0
+"""
 
 
 def dig(lab: Lab, host: Host, *args: str) -> list[str]:
@@ -146,6 +166,61 @@ class Udhcpc:
 
     def stop(self) -> None:
         terminate(self.proc)
+
+
+class Dhclient6:
+    """ISC dhclient -6 in a host namespace, in the foreground: one IA_NA, sending ``hostname``
+    in a Client FQDN option; its script logs each bound and released address."""
+
+    def __init__(self, lab: Lab, host: Host, hostname: str, work: Path) -> None:
+        self.host = host
+        self.work = work / f"dhclient6-{host.name}"
+        self.work.mkdir(exist_ok=True)
+        self.state = self.work / "state.log"
+        self.script = self.work / "script.sh"
+        self.script.write_text(DHCLIENT6_SCRIPT.replace("{state}", str(self.state)))
+        self.script.chmod(0o755)
+        self.conf = self.work / "dhclient6.conf"
+        self.conf.write_text(f'send fqdn.fqdn "{hostname}";\nsend fqdn.server-update on;\n')
+        self.log = self.work / "dhclient.log"
+        self.proc = self._dhclient("-d")
+
+    def _dhclient(self, *flags: str) -> subprocess.Popen[Any]:
+        logf = self.log.open("ab")
+        try:
+            return popen(
+                self.host.ns,
+                "dhclient", "-6", "-v", *flags, "-cf", str(self.conf),
+                "-lf", str(self.work / "leases"), "-pf", str(self.work / "pid"),
+                "-sf", str(self.script), self.host.ifname,
+                stdout=logf, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        finally:
+            logf.close()
+
+    def _states(self) -> list[list[str]]:
+        text = self.state.read_text() if self.state.exists() else ""
+        return [line.split() for line in text.splitlines()]
+
+    def wait_bound(self, server_log: Path, timeout: float = 20.0) -> str:
+        """The leased address, once the script has put it on the interface."""
+
+        def bound() -> str | None:
+            return next((s[1] for s in self._states() if s[0] == "bound6"), None)
+
+        def why() -> str:
+            return f"{self.log.read_text()[-1500:]}\nserver:\n{server_log.read_text()[-3000:]}"
+
+        return str(poll_until(bound, timeout, message=why))
+
+    def release(self) -> None:
+        """``dhclient -6 -r``: a Release to the server, and the running client stopped."""
+        self._dhclient("-r").wait(20)
+        poll_until(lambda: self.proc.poll() is not None, 10, message="dhclient -6 to stop")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            terminate(self.proc)
 
 
 def mdns_query(host: Host, qname: str) -> list[str]:
@@ -228,12 +303,57 @@ def world(lab: Lab) -> Iterator[dict[str, Any]]:
         "kea-dhcp4", "-c", str(kea_conf),
         stdout=(work / "kea.log").open("ab"), stderr=subprocess.STDOUT, env=env,
     )  # fmt: skip
+    kea6_leases = work / "kea-leases6.csv"
+    kea6_conf = work / "kea-dhcp6.conf"
+    kea6_conf.write_text(
+        json.dumps(
+            {
+                "Dhcp6": {
+                    "interfaces-config": {"interfaces": [kea_host.ifname]},
+                    # its DUID from the link address, not kept (the default file is /var/lib/kea)
+                    "server-id": {"type": "LLT", "persist": False},
+                    "lease-database": {
+                        "type": "memfile",
+                        "persist": True,
+                        "name": str(kea6_leases),
+                        "lfc-interval": 0,
+                    },
+                    "valid-lifetime": KEA_LIFETIME,
+                    "preferred-lifetime": KEA_LIFETIME * 3 // 4,
+                    "renew-timer": KEA_LIFETIME // 2,
+                    "rebind-timer": KEA_LIFETIME * 5 // 8,
+                    "subnet6": [
+                        {
+                            "id": 1,
+                            "subnet": "fd00:20::/64",
+                            "interface": kea_host.ifname,  # clients ask from link-local
+                            "pools": [{"pool": "fd00:20::100 - fd00:20::150"}],
+                        }
+                    ],
+                    "loggers": [
+                        {
+                            "name": "kea-dhcp6",
+                            "output_options": [{"output": "stdout"}],
+                            "severity": "INFO",
+                        }
+                    ],
+                }
+            }
+        )
+    )
+    lab.wait_ipv6_ready()  # kea-dhcp6 binds dkea's link-local address
+    kea6 = popen(
+        kea_host.ns,
+        "kea-dhcp6", "-c", str(kea6_conf),
+        stdout=(work / "kea6.log").open("ab"), stderr=subprocess.STDOUT, env=env,
+    )  # fmt: skip
     cfg = gateway_config(
         lab,
         dhcp={
             "leases": [
                 {"format": "dnsmasq", "path": str(dnsmasq_leases)},
                 {"format": "kea", "path": str(kea_leases)},
+                {"format": "kea", "path": str(kea6_leases)},
                 {"format": "dnsmasq", "path": str(hostile)},
             ],
             "publish_mdns": True,
@@ -242,13 +362,21 @@ def world(lab: Lab) -> Iterator[dict[str, Any]]:
     hosts = {
         name: lab.add_host(vlan, name=name)
         for name, vlan in (("dlaptop", "trusted"), ("dtablet", "iot"), ("dphone", "iot"),
-                           ("dcopy", "iot"))
+                           ("dcopy", "iot"), ("dtv", "iot"))
     }  # fmt: skip
     gw = GatewayProcess(lab, cfg)
     gw.start()
     gw.wait_ready()
-    yield {"gw": gw, "script": script, "hosts": hosts, "work": work, "kea_leases": kea_leases}
+    yield {
+        "gw": gw,
+        "script": script,
+        "hosts": hosts,
+        "work": work,
+        "kea_leases": kea_leases,
+        "kea_leases6": kea6_leases,
+    }
     gw.stop()
+    terminate(kea6)
     terminate(kea)
     terminate(dnsmasq)
 
@@ -334,6 +462,42 @@ def test_kea_lease_renew_expiry_and_another_devices_name(lab: Lab, world: dict[s
         for client in (tablet, phone):
             if client.proc.poll() is None:
                 client.stop()
+
+
+def test_kea_dhcpv6_lease_names_the_address_until_released(lab: Lab, world: dict[str, Any]) -> None:
+    """A DHCPv6 lease (IA_NA, the name from the Client FQDN option) in Kea's v6 lease file:
+    ``tv.iot.home.arpa.`` AAAA and its ip6.arpa PTR answer, and both go with the Release."""
+    iot1 = lab.hosts["iot1"]
+    lab.wait_ipv6_ready()  # dhclient -6 sends from the host's link-local address
+    client = Dhclient6(lab, world["hosts"]["dtv"], "tv", world["work"])
+    try:
+        address = client.wait_bound(world["work"] / "kea6.log")
+        assert ipaddress.IPv6Address(address) in ipaddress.IPv6Network("fd00:20::/64")
+        poll_until(
+            lambda: dig(lab, iot1, "tv.iot.home.arpa.", "AAAA") == [address],
+            10,
+            message=lambda: f"tv AAAA {address}:\n{world['gw'].logs()[-2000:]}",
+        )
+        assert dig(lab, iot1, "-x", address) == ["tv.iot.home.arpa."]
+        assert dig(lab, iot1, "tv.iot.home.arpa.", "A") == []  # no DHCPv4 lease of that name
+        client.release()
+        kea6_log: Path = world["work"] / "kea6.log"
+        poll_until(  # a Release, not the lease running out (8 s) while the client is gone
+            lambda: any(
+                "DHCP6_RELEASE_NA" in line and address in line
+                for line in kea6_log.read_text(errors="replace").splitlines()
+            ),
+            5,
+            message=lambda: f"Kea to log the Release:\n{kea6_log.read_text()[-2000:]}",
+        )
+        poll_until(
+            lambda: dig(lab, iot1, "tv.iot.home.arpa.", "AAAA") == [],
+            10,
+            message=lambda: f"the released name to leave DNS:\n{world['kea_leases6'].read_text()}",
+        )
+        assert dig(lab, iot1, "-x", address) == []
+    finally:
+        client.stop()
 
 
 def test_a_malformed_file_and_hostile_names(lab: Lab, world: dict[str, Any]) -> None:
