@@ -90,6 +90,9 @@ DNS_TCP_BACKLOG = 256  # connections the kernel queues before accept (a reconnec
 DNS_UDP_DRAIN_BATCH = 64  # datagrams drained per reader wake-up: one recvmmsg and one sendmmsg
 #   in the compiled build (udpio), whose buffers are this many DNS_MAX_UDP_PAYLOAD slots (256 KiB);
 #   bounds how long one listener holds the loop
+DNS_UDP_DRAIN_ROUNDS = 4  # batches per reader wake-up: after a batch the socket is read again
+#   at once while it has more (what came while the batch was answered), so under load one asyncio
+#   turn and one epoll_wait serve several batches; 256 datagrams at most, ~1 ms of the loop
 DNS_ANSWER_CACHE_BYTES = 4 << 20  # pre-rendered answers of every view and transport together
 #   (estimated, overhead included: dnsfront/cache.py); when over, the least recently used eighth
 #   goes. ~8,000 answers (the load test's 200 services have 1,257 names); every name of 10,000

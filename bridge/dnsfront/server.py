@@ -176,14 +176,18 @@ class DnsServer:
         udp_max: int,
         limiter: ResponseRateLimiter | None,
     ) -> None:
-        """Answer the datagrams waiting (at most DNS_UDP_DRAIN_BATCH): one ``recvmmsg`` and
-        one ``sendmmsg`` in the compiled build (udpio). The loop is the hot path: bound
-        methods, the view's cache and the counts are hoisted out of it. Without RRL, a run
-        of one sender's queries whose bytes are cached keys is answered by one call to
-        ``batch.answer`` (in the compiled build a dict lookup per query, in C, and no bytes
-        object made for the reply); any other query costs a call to ``cached`` and a queued
-        reply. ``udp_max`` picks the caches of the listener's ceiling; ``limiter``: RRL, or
-        None."""
+        """Answer the datagrams waiting, a batch of up to DNS_UDP_DRAIN_BATCH at a time (one
+        ``recvmmsg`` and one ``sendmmsg`` each in the compiled build: udpio), reading again
+        at once after each batch until the socket has none, up to DNS_UDP_DRAIN_ROUNDS
+        batches a wake-up: under load more arrive while a batch is answered, and reading them
+        now costs one more ``recvmmsg`` where going back to the loop costs an asyncio turn
+        and an ``epoll_wait`` (NSD reads until EAGAIN too). The loop is the hot path: bound
+        methods, the time, the view's cache and the counts are hoisted out of it. Without
+        RRL, a run of one sender's queries whose bytes are cached keys is answered by one
+        call to ``batch.answer`` (in the compiled build a dict lookup per query, in C, and no
+        bytes object made for the reply); any other query costs a call to ``cached`` and a
+        queued reply. ``udp_max`` picks the caches of the listener's ceiling; ``limiter``:
+        RRL, or None."""
         assert self._loop is not None and self._batch is not None
         batch = self._batch
         try:
@@ -194,7 +198,7 @@ class DnsServer:
         if not count:
             return
         now = self._loop.time()
-        caches = self.answers.caches(False, udp_max)  # the store's changes applied, once a batch
+        caches = self.answers.caches(False, udp_max)  # the store's changes applied, once a wake
         lookup, reply_to, host_of, data_of = cached, batch.reply, batch.host, batch.data
         answer_run = batch.answer if limiter is None else None
         cache = caches.get(fixed_view) if fixed_view is not None else None
@@ -206,48 +210,63 @@ class DnsServer:
         # queries from one client: 4,039 -> 3,293 instructions per cached answer). The pure
         # build's texts are new objects: looked up per datagram, as before
         last_host: str | None = None
-        hits = 0
-        i = 0
+        received = hits = 0
+        rounds = const.DNS_UDP_DRAIN_ROUNDS
         try:
-            while i < count:
-                if fixed_view is None:
-                    host = host_of(i)
-                    if host is not last_host:
-                        last_host = host
-                        view = addr_view.get(host) or self._view_for(host)
-                        cache = caches.get(view)
-                    elif cache is None:  # the view's first answer may be cached mid-batch
-                        cache = caches.get(view)
-                elif cache is None:  # the view's first answer may be cached mid-batch
-                    cache = caches.get(fixed_view)
-                if cache is not None:
-                    if answer_run is not None:
-                        end = answer_run(i, cache.entries, cache.epoch, now)
-                        if end > i:
-                            hits += end - i
-                            i = end
-                            continue
-                    data = data_of(i)
-                    reply = lookup(cache, data, now)
-                    if reply is not None:
-                        hits += 1
-                        if limiter is not None:
-                            reply = limiter.admit(host_of(i), data, reply, now)
-                            if reply is None:
+            while True:
+                received += count
+                i = 0
+                try:
+                    while i < count:
+                        if fixed_view is None:
+                            host = host_of(i)
+                            if host is not last_host:
+                                last_host = host
+                                view = addr_view.get(host) or self._view_for(host)
+                                cache = caches.get(view)
+                            elif cache is None:  # the view's first answer may be cached since
+                                cache = caches.get(view)
+                        elif cache is None:  # the view's first answer may be cached since
+                            cache = caches.get(fixed_view)
+                        if cache is not None:
+                            if answer_run is not None:
+                                end = answer_run(i, cache.entries, cache.epoch, now)
+                                if end > i:
+                                    hits += end - i
+                                    i = end
+                                    continue
+                            data = data_of(i)
+                            reply = lookup(cache, data, now)
+                            if reply is not None:
+                                hits += 1
+                                if limiter is not None:
+                                    reply = limiter.admit(host_of(i), data, reply, now)
+                                    if reply is None:
+                                        i += 1
+                                        continue
+                                reply_to(i, reply)
                                 i += 1
                                 continue
-                        reply_to(i, reply)
+                        else:
+                            data = data_of(i)
+                        self._udp_miss(sock, data, batch.addr(i), view, now, udp_max, limiter)
                         i += 1
-                        continue
-                else:
-                    data = data_of(i)
-                self._udp_miss(sock, data, batch.addr(i), view, now, udp_max, limiter)
-                i += 1
+                finally:
+                    for i, err in batch.flush(sock):
+                        self._send_failed(batch.addr(i), OSError(err, os.strerror(err)))
+                rounds -= 1
+                if rounds <= 0:
+                    return
+                try:
+                    count = batch.recv(sock)
+                except OSError as exc:
+                    log.debug("UDP receive error: %s", exc)
+                    return
+                if not count:
+                    return
         finally:
-            for i, err in batch.flush(sock):
-                self._send_failed(batch.addr(i), OSError(err, os.strerror(err)))
             stats = self.stats
-            stats.queries["udp"] += count
+            stats.queries["udp"] += received
             stats.cache_hits += hits
 
     def _udp_miss(

@@ -284,6 +284,36 @@ def test_a_burst_of_queries_gets_every_answer_with_its_own_id(front: Front) -> N
     assert front.call(lambda: front.server.stats.queries["udp"]) - before == 300
 
 
+@pytest.mark.parametrize("rounds", [const.DNS_UDP_DRAIN_ROUNDS, 2])
+def test_a_wake_up_reads_batch_after_batch_up_to_the_rounds_bound(
+    front: Front, monkeypatch: pytest.MonkeyPatch, rounds: int
+) -> None:
+    """After a batch the socket is read again at once, up to DNS_UDP_DRAIN_ROUNDS batches of
+    DNS_UDP_DRAIN_BATCH a wake-up: queries queued from the loop's own thread (so they wait
+    together) are answered by one reader callback as far as the bound, the rest on the next."""
+    monkeypatch.setattr(const, "DNS_UDP_DRAIN_ROUNDS", rounds)
+    wire = q("office.local.").to_wire()
+    udp_raw(front.port_view, wire)  # cached from now on
+    queued = (rounds + 1) * const.DNS_UDP_DRAIN_BATCH
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as c:
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
+        c.connect(("127.0.0.1", front.port_view))
+        c.settimeout(2.0)
+
+        def queue_and_wake_once() -> int:
+            server = front.server
+            for n in range(queued):
+                c.send(struct.pack("!H", n) + wire[2:])
+            before = server.stats.queries["udp"]
+            sock = server._udp[0]  # 127.0.0.1, the trusted view: the first listener bound
+            server._udp_ready(sock, "trusted", const.DNS_MAX_UDP_PAYLOAD, None)
+            return int(server.stats.queries["udp"] - before)
+
+        assert front.call(queue_and_wake_once) == rounds * const.DNS_UDP_DRAIN_BATCH
+        ids = sorted(struct.unpack("!H", c.recv(4096)[:2])[0] for _ in range(queued))
+    assert ids == list(range(queued))  # the loop's own wake-up took the rest
+
+
 def office_says_goodbye(front: Front) -> None:
     """The office printer's A record goes (goodbye, then the sweep after its last second)."""
     now = front.loop.time()
