@@ -177,6 +177,10 @@ ONESHOT_REPLIES_MAX = 8  # unicast replies relayed to one one-shot querier (one 
 
 # --- interfaces ----------------------------------------------------------------------------
 IFACE_RESCAN_INTERVAL = 2.0  # s; interface changes (link flap, re-added VLAN) seen within this
+NETLINK_RECV_BYTES = 65536  # bytes per read of the kernel's address dump (interfaces.py): the
+#   kernel fills a read up to this and sends the rest in the next; its own dump pages are 32 KiB
+NETLINK_DUMP_MAX = 64 * 1024 * 1024  # bytes of one address dump before it is refused as broken:
+#   ~150 bytes an address, far beyond any router's (a loop reading forever cannot happen)
 
 # --- HTTP surface ----------------------------------------------------------------------------
 HTTP_MAX_CONNECTIONS = 64  # concurrent clients (Prometheus and an operator need a few); more are
