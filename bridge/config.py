@@ -15,7 +15,7 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dns.name
 import yaml
@@ -24,8 +24,9 @@ from . import const, lan
 from .dnssd import LOCAL
 from .errors import GatewayError
 from .interfaces import list_interfaces
-from .widearea import tsigkey
-from .widearea.tsigkey import TsigKey
+
+if TYPE_CHECKING:  # the key file's reader is imported by _tsig, when wide_area: is configured
+    from .widearea.tsigkey import TsigKey
 
 log = logging.getLogger(__name__)
 
@@ -1191,6 +1192,8 @@ def _wide_area(raw: Any, base: Path | None, bad: Any) -> WideAreaConfig | None:
 
 
 def _tsig(raw: Any, base: Path | None, bad: Any) -> TsigKey | None:
+    from .widearea import tsigkey  # only with wide_area: (start-up, docs/performance.md)
+
     example = (
         "e.g. 'tsig: {name: mdns-gateway., algorithm: hmac-sha256, "
         "secret_file: /etc/mdns-gateway/tsig.key}'"

@@ -182,3 +182,22 @@ def test_optional_components_are_imported_only_when_configured() -> None:
     # aiohttp's client: imported by the source's list/watch task in a worker thread, once DNS
     # answers (kubesource._import_aiohttp), not while the Gateway is built
     assert not {m for m in loaded if m.split(".")[0] == "aiohttp"}, loaded
+
+
+def test_what_only_problems_and_options_use_is_not_imported_before_dns() -> None:
+    """Start-up (docs/performance.md): building the Gateway from a config without wide_area
+    imports neither the TSIG key reader nor difflib (only a config or policy problem's
+    "did you mean" uses it), nor ifaddr's ctypes.util and platform, nor importlib.metadata's
+    email and zipfile (bridge/dnsfeatures.py)."""
+    code = (
+        "import sys; import bridge.cli; from bridge.app import Gateway; "
+        "import bridge.dnsfront.server; from bridge.config import from_dict; "
+        "Gateway(from_dict({'vlans': {'a': {'interface': 'nosuch0'}}}, 't')); "
+        "print(sorted(m for m in ('difflib', 'bridge.widearea.tsigkey', 'ifaddr', 'ctypes.util',"
+        " 'platform', 'email', 'zipfile') if m in sys.modules))"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
+    assert res.returncode == 0, res.stderr
+    assert ast.literal_eval(res.stdout) == []

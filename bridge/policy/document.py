@@ -7,7 +7,6 @@ Each kind (ServicePolicy in :mod:`.loading`, ServiceAnnouncement in
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
@@ -21,6 +20,14 @@ from .model import (
     MAX_VLAN_NAME_LENGTH,
     MAX_VLANS_PER_LIST,
 )
+
+
+def _close(word: str, choices: Sequence[str]) -> list[str]:
+    """The closest of ``choices`` to a misspelt ``word`` (at most one): difflib is imported
+    here, on a problem, not with the module (start-up, docs/performance.md)."""
+    import difflib
+
+    return difflib.get_close_matches(word, choices, n=1)
 
 
 def type_name(value: object) -> str:
@@ -79,7 +86,7 @@ class Document:
         for key in value:
             if key not in allowed:
                 sub = f"{path}.{key}" if path else str(key)
-                close = difflib.get_close_matches(str(key), allowed, n=1)
+                close = _close(str(key), allowed)
                 hint = f"did you mean {close[0]!r}?" if close else "remove it"
                 self.add(
                     sub,
@@ -255,7 +262,7 @@ def parse_vlans(
             ok = False
         elif item != ANY and item not in vlans:
             names = sorted(vlans)
-            close = difflib.get_close_matches(item, names, n=1)
+            close = _close(item, names)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             listed = ", ".join(names) if names else "none are configured"
             doc.add(

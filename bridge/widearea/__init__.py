@@ -4,5 +4,5 @@
 into signed RFC 2136 UPDATE messages and reads a zone transfer (pure), ``publisher`` is the
 asyncio shell (batching, sending, retries, reconciliation), ``metrics`` its collector and
 ``tsigkey`` reads the key file. Nothing is imported here: bridge/config.py imports
-``tsigkey`` while the other modules import the config.
+``tsigkey`` (when the config has ``wide_area:``) while the other modules import the config.
 """
