@@ -53,20 +53,39 @@ def test_services_come_and_go_as_events_with_first_seen_and_reason() -> None:
     assert [e.kind for e in log.recent()] == ["announced"]
     assert "Lab Printer (_ipp._tcp) announced" in log.recent()[0].text
     key = ("iot", n("Lab\\032Printer._ipp._tcp.local."))
-    assert log.first_seen[key] == 1000.0
+    assert log.first_seen(*key) == 1000.0
     wall[0] = 1010.0
     announce(gw, "iot", 10.0)  # a refresh: no event, first seen kept
-    assert len(log.recent()) == 1 and log.first_seen[key] == 1000.0
+    assert len(log.recent()) == 1 and log.first_seen(*key) == 1000.0
     # a goodbye (TTL 0) removes it a second later: the event says goodbye
     ptr = rd(PTR, "Lab\\032Printer._ipp._tcp.local.")
     gw.store.add("iot", n("_ipp._tcp.local."), PTR, ptr, 0, 11.0, source="10.20.0.2")
     gw.store.sweep(13.0)
-    assert log.recent()[0].kind == "goodbye" and key not in log.first_seen
+    assert log.recent()[0].kind == "goodbye" and log.first_seen(*key) is None
     # one that is never refreshed expires
     announce(gw, "guest", 20.0, "Other")
     gw.store.sweep(20.0 + 121)
     assert log.recent()[0].kind == "expired" and log.recent()[0].vlan == "guest"
     assert gw.store.removing == "withdrawn"  # only while the listeners are told
+
+
+def test_instances_first_seen_within_a_second_share_one_time_object() -> None:
+    """A burst of new services costs one float per second, not one per instance; a later
+    second gets its own time, and each VLAN keeps its own instances."""
+    wall = [1000.25]
+    gw = gateway()
+    log = EventLog(lambda: wall[0], lambda: gw.store.removing, {})
+    gw.store.subscribe(log.on_record)
+    announce(gw, "iot", 0.0, "One")
+    wall[0] = 1000.75
+    announce(gw, "iot", 0.5, "Two")
+    wall[0] = 1001.5
+    announce(gw, "guest", 1.5, "Three")
+    one = log.first_seen("iot", n("One._ipp._tcp.local."))
+    two = log.first_seen("iot", n("Two._ipp._tcp.local."))
+    assert one == 1000.25 and one is two
+    assert log.first_seen("guest", n("Three._ipp._tcp.local.")) == 1001.5
+    assert log.first_seen("guest", n("One._ipp._tcp.local.")) is None
 
 
 def test_counter_rises_become_events_and_the_ring_is_bounded() -> None:

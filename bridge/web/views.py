@@ -7,7 +7,7 @@ with the totals beside it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import dns.name
@@ -31,6 +31,11 @@ def unicode_name(name: dns.name.Name) -> str:
         return name.to_unicode()
     except (dns.name.IDNAException, UnicodeError):
         return name.to_text()
+
+
+def _never_seen(vlan: str, name: dns.name.Name) -> float | None:
+    """First seen, without an event log (a program embedding the gateway without one)."""
+    return None
 
 
 def _remaining(value: float) -> float | None:
@@ -117,7 +122,7 @@ def services(
     addresses, first seen and TTL left; at most WEB_MAX_SERVICES per VLAN."""
     store, now = diag.store, diag.clock()
     engine = diag.policy().engine
-    seen = diag.events.first_seen if diag.events is not None else {}
+    seen = diag.events.first_seen if diag.events is not None else _never_seen
     want = dnssd.service_type_text(stype) if stype else None
     out: Json = {}
     for v in diag.vlans:
@@ -153,7 +158,7 @@ def _instance(
     instance: str,
     target: dns.name.Name,
     remaining: float,
-    seen: dict[tuple[str, dns.name.Name], float],
+    seen: Callable[[str, dns.name.Name], float | None],
 ) -> Json:
     store, now = diag.store, diag.clock()
     host, port, addresses = None, None, []
@@ -175,7 +180,7 @@ def _instance(
         "port": port,
         "addresses": addresses,
         "txt": [t for t in txt if t],
-        "first_seen": seen.get((vlan, target)),
+        "first_seen": seen(vlan, target),
         "ttl_left": _remaining(remaining),
     }
 
@@ -305,7 +310,7 @@ def explain_live(diag: Diagnostics, view: str, vlan: str | None, service: str) -
     engine = diag.policy().engine
     stype, instance = split_service_name(service)
     store, now = diag.store, diag.clock()
-    seen = diag.events.first_seen if diag.events is not None else {}
+    seen = diag.events.first_seen if diag.events is not None else _never_seen
     where = []
     for v in diag.vlans:
         if vlan is not None and v != vlan:
@@ -323,7 +328,7 @@ def explain_live(diag: Diagnostics, view: str, vlan: str | None, service: str) -
             held.append(
                 {
                     "instance": name,
-                    "first_seen": seen.get((v, target)),
+                    "first_seen": seen(v, target),
                     # the last announcement is as old as the TTL used up
                     "last_seen_ago": round(max(0.0, ttl - ptr.remaining), 1),
                     "ttl_left": _remaining(ptr.remaining),
