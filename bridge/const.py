@@ -93,6 +93,12 @@ DNS_UDP_DRAIN_BATCH = 64  # datagrams drained per reader wake-up: one recvmmsg a
 DNS_UDP_DRAIN_ROUNDS = 4  # batches per reader wake-up: after a batch the socket is read again
 #   at once while it has more (what came while the batch was answered), so under load one asyncio
 #   turn and one epoll_wait serve several batches; 256 datagrams at most, ~1 ms of the loop
+DNS_UDP_KEY_MEMO = 4096  # slots (a power of two) of the compiled UDP batch's key memo: a query's
+#   bytes after its ID kept as a bytes object, so that the next identical query is looked up with
+#   an object whose hash is known (no new bytes object, no SipHash); the load test asks 1,252
+#   distinct queries, most of which keep their slot. Bounded: 4096 x DNS_UDP_KEY_MEMO_BYTES
+DNS_UDP_KEY_MEMO_BYTES = 128  # bytes; longer queries are not kept: at most ~0.7 MB in all; the
+#   load test's 1,252 queries (27-105 bytes each) would take 137 KB, the slots 32 KB
 DNS_ANSWER_CACHE_BYTES = 4 << 20  # pre-rendered answers of every view and transport together
 #   (estimated, overhead included: dnsfront/cache.py); when over, the least recently used eighth
 #   goes. ~8,000 answers (the load test's 200 services have 1,257 names); every name of 10,000

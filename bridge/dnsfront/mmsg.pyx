@@ -14,9 +14,11 @@ from cpython.dict cimport PyDict_GetItemWithError
 from cpython.float cimport PyFloat_AsDouble
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.object cimport PyObject
+from cpython.ref cimport Py_INCREF, Py_XDECREF
 from cpython.tuple cimport PyTuple_GET_ITEM
 from libc.errno cimport EAGAIN, EINTR, ENOBUFS, errno
 from cpython.unicode cimport PyUnicode_DecodeASCII
+from libc.stdint cimport uint64_t
 from libc.string cimport memcmp, memcpy, memset
 
 cdef extern from "<errno.h>":
@@ -75,6 +77,9 @@ cdef inline bint _full(int err) noexcept:
     return err == EAGAIN or err == EWOULDBLOCK or err == ENOBUFS
 
 
+cdef uint64_t _MIX = 0x9E3779B97F4A7C15ULL  # 2**64 / golden ratio: the key memo's hash
+
+
 cdef inline const void *_address(sockaddr_storage *name, size_t *size) noexcept:
     """The raw address of ``name`` (IPv4 or IPv6, no port) and, in ``size``, its length."""
     if name.ss_family == AF_INET6:
@@ -127,11 +132,27 @@ cdef class Batch:
     cdef int last_family
     cdef unsigned char last_raw[16]
     cdef str last_host
+    # the key memo: query bytes after the ID as bytes objects, one a slot by a hash of the
+    # bytes (a later query there takes the slot). A query seen before is looked up with the
+    # same object, whose SipHash Python keeps, instead of a new bytes object hashed anew
+    cdef PyObject **keys
+    cdef uint64_t keys_mask
+    cdef Py_ssize_t key_max
 
-    def __cinit__(self, int size, int slot):
+    def __cinit__(self, int size, int slot, int keys=0, int key_max=0):
         if size <= 0 or slot <= 0:
             raise ValueError("size and slot must be positive")
+        if keys < 0 or keys & (keys - 1):
+            raise ValueError("keys must be 0 or a power of two")
         self.size, self.slot = size, slot
+        self.keys = NULL
+        self.keys_mask = keys - 1 if keys else 0
+        self.key_max = key_max
+        if keys:
+            self.keys = <PyObject **>PyMem_Malloc(keys * sizeof(PyObject *))
+            if not self.keys:
+                raise MemoryError()
+            memset(self.keys, 0, keys * sizeof(PyObject *))
         self.rmsgs = <mmsghdr *>PyMem_Malloc(size * sizeof(mmsghdr))
         self.smsgs = <mmsghdr *>PyMem_Malloc(size * sizeof(mmsghdr))
         self.riov = <iovec *>PyMem_Malloc(size * sizeof(iovec))
@@ -160,6 +181,11 @@ cdef class Batch:
         self.last_host = None
 
     def __dealloc__(self):
+        cdef uint64_t k
+        if self.keys:
+            for k in range(self.keys_mask + 1):
+                Py_XDECREF(self.keys[k])
+            PyMem_Free(self.keys)
         PyMem_Free(self.rmsgs)
         PyMem_Free(self.smsgs)
         PyMem_Free(self.riov)
@@ -194,6 +220,34 @@ cdef class Batch:
         self.count = n
         return n
 
+    cdef object _key(self, const char *p, Py_ssize_t n):
+        """The bytes ``p[:n]`` as a bytes object: the memo's when it holds them, else a new one
+        (kept in the memo when at most ``key_max`` long)."""
+        cdef uint64_t h = _MIX ^ <uint64_t>n, w
+        cdef Py_ssize_t j = 0
+        cdef PyObject *held
+        if self.keys == NULL or n > self.key_max:
+            return PyBytes_FromStringAndSize(p, n)
+        while j + 8 <= n:  # a multiplicative hash a word at a time: ~40 instructions
+            memcpy(&w, p + j, 8)
+            h = (h ^ w) * _MIX
+            h ^= h >> 29
+            j += 8
+        w = 0
+        memcpy(&w, p + j, n - j)
+        h = (h ^ w) * _MIX
+        h ^= h >> 32
+        held = self.keys[h & self.keys_mask]
+        if held != NULL and PyBytes_GET_SIZE(<object>held) == n and memcmp(
+            PyBytes_AS_STRING(<object>held), p, n
+        ) == 0:
+            return <object>held
+        key = PyBytes_FromStringAndSize(p, n)
+        Py_INCREF(key)
+        Py_XDECREF(held)
+        self.keys[h & self.keys_mask] = <PyObject *>key
+        return key
+
     def data(self, int i) -> bytes:
         """Datagram ``i``'s bytes."""
         self._name(i)
@@ -226,7 +280,7 @@ cdef class Batch:
             if length < 12:  # not even a header: the slow path says what it is
                 break
             found = PyDict_GetItemWithError(
-                entries, PyBytes_FromStringAndSize(<char *>self.riov[i].iov_base + 2, length - 2)
+                entries, self._key(<char *>self.riov[i].iov_base + 2, length - 2)
             )
             if found is NULL:
                 break

@@ -16,6 +16,7 @@ import logging
 import socket
 from typing import Any, Protocol
 
+from .. import const
 from .cache import Entry, QueryKey
 
 log = logging.getLogger(__name__)
@@ -120,4 +121,4 @@ def make_batch(size: int, slot: int) -> UdpBatch:
         log.info("DNS over UDP: recvfrom/sendto, one datagram per call (pure-Python build)")
         return Datagrams(size, slot)
     log.info("DNS over UDP: recvmmsg/sendmmsg, up to %d datagrams per call (compiled)", size)
-    return mmsg.Batch(size, slot)
+    return mmsg.Batch(size, slot, const.DNS_UDP_KEY_MEMO, const.DNS_UDP_KEY_MEMO_BYTES)

@@ -222,3 +222,39 @@ def test_a_run_of_cached_queries_from_one_sender_is_answered_with_their_own_ids(
     finally:
         for s in (server, *clients):
             s.close()
+
+
+@pytest.mark.skipif(not COMPILED, reason="the key memo is the compiled batch's (mmsg.pyx)")
+@pytest.mark.parametrize(("keys", "key_max"), [(1, 512), (4, 512), (4, 8)])
+def test_the_key_memo_never_answers_a_query_with_anothers_entry(keys: int, key_max: int) -> None:
+    """The memo keeps queries' bytes as objects, one a slot: with one slot (each query takes it
+    from the last), a few, or queries too long to keep, repeated and alternating queries each
+    get their own entry's reply, batch after batch."""
+    words = [b"alpha", b"beta", b"gamma", b"delta", b"alpha!", b"beta" * 20]
+    entries = {b"\x01\x00" + b"k" * 12 + w: (b"TAIL-" + w, 10.0, 3) for w in words}
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind(("127.0.0.1", 0))
+    server.setblocking(False)
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.bind(("127.0.0.1", 0))
+    client.settimeout(2.0)
+    try:
+        batch = mmsg.Batch(32, 512, keys, key_max)
+        order = [words[i % len(words)] for i in range(20)] + [words[0]] * 4
+        for _ in range(3):  # the memo as the last batch left it
+            for n, w in enumerate(order):
+                client.sendto(bytes((0, n)) + b"\x01\x00" + b"k" * 12 + w, server.getsockname())
+            assert batch.recv(server) == len(order)
+            assert batch.answer(0, entries, 3, 6.0) == len(order)
+            assert batch.flush(server) == []
+            got = [client.recv(512) for _ in order]
+            assert got == [bytes((0, n)) + b"TAIL-" + w for n, w in enumerate(order)]
+    finally:
+        server.close()
+        client.close()
+
+
+@pytest.mark.skipif(not COMPILED, reason="the key memo is the compiled batch's (mmsg.pyx)")
+def test_the_key_memo_size_is_a_power_of_two() -> None:
+    with pytest.raises(ValueError):
+        mmsg.Batch(4, 512, 3, 128)
