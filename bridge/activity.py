@@ -47,6 +47,15 @@ def _instance(rdata: dns.rdata.Rdata) -> str:
     return parts[1] if parts and parts[1] is not None else target.to_text()
 
 
+# a service's event, its text not made yet: (type PTR owner, its rdata, why it went or None)
+_Service = tuple[dns.name.Name, dns.rdata.Rdata, str | None]
+
+
+def _service_text(name: dns.name.Name, rdata: dns.rdata.Rdata, why: str | None) -> str:
+    stype = name.to_text(omit_final_dot=True).removesuffix(".local")
+    return f"{_instance(rdata)} ({stype}) " + ("announced" if why is None else f"gone: {why}")
+
+
 class EventLog:
     """The last ``EVENTS_MAX`` events, and when each service instance was first seen.
 
@@ -64,7 +73,10 @@ class EventLog:
         self.clock = clock
         self.removal = removal
         self.counters = counters
-        self.events: deque[Event] = deque(maxlen=size)
+        # (seq, at, kind, VLAN, text): a service's text is made when read (recent), not per
+        # announcement: two dnspython to_text calls and an f-string were 66k of the 947k
+        # instructions an announcement cost ingest (callgrind, pure build)
+        self.events: deque[tuple[int, float, str, str, str | _Service]] = deque(maxlen=size)
         self.seq = 0  # events so far; a reader compares it to know whether anything is new
         # VLAN -> instance name -> wall-clock time first seen; as many as the store holds
         # service-type PTR records (bounded by the store), removed with the record. A dict per
@@ -77,9 +89,9 @@ class EventLog:
             kind: dict(read()) for kind, read in counters.items()
         }
 
-    def add(self, kind: str, vlan: str, text: str) -> None:
+    def add(self, kind: str, vlan: str, text: str | _Service) -> None:
         self.seq += 1
-        self.events.append(Event(self.seq, self.clock(), kind, vlan, text))
+        self.events.append((self.seq, self.clock(), kind, vlan, text))
 
     def on_record(
         self, vlan: str, name: dns.name.Name, rdtype: int, rdata: dns.rdata.Rdata, added: bool
@@ -88,20 +100,19 @@ class EventLog:
         if rdtype != _PTR or len(name.labels) != 4 or not dnssd.is_browse_target(name):
             return
         target: dns.name.Name = rdata.target  # type: ignore[attr-defined]
-        stype = name.to_text(omit_final_dot=True).removesuffix(".local")
         if added:
             names = self._first_seen.get(vlan)
             if names is None:
                 names = self._first_seen[vlan] = {}
             if target not in names:
                 names[target] = self._now()
-            self.add("announced", vlan, f"{_instance(rdata)} ({stype}) announced")
+            self.add("announced", vlan, (name, rdata, None))
         else:
             names = self._first_seen.get(vlan)
             if names is not None:
                 names.pop(target, None)
             why = self.removal()
-            self.add(why, vlan, f"{_instance(rdata)} ({stype}) gone: {why}")
+            self.add(why, vlan, (name, rdata, why))
 
     def first_seen(self, vlan: str, name: dns.name.Name) -> float | None:
         """When the instance ``name`` was first seen on ``vlan`` (wall clock), if it is held."""
@@ -131,10 +142,12 @@ class EventLog:
     def recent(self, limit: int = const.EVENTS_MAX) -> list[Event]:
         """The newest events first."""
         out: list[Event] = []
-        for event in reversed(self.events):
+        for seq, at, kind, vlan, text in reversed(self.events):
             if len(out) >= limit:
                 break
-            out.append(event)
+            out.append(
+                Event(seq, at, kind, vlan, text if isinstance(text, str) else _service_text(*text))
+            )
         return out
 
 
