@@ -45,7 +45,7 @@ from .mdns.ingest import Ingest
 from .mdns.interest import Interest
 from .mdns.links import Links
 from .mdns.transport import MdnsTransport
-from .memory import MemoryKeeper
+from .memory import MemoryKeeper, import_aiohttp
 from .periodic import Periodic
 from .policy import PolicyEngine, default_engine
 from .policy.watch import PolicyWatcher
@@ -112,6 +112,7 @@ def _import_late() -> None:
     meanwhile, a datagram waiting at most a switch interval (5 ms)."""
     import prometheus_client  # noqa: F401
 
+    import_aiohttp()  # before bridge.web: without the CA bundle it never uses
     from . import metrics, web  # noqa: F401
     from .announce import metrics as announce_metrics  # noqa: F401
 

@@ -10,6 +10,7 @@ import pytest
 
 from bridge import const, memory
 from bridge.memory import MemoryKeeper
+from tests.support.fresh import fresh_python
 
 
 class _Node:
@@ -94,3 +95,23 @@ def test_the_heap_is_trimmed_after_the_store_or_the_answers_moved_by_their_step(
     answers[0] = 0  # the answers dropped (a VLAN's changed): 1 MiB since the last trim
     keeper.tick(7.0)
     assert keeper.trims == 3
+
+
+def test_aiohttp_is_imported_without_the_ca_bundle_of_its_unused_default_contexts() -> None:
+    """Its default contexts hold no CA (2 MB of RSS); contexts made afterwards, and the
+    SSLContext class, are as before. In a fresh interpreter: aiohttp is imported only once."""
+    code = (
+        "import ssl, sys\n"
+        "before = ssl.create_default_context().cert_store_stats()['x509_ca']\n"
+        "from bridge.memory import import_aiohttp\n"
+        "import_aiohttp()\n"
+        "import aiohttp.connector as c\n"
+        "held = c._SSL_CONTEXT_VERIFIED.cert_store_stats()['x509_ca']\n"
+        "after = ssl.create_default_context().cert_store_stats()['x509_ca']\n"
+        "print(before, held, after, 'set_default_verify_paths' in vars(ssl.SSLContext))\n"
+    )
+    out = fresh_python(code).split()
+    before, held, after, patched = int(out[0]), int(out[1]), int(out[2]), out[3]
+    if before == 0:
+        pytest.skip("no system CA bundle here to leave out")
+    assert held == 0 and after == before and patched == "False"

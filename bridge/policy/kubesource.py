@@ -40,6 +40,7 @@ from urllib.parse import quote
 
 from .. import const
 from ..errors import GatewayError
+from ..memory import import_aiohttp
 from .announcement import KIND as ANNOUNCEMENT_KIND
 from .announcement import ServiceAnnouncement
 from .engine import PolicyEngine
@@ -74,6 +75,7 @@ def _import_aiohttp() -> None:
     they were imported by ``Gateway.__init__``, before DNS could answer, whenever Kubernetes was
     configured (docs/performance.md, "Start-up"). tests/test_app.py checks that building the
     Gateway does not import it."""
+    import_aiohttp()  # without the CA bundle of its default contexts (unused here)
     globals()["aiohttp"] = importlib.import_module("aiohttp")
 
 
