@@ -126,8 +126,10 @@ def test_loading_runs_off_the_event_loop_and_sighups_coalesce(tmp_path: Path) ->
         gc.unfreeze()
     assert not errors and watcher.engine is not None and len(watcher.engine.policies) == 4000
     # the loop kept running while the directory was parsed: on the loop, its longest pause
-    # would be the whole load (no wall-clock threshold on the load itself: machines differ)
-    assert gap < min(0.25, took / 2), (gap, took)
+    # would be the whole load. Only relative to the load (no wall-clock threshold: machines
+    # differ, and on a loaded one a thread can wait a quarter second for a core, which failed
+    # an absolute 0.25 s bound once while other test runs shared the machine)
+    assert gap < took / 2, (gap, took)
     assert watcher.coalesced == 9 - 1  # the first SIGHUP loads, the other nine share one load
 
 
