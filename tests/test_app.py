@@ -8,14 +8,12 @@ import asyncio
 import errno
 import os
 import socket
-import subprocess
-import sys
 
 import pytest
 
 from bridge.app import Gateway
 from bridge.config import Config, from_dict
-from tests.support.cli import ROOT
+from tests.support.fresh import fresh_python
 
 
 def _port(kind: int) -> socket.socket:
@@ -163,11 +161,7 @@ def test_optional_components_are_imported_only_when_configured() -> None:
             "'prometheus_client') or m.startswith(('bridge.chrony', 'bridge.reflector', "
             "'bridge.policy.kube', 'bridge.web', 'bridge.metrics'))))"
         )
-        res = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60
-        )
-        assert res.returncode == 0, res.stderr
-        return set(ast.literal_eval(res.stdout))
+        return set(ast.literal_eval(fresh_python(code)))
 
     assert optional_modules_loaded(", 'http': {'listen': None}") == set()
     # the HTTP surface is on by default: built and imported at start, after DNS
@@ -196,8 +190,4 @@ def test_what_only_problems_and_options_use_is_not_imported_before_dns() -> None
         "print(sorted(m for m in ('difflib', 'bridge.widearea.tsigkey', 'ifaddr', 'ctypes.util',"
         " 'platform', 'email', 'zipfile') if m in sys.modules))"
     )
-    res = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60
-    )
-    assert res.returncode == 0, res.stderr
-    assert ast.literal_eval(res.stdout) == []
+    assert ast.literal_eval(fresh_python(code)) == []

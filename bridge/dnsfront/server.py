@@ -190,11 +190,7 @@ class DnsServer:
         RRL, or None."""
         assert self._loop is not None and self._batch is not None
         batch = self._batch
-        try:
-            count = batch.recv(sock)
-        except OSError as exc:
-            log.debug("UDP receive error: %s", exc)
-            return
+        count = _receive(batch, sock)
         if not count:
             return
         now = self._loop.time()
@@ -257,11 +253,7 @@ class DnsServer:
                 rounds -= 1
                 if rounds <= 0:
                     return
-                try:
-                    count = batch.recv(sock)
-                except OSError as exc:
-                    log.debug("UDP receive error: %s", exc)
-                    return
+                count = _receive(batch, sock)
                 if not count:
                     return
         finally:
@@ -450,3 +442,13 @@ class DnsServer:
         answered = await self.lookup(pending.keys)
         assert self._loop is not None
         return self.answers.complete(pending, answered, self._loop.time())
+
+
+def _receive(batch: UdpBatch, sock: socket.socket) -> int:
+    """Datagrams received into ``batch`` (0 when none wait, or after a receive error, which
+    is logged: the next wake-up reads again)."""
+    try:
+        return batch.recv(sock)
+    except OSError as exc:
+        log.debug("UDP receive error: %s", exc)
+        return 0

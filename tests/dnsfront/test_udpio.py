@@ -224,12 +224,20 @@ def test_a_run_of_cached_queries_from_one_sender_is_answered_with_their_own_ids(
             s.close()
 
 
-@pytest.mark.skipif(not COMPILED, reason="the key memo is the compiled batch's (mmsg.pyx)")
+def _memo_batch(keys: int, key_max: int) -> Any:
+    """The build's batch: the compiled one with a key memo of ``keys`` slots for queries up to
+    ``key_max`` bytes; the pure one, which keeps no memo, as it is."""
+    if COMPILED:
+        return mmsg.Batch(32, 512, keys, key_max)
+    return udpio.Datagrams(32, 512)
+
+
 @pytest.mark.parametrize(("keys", "key_max"), [(1, 512), (4, 512), (4, 8)])
 def test_the_key_memo_never_answers_a_query_with_anothers_entry(keys: int, key_max: int) -> None:
-    """The memo keeps queries' bytes as objects, one a slot: with one slot (each query takes it
-    from the last), a few, or queries too long to keep, repeated and alternating queries each
-    get their own entry's reply, batch after batch."""
+    """The compiled memo keeps queries' bytes as objects, one a slot: with one slot (each query
+    takes it from the last), a few, or queries too long to keep, repeated and alternating
+    queries each get their own entry's reply, batch after batch. The pure batch (no memo) is
+    held to the same answers."""
     words = [b"alpha", b"beta", b"gamma", b"delta", b"alpha!", b"beta" * 20]
     entries = {b"\x01\x00" + b"k" * 12 + w: (b"TAIL-" + w, 10.0, 3) for w in words}
     server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -239,7 +247,7 @@ def test_the_key_memo_never_answers_a_query_with_anothers_entry(keys: int, key_m
     client.bind(("127.0.0.1", 0))
     client.settimeout(2.0)
     try:
-        batch = mmsg.Batch(32, 512, keys, key_max)
+        batch = _memo_batch(keys, key_max)
         order = [words[i % len(words)] for i in range(20)] + [words[0]] * 4
         for _ in range(3):  # the memo as the last batch left it
             for n, w in enumerate(order):
@@ -254,7 +262,12 @@ def test_the_key_memo_never_answers_a_query_with_anothers_entry(keys: int, key_m
         client.close()
 
 
-@pytest.mark.skipif(not COMPILED, reason="the key memo is the compiled batch's (mmsg.pyx)")
 def test_the_key_memo_size_is_a_power_of_two() -> None:
-    with pytest.raises(ValueError):
-        mmsg.Batch(4, 512, 3, 128)
+    """The memo's slot is a hash's top bits: its size must be a power of two, as configured;
+    the compiled batch refuses any other."""
+    memo = const.DNS_UDP_KEY_MEMO
+    assert memo > 0 and memo & (memo - 1) == 0
+    if COMPILED:
+        with pytest.raises(ValueError):
+            mmsg.Batch(4, 512, 3, 128)
+        mmsg.Batch(4, 512, memo, const.DNS_UDP_KEY_MEMO_BYTES)
