@@ -202,7 +202,7 @@ def markdown(res: dict[str, Any]) -> str:
     mem = res.get("memory")
     if mem:
         row(
-            "RSS with no services, MB (vs avahi-daemon)",
+            "RSS at rest with no services (HTTP up, aiohttp loaded, settled), MB (vs avahi-daemon)",
             mem["baseline_rss_mb"],
             mem.get("avahi_baseline_rss_mb"),
         )

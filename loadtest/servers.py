@@ -30,6 +30,12 @@ GATEWAY_PORT = 5300
 GATEWAY_HTTP = ("127.0.0.1", 9353)
 NSD_PORT = 5399
 KNOT_PORT = 5394
+# A gateway at rest: RSS read every REST_INTERVAL s once it is fully up, settled when one
+# interval moved it by less than REST_SETTLED (the memory keeper's ticks and the first
+# /metrics read move it by ~10-150 kB; the late imports, +14 MB, are over by then).
+REST_INTERVAL = 0.5  # s
+REST_SETTLED = 64 * 1024  # bytes
+REST_TIMEOUT = 30.0  # s; up and settled by then, or the figure is not one at rest
 
 
 def first_answer(ns: str, addr: str, port: int, timeout: float = 30.0, alive: Any = None) -> float:
@@ -177,6 +183,24 @@ class Gateway:
 
     def rss(self) -> int:
         return procstat.rss_bytes(self.pid)
+
+    def rss_at_rest(self) -> int:
+        """VmRSS once the gateway is fully up and settled, what it holds at rest: ``start``
+        returns at the first DNS answer, before the worker thread has imported aiohttp and
+        prometheus_client and the HTTP surface is up (~14 MB later). Waits for HTTP to accept
+        (``GatewayProcess.wait_ready``: every component started), reads /metrics once (as a
+        scrape would; the memory phase's steps read it too), then until RSS settles."""
+        deadline = time.monotonic() + REST_TIMEOUT
+        self.proc.wait_ready(self.addr, self.port, timeout=REST_TIMEOUT)
+        self.metrics()
+        last = self.rss()
+        while time.monotonic() < deadline:
+            time.sleep(REST_INTERVAL)  # polling a figure, not waiting for an event
+            now = self.rss()
+            if abs(now - last) < REST_SETTLED:
+                return now
+            last = now
+        raise LabError(f"gateway RSS did not settle within {REST_TIMEOUT}s: {last} bytes")
 
     def stop(self) -> None:
         self.proc.stop()
