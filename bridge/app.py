@@ -112,7 +112,7 @@ def _import_late() -> None:
     meanwhile, a datagram waiting at most a switch interval (5 ms)."""
     import prometheus_client  # noqa: F401
 
-    import_aiohttp()  # before bridge.web: without the CA bundle it never uses
+    import_aiohttp("aiohttp.web")  # before bridge.web: without what it never uses
     from . import metrics, web  # noqa: F401
     from .announce import metrics as announce_metrics  # noqa: F401
 

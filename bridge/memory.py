@@ -47,16 +47,30 @@ _MALLOC_TRIM = _malloc_trim()
 _IMPORTING = threading.Lock()
 
 
-def import_aiohttp() -> None:
-    """Import aiohttp without the system CA bundle in the two default TLS contexts its client
-    module (aiohttp.connector) builds at import. The gateway's one client, the Kubernetes
-    policy source, hands aiohttp its own context (kubeauth) or none, so they are never used,
-    and the bundle (144 CAs here) was 2.0 MB of RSS: ``import aiohttp.web``, three runs each,
-    +13.8-13.9 -> +11.8-11.9 MB. A client that did use them would fail verification (no CA),
-    never pass unverified. Only this thread's contexts skip the bundle while it imports;
-    another thread's (kubeauth resolving meanwhile) load it as always."""
+def import_aiohttp(module: str = "aiohttp") -> None:
+    """Import aiohttp (or ``module``, one of its modules: the HTTP surface's ``aiohttp.web``)
+    without three things it loads at import and the gateway never uses.
+
+    - The system CA bundle in the two default TLS contexts its client module
+      (aiohttp.connector) builds. The gateway's one client, the Kubernetes policy source,
+      hands aiohttp its own context (kubeauth) or none, so they are never used, and the
+      bundle (144 CAs here) was 2.0 MB of RSS: ``import aiohttp.web``, three runs each,
+      +13.8-13.9 -> +11.8-11.9 MB. A client that did use them would fail verification (no
+      CA), never pass unverified. Only this thread's contexts skip the bundle while it
+      imports; another thread's (kubeauth resolving meanwhile) load it as always.
+    - frozenlist's C extension (aiosignal's base, so aiohttp's signals and middleware list):
+      it is C++ and loads libstdc++ and libgcc_s, 1.1 MB of RSS (the pure class instead:
+      ~0.4 us more per request for the few reads of those lists, timeit).
+    - The system's MIME tables (/etc/mime.types, ~2,000 types, 0.4 MB): aiohttp's static
+      file responses build a ``MimeTypes()`` of Python's defaults at import, whose
+      constructor reads them into mimetypes' module database first, used by nobody here.
+      They are read at the first ``mimetypes.guess_type`` instead, as without aiohttp.
+    The last two, measured as ``app._import_late`` from a fresh interpreter (bridge.app
+    imported), three runs each: +13.70 / 13.67 / 13.74 -> +12.23 / 12.25 / 12.23 MB VmRSS."""
+    import mimetypes  # here: not among the modules before the first DNS answer
+
     with _IMPORTING:
-        if "aiohttp" in sys.modules:
+        if module in sys.modules:
             return
         cls, importer = ssl.SSLContext, threading.get_ident()
         own = vars(cls).get("set_default_verify_paths")
@@ -67,9 +81,20 @@ def import_aiohttp() -> None:
                 load(context)
 
         cls.set_default_verify_paths = default_paths  # type: ignore[method-assign,assignment]
+        # None in sys.modules makes the extension's import fail: frozenlist falls back to
+        # its pure class (its documented FROZENLIST_NO_EXTENSIONS would be process-wide)
+        blocked = "frozenlist" not in sys.modules and "frozenlist._frozenlist" not in sys.modules
+        if blocked:
+            sys.modules["frozenlist._frozenlist"] = None  # type: ignore[assignment]
+        defer_mime = not mimetypes.inited  # MimeTypes() then skips mimetypes.init()
+        mimetypes.inited = True
         try:
-            importlib.import_module("aiohttp")
+            importlib.import_module(module)
         finally:
+            if defer_mime:
+                mimetypes.inited = False  # and guess_type still reads the tables on first use
+            if blocked and sys.modules.get("frozenlist._frozenlist", 0) is None:
+                del sys.modules["frozenlist._frozenlist"]
             if own is None:
                 del cls.set_default_verify_paths
             else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import weakref
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -117,3 +118,32 @@ def test_aiohttp_is_imported_without_the_ca_bundle_of_its_unused_default_context
     before, held, after, patched = int(out[0]), int(out[1]), int(out[2]), out[3]
     assert before == 1  # the default contexts do load the bundle
     assert held == 0 and after == before and patched == "False"
+
+
+def test_aiohttp_is_imported_without_libstdcxx_and_without_reading_the_mime_tables(
+    tmp_path: Path,
+) -> None:
+    """frozenlist's C++ extension is not loaded (its pure class serves aiohttp's signals), and
+    the system's MIME tables are not read while aiohttp imports but still at the first
+    ``mimetypes.guess_type``; aiohttp's own file types are as before. In a fresh interpreter."""
+    table = tmp_path / "mime.types"
+    table.write_text("application/x-gateway-test\tgwtest\n")
+    code = (
+        "import mimetypes, sys\n"
+        f"mimetypes.knownfiles = [{str(table)!r}]\n"
+        "from bridge.memory import import_aiohttp\n"
+        "import_aiohttp('aiohttp.web')\n"
+        "import frozenlist, aiohttp.web_app, aiohttp.web_fileresponse as f\n"
+        "maps = open('/proc/self/maps').read()\n"
+        "print('libstdc++' in maps, 'frozenlist._frozenlist' in sys.modules,\n"
+        "      aiohttp.web_app.FrozenList is frozenlist.PyFrozenList,\n"
+        "      mimetypes._db is None, mimetypes.inited,\n"
+        "      f.CONTENT_TYPES.guess_type('a.html')[0],\n"
+        "      f.CONTENT_TYPES.guess_type('a.gwtest')[0],\n"
+        "      mimetypes.guess_type('a.gwtest')[0], mimetypes.inited)\n"
+    )
+    out = fresh_python(code).split()
+    assert out[:5] == ["False", "False", "True", "True", "False"]
+    # aiohttp's MimeTypes() holds Python's defaults only, whether or not the tables were read
+    assert out[5:7] == ["text/html", "None"]
+    assert out[7:] == ["application/x-gateway-test", "True"]  # read at the first guess
