@@ -74,7 +74,7 @@ def test_the_heap_is_trimmed_after_the_store_or_the_answers_moved_by_their_step(
     answers by MEMORY_TRIM_ANSWER_BYTES, since the last trim; not on every tick."""
     # every supported platform (Debian, the Debian-based image) has glibc's malloc_trim: a
     # failure here means the gateway lost its trim, not that the test does not apply
-    assert memory._MALLOC_TRIM is not None, "malloc_trim not found in the C library"
+    assert memory._malloc_trim() is not None, "malloc_trim not found in the C library"
     size, answers = [0], [0]
     keeper = MemoryKeeper(lambda: size[0], lambda: answers[0])
     keeper.tick(1.0)
@@ -147,3 +147,23 @@ def test_aiohttp_is_imported_without_libstdcxx_and_without_reading_the_mime_tabl
     # aiohttp's MimeTypes() holds Python's defaults only, whether or not the tables were read
     assert out[5:7] == ["text/html", "None"]
     assert out[7:] == ["application/x-gateway-test", "True"]  # read at the first guess
+
+
+def test_ctypes_is_imported_at_the_first_trim_not_before_dns_or_at_rest() -> None:
+    """bridge.memory looks malloc_trim up when it first trims: the modules before the first
+    DNS answer and the late imports leave ctypes out (0.32 MB); the first trim imports it
+    and trims. In a fresh interpreter."""
+    code = (
+        "import sys\n"
+        "import bridge.cli, bridge.app\n"
+        "bridge.app._import_late()\n"
+        "at_rest = 'ctypes' in sys.modules\n"
+        "from bridge.memory import MemoryKeeper\n"
+        "keeper = MemoryKeeper(lambda: 0)\n"
+        "keeper.tick(1.0)\n"
+        "idle = 'ctypes' in sys.modules\n"
+        "keeper = MemoryKeeper(lambda: 1_000_000)\n"
+        "keeper.tick(1.0)\n"
+        "print(at_rest, idle, 'ctypes' in sys.modules, keeper.trims)\n"
+    )
+    assert fresh_python(code).split() == ["False", "False", "True", "1"]
