@@ -42,6 +42,11 @@ STORE_MAX_TTL = 4 * 3600  # s; TTLs above this from the wire are clamped (hostil
 STORE_SWEEP_INTERVAL = 0.25  # s; expired records are gone within this of their expiry
 STORE_SOURCE_SCAN = 256  # oldest records of a full VLAN looked at for its largest source's
 #   (that source holds the most, so one is near the front); none there: the new one is refused
+STORE_SCHEDULE_STALE = 4  # a schedule's bucket (one second's entries, a list) is rebuilt
+#   without its stale copies (entries moved away or dropped) once it holds more than this
+#   times its live ones: a list slot is 8 B, so even then 32 B a record against a dict's ~41;
+#   4 rather than 2: a third fewer entries read rebuilding (callgrind, 24,000 refreshes)
+STORE_SCHEDULE_SLACK = 8  # entries; ... plus this: a bucket of a few is not rebuilt on every drop
 STORE_SWEEP_MAX = 5000  # records removed per sweep (20,000/s); readers skip expired ones anyway
 STORE_ANCESTORS_MEMO_MAX = 4096  # memoised parent names (service types and a few domains have
 #   children); cleared when full

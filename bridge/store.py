@@ -58,6 +58,8 @@ _MAX_RRSET = const.STORE_MAX_RRSET
 _MAX_PTR_RRSET = const.STORE_MAX_PTR_RRSET
 _FIRST_REFRESH = const.MDNS_REFRESH_FRACTIONS[0]
 _LARGEST_SCAN = const.STORE_SOURCE_SCAN
+_SCHEDULE_SLACK = const.STORE_SCHEDULE_SLACK
+_SCHEDULE_STALE = const.STORE_SCHEDULE_STALE
 # the record guard's reason counted here (ingest counts its own)
 NOT_OWNER = "not_owner"  # a goodbye, flush or change of another address's record
 _JITTER = const.MDNS_REFRESH_JITTER
@@ -181,74 +183,153 @@ class _Ages(_Link):
             newest.newer = self.older = entry  # type: ignore[union-attr]
 
 
+class _Bucket(list):
+    """One second's entries of a ``Schedule``, a plain list with how many of them are live.
+
+    A list, not a dict used as an ordered set: a dict entry was ~41 B a record and schedule
+    (3.24 MB for both at 10,000 services, 41,090 records; tracemalloc, loadtest.memprofile), a
+    list slot is 8. The price: dropping an entry cannot find it in the list, so it stays
+    there, stale, until its second comes or the list is rebuilt (``Schedule.discard``)."""
+
+    __slots__ = ("live",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live = 0  # entries whose time is in this second (the rest are stale copies)
+
+
 class Schedule:
     """Entries by the second their time comes (expiry, or the next refresh point).
 
-    Moving or dropping an entry is O(1) and leaves nothing behind. A heap of (when, entry)
-    cannot drop an item, so evicted and rescheduled entries stayed in it until their old time
-    came: in a flood of new services (the store full, one eviction per record) that held
-    ~600,000 tuples and the evicted records behind them, for the garbage collector to walk
-    over and over (a third of the CPU per reflected packet).
+    Moving or dropping an entry is O(1) (amortised) and keeps at most a few stale references
+    per live one (STORE_SCHEDULE_STALE). A heap of (when, entry) cannot drop an item, so evicted and
+    rescheduled entries stayed in it until their old time came: in a flood of new services
+    (the store full, one eviction per record) that held ~600,000 tuples and the evicted
+    records behind them, for the garbage collector to walk over and over (a third of the CPU
+    per reflected packet).
 
-    An entry's time is read from it (``expiry`` or ``refresh_at``), so callers move an entry
-    by ``discard`` with the old time, then ``add`` with the new.
+    An entry's time is read from it (``expiry`` when ``expiry`` is true, else
+    ``refresh_at``), and the entry's time is what says where it is: a bucket's entry whose time
+    is no longer in the bucket's second is a stale copy, skipped and dropped. So callers change
+    an entry's time first, then tell the schedule (``move``, ``discard``); an entry taken out
+    by ``pop_due`` has its time set to infinity (pinned records', never scheduled), and the
+    store does the same to a record it drops.
     """
 
-    __slots__ = ("_buckets", "_seconds")
+    __slots__ = ("_buckets", "_expiry", "_seconds")
 
-    def __init__(self) -> None:
-        self._buckets: dict[int, dict[Entry, None]] = {}  # second -> entries, a set in order
+    def __init__(self, expiry: bool) -> None:
+        self._expiry = expiry  # which time of its entries it schedules
+        self._buckets: dict[int, _Bucket] = {}  # second -> its entries
         self._seconds: list[int] = []  # heap of the buckets' seconds
 
     def __len__(self) -> int:
-        return sum(len(bucket) for bucket in self._buckets.values())
+        return sum(bucket.live for bucket in self._buckets.values())
 
     def add(self, when: float, entry: Entry) -> None:
+        """``entry``, in no bucket (or a stale copy only), now has time ``when``."""
         if when == _FOREVER:
             return
         second = int(when)
         bucket = self._buckets.get(second)
         if bucket is None:
-            bucket = self._buckets[second] = {}
+            bucket = self._buckets[second] = _Bucket()
             heapq.heappush(self._seconds, second)
-        bucket[entry] = None
+        bucket.append(entry)
+        bucket.live += 1
 
-    def discard(self, when: float, entry: Entry) -> None:
-        if when != _FOREVER:
-            bucket = self._buckets.get(int(when))
+    def move(self, old: float, new: float, entry: Entry) -> None:
+        """``entry``'s time went from ``old`` to ``new`` (set already): ``discard`` then
+        ``add``, written out (the refresh of a record held, the reflector's most common step,
+        moves it in both schedules: two calls, not four; callgrind, pure build, 24,000
+        refreshes: ~6,000 instructions a refresh less than with the calls nested)."""
+        buckets = self._buckets
+        to = None if new == _FOREVER else int(new)
+        if old != _FOREVER:
+            second = int(old)
+            if second == to:
+                return  # the same second: it is where it should be
+            bucket = buckets.get(second)
             if bucket is not None:
-                bucket.pop(entry, None)
-                if not bucket:
-                    # an empty bucket stays until its second is reached (the heap holds
-                    # it), but a dict never shrinks on deletion: clear() frees its table.
-                    # Records refreshed together (a device announcing again) empty their old
-                    # buckets whole, each kept at its largest until its second came (~75 min
-                    # for expiries): 10,000 services announced 3 more times, pure build,
-                    # loadtest.memprofile --again 3: +9.0 MB RSS (3.2 MB of empty tables a
-                    # time, tracemalloc), with clear() +1.6 MB
+                live = bucket.live = bucket.live - 1
+                if not live:
                     bucket.clear()
+                # looked at every 8th drop only: len() and the sums are a tenth of a move
+                elif not live & 7 and len(bucket) > _SCHEDULE_STALE * live + _SCHEDULE_SLACK:
+                    self._compact(second, bucket)
+        if to is None:
+            return
+        second = to
+        bucket = buckets.get(second)
+        if bucket is None:
+            bucket = buckets[second] = _Bucket()
+            heapq.heappush(self._seconds, second)
+        bucket.append(entry)
+        bucket.live += 1
 
-    def pop_due(self, now: float, limit: int, expiry: bool) -> list[Entry]:
-        """Up to ``limit`` entries whose time (``expiry`` or ``refresh_at``) is ``<= now``,
-        taken out of the schedule."""
+    def discard(self, when: float) -> None:
+        """An entry's time was ``when`` and is no longer (changed already): its bucket has one
+        live entry less. Its copy stays in the list until the list holds more than
+        STORE_SCHEDULE_STALE times its live entries (plus STORE_SCHEDULE_SLACK), when it is
+        rebuilt without stale copies (amortised O(1) a discard): a flood's evicted records
+        are not kept alive beyond that. An emptied bucket frees its list at once: records
+        refreshed together (a device announcing again) empty their old buckets whole (10,000
+        services announced 3 more times, pure build, loadtest.memprofile --again 3: +9.0 MB
+        RSS when emptied tables were kept until their second came, +1.6 MB freed)."""
+        if when == _FOREVER:
+            return
+        second = int(when)
+        bucket = self._buckets.get(second)
+        if bucket is None:
+            return
+        live = bucket.live = bucket.live - 1
+        if not live:
+            bucket.clear()
+        elif len(bucket) > _SCHEDULE_STALE * live + _SCHEDULE_SLACK:
+            self._compact(second, bucket)
+
+    def _compact(self, second: int, bucket: _Bucket) -> None:
+        """``bucket`` without its stale copies: its live entries once each, in the order they
+        came (a live entry can have a stale copy too, if its time left this second and came
+        back)."""
+        end = second + 1
+        if self._expiry:
+            bucket[:] = dict.fromkeys([e for e in bucket if second <= e.expiry < end])
+        else:
+            bucket[:] = dict.fromkeys([e for e in bucket if second <= e.refresh_at < end])
+
+    def pop_due(self, now: float, limit: int) -> list[Entry]:
+        """Up to ``limit`` entries whose time is ``<= now``, taken out of the schedule (their
+        time set to infinity), earliest second first."""
         out: list[Entry] = []
-        seconds, buckets = self._seconds, self._buckets
+        seconds, buckets, expiry = self._seconds, self._buckets, self._expiry
         while seconds and seconds[0] <= now and len(out) < limit:
             second = seconds[0]
             bucket = buckets[second]
-            if second + 1 <= now:  # the whole second has passed: all of it is due
-                while bucket and len(out) < limit:
-                    out.append(bucket.popitem()[0])
-            else:  # the current second: only what is due already, then stop
-                due = [e for e in bucket if (e.expiry if expiry else e.refresh_at) <= now]
-                for entry in due[: limit - len(out)]:
-                    del bucket[entry]
-                    out.append(entry)
-            if not bucket:
+            end = second + 1
+            kept: list[Entry] = []
+            for i, entry in enumerate(bucket):
+                if len(out) >= limit:
+                    kept.extend(bucket[i:])  # for the next call, unread
+                    break
+                when = entry.expiry if expiry else entry.refresh_at
+                if second <= when < end:  # not a stale copy (nor one taken just now)
+                    if when <= now:
+                        if expiry:
+                            entry.expiry = _FOREVER
+                        else:
+                            entry.refresh_at = _FOREVER
+                        out.append(entry)
+                        bucket.live -= 1
+                    else:
+                        kept.append(entry)
+            if not bucket.live or (end <= now and len(out) < limit):  # none left in it
                 heapq.heappop(seconds)
                 del buckets[second]
-            elif second + 1 > now:
-                break
+            else:
+                bucket[:] = kept
+                if end > now:  # the current second: the rest is not due yet
+                    break
         return out
 
 
@@ -311,8 +392,8 @@ class Store:
         # per VLAN, its records oldest first (eviction order); a VLAN holding none has no entry
         self._ages: dict[str, _Ages] = {}
         self._size = 0  # records in them all (pinned records are not counted)
-        self._expiries = Schedule()  # every non-pinned entry, by expiry
-        self._refresh = Schedule()  # and by its next RFC 6762 §5.2 refresh point
+        self._expiries = Schedule(True)  # every non-pinned entry, by expiry
+        self._refresh = Schedule(False)  # and by its next RFC 6762 §5.2 refresh point
         # owner names per VLAN (-> the types held there) and, for empty non-terminals, how
         # many names sit below each; a tuple of types is a quarter of a set's size
         self._names: dict[str, dict[dns.name.Name, tuple[int, ...]]] = {}
@@ -442,17 +523,16 @@ class Store:
         if entry.expiry == _FOREVER:
             return  # somebody else announces our record: the responder handles it
         expiry, when, ttl = self._times(now, ttl)
-        expiries = self._expiries  # _set_expiry inline: the most common step of all
-        expiries.discard(entry.expiry, entry)
+        old = entry.expiry  # _set_expiry inline: the most common step of all
         entry.expiry = expiry
-        expiries.add(expiry, entry)
+        self._expiries.move(old, expiry, entry)
         entry.received, entry.ttl = now, ttl
         vlan = entry.key[0]
         self._ages[vlan].move_to_end(entry)
         # _schedule_refresh, step 0, inline (its point from _times)
-        self._refresh.discard(entry.refresh_at, entry)
+        old = entry.refresh_at
         entry.refresh_at, entry.step = when, 0
-        self._refresh.add(when, entry)
+        self._refresh.move(old, when, entry)
         if self._debug:
             _limited.debug(("refreshed", vlan), "VLAN %s: refreshed %s", vlan, entry)
 
@@ -517,17 +597,21 @@ class Store:
                 return True
             owner = same.owner
         else:
-            owners = [
-                e.owner
-                for e in _members(rrset)
-                if e.unique and e.owner != source and e.expiry > now
-            ]
-            if not owners:
+            # the first live unique record of another owner (a unique record has an owner):
+            # a loop, not a list of them all, on every record refreshed (callgrind, pure
+            # build: the list comprehension's frame was ~1,000 instructions a refresh)
+            owner = None
+            entry: Entry | None = rrset
+            while entry is not None:
+                if entry.unique and entry.owner != source and entry.expiry > now:
+                    owner = entry.owner
+                    break
+                entry = entry.sibling
+            if owner is None:
                 return True
             if same is not None:
                 _note_co_owner(same, source)
                 return None
-            owner = owners[0]
         vlan, name, _ = rrset.key
         key = (vlan, NOT_OWNER)
         refused = self.refused_records[key] = self.refused_records.get(key, 0) + 1
@@ -615,8 +699,7 @@ class Store:
             else:
                 _before(rrset, previous).sibling = entry
             self._forget_age(key[0], previous)
-            self._expiries.discard(previous.expiry, previous)
-            self._refresh.discard(previous.refresh_at, previous)
+            self._unschedule(previous)
         else:
             _last(rrset).sibling = entry
         if key[2] == dns.rdatatype.SRV:
@@ -639,7 +722,7 @@ class Store:
     def sweep(self, now: float, limit: int = const.STORE_SWEEP_MAX) -> int:
         """Drop records whose time has come, at most ``limit`` (the rest go in the next
         sweep: a mass expiry must not stall the event loop); returns how many went."""
-        due = self._expiries.pop_due(now, limit, True)
+        due = self._expiries.pop_due(now, limit)
         for entry in due:  # a goodbye left the record a TTL of 1 (see _goodbye)
             self._remove_entry(entry, why=GOODBYE if entry.ttl == 1 else EXPIRED)
         self.expired += len(due)
@@ -720,11 +803,10 @@ class Store:
         due: set[RRKey] = set()
         last = len(const.MDNS_REFRESH_FRACTIONS) - 1
         while len(due) < limit:
-            entries = self._refresh.pop_due(now, limit - len(due), False)
+            entries = self._refresh.pop_due(now, limit - len(due))
             if not entries:
                 break
             for entry in entries:
-                entry.refresh_at = _FOREVER  # out of the schedule already
                 if entry.expiry > now:  # expired ones go in the next sweep
                     due.add(entry.key)
                     if entry.step < last:
@@ -766,20 +848,20 @@ class Store:
         """Move ``entry`` to its refresh point ``step``. RFC 6762 §5.2: plus up to 2 % of the
         TTL at random, so that records learned together (a start-up, a burst of
         announcements) are not all asked for in one tick."""
-        self._refresh.discard(entry.refresh_at, entry)
+        old = entry.refresh_at
         when = (
             entry.received
             + (const.MDNS_REFRESH_FRACTIONS[step] + self._variation(entry.received)) * entry.ttl
         )
         entry.refresh_at, entry.step = when, step
-        self._refresh.add(when, entry)
+        self._refresh.move(old, when, entry)
 
     # --- internals -------------------------------------------------------------------
 
     def _set_expiry(self, entry: Entry, when: float) -> None:
-        self._expiries.discard(entry.expiry, entry)
+        old = entry.expiry
         entry.expiry = when
-        self._expiries.add(when, entry)
+        self._expiries.move(old, when, entry)
 
     def _remove(self, key: RRKey, rdata: dns.rdata.Rdata) -> None:
         rrset = self._rrsets.get(key)
@@ -803,8 +885,7 @@ class Store:
             _before(rrset, entry).sibling = entry.sibling  # type: ignore[arg-type]
         entry.sibling = None
         self._forget_age(key[0], entry)
-        self._expiries.discard(entry.expiry, entry)
-        self._refresh.discard(entry.refresh_at, entry)
+        self._unschedule(entry)
         rdata = entry.rdata
         vlan, name, rdtype = key
         if rdtype == _SRV:
@@ -817,6 +898,14 @@ class Store:
         self.removing = why
         self._notify(vlan, name, rdtype, rdata, False)
         self.removing = WITHDRAWN
+
+    def _unschedule(self, entry: Entry) -> None:
+        """Out of both schedules for good: its times become infinity (what the schedules'
+        stale copies of it are told apart by) before the schedules are told."""
+        expiry, refresh_at = entry.expiry, entry.refresh_at
+        entry.expiry = entry.refresh_at = _FOREVER
+        self._expiries.discard(expiry)
+        self._refresh.discard(refresh_at)
 
     def _forget_age(self, vlan: str, entry: Entry) -> None:
         order = self._ages.get(vlan)

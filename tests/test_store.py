@@ -393,3 +393,46 @@ def test_refreshing_records_together_frees_their_old_schedule_buckets() -> None:
     assert len(s) == 2000 and len(s._expiries) == len(s._refresh) == 2000
     # the old buckets' tables are ~2 x 100 KB: kept, they would be most of the growth
     assert refreshed - held < 20_000, (held, refreshed)
+
+
+def test_a_record_back_in_its_old_second_is_swept_and_refreshed_once() -> None:
+    """A goodbye moves a record's expiry to another second and a new announcement brings it
+    back to the old one: its bucket then lists it twice (a stale copy and the live one), and
+    it still expires once, is due for refresh once, and counts once."""
+    s = Store()
+    gone: list[bool] = []
+    s.subscribe(lambda v, name, t, rdata, added: gone.append(added) if not added else None)
+    s.add("t", n("h.local."), A, a("10.0.0.2"), 120, now=0.2)  # expires at 120.2
+    s.add("t", n("h.local."), A, a("10.0.0.2"), 0, now=1.0)  # goodbye: at 2.0
+    s.add("t", n("h.local."), A, a("10.0.0.2"), 119, now=1.5)  # back: 120.5
+    s.add("t", n("h.local."), A, a("10.0.0.2"), 0, now=1.6)  # goodbye again: 2.6
+    s.add("t", n("h.local."), A, a("10.0.0.2"), 119, now=1.7)  # back: 120.7
+    assert len(s._expiries) == len(s._refresh) == len(s) == 1
+    assert s.sweep(3.0) == 0 and len(s) == 1
+    assert s.due_refresh(100.0) == {("t", n("h.local."), A)}
+    assert s.due_refresh(100.0) == set()
+    assert s.sweep(121.0) == 1 and s.sweep(122.0) == 0
+    assert gone == [False] and s.expired == 1 and len(s._expiries) == 0
+
+
+def test_schedule_buckets_keep_few_stale_copies() -> None:
+    """A bucket's list keeps the copies of entries that moved away or were dropped only up to
+    about as many as its live entries: evicted and refreshed records are not held there."""
+    s = Store(max_records=1000)
+    for i in range(1000):
+        s.add("a", n(f"h{i}.local."), A, a("10.0.0.2"), 120, now=0.5)
+    for i in range(900):  # 900 of them announced again, 10 s later: other buckets
+        s.add("a", n(f"h{i}.local."), A, a("10.0.0.2"), 120, now=10.5)
+    for i in range(50):  # b below its share: 50 of a's evicted (the oldest: the 100 left)
+        s.add("b", n(f"h{i}.local."), A, a("10.0.0.2"), 120, now=11.5)
+    assert len(s._expiries) == len(s._refresh) == len(s) == 1000
+    for schedule in (s._expiries, s._refresh):
+        buckets = list(schedule._buckets.values())
+        assert sum(b.live for b in buckets) == 1000
+        for bucket in buckets:
+            # looked at on every 8th move away (Schedule.move)
+            limit = const.STORE_SCHEDULE_STALE * (bucket.live + 8) + const.STORE_SCHEDULE_SLACK
+            assert len(bucket) <= limit
+        # the first second's bucket: 50 live of the 1,000 it listed
+        stale = const.STORE_SCHEDULE_STALE
+        assert min(len(b) for b in buckets) <= stale * 58 + const.STORE_SCHEDULE_SLACK
