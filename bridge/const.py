@@ -29,6 +29,8 @@ MDNS_BROWSE_TTL_CAP = 0.8  # of a held PTR's TTL: browse no slower than this, so
 #   refreshes it is asked for before 80 % of its life (where RFC 6762 §5.2 maintenance starts)
 MDNS_BROWSE_MIN_CAP = 1.0  # s; ... but never faster than once a second (§5.2 query spacing)
 MDNS_NAME_MEMO_MAX = 50_000  # interned names (wire.py: most names recur); cleared when full
+MDNS_LABEL_MEMO_MAX = 1024  # labels below a new name's first, shared (wire.py: service types and
+#   domains, ~100 in a large network); cleared when full
 
 # --- record store ------------------------------------------------------------------------
 # records over all VLANs; when full, a VLAN below its fair share (this over the VLANs holding

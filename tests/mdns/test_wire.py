@@ -6,6 +6,7 @@ import contextlib
 from pathlib import Path
 
 import dns.name
+import dns.rdata
 import dns.rdatatype
 import pytest
 from hypothesis import given, settings
@@ -227,3 +228,33 @@ def test_txt_and_addresses_are_kept_as_their_wire_bytes_and_behave_as_dnspython_
             assert got.packed is rec.digest  # type: ignore[attr-defined]
             assert got.address == ref.address  # type: ignore[attr-defined]
             assert got.replace(address=ref.address) == ref  # type: ignore[attr-defined]
+
+
+def test_new_names_share_their_parents_labels() -> None:
+    """Two new names read from different packets hold one object per parent label (their
+    first labels stay their own), and are the names they were read as."""
+
+    def packet(instance: bytes) -> bytes:
+        return wire.encode(
+            wire.Packet(
+                0,
+                wire.FLAG_QR,
+                answers=[
+                    wire.Record(
+                        dns.name.from_text("_memo-test._tcp.local."),
+                        dns.rdatatype.PTR,
+                        120,
+                        dns.rdata.from_text(
+                            "IN", "PTR", instance.decode() + "._memo-test._tcp.local."
+                        ),
+                    )
+                ],
+            )
+        )
+
+    first = wire.parse(packet(b"alpha")).answers[0].rdata.target  # type: ignore[attr-defined]
+    second = wire.parse(packet(b"beta")).answers[0].rdata.target  # type: ignore[attr-defined]
+    assert first == dns.name.from_text("alpha._memo-test._tcp.local.")
+    assert second == dns.name.from_text("beta._memo-test._tcp.local.")
+    assert all(a is b for a, b in zip(first.labels[1:], second.labels[1:], strict=True))
+    assert first.labels[0] == b"alpha" and second.labels[0] == b"beta"
