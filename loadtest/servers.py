@@ -8,7 +8,7 @@ import re
 import shutil
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +146,7 @@ class Gateway:
         overrides: Mapping[str, Any] | None = None,
         log_level: str = "info",
         env: Mapping[str, str] | None = None,
+        wrap: Sequence[str] = (),
     ) -> None:
         # the workload's devices (loadtest/workload.py) and the cold phase's quiet ones have
         # addresses across 10.N.0.0/16, beyond the lab's /24: the VLANs' subnets say so, or the
@@ -160,6 +161,7 @@ class Gateway:
             **dict(overrides or {}),
         )
         argv, build_env = compiled.launch(log_level)
+        argv = [*wrap, *argv]  # e.g. valgrind (loadtest/startcost.py)
         if core is not None:
             argv = ["taskset", "-c", str(core), *argv]
         self.lab = lab
@@ -167,10 +169,12 @@ class Gateway:
         self.addr, self.port = "127.0.0.1", GATEWAY_PORT
         self.started_in: float | None = None
 
-    def start(self) -> None:
+    def start(self, timeout: float = 30.0) -> None:
         t0 = time.monotonic()
         self.proc.start()
-        t1 = first_answer(self.lab.gw, self.addr, self.port, alive=lambda: self.proc.running)
+        t1 = first_answer(
+            self.lab.gw, self.addr, self.port, timeout, alive=lambda: self.proc.running
+        )
         self.started_in = t1 - t0
 
     def running(self) -> bool:
