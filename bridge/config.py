@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import dns.name
 import yaml
 
-from . import const, lan
+from . import const
 from .dnssd import LOCAL
 from .errors import GatewayError
 from .interfaces import list_interfaces
@@ -294,6 +294,8 @@ def _clip(text: str) -> str:
 def embedded_default() -> Config:
     """Every LAN segment (bridge.lan.choose: up, multicast, neither the WAN nor a container,
     tunnel or bridge port) as a VLAN; DNS on loopback port 5300. Logs the choice once."""
+    from . import lan  # without --config only: two dataclasses off every other start
+
     choice = lan.choose(lan.read_links(list_interfaces()))
     log.info("%s", choice.describe())
     vlans: dict[str, VlanConfig] = {}

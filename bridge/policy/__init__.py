@@ -31,8 +31,9 @@ glob decides, per instance, in bounded dicts, so the hot path is one or two dict
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .engine import PolicyEngine, ViewPolicy, default_engine
-from .explain import Explanation
 from .loading import load_policy_dir, parse_policy_text, policy_files
 from .model import (
     ANY,
@@ -46,6 +47,21 @@ from .model import (
     split_service_name,
 )
 from .watch import PolicyWatcher
+
+if TYPE_CHECKING:
+    from .explain import Explanation
+
+
+def __getattr__(name: str) -> Any:
+    """``Explanation`` from :mod:`.explain`, imported when first asked for: only an explain
+    request uses it, and its dataclass is ~4 M instructions of start-up (docs/performance.md,
+    "Start-up")."""
+    if name == "Explanation":
+        from .explain import Explanation
+
+        return Explanation
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ANY",

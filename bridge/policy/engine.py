@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 import dns.name
 
 from ..dnssd import service_type_text
-from .explain import Explanation, explain
 from .instances import InstanceFilter, fold
 from .model import ANY, PolicyError, ServicePolicy
+
+if TYPE_CHECKING:  # imported by explain() (start-up: docs/performance.md, "Start-up")
+    from .explain import Explanation
 
 #: memoised (VLAN, type) decisions per view and question kind; FIFO eviction beyond it
 MEMO_MAX_TYPES: Final = 4096
@@ -291,6 +293,8 @@ class PolicyEngine:
         ``wide_area``: the configured (zone, server), to say where it is published.
         Raises ValueError for an unknown view or VLAN or a malformed service name.
         """
+        from .explain import explain  # only the HTTP surface and the CLI ask, after DNS
+
         return explain(self, view, vlan, service, wide_area)
 
 
