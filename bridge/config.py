@@ -25,7 +25,18 @@ from .dnssd import LOCAL
 from .errors import GatewayError
 from .interfaces import list_interfaces
 
-if TYPE_CHECKING:  # the key file's reader is imported by _tsig, when wide_area: is configured
+if TYPE_CHECKING:
+    # the optional sections' values, imported by their parsers when the section is there
+    from .configsections import (
+        ChronyConfig,
+        ChronyServer,
+        DhcpConfig,
+        KubernetesPolicies,
+        LeaseFile,
+        WideAreaConfig,
+    )
+
+    # the key file's reader is imported by _tsig, when wide_area: is configured
     from .widearea.tsigkey import TsigKey
 
 log = logging.getLogger(__name__)
@@ -95,70 +106,12 @@ class HttpConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class ChronyServer:
-    """One chronyd whose NTP service is advertised while it is healthy."""
-
-    name: str  # DNS label: the mDNS instance name and, by default, the SRV target host name
-    control: Address | str  # chronyd command port (host, port), or its unix socket path
-    # VLAN -> addresses where this server's NTP service is reached; empty: the gateway's own
-    # addresses on each advertised VLAN (a chronyd on the router itself)
-    addresses: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    host: str = ""  # SRV target host label (default: name)
-    priority: int = 0  # SRV priority: lower is preferred (default: position in the list)
-    weight: int = 0  # SRV weight among servers of equal priority
-    nts: bool = False  # also advertise _ntske._tcp (NTS key establishment, port 4460)
-
-
-@dataclass(frozen=True, slots=True)
-class ChronyConfig:
-    servers: tuple[ChronyServer, ...]
-    max_offset_seconds: float = const.CHRONY_MAX_OFFSET  # s; |system time offset| bound
-    vlans: tuple[str, ...] = ()  # VLANs the service is advertised on (all of them by default)
-
-
-@dataclass(frozen=True, slots=True)
 class ReflectorConfig:
     """Multicast reflection between VLANs (``reflect: true`` policies decide what crosses)."""
 
     enabled: bool = False
     rate: float = const.REFLECT_RATE  # packets/s per VLAN and direction (token bucket refill)
     burst: int = const.REFLECT_BURST  # packets; token bucket depth per VLAN and direction
-
-
-@dataclass(frozen=True, slots=True)
-class KubernetesPolicies:
-    """ServicePolicy objects read from the Kubernetes API instead of a directory."""
-
-    namespace: str  # the namespace watched; "*": every namespace
-    node_name: str  # this gateway's key in each object's status.gateways[] (several may run)
-    kubeconfig: Path | None = None  # None: in-cluster service account, else $KUBECONFIG
-
-
-@dataclass(frozen=True, slots=True)
-class WideAreaConfig:
-    """Wide-area publishing (bridge/widearea): RFC 2136 UPDATEs signed with TSIG."""
-
-    server: Address  # the zone's primary: UPDATEs and the TSIG AXFR go there
-    zone: dns.name.Name  # the gateway publishes under <vlan>.<zone>
-    key: TsigKey  # read from tsig.secret_file at load time
-    ttl: int = const.WIDEAREA_DEFAULT_TTL  # s; the TTL of every published record
-    reconcile_interval: float = const.WIDEAREA_RECONCILE_INTERVAL  # s; between zone transfers
-
-
-@dataclass(frozen=True, slots=True)
-class LeaseFile:
-    """A DHCP server's lease file: ``dnsmasq`` (its lease file) or ``kea`` (memfile CSV)."""
-
-    format: str
-    path: Path
-
-
-@dataclass(frozen=True, slots=True)
-class DhcpConfig:
-    """Lease host names published as ``<host>.<VLAN domain>`` (and by mDNS if asked)."""
-
-    leases: tuple[LeaseFile, ...]
-    publish_mdns: bool = False  # also announce <host>.local on the lease's VLAN
 
 
 @dataclass(frozen=True, slots=True)
@@ -512,6 +465,8 @@ def _dhcp(raw: Any, base: Path | None, bad: Any) -> DhcpConfig | None:
     if not isinstance(items, list) or not items:
         bad("dhcp.leases", "missing or not a list of lease files", example)
         return None
+    from .configsections import DhcpConfig, LeaseFile
+
     files: list[LeaseFile] = []
     for i, item in enumerate(items):
         key = f"dhcp.leases[{i}]"
@@ -880,6 +835,8 @@ def _kubernetes(
     if not ok:
         return None
     assert isinstance(namespace, str) and isinstance(node, str)
+    from .configsections import KubernetesPolicies
+
     return KubernetesPolicies(namespace, node, kubeconfig)
 
 
@@ -995,6 +952,8 @@ def _chrony(raw: Any, vlans: Mapping[str, VlanConfig], bad: Any) -> ChronyConfig
     if not isinstance(raw_servers, list) or not raw_servers:
         bad("chrony.servers", "missing or empty", example)
         raw_servers = []
+    from .configsections import ChronyConfig, ChronyServer
+
     servers: list[ChronyServer] = []
     names: set[str] = set()
     hosts: set[str] = set()
@@ -1190,6 +1149,8 @@ def _wide_area(raw: Any, base: Path | None, bad: Any) -> WideAreaConfig | None:
     key = _tsig(raw.get("tsig"), base, bad)
     if server is None or zone is None or key is None:
         return None
+    from .configsections import WideAreaConfig
+
     return WideAreaConfig(server, zone, key, ttl, interval)
 
 

@@ -37,6 +37,7 @@ from netlab.lab import Lab
 from . import compiled
 from .runner import VLANS, Options
 from .servers import Gateway
+from .udpcost import callgrind_total
 
 # the compiled DnsServer._udp_ready's Python-visible wrapper (Cython names it
 # __pyx_pw_<module>_<n>_udp_ready): entered once a datagram is readable on a DNS socket
@@ -76,16 +77,7 @@ def instructions(lab: Lab, work: Path, run: int) -> int:
     first = out.with_name(out.name + ".1")  # the first dump; the exit's dump is ``out``
     if not first.exists():
         raise SystemExit(f"startcost: callgrind wrote no dump at {UDP_READY}:\n{gw.logs()[-2000:]}")
-    return summary(first)
-
-
-def summary(path: Path) -> int:
-    """The total instructions of a callgrind dump."""
-    for line in path.read_text(errors="replace").splitlines():
-        m = re.match(r"(?:summary|totals): (\d+)", line)
-        if m:
-            return int(m.group(1))
-    raise RuntimeError(f"no totals in {path}")
+    return callgrind_total(first)
 
 
 def main(argv: list[str] | None = None) -> int:

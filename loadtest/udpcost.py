@@ -196,7 +196,7 @@ def _callgrind(args: argparse.Namespace, rounds: int, work: Path) -> tuple[int, 
     ]
     env = dict(os.environ, PYTHONHASHSEED="0", **_env(args.pure, args.site))
     subprocess.run(argv, check=True, cwd=REPO, env=env, stderr=subprocess.DEVNULL)
-    total = _summary(out)
+    total = callgrind_total(out)
     inside = subprocess.run(
         ["callgrind_annotate", "--inclusive=yes", str(out)],
         check=True,
@@ -211,7 +211,8 @@ def _callgrind(args: argparse.Namespace, rounds: int, work: Path) -> tuple[int, 
     return total, ready
 
 
-def _summary(path: Path) -> int:
+def callgrind_total(path: Path) -> int:
+    """The total instructions of a callgrind dump (also loadtest.startcost's)."""
     for line in path.read_text(errors="replace").splitlines():
         m = re.match(r"(?:summary|totals): (\d+)", line)
         if m:

@@ -42,7 +42,7 @@ from bridge.chrony import (
     store_records,
     synchronised,
 )
-from bridge.config import ChronyServer
+from bridge.configsections import ChronyServer
 from bridge.mdns import wire
 from bridge.mdns.links import Link
 

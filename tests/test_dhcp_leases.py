@@ -15,7 +15,8 @@ import pytest
 
 from bridge.announce.records import LeaseHost
 from bridge.app import Gateway
-from bridge.config import ConfigError, LeaseFile, from_dict
+from bridge.config import ConfigError, from_dict
+from bridge.configsections import LeaseFile
 from bridge.dhcp.hostnames import host_label, lease_hosts
 from bridge.dhcp.leases import Lease, parse_dnsmasq, parse_kea
 from bridge.dhcp.watch import LeaseWatcher

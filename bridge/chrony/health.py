@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .. import const
-from ..config import ChronyServer
+from ..configsections import ChronyServer
 from ..errors import GatewayError
 
 LOCAL_REFID = 0x7F7F0101  # "LOCL": chronyd serving its own clock (``local stratum N``)

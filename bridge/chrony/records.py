@@ -15,7 +15,7 @@ import dns.rdtypes.IN.AAAA
 import dns.reversename
 
 from .. import const
-from ..config import ChronyServer
+from ..configsections import ChronyServer
 from ..dnssd import is_link_local
 from ..mdns.responder import ServiceSpec, Spec, build_records
 from .health import LEAP_TXT, Tracking

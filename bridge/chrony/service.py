@@ -11,7 +11,7 @@ import dns.name
 import dns.rdata
 
 from .. import const
-from ..config import ChronyConfig
+from ..configsections import ChronyConfig
 from ..mdns.links import Links
 from ..mdns.responder import Responder, ResponderShell, Sender, Spec
 from ..store import Store

@@ -27,7 +27,7 @@ import dns.name
 
 from .. import const
 from ..announce.records import LeaseHost
-from ..config import LeaseFile
+from ..configsections import LeaseFile
 from .hostnames import Ignored, Owners, VlanOf, lease_hosts
 from .leases import Lease, parse
 

@@ -38,7 +38,7 @@ import dns.update
 import dns.zone
 
 from .. import const, dnssd
-from ..config import WideAreaConfig
+from ..configsections import WideAreaConfig
 from ..logutil import RateLimitedLog
 from ..policy import PolicyEngine
 from ..policy.model import ANY
