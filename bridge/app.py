@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import resource
@@ -34,7 +35,6 @@ from . import const
 from .activity import EventLog, QueryNames
 from .announce.service import Publisher
 from .config import ALL_VIEW, Config
-from .diagnostics import Diagnostics, PolicyStatus
 from .dnsfront.answer import Answers, view_by_address
 from .dnsfront.ondemand import OnDemand
 from .dnsfront.ratelimit import ResponseRateLimiter
@@ -63,6 +63,7 @@ if TYPE_CHECKING:
     from .chrony import ChronyService
     from .chrony.health import ServerState
     from .dhcp.watch import LeaseWatcher
+    from .diagnostics import Diagnostics, PolicyStatus
     from .policy.kubesource import KubePolicySource
     from .reflector import Reflector, ReflectorGlue
     from .web import HttpSurface
@@ -240,23 +241,6 @@ class Gateway:
             counters["another_reflector"] = lambda: self._reflector().loops
         self.events = EventLog(time.time, lambda: self.store.removing, counters)
         self.query_names = QueryNames()
-        self.diagnostics = Diagnostics(
-            vlans=config.vlans,
-            links=self.links,
-            store=self.store,
-            clock=clock,
-            ready=self.ready.is_set,
-            policy=self.policy_status,
-            refusals=self.ingest.refusals,
-            not_ready=self.kube.not_ready if self.kube is not None else lambda: None,
-            published=self.publisher.origin,
-            announcements=lambda: self.publisher.announcements,
-            wall=time.time,
-            events=self.events,
-            query_names=self.query_names,
-            reflected=None if self.reflector is None else lambda: self._reflector().packets,
-            chrony=None if self.chrony is None else self._chrony_states,
-        )
         # built once DNS answers (start), or by the first reader of ``registry`` (tests)
         self._registry: CollectorRegistry | None = None
         self.http: HttpSurface | None = None  # built by start, after DNS: aiohttp is slow to import
@@ -479,7 +463,34 @@ class Gateway:
         views[ALL_VIEW] = View(ALL_VIEW, None, engine.view(ALL_VIEW))
         return views
 
+    @functools.cached_property
+    def diagnostics(self) -> Diagnostics:
+        """What the HTTP surface and /metrics read, built by their first reader (after DNS
+        answers): bridge.diagnostics' two dataclasses are off the path to the first answer
+        (docs/performance.md, "Start-up")."""
+        from .diagnostics import Diagnostics
+
+        return Diagnostics(
+            vlans=self.config.vlans,
+            links=self.links,
+            store=self.store,
+            clock=loop_time,
+            ready=self.ready.is_set,
+            policy=self.policy_status,
+            refusals=self.ingest.refusals,
+            not_ready=self.kube.not_ready if self.kube is not None else lambda: None,
+            published=self.publisher.origin,
+            announcements=lambda: self.publisher.announcements,
+            wall=time.time,
+            events=self.events,
+            query_names=self.query_names,
+            reflected=None if self.reflector is None else lambda: self._reflector().packets,
+            chrony=None if self.chrony is None else self._chrony_states,
+        )
+
     def policy_status(self) -> PolicyStatus:
+        from .diagnostics import PolicyStatus
+
         watcher = self.watcher
         reloads = None if watcher is None else watcher.reloads
         if self.kube is not None:

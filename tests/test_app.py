@@ -184,14 +184,15 @@ def test_what_only_problems_and_options_use_is_not_imported_before_dns() -> None
     "did you mean" uses it), nor ifaddr's ctypes.util and platform, nor importlib.metadata's
     email and zipfile (bridge/dnsfeatures.py), nor what only an explain request (the policy
     explainer), the embedded default (bridge.lan), the first heap trim (ctypes) or an optional
-    config section (bridge.configsections: chrony, kubernetes, wide_area, dhcp) use."""
+    config section (bridge.configsections: chrony, kubernetes, wide_area, dhcp) use, nor the
+    diagnostics that only the HTTP surface and /metrics read (built by their first reader)."""
     code = (
         "import sys; import bridge.cli; from bridge.app import Gateway; "
         "import bridge.dnsfront.server; from bridge.config import from_dict; "
         "Gateway(from_dict({'vlans': {'a': {'interface': 'nosuch0'}}}, 't')); "
         "print(sorted(m for m in ('difflib', 'bridge.widearea.tsigkey', 'ifaddr', 'ctypes.util',"
         " 'platform', 'email', 'zipfile', 'bridge.policy.explain', 'bridge.lan', 'ctypes',"
-        " 'bridge.configsections')"
+        " 'bridge.configsections', 'bridge.diagnostics')"
         " if m in sys.modules))"
     )
     assert ast.literal_eval(fresh_python(code)) == []
